@@ -1,0 +1,63 @@
+import keras
+from keras import ops
+
+from keras_igc.ops import shuffle_permutation
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class ChannelShuffle(keras.layers.Layer):
+    """Fixed channel permutation that regroups channels across groups.
+
+    The last axis (`channels_last`) is viewed as a `(groups, C / groups)`
+    matrix and transposed, so output channel `j * groups + g` is channel `j`
+    of input group `g`. This is the permutation P of an interleaved group
+    convolution: with `groups=L` it gathers channel `m` of every primary
+    partition into secondary partition `m`; `ChannelShuffle(groups=M)` is its
+    inverse. It has no weights, and unlike a `Lambda` it loads with
+    `safe_mode=True`.
+
+    Args:
+        groups: positive int, the number of groups the channels are split into.
+            The channel count must be a multiple of it.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Example:
+
+    >>> x = keras.ops.reshape(keras.ops.arange(6, dtype="float32"), (1, 6))
+    >>> keras_igc.ChannelShuffle(groups=2)(x)  # channels (a0 a1 a2 | b0 b1 b2)
+    ... # -> (a0 b0 a1 b1 a2 b2): [[0., 3., 1., 4., 2., 5.]]
+    """
+
+    def __init__(self, groups, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(
+                f"ChannelShuffle needs `groups` to be a positive integer. "
+                f"Received: groups={groups!r}."
+            )
+        self.groups = groups
+        self.permutation = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(
+                f"ChannelShuffle needs a known channel count (last axis). "
+                f"Received input_shape={input_shape}."
+            )
+        if channels % self.groups:
+            raise ValueError(
+                f"ChannelShuffle cannot split {channels} channels into "
+                f"groups={self.groups}: the channel count must be a multiple "
+                f"of `groups`. Received input_shape={input_shape}."
+            )
+        self.permutation = shuffle_permutation(channels, self.groups)
+
+    def call(self, inputs):
+        return ops.take(inputs, self.permutation, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}

@@ -1,0 +1,181 @@
+"""The linear algebra of an interleaved group convolution, in `keras.ops`.
+
+Everything here works on the weights exactly as `IGCConv2D` stores them, in
+the layout of its two `keras.layers.Conv2D` sublayers:
+
+- primary kernel, shape `(kh, kw, K, G)`: `Conv2D(groups=L)`; primary
+  partition `l` reads input channels `l*K .. l*K+K-1` and writes output
+  channels `l*M .. l*M+M-1` (`K = input_channels / L`, `G = L*M`).
+- secondary kernel, shape `(1, 1, L, G)`: `Conv2D(groups=M)` applied after the
+  permutation, so secondary partition `m` reads channel `m` of every primary
+  partition.
+
+The execution paths below are exact rewrites of that composition that avoid
+the grouped convolution, which Keras runs through XLA on the TensorFlow
+backend (slow on CPU, and opaque to converters). They are differentiable, so
+the same weights train through any of them.
+"""
+
+import numpy as np
+from keras import ops
+
+
+def shuffle_permutation(channels, groups):
+    """Index array of the channel shuffle that regroups `channels` by `groups`.
+
+    Viewing the channels as a `(groups, channels // groups)` matrix, the
+    shuffle transposes it: output channel `j * groups + g` is input channel
+    `g * (channels // groups) + j`. With `groups = L` this is the IGC
+    permutation P; with `groups = M` it is its inverse.
+
+    Args:
+        channels: number of channels; must be divisible by `groups`.
+        groups: number of groups.
+
+    Returns:
+        A NumPy int array `perm` such that `shuffled = x[..., perm]`.
+    """
+    if channels % groups:
+        raise ValueError(
+            f"Cannot shuffle {channels} channels into groups={groups}: the "
+            f"channel count must be a multiple of the number of groups."
+        )
+    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+
+
+def _primary_blocks(primary_kernel, primary_partitions, secondary_partitions):
+    """Primary kernel viewed as `(kh, kw, K, L, M)`."""
+    kh, kw, k, _ = primary_kernel.shape
+    return ops.reshape(
+        primary_kernel, (kh, kw, k, primary_partitions, secondary_partitions)
+    )
+
+
+def secondary_matrices(secondary_kernel, primary_partitions, secondary_partitions):
+    """Secondary kernel as `M` matrices, shape `(M, L_in, L_out)`.
+
+    `W[m, l, j]` weighs channel `m` of primary partition `l` in output channel
+    `m` of partition `j` (output channel `j*M + m` after the inverse
+    permutation).
+    """
+    L, M = primary_partitions, secondary_partitions
+    w = ops.reshape(secondary_kernel, (L, M, L))  # (l, m, j)
+    return ops.transpose(w, (1, 0, 2))
+
+
+def secondary_block_diagonal(
+    secondary_kernel, primary_partitions, secondary_partitions
+):
+    """The secondary convolution and both permutations as one `(G, G)` matrix.
+
+    Rows are indexed in primary output order `(l, m)` and columns in the
+    block's output order `(j, m)`, so `primary_output @ matrix` is the whole
+    second half of the block: permute, secondary 1x1, permute back. It holds
+    `M` times more entries than the secondary kernel (zeros where `m != m'`),
+    which costs less than the transposes a batched product needs when `M`
+    is small.
+    """
+    L, M = primary_partitions, secondary_partitions
+    w = secondary_matrices(secondary_kernel, L, M)
+    eye = ops.eye(M, dtype=w.dtype)
+    return ops.reshape(ops.einsum("mlj,mn->lmjn", w, eye), (L * M, L * M))
+
+
+def output_bias(secondary_bias, primary_partitions, secondary_partitions):
+    """Secondary bias (stored in permuted order) in the block's output order."""
+    return ops.reshape(
+        ops.transpose(
+            ops.reshape(
+                secondary_bias, (secondary_partitions, primary_partitions)
+            )
+        ),
+        (-1,),
+    )
+
+
+def dense_equivalent_kernel(
+    primary_kernel, secondary_kernel, primary_partitions, secondary_partitions
+):
+    """The dense kernel W = P W^d P^T W^p of the whole block.
+
+    A plain convolution with this kernel (same strides, padding and
+    dilation) gives the block's output. Each input channel reaches each
+    output channel through exactly one primary/secondary pair, so every
+    entry is a single product.
+
+    Returns:
+        Tensor of shape `(kh, kw, input_channels, G)`.
+    """
+    L, M = primary_partitions, secondary_partitions
+    kh, kw, k, _ = primary_kernel.shape
+    primary = _primary_blocks(primary_kernel, L, M)  # (a, b, k, l, m)
+    secondary = secondary_matrices(secondary_kernel, L, M)  # (m, l, j)
+    dense = ops.einsum("abklm,mlj->ablkjm", primary, secondary)
+    return ops.reshape(dense, (kh, kw, L * k, L * M))
+
+
+def depthwise_kernel(primary_kernel, primary_partitions, secondary_partitions):
+    """Primary kernel as a depthwise kernel with depth multiplier `M`.
+
+    Input channel `(l, k)` gets the `M` filters that primary partition `l`
+    applies to its `k`-th input, shape `(kh, kw, input_channels, M)`.
+    """
+    kh, kw, k, _ = primary_kernel.shape
+    blocks = _primary_blocks(primary_kernel, primary_partitions, secondary_partitions)
+    return ops.reshape(
+        ops.transpose(blocks, (0, 1, 3, 2, 4)),
+        (kh, kw, primary_partitions * k, secondary_partitions),
+    )
+
+
+def primary_depthwise(x, primary_kernel, L, M, strides, padding, dilation_rate):
+    """Primary group convolution as a depthwise convolution and a sum.
+
+    Each input channel is filtered `M` times (depth multiplier), then the
+    `K` filtered copies that belong to one primary output channel are added.
+    Same multiply-accumulates as the grouped convolution; fastest on CPU
+    when partitions are narrow.
+    """
+    k = primary_kernel.shape[2]
+    y = ops.depthwise_conv(
+        x,
+        depthwise_kernel(primary_kernel, L, M),
+        strides=strides,
+        padding=padding,
+        dilation_rate=dilation_rate,
+    )
+    if k == 1:
+        return y
+    batch, height, width = ops.shape(y)[:3]
+    y = ops.reshape(y, (batch, height, width, L, k, M))
+    return ops.reshape(ops.sum(y, axis=4), (batch, height, width, L * M))
+
+
+def primary_split(x, primary_kernel, L, M, strides, padding, dilation_rate):
+    """Primary group convolution as `L` dense convolutions on channel slices.
+
+    Fastest on CPU when partitions are wide enough for an efficient dense
+    kernel and `L` is small.
+    """
+    k = primary_kernel.shape[2]
+    outputs = [
+        ops.conv(
+            x[..., l * k : (l + 1) * k],
+            primary_kernel[..., l * M : (l + 1) * M],
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation_rate,
+        )
+        for l in range(L)  # noqa: E741 - the paper's name for the partition
+    ]
+    return outputs[0] if L == 1 else ops.concatenate(outputs, axis=-1)
+
+
+def secondary_dense(y, secondary_kernel, L, M):
+    """Permutation, secondary 1x1 and inverse permutation as one matmul."""
+    # A 2-D product maps onto one GEMM on every backend; a broadcast 4-D
+    # matmul does not always.
+    shape = ops.shape(y)
+    flat = ops.reshape(y, (-1, L * M))
+    out = ops.matmul(flat, secondary_block_diagonal(secondary_kernel, L, M))
+    return ops.reshape(out, shape)
