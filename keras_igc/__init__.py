@@ -1,6 +1,6 @@
 """keras-igc: interleaved group convolutions (IGC) for Keras 3."""
 
-from keras_igc import complexity, ops
+from keras_igc import applications, complexity, ops
 from keras_igc.layers import IMPLEMENTATIONS, ChannelShuffle, IGCConv2D
 
 __version__ = "0.1.0"
@@ -9,6 +9,7 @@ __all__ = [
     "IMPLEMENTATIONS",
     "ChannelShuffle",
     "IGCConv2D",
+    "applications",
     "complexity",
     "ops",
 ]

@@ -85,9 +85,7 @@ def output_bias(secondary_bias, primary_partitions, secondary_partitions):
     """Secondary bias (stored in permuted order) in the block's output order."""
     return ops.reshape(
         ops.transpose(
-            ops.reshape(
-                secondary_bias, (secondary_partitions, primary_partitions)
-            )
+            ops.reshape(secondary_bias, (secondary_partitions, primary_partitions))
         ),
         (-1,),
     )

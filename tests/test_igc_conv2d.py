@@ -8,8 +8,6 @@ from hypothesis import strategies as st
 import keras_igc
 from keras_igc.complexity import igc_params
 
-pytestmark = pytest.mark.multibackend
-
 PATHS = [p for p in keras_igc.IMPLEMENTATIONS if p != "auto"]
 
 
@@ -150,9 +148,7 @@ def test_one_secondary_partition_is_depthwise_then_pointwise():
     primary_kernel, secondary_kernel, bias = layer.get_weights()
     separable = keras.layers.SeparableConv2D(L, 3, padding="same")
     separable.build(x.shape)
-    separable.set_weights(
-        [primary_kernel.reshape(3, 3, L, 1), secondary_kernel, bias]
-    )
+    separable.set_weights([primary_kernel.reshape(3, 3, L, 1), secondary_kernel, bias])
     np.testing.assert_allclose(to_numpy(layer(x)), to_numpy(separable(x)), atol=1e-5)
 
 
@@ -192,9 +188,12 @@ def test_config_round_trip():
     config = layer.get_config()
     clone = keras_igc.IGCConv2D.from_config(config)
     assert clone.get_config() == config
-    assert keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(layer)
-    ).get_config() == config
+    assert (
+        keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(layer)
+        ).get_config()
+        == config
+    )
 
 
 def small_sequential():
@@ -250,7 +249,7 @@ def test_gradients_match_the_grouped_composition(path):
 
     probe = keras.Sequential([keras.Input(x.shape[1:]), keras_igc.IGCConv2D(3, 2, 3)])
     initial = [rng.normal(size=w.shape).astype("float32") for w in probe.get_weights()]
-    for got, want in zip(trained(path), trained("grouped")):
+    for got, want in zip(trained(path), trained("grouped"), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -273,9 +272,7 @@ def test_fit_reduces_the_loss():
 def test_mixed_precision(policy, path):
     x = np.random.default_rng(8).normal(size=(2, 8, 8, 8)).astype("float32")
     full = make_layer(4, 2, x.shape, padding="same")
-    mixed = keras_igc.IGCConv2D(
-        4, 2, padding="same", implementation=path, dtype=policy
-    )
+    mixed = keras_igc.IGCConv2D(4, 2, padding="same", implementation=path, dtype=policy)
     mixed.build(x.shape)
     mixed.set_weights(full.get_weights())
     out = mixed(x)
@@ -290,10 +287,22 @@ def test_mixed_precision(policy, path):
     "kwargs, fragment",
     [
         (dict(primary_partitions=0, secondary_partitions=2), "primary_partitions=0"),
-        (dict(primary_partitions=2.5, secondary_partitions=2), "primary_partitions=2.5"),
-        (dict(primary_partitions=2, secondary_partitions=-1), "secondary_partitions=-1"),
-        (dict(primary_partitions=True, secondary_partitions=2), "primary_partitions=True"),
-        (dict(primary_partitions=2, secondary_partitions=2, kernel_size=0), "kernel_size=0"),
+        (
+            dict(primary_partitions=2.5, secondary_partitions=2),
+            "primary_partitions=2.5",
+        ),
+        (
+            dict(primary_partitions=2, secondary_partitions=-1),
+            "secondary_partitions=-1",
+        ),
+        (
+            dict(primary_partitions=True, secondary_partitions=2),
+            "primary_partitions=True",
+        ),
+        (
+            dict(primary_partitions=2, secondary_partitions=2, kernel_size=0),
+            "kernel_size=0",
+        ),
         (
             dict(primary_partitions=2, secondary_partitions=2, strides=(1, 2, 3)),
             "strides=(1, 2, 3)",
@@ -303,11 +312,17 @@ def test_mixed_precision(policy, path):
             "padding='causal'",
         ),
         (
-            dict(primary_partitions=2, secondary_partitions=2, strides=2, dilation_rate=2),
+            dict(
+                primary_partitions=2, secondary_partitions=2, strides=2, dilation_rate=2
+            ),
             "strides=2, dilation_rate=2",
         ),
         (
-            dict(primary_partitions=2, secondary_partitions=2, data_format="channels_first"),
+            dict(
+                primary_partitions=2,
+                secondary_partitions=2,
+                data_format="channels_first",
+            ),
             "'channels_first'",
         ),
         (
@@ -330,13 +345,17 @@ def test_mixed_precision(policy, path):
     ],
 )
 def test_bad_arguments_name_the_value(kwargs, fragment):
-    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")
+    ):
         keras_igc.IGCConv2D(**kwargs)
 
 
 def test_input_width_must_split_into_primary_partitions():
     layer = keras_igc.IGCConv2D(24, 2)
-    with pytest.raises(ValueError, match=r"50 input channels.*primary_partitions=24") as e:
+    with pytest.raises(
+        ValueError, match=r"50 input channels.*primary_partitions=24"
+    ) as e:
         layer.build((None, 8, 8, 50))
     assert "multiple of 24 (e.g. 72)" in str(e.value)
     assert "[1, 2, 5, 10, 25, 50]" in str(e.value)

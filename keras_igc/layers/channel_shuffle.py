@@ -23,9 +23,11 @@ class ChannelShuffle(keras.layers.Layer):
 
     Example:
 
+    >>> import keras, keras_igc
     >>> x = keras.ops.reshape(keras.ops.arange(6, dtype="float32"), (1, 6))
-    >>> keras_igc.ChannelShuffle(groups=2)(x)  # channels (a0 a1 a2 | b0 b1 b2)
-    ... # -> (a0 b0 a1 b1 a2 b2): [[0., 3., 1., 4., 2., 5.]]
+    >>> shuffled = keras_igc.ChannelShuffle(groups=2)(x)  # (a0 a1 a2 | b0 b1 b2)
+    >>> keras.ops.convert_to_numpy(shuffled).tolist()  # (a0 b0 a1 b1 a2 b2)
+    [[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]]
     """
 
     def __init__(self, groups, **kwargs):

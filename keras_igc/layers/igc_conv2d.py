@@ -87,7 +87,7 @@ class IGCConv2D(keras.layers.Layer):
     >>> model.output_shape
     (None, 32, 32, 48)
     >>> model.layers[0].count_params()  # L*M*M*9 + M*L*L
-    3168
+    2016
     """
 
     def __init__(
@@ -117,7 +117,9 @@ class IGCConv2D(keras.layers.Layer):
                 f"ReLU. Add those as layers after IGCConv2D."
             )
         super().__init__(**kwargs)
-        self.primary_partitions = _positive_int("primary_partitions", primary_partitions)
+        self.primary_partitions = _positive_int(
+            "primary_partitions", primary_partitions
+        )
         self.secondary_partitions = _positive_int(
             "secondary_partitions", secondary_partitions
         )
