@@ -7,6 +7,7 @@ TensorFlow backend; everything else runs everywhere.
 import keras
 
 TENSORFLOW_ONLY = [
+    "test_no_xla_on_cpu.py",
     "test_savedmodel_export.py",
     "test_packaging.py",
     "test_tutorials.py",

@@ -230,25 +230,35 @@ def test_keras_file_round_trip_in_safe_mode(build, tmp_path):
     np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(model(x)))
 
 
+GRADIENT_CASES = [
+    # L, M, input channels, kwargs
+    (3, 2, 6, dict(kernel_size=3, strides=2, padding="same")),
+    (2, 3, 4, dict(kernel_size=(3, 2), padding="valid")),
+    (4, 1, 8, dict(kernel_size=3, dilation_rate=2, padding="same")),
+    (1, 4, 3, dict(kernel_size=1)),
+]
+
+
+@pytest.mark.parametrize("L, M, channels, kwargs", GRADIENT_CASES)
 @pytest.mark.parametrize("path", PATHS)
-def test_gradients_match_the_grouped_composition(path):
-    """One SGD step with lr=1 moves each weight by its gradient."""
+def test_gradients_match_the_grouped_composition(path, L, M, channels, kwargs):
+    """One SGD step with lr=1 moves each weight by exactly its gradient."""
     rng = np.random.default_rng(6)
-    x = rng.normal(size=(4, 6, 6, 6)).astype("float32")
-    y = rng.normal(size=(4, 3, 3, 6)).astype("float32")
+    x = rng.normal(size=(3, 7, 7, channels)).astype("float32")
+    probe = keras_igc.IGCConv2D(L, M, **kwargs)
+    y_shape = probe.compute_output_shape(x.shape)
+    y = rng.normal(size=y_shape).astype("float32")
+    probe.build(x.shape)
+    initial = [rng.normal(size=w.shape).astype("float32") for w in probe.get_weights()]
 
     def trained(implementation):
-        layer = keras_igc.IGCConv2D(
-            3, 2, 3, strides=2, padding="same", implementation=implementation
-        )
+        layer = keras_igc.IGCConv2D(L, M, implementation=implementation, **kwargs)
         model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-        model.set_weights([rng_w.copy() for rng_w in initial])
+        model.set_weights(initial)
         model.compile(keras.optimizers.SGD(1.0), "mse")
         model.train_on_batch(x, y)
         return model.get_weights()
 
-    probe = keras.Sequential([keras.Input(x.shape[1:]), keras_igc.IGCConv2D(3, 2, 3)])
-    initial = [rng.normal(size=w.shape).astype("float32") for w in probe.get_weights()]
     for got, want in zip(trained(path), trained("grouped"), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 

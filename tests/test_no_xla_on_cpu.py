@@ -1,0 +1,72 @@
+"""On a CPU-only TensorFlow run, "auto" never reaches Keras' XLA grouped convolution.
+
+Keras' TensorFlow backend compiles a convolution with XLA exactly when the
+input has more channels than the kernel expects (a grouped convolution). The
+tests below record every backend convolution that `fit`, `predict` and
+`evaluate` make, and check that none is grouped.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras.src.backend.tensorflow import nn as tf_backend_nn
+
+import keras_igc
+from keras_igc.layers.igc_conv2d import select_implementation
+
+pytestmark = pytest.mark.skipif(
+    bool(tf.config.list_physical_devices("GPU")),
+    reason="checks the CPU-only selection; on a GPU the grouped path is intended",
+)
+
+
+@pytest.fixture
+def grouped_conv_calls(monkeypatch):
+    calls = []
+    original = tf_backend_nn.conv
+
+    def recording_conv(inputs, kernel, *args, **kwargs):
+        calls.append(inputs.shape[-1] != kernel.shape[-2])
+        return original(inputs, kernel, *args, **kwargs)
+
+    monkeypatch.setattr(tf_backend_nn, "conv", recording_conv)
+    return calls
+
+
+def igc_network(implementation="auto"):
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(48, 3, padding="same")(inputs)
+    for L, M, stride in [(24, 2, 1), (24, 4, 2), (4, 8, 1), (4, 16, 2), (2, 16, 1)]:
+        x = keras_igc.IGCConv2D(
+            L, M, strides=stride, padding="same", implementation=implementation
+        )(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+
+def test_fit_predict_evaluate_make_no_grouped_convolution(grouped_conv_calls):
+    model = igc_network()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+    y = np.arange(8) % 4
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    model.predict(x, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    assert grouped_conv_calls, "the recorder saw no convolution at all"
+    assert not any(grouped_conv_calls)
+
+
+def test_the_recorder_sees_the_grouped_path(grouped_conv_calls):
+    """Guards the test above: the plain composition is seen as grouped."""
+    igc_network("grouped").predict(np.zeros((1, 16, 16, 3), "float32"), verbose=0)
+    assert any(grouped_conv_calls)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 4, 8, 16, 24, 100])
+@pytest.mark.parametrize("M", [1, 2, 4, 8, 16, 32])
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2), (1, 2)])
+def test_auto_never_selects_grouped_on_cpu(L, M, strides):
+    for channels in {L, L * M, L * M // 2 if M % 2 == 0 else L}:
+        assert select_implementation(L, M, channels, strides) != "grouped"
