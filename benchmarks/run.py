@@ -1,15 +1,19 @@
 """Benchmark IGC blocks and a depth-20 IGC network: keras_igc vs PyTorch vs dense.
 
-    python benchmarks/run.py            # full run (about 15 minutes on 2 cores)
-    python benchmarks/run.py --quick    # fewer repeats, no plain-Keras training
+    python benchmarks/run.py            # full run (about 20 minutes on 2 cores)
+    python benchmarks/run.py --quick    # 3 repeats, no memory, no plain-Keras training
+    KERAS_BACKEND=jax python benchmarks/run.py --quick   # e.g. on a GPU machine
 
 For each case it times, in one process and one run, the inference forward pass
 (`predict_on_batch` / `torch.no_grad`) and a training step (`train_on_batch`
-with SGD and an MSE loss / the same step in PyTorch), with warm-up and repeats,
-and reports medians. Peak memory is the growth of the process's peak resident
-set during the training steps (Linux `VmHWM`, reset before each variant).
-Ratios are keras_igc time / PyTorch time measured in the same run, since the
-machine is shared and noisy. Prints a Markdown table and writes JSON.
+with SGD and an MSE loss / the same step in PyTorch), after warm-up, and
+reports medians. PyTorch runs on the GPU when there is one; Keras runs where
+its backend puts it. Peak memory (CPU runs only) is measured in a fresh
+process per variant: the growth of the peak resident set (Linux `VmHWM`) over
+two training steps, relative to the process after building the model.
+Ratios are to PyTorch's IGC block measured in the same run, since the machine
+is shared and noisy. Prints a Markdown table and writes JSON (default
+benchmarks/results/bench.json).
 """
 
 import argparse
@@ -17,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -33,37 +38,175 @@ import torch_twin  # noqa: E402
 import keras_igc  # noqa: E402
 from keras_igc import complexity  # noqa: E402
 
-# (name, batch, size, input channels, L, M): the paper's CIFAR stages for
-# IGC-L24M2 and IGC-L4M8 (widths G, 2G, 4G at 32/16/8 pixels) and the first
-# ImageNet stage of IGC-L100M2.
-BLOCKS = [
-    ("L24M2 stage1", 64, 32, 48, 24, 2),
-    ("L24M2 stage2", 64, 16, 96, 24, 4),
-    ("L24M2 stage3", 64, 8, 192, 24, 8),
-    ("L4M8 stage1", 64, 32, 32, 4, 8),
-    ("L4M8 stage2", 64, 16, 64, 4, 16),
-    ("L4M8 stage3", 64, 8, 128, 4, 32),
-    ("L100M2 imagenet", 8, 56, 200, 100, 2),
-]
+# name: (batch, size, input channels, L, M). The paper's CIFAR stages for
+# IGC-L24M2 and IGC-L4M8 (widths G, 2G, 4G at 32/16/8 pixels, batch 64) and
+# the first ImageNet stage of IGC-L100M2 (batch 8, 56x56).
+BLOCKS = {
+    "L24M2 stage1": (64, 32, 48, 24, 2),
+    "L24M2 stage2": (64, 16, 96, 24, 4),
+    "L24M2 stage3": (64, 8, 192, 24, 8),
+    "L4M8 stage1": (64, 32, 32, 4, 8),
+    "L4M8 stage2": (64, 16, 64, 4, 16),
+    "L4M8 stage3": (64, 8, 128, 4, 32),
+    "L100M2 imagenet": (8, 56, 200, 100, 2),
+}
+NETWORK = "IGC-L24M2 D=20 net"
 PATHS = ["auto", "depthwise", "split", "dense"]
+# PyTorch runs on the GPU when there is one (Keras follows its backend's device).
+TORCH_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def peak_rss_reset():
-    """Reset the peak resident set size; False where the kernel refuses."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+def sync():
+    if TORCH_DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
-def rss_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    return 0
+PLAIN = "plain Keras Conv2D(groups)"
+TORCH_IGC = "PyTorch IGC"
+
+
+def block_variants(case):
+    batch, size, channels, L, M = BLOCKS[case]
+    equal_params = max(1, round((complexity.igc_params(L, M) / 9) ** 0.5))
+    variants = [f"keras_igc {p}" for p in PATHS] + [PLAIN, TORCH_IGC]
+    for label, width in [("equal width", L * M), ("equal params", equal_params)]:
+        variants += [
+            f"Keras dense conv, {label} (C={width})",
+            f"PyTorch dense conv, {label} (C={width})",
+        ]
+    return variants
+
+
+def network_variants():
+    return ["keras_igc auto", TORCH_IGC]
+
+
+def igc_weights(layer):
+    """Deterministic weights, so every variant (and process) computes the same."""
+    rng = np.random.default_rng(0)
+    return [rng.normal(0, 0.1, size=w.shape).astype("float32") for w in layer.weights]
+
+
+def make_block(case, variant):
+    """(forward, train_step, label) callables for one variant of a block case."""
+    batch, size, channels, L, M = BLOCKS[case]
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(batch, size, size, channels)).astype("float32")
+    label = variant
+    if variant.startswith("keras_igc") or variant == PLAIN:
+        path = "grouped" if variant == PLAIN else variant.split()[-1]
+        layer = keras_igc.IGCConv2D(
+            L, M, 3, padding="same", use_bias=False, implementation=path
+        )
+        layer.build(x.shape)
+        layer.set_weights(igc_weights(layer))
+        if path == "auto":
+            label = f"{variant} ({layer.active_implementation})"
+        return keras_fns(layer, x, L * M) + (label,)
+    if variant == TORCH_IGC:
+        module = torch_twin.TorchIGC(channels, L, M)
+        reference = keras_igc.IGCConv2D(L, M, 3, padding="same", use_bias=False)
+        reference.build(x.shape)
+        reference.set_weights(igc_weights(reference))
+        module.load_keras(reference)
+        with torch.no_grad():
+            got = module(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+        expected = keras.ops.convert_to_numpy(reference(x)).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(got, expected, atol=2e-3, err_msg="torch twin")
+        return torch_fns(module, x, L * M) + (label,)
+    width = int(variant.split("C=")[1].rstrip(")"))
+    if variant.startswith("Keras"):
+        layer = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)
+        return keras_fns(layer, x, width) + (label,)
+    return torch_fns(torch_twin.dense_conv(channels, width), x, width) + (label,)
+
+
+def keras_fns(layer, x, width):
+    y = np.random.default_rng(2).normal(size=x.shape[:3] + (width,)).astype("float32")
+    # Tensors made once, as for PyTorch: the timing is of the step, not a copy.
+    x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    model.compile(keras.optimizers.SGD(1e-3), "mse")
+    return (lambda: model.predict_on_batch(x), lambda: model.train_on_batch(x, y))
+
+
+def torch_fns(module, x, width):
+    module = module.to(TORCH_DEVICE)
+    tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(TORCH_DEVICE)
+    ty = torch.randn(tx.shape[0], width, *tx.shape[2:], device=TORCH_DEVICE)
+    optimizer = torch.optim.SGD(module.parameters(), lr=1e-3)
+
+    def forward():
+        with torch.no_grad():
+            module(tx)
+        sync()
+
+    def train_step():
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(module(tx), ty).backward()
+        optimizer.step()
+        sync()
+
+    return forward, train_step
+
+
+def keras_igc_net(L=24, M=2, units=6):
+    """Plain depth-(3*units+2) IGC network, the twin of TorchIGCNet."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(L * M, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    for stage in range(3):
+        for unit in range(units):
+            stride = 2 if stage > 0 and unit == 0 else 1
+            x = keras_igc.IGCConv2D(
+                L, M * 2**stage, 3, strides=stride, padding="same", use_bias=False
+            )(x)
+            x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def make_network(variant):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(64,))
+    if variant == TORCH_IGC:
+        module = torch_twin.TorchIGCNet(6, 24, 2).to(TORCH_DEVICE)
+        tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(TORCH_DEVICE)
+        ty = torch.from_numpy(y).to(TORCH_DEVICE)
+        optimizer = torch.optim.SGD(
+            module.parameters(), lr=0.1, momentum=0.9, nesterov=True
+        )
+
+        def forward():
+            module.eval()
+            with torch.no_grad():
+                module(tx)
+            sync()
+
+        def train_step():
+            module.train()
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(module(tx), ty).backward()
+            optimizer.step()
+            sync()
+
+        return forward, train_step, variant
+    x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+    model = keras_igc_net()
+    model.compile(
+        keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return (
+        lambda: model.predict_on_batch(x),
+        lambda: model.train_on_batch(x, y),
+        variant,
+    )
+
+
+def make(case, variant):
+    return make_network(variant) if case == NETWORK else make_block(case, variant)
 
 
 def timed(fn, warmup, repeats):
@@ -77,256 +220,149 @@ def timed(fn, warmup, repeats):
     return statistics.median(times)
 
 
-def measure(forward, train_step, warmup, repeats):
-    result = {"forward_s": timed(forward, warmup, repeats)}
-    if train_step is None:
-        return result
-    for _ in range(warmup):
+def status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(case, variant):
+    """Run in a fresh process: peak RSS growth over two training steps."""
+    _, train_step, _ = make(case, variant)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident set
+    before = status_kib("VmRSS")
+    for _ in range(2):
         train_step()
-    before = rss_kib("VmRSS")
-    result["peak_mib"] = None
-    if peak_rss_reset():
-        train_step()
-        result["peak_mib"] = (rss_kib("VmHWM") - before) / 1024
-    result["train_s"] = timed(train_step, 0, repeats)
-    return result
+    print(json.dumps({"peak_mib": (status_kib("VmHWM") - before) / 1024}))
 
 
-def keras_case(layer, x, y, warmup, repeats):
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-    model.compile(keras.optimizers.SGD(1e-3), "mse")
-    return model, measure(
-        lambda: model.predict_on_batch(x),
-        lambda: model.train_on_batch(x, y),
-        warmup,
-        repeats,
+def peak_memory(case, variant):
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--memory-child", case, variant],
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if result.returncode:
+        print(result.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def torch_case(module, x, y, warmup, repeats):
-    tx, ty = torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(
-        y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
-    )
-    optimizer = torch.optim.SGD(module.parameters(), lr=1e-3)
-    loss_fn = nn_loss(ty)
-
-    def forward():
-        with torch.no_grad():
-            module(tx)
-
-    def train_step():
-        optimizer.zero_grad()
-        loss_fn(module(tx), ty).backward()
-        optimizer.step()
-
-    return measure(forward, train_step, warmup, repeats)
-
-
-def nn_loss(target):
-    if target.dtype == torch.int64:
-        return torch.nn.functional.cross_entropy
-    return torch.nn.functional.mse_loss
-
-
-def bench_block(name, batch, size, channels, L, M, args):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, size, size, channels)).astype("float32")
-    y = rng.normal(size=(batch, size, size, L * M)).astype("float32")
-    warmup, repeats = args.warmup, args.repeats
+def run_case(case, variants, args):
     rows = []
-
-    def add(variant, result, **extra):
-        rows.append({"case": name, "variant": variant, **result, **extra})
-        print(f"  {name:18s} {variant:28s} {fmt(result)}", flush=True)
-
-    reference = None
-    for path in PATHS:
-        layer = keras_igc.IGCConv2D(
-            L, M, 3, padding="same", use_bias=False, implementation=path
-        )
-        layer.build(x.shape)
-        if reference is None:
-            reference = layer
-        else:
-            layer.set_weights(reference.get_weights())
-        _, result = keras_case(layer, x, y, warmup, repeats)
-        label = f"keras_igc {path}"
-        if path == "auto":
-            label += f" ({layer.active_implementation})"
-        add(label, result)
-
-    plain = keras_igc.IGCConv2D(
-        L, M, 3, padding="same", use_bias=False, implementation="grouped"
-    )
-    plain.build(x.shape)
-    plain.set_weights(reference.get_weights())
-    if args.quick:
-        model = keras.Sequential([keras.Input(x.shape[1:]), plain])
-        add(
-            "plain Keras Conv2D(groups)",
-            {"forward_s": timed(lambda: model.predict_on_batch(x), 1, 1)},
-        )
-    else:
-        _, result = keras_case(plain, x, y, 1, 1)
-        add("plain Keras Conv2D(groups)", result)
-
-    twin = torch_twin.TorchIGC(channels, L, M)
-    twin.load_keras(reference)
-    with torch.no_grad():
-        got = twin(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    expected = keras.ops.convert_to_numpy(reference(x)).transpose(0, 3, 1, 2)
-    assert np.allclose(got, expected, atol=1e-3), "PyTorch twin differs from Keras"
-    add("PyTorch IGC (grouped conv)", torch_case(twin, x, y, warmup, repeats))
-
-    equal_params = max(1, round((complexity.igc_params(L, M) / 9) ** 0.5))
-    for label, width in [("equal width", L * M), ("equal params", equal_params)]:
-        layer = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)
-        target = rng.normal(size=(batch, size, size, width)).astype("float32")
-        _, result = keras_case(layer, x, target, warmup, repeats)
-        add(f"Keras dense conv, {label} (C={width})", result)
-        module = torch_twin.dense_conv(channels, width)
-        add(
-            f"PyTorch dense conv, {label} (C={width})",
-            torch_case(module, x, target, warmup, repeats),
-        )
+    for variant in variants:
+        forward, train_step, label = make(case, variant)
+        slow = variant == PLAIN
+        row = {"case": case, "variant": label}
+        row["forward_s"] = timed(forward, 1 if slow else args.warmup, args.repeats)
+        if not (slow and args.quick):
+            row["train_s"] = timed(
+                train_step, 1 if slow else args.warmup, 1 if slow else args.repeats
+            )
+            if args.memory:
+                row["peak_mib"] = peak_memory(case, variant)
+        rows.append(row)
+        print(f"  {case:18s} {label:40s} {fmt(row)}", flush=True)
     return rows
 
 
-def keras_igc_net(L, M, units, implementation):
-    """Plain depth-(3*units+2) IGC network, as TorchIGCNet."""
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(L * M, 3, padding="same", use_bias=False)(inputs)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    for stage in range(3):
-        for unit in range(units):
-            stride = 2 if stage > 0 and unit == 0 else 1
-            x = keras_igc.IGCConv2D(
-                L,
-                M * 2**stage,
-                3,
-                strides=stride,
-                padding="same",
-                use_bias=False,
-                implementation=implementation,
-            )(x)
-            x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10)(x))
-
-
-def bench_network(args):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 32, 32, 3)).astype("float32")
-    y = rng.integers(0, 10, size=(64,))
-    rows = []
-    for implementation in ["auto"]:
-        model = keras_igc_net(24, 2, 6, implementation)
-        model.compile(
-            keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        result = measure(
-            lambda model=model: model.predict_on_batch(x),
-            lambda model=model: model.train_on_batch(x, y),
-            args.warmup,
-            args.repeats,
-        )
-        rows.append({"case": "IGC-L24M2 D=20 net", "variant": "keras_igc auto", **result})
-        print(f"  IGC-L24M2 D=20 net keras_igc auto               {fmt(result)}")
-    module = torch_twin.TorchIGCNet(6, 24, 2)
-    torch_y = torch.from_numpy(y)
-    tx = torch.from_numpy(x.transpose(0, 3, 1, 2))
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-
-    def forward():
-        module.eval()
-        with torch.no_grad():
-            module(tx)
-
-    def train_step():
-        module.train()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(module(tx), torch_y).backward()
-        optimizer.step()
-
-    result = measure(forward, train_step, args.warmup, args.repeats)
-    rows.append({"case": "IGC-L24M2 D=20 net", "variant": "PyTorch IGC", **result})
-    print(f"  IGC-L24M2 D=20 net PyTorch IGC                  {fmt(result)}")
-    return rows
-
-
-def fmt(result):
-    parts = [f"fwd {result['forward_s'] * 1e3:8.1f} ms"]
-    if "train_s" in result:
-        parts.append(f"train {result['train_s'] * 1e3:8.1f} ms")
-    if result.get("peak_mib") is not None:
-        parts.append(f"peak +{result['peak_mib']:.0f} MiB")
+def fmt(row):
+    parts = [f"fwd {row['forward_s'] * 1e3:8.1f} ms"]
+    if "train_s" in row:
+        parts.append(f"train {row['train_s'] * 1e3:8.1f} ms")
+    if row.get("peak_mib") is not None:
+        parts.append(f"peak +{row['peak_mib']:.0f} MiB")
     return "  ".join(parts)
 
 
 def markdown(rows):
     """One table: times, and ratios to PyTorch's IGC in the same case."""
-    torch_rows = {
-        r["case"]: r for r in rows if r["variant"].startswith("PyTorch IGC")
-    }
+    base = {r["case"]: r for r in rows if r["variant"] == TORCH_IGC}
     lines = [
         "| case | variant | forward ms | fwd / PyTorch | train step ms "
         "| train / PyTorch | peak MiB |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        base = torch_rows.get(r["case"], {})
-
-        def ratio(key, r=r, base=base):
-            if key not in r or key not in base:
-                return ""
-            return f"{r[key] / base[key]:.2f}"
-
+        b = base.get(r["case"], {})
+        ratios = [
+            f"{r[k] / b[k]:.2f}" if k in r and k in b else ""
+            for k in ("forward_s", "train_s")
+        ]
         train = f"{r['train_s'] * 1e3:.1f}" if "train_s" in r else "not run"
         peak = "" if r.get("peak_mib") is None else f"{r['peak_mib']:.0f}"
         lines.append(
             f"| {r['case']} | {r['variant']} | {r['forward_s'] * 1e3:.1f} "
-            f"| {ratio('forward_s')} | {train} | {ratio('train_s')} | {peak} |"
+            f"| {ratios[0]} | {train} | {ratios[1]} | {peak} |"
         )
     return "\n".join(lines)
 
 
 def environment():
-    import tensorflow as tf
-
-    return {
+    env = {
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
-        "tensorflow": tf.__version__,
         "torch": torch.__version__,
+        "torch_device": TORCH_DEVICE,
         "torch_threads": torch.get_num_threads(),
     }
+    if TORCH_DEVICE == "cuda":
+        env["gpu"] = torch.cuda.get_device_name()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        env["tensorflow"] = tf.__version__
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        env["jax"] = jax.__version__
+        env["jax_devices"] = [str(d) for d in jax.devices()]
+    return env
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 warm-up, 3 repeats")
+    parser = argparse.ArgumentParser(
+        description="Benchmark IGC blocks: keras_igc vs PyTorch vs dense convolutions."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 repeats, no memory measurement, plain Keras forward only",
+    )
     parser.add_argument(
         "--cases",
         nargs="*",
-        help="substrings of case names to run (default: all blocks and the network)",
+        help=f"substrings of case names (default: all); cases: "
+        f"{', '.join(BLOCKS)}, {NETWORK}",
     )
     parser.add_argument("--out", default="benchmarks/results/bench.json")
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.warmup, args.repeats = (1, 3) if args.quick else (2, 7)
+    if args.memory_child:
+        return memory_child(*args.memory_child)
+    args.warmup, args.repeats = (2, 3) if args.quick else (3, 7)
+    # Peak RSS says nothing about GPU memory; measure memory on CPU runs only.
+    args.memory = not args.quick and TORCH_DEVICE == "cpu"
 
     env = environment()
     print("environment:", json.dumps(env))
+    # One untimed step first, so the first case does not pay runtime start-up.
+    forward, train_step, _ = make_block("L4M8 stage3", "keras_igc auto")
+    forward(), train_step()
+
+    cases = [(case, block_variants(case)) for case in BLOCKS]
+    cases.append((NETWORK, network_variants()))
     rows = []
-    for case in BLOCKS:
-        if not args.cases or any(c in case[0] for c in args.cases):
-            rows += bench_block(*case, args)
-    if not args.cases or any(c in "network" for c in args.cases):
-        rows += bench_network(args)
+    for case, variants in cases:
+        if not args.cases or any(c in case for c in args.cases):
+            rows += run_case(case, variants, args)
 
     table = markdown(rows)
     print()

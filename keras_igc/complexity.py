@@ -125,3 +125,65 @@ def max_igc_width(budget, kernel_size=3):
     Reached when `M * S = L`.
     """
     return (budget / (2 * math.sqrt(_area(kernel_size)))) ** (2 / 3)
+
+
+def model_complexity(model):
+    """Weights and multiply-accumulates of a built Keras model, for one input.
+
+    Counts the convolutions (`Conv2D`, `DepthwiseConv2D`, `IGCConv2D` and
+    their subclasses, including shortcut projections) and `Dense` layers, the
+    convention of the IGC paper's tables: a weight costs one
+    multiply-accumulate per output position. BatchNorm, pooling and additions
+    are not counted as MACs.
+
+    Returns:
+        dict with `conv_params` (convolution weights only, no biases),
+        `total_params` (trainable weights: adds BatchNorm scale/offset,
+        biases and the classifier) and `macs`.
+
+    Raises:
+        ValueError: when a layer's output has unknown spatial size; build the
+            model with a fixed `input_shape` to count MACs.
+    """
+    import keras
+
+    from keras_igc.layers import IGCConv2D
+
+    conv_params = 0
+    macs = 0
+    for layer in _leaf_layers(model):
+        if isinstance(layer, IGCConv2D):
+            weights = _size(layer.primary.kernel) + _size(layer.secondary.kernel)
+        elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
+            weights = _size(layer.kernel)
+        elif isinstance(layer, keras.layers.Dense):
+            macs += _size(layer.kernel)
+            continue
+        else:
+            continue
+        height, width = layer.output.shape[1:3]
+        if height is None or width is None:
+            raise ValueError(
+                f"Cannot count MACs of layer {layer.name!r}: its output has unknown "
+                f"spatial size {layer.output.shape}. Build the model with a fixed "
+                f"input_shape, e.g. input_shape=(32, 32, 3)."
+            )
+        conv_params += weights
+        macs += weights * height * width
+    total = sum(_size(w) for w in model.trainable_weights)
+    return {"conv_params": conv_params, "total_params": total, "macs": macs}
+
+
+def _size(variable):
+    return math.prod(variable.shape)
+
+
+def _leaf_layers(model):
+    """Layers of a model, descending into nested models but not into IGC blocks."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer

@@ -16,6 +16,7 @@ backend (slow on CPU, and opaque to converters). They are differentiable, so
 the same weights train through any of them.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -126,18 +127,23 @@ def depthwise_kernel(primary_kernel, primary_partitions, secondary_partitions):
     )
 
 
-def primary_depthwise(x, primary_kernel, L, M, strides, padding, dilation_rate):
-    """Primary group convolution as a depthwise convolution and a sum.
+def grouped_conv_depthwise(
+    x, kernel, groups, strides=1, padding="valid", dilation_rate=1
+):
+    """Grouped convolution as a depthwise convolution and a sum.
 
-    Each input channel is filtered `M` times (depth multiplier), then the
-    `K` filtered copies that belong to one primary output channel are added.
-    Same multiply-accumulates as the grouped convolution; fastest on CPU
-    when partitions are narrow.
+    `kernel` has the `Conv2D(groups=groups)` layout `(kh, kw, K, groups * N)`:
+    group `g` reads `K` input channels and writes `N` outputs. Each input
+    channel is filtered `N` times (depth multiplier), then the `K` filtered
+    copies that belong to one output channel are added. Same
+    multiply-accumulates as the grouped convolution; fastest on CPU when groups
+    are narrow (`K * N` small). Needs equal strides along height and width.
     """
-    k = primary_kernel.shape[2]
+    k = kernel.shape[2]
+    n = kernel.shape[3] // groups
     y = ops.depthwise_conv(
         x,
-        depthwise_kernel(primary_kernel, L, M),
+        depthwise_kernel(kernel, groups, n),
         strides=strides,
         padding=padding,
         dilation_rate=dilation_rate,
@@ -145,28 +151,85 @@ def primary_depthwise(x, primary_kernel, L, M, strides, padding, dilation_rate):
     if k == 1:
         return y
     batch, height, width = ops.shape(y)[:3]
-    y = ops.reshape(y, (batch, height, width, L, k, M))
-    return ops.reshape(ops.sum(y, axis=4), (batch, height, width, L * M))
+    y = ops.reshape(y, (batch, height, width, groups, k, n))
+    return ops.reshape(ops.sum(y, axis=4), (batch, height, width, groups * n))
 
 
-def primary_split(x, primary_kernel, L, M, strides, padding, dilation_rate):
-    """Primary group convolution as `L` dense convolutions on channel slices.
+def grouped_conv_split(x, kernel, groups, strides=1, padding="valid", dilation_rate=1):
+    """Grouped convolution as `groups` dense convolutions on channel slices.
 
-    Fastest on CPU when partitions are wide enough for an efficient dense
-    kernel and `L` is small.
+    Fastest on CPU when groups are wide enough for an efficient dense kernel.
     """
-    k = primary_kernel.shape[2]
+    k = kernel.shape[2]
+    n = kernel.shape[3] // groups
     outputs = [
         ops.conv(
-            x[..., l * k : (l + 1) * k],
-            primary_kernel[..., l * M : (l + 1) * M],
+            x[..., g * k : (g + 1) * k],
+            kernel[..., g * n : (g + 1) * n],
             strides=strides,
             padding=padding,
             dilation_rate=dilation_rate,
         )
-        for l in range(L)  # noqa: E741 - the paper's name for the partition
+        for g in range(groups)
     ]
-    return outputs[0] if L == 1 else ops.concatenate(outputs, axis=-1)
+    return outputs[0] if groups == 1 else ops.concatenate(outputs, axis=-1)
+
+
+def grouped_conv_block_diagonal(
+    x, kernel, groups, strides=1, padding="valid", dilation_rate=1
+):
+    """Grouped convolution as one dense convolution with a block-diagonal kernel.
+
+    `groups` times the multiply-accumulates, in a single dense kernel: the
+    cheapest form for 1x1 convolutions, where it is one matrix product.
+    """
+    k, out = kernel.shape[2], kernel.shape[3]
+    n = out // groups
+    mask = np.kron(np.eye(groups), np.ones((k, n))).astype(
+        keras.backend.standardize_dtype(kernel.dtype)
+    )
+    dense = ops.tile(kernel, (1, 1, groups, 1)) * mask
+    return ops.conv(
+        x, dense, strides=strides, padding=padding, dilation_rate=dilation_rate
+    )
+
+
+GROUPED_PATHS = {
+    "depthwise": grouped_conv_depthwise,
+    "split": grouped_conv_split,
+    "block_diagonal": grouped_conv_block_diagonal,
+}
+
+
+def select_grouped_path(groups, group_inputs, group_outputs, kernel_size, strides):
+    """The fastest exact path for a grouped convolution on this backend and device.
+
+    `"native"` (Keras' own grouped convolution) on the PyTorch backend (oneDNN,
+    cuDNN) and on any accelerator. On CPU with TensorFlow or JAX, XLA's grouped
+    convolution is slow, so (by the benchmarks in benchmarks/): a 1x1
+    convolution runs as one block-diagonal matrix product, narrow groups as a
+    depthwise convolution, wide groups as dense convolutions on slices.
+    """
+    if keras.backend.backend() == "torch" or _has_accelerator():
+        return "native"
+    if tuple(kernel_size) == (1, 1):
+        return "block_diagonal"
+    if group_inputs * group_outputs <= 16 and strides[0] == strides[1]:
+        return "depthwise"
+    return "split"
+
+
+def _has_accelerator():
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    return False
 
 
 def secondary_dense(y, secondary_kernel, L, M):

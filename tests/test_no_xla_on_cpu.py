@@ -69,4 +69,6 @@ def test_the_recorder_sees_the_grouped_path(grouped_conv_calls):
 @pytest.mark.parametrize("strides", [(1, 1), (2, 2), (1, 2)])
 def test_auto_never_selects_grouped_on_cpu(L, M, strides):
     for channels in {L, L * M, L * M // 2 if M % 2 == 0 else L}:
-        assert select_implementation(L, M, channels, strides) != "grouped"
+        for kernel_size in [(3, 3), (1, 1), (5, 1)]:
+            path = select_implementation(L, M, channels, kernel_size, strides)
+            assert path != "grouped"

@@ -225,6 +225,7 @@ class IGCConv2D(keras.layers.Layer):
                 self.primary_partitions,
                 self.secondary_partitions,
                 input_shape[-1],
+                self.kernel_size,
                 self.strides,
             )
             if self.implementation == "auto"
@@ -283,12 +284,8 @@ class IGCConv2D(keras.layers.Layer):
             )
             outputs = ops.conv(inputs, kernel, **conv_args)
         else:
-            primary = (
-                igc_ops.primary_depthwise
-                if self.active_implementation == "depthwise"
-                else igc_ops.primary_split
-            )
-            outputs = primary(inputs, primary_kernel, L, M, **conv_args)
+            primary = igc_ops.GROUPED_PATHS[self.active_implementation]
+            outputs = primary(inputs, primary_kernel, L, **conv_args)
             outputs = igc_ops.secondary_dense(outputs, secondary_kernel, L, M)
         if self.use_bias:
             bias = ops.cast(self.secondary.bias, self.compute_dtype)
@@ -358,36 +355,26 @@ class IGCConv2D(keras.layers.Layer):
 
 
 def select_implementation(
-    primary_partitions, secondary_partitions, input_channels, strides=(1, 1)
+    primary_partitions,
+    secondary_partitions,
+    input_channels,
+    kernel_size=(3, 3),
+    strides=(1, 1),
 ):
     """The execution path `implementation="auto"` uses on this backend and device.
 
-    Native grouped convolutions are used where they are fast: on the PyTorch
-    backend (oneDNN on CPU, cuDNN on GPU) and on any accelerator. On CPU with
-    the TensorFlow or JAX backend, XLA's grouped convolution is slow, so the
-    block runs through dense and depthwise kernels instead: depthwise when the
-    primary partitions are narrow, per-partition dense convolutions when they
-    are wide enough for an efficient dense kernel.
+    The primary convolution decides (it does most of the work): the path that
+    `keras_igc.ops.select_grouped_path` picks for its partitions, with a 1x1
+    block run as its dense-equivalent kernel.
     """
-    if keras.backend.backend() == "torch" or _has_accelerator():
-        return "grouped"
-    partition_inputs = input_channels // primary_partitions
-    if partition_inputs * secondary_partitions <= 16 and strides[0] == strides[1]:
-        return "depthwise"
-    return "split"
-
-
-def _has_accelerator():
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_logical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() != "cpu"
-    return False
+    path = igc_ops.select_grouped_path(
+        primary_partitions,
+        input_channels // primary_partitions,
+        secondary_partitions,
+        kernel_size,
+        strides,
+    )
+    return {"native": "grouped", "block_diagonal": "dense"}.get(path, path)
 
 
 def _positive_int(name, value):

@@ -1,0 +1,298 @@
+"""The IGC paper's CIFAR-10/100 and SVHN networks and their baselines.
+
+Skeleton (section 1 of the project reference): a 3x3 stem to the stage-1
+width, three stages of widths w, 2w, 4w on 32x32, 16x16 and 8x8 maps (stride 2
+in the first convolution of stages 2 and 3), global average pooling and a
+classifier. Plain nets have (D-2)/3 units per stage, each convolution ->
+BatchNorm -> ReLU; residual nets ("+Ident.") have (D-2)/6 two-unit blocks per
+stage. In IGC nets L stays fixed and M doubles from stage to stage.
+"""
+
+import keras
+
+from keras_igc.applications import conventions
+from keras_igc.applications.blocks import plain_unit, residual_block
+from keras_igc.applications.conv_families import IGCConvs, RegularConvs, SumFusionConvs
+
+# Per-channel statistics of the CIFAR-10 training images, on a [0, 1] scale.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+# The release's BatchNorm momentum: 0.99 in plain nets, 0.9 in residual nets.
+PLAIN_MOMENTUM, RESIDUAL_MOMENTUM = 0.99, 0.9
+
+
+def _units_per_stage(depth, residual):
+    per_unit = 6 if residual else 3
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, int)
+        or depth < per_unit + 2
+        or (depth - 2) % per_unit
+    ):
+        form = "6k+2 (e.g. 8, 20, 38)" if residual else "3k+2 (e.g. 8, 20, 38)"
+        kind = "residual" if residual else "plain"
+        raise ValueError(
+            f"The depth of a {kind} CIFAR network must be of the form {form} with "
+            f"k >= 1: {(depth - 2) // per_unit if isinstance(depth, int) else '?'} "
+            f"stages' worth of units does not fit. Received: depth={depth!r}."
+        )
+    return (depth - 2) // per_unit
+
+
+def _cifar_network(
+    convs,
+    stage1_width,
+    depth,
+    residual,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
+):
+    units = _units_per_stage(depth, residual)
+    conventions.check_arguments(weights, pooling, include_top, classes)
+    image, inputs = conventions.image_input(
+        input_tensor, input_shape, default_size=32, min_size=8, include_top=include_top
+    )
+    momentum = RESIDUAL_MOMENTUM if residual else PLAIN_MOMENTUM
+    x = keras.layers.Conv2D(
+        stage1_width,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="stem_conv",
+    )(image)
+    x = conventions.batch_norm(x, momentum, "stem_bn")
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    for stage in range(3):
+        width = stage1_width * 2**stage
+        for unit in range(units):
+            strides = 2 if stage > 0 and unit == 0 else 1
+            block = residual_block if residual else plain_unit
+            x = block(
+                x, convs, width, strides, momentum, f"stage{stage + 1}_{unit + 1}"
+            )
+    outputs = conventions.head(x, include_top, pooling, classes, classifier_activation)
+    return conventions.finish(inputs, outputs, name, weights)
+
+
+def igc_cifar_network(
+    depth,
+    residual=False,
+    primary_partitions=24,
+    secondary_partitions=2,
+    implementation="auto",
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+):
+    """IGC network for 32x32 images of any depth (see `IGCNet20`)."""
+    for arg, value in [
+        ("primary_partitions", primary_partitions),
+        ("secondary_partitions", secondary_partitions),
+    ]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive integer. Received: {value!r}."
+            )
+    convs = IGCConvs(primary_partitions, implementation=implementation)
+    suffix = "_ident" if residual else ""
+    return _cifar_network(
+        convs,
+        primary_partitions * secondary_partitions,
+        depth,
+        residual,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name or f"igc_l{primary_partitions}m{secondary_partitions}_d{depth}{suffix}",
+    )
+
+
+def regconv_cifar_network(
+    depth,
+    residual=False,
+    width=16,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+):
+    """The RegConv-Wc baseline: dense 3x3 convolutions of width c, 2c, 4c."""
+    suffix = "_ident" if residual else ""
+    return _cifar_network(
+        RegularConvs(),
+        width,
+        depth,
+        residual,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name or f"regconv_w{width}_d{depth}{suffix}",
+    )
+
+
+def sum_fusion_cifar_network(
+    depth,
+    residual=False,
+    primary_partitions=8,
+    width=32,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Summation-fusion baseline: L grouped branches summed by a 1x1 (ResNeXt-style).
+
+    The defaults (L=8, width 32) match the budget of RegConv-W16 and IGC-L4M8
+    (at D=20: 0.264 M convolution weights against 0.268 M and 0.274 M), for the
+    paper's comparison at matched parameters.
+    """
+    suffix = "_ident" if residual else ""
+    return _cifar_network(
+        SumFusionConvs(primary_partitions),
+        width,
+        depth,
+        residual,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name or f"sumfusion_l{primary_partitions}w{width}_d{depth}{suffix}",
+    )
+
+
+def _builder_name(depth, residual):
+    return f"IGCResNet{depth}" if residual else f"IGCNet{depth}"
+
+
+def _named(depth, residual):
+    def IGCNet(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=10,
+        classifier_activation="softmax",
+        name=None,
+        primary_partitions=24,
+        secondary_partitions=2,
+        implementation="auto",
+    ):
+        return igc_cifar_network(
+            depth,
+            residual,
+            primary_partitions,
+            secondary_partitions,
+            implementation,
+            include_top,
+            weights,
+            input_tensor,
+            input_shape,
+            pooling,
+            classes,
+            classifier_activation,
+            name,
+        )
+
+    kind = "residual (+Ident.)" if residual else "plain"
+    units = (
+        f"{(depth - 2) // 6} two-unit blocks"
+        if residual
+        else f"{(depth - 2) // 3} units"
+    )
+    IGCNet.__doc__ = f"""Depth-{depth} {kind} IGC network for 32x32 images (CIFAR/SVHN).
+
+    Stem 3x3 to G = L*M, then three stages of {units} of widths G, 2G, 4G
+    (L fixed, M doubling), each IGCConv2D -> BatchNorm -> ReLU; global average
+    pooling and a classifier. The defaults are the paper's IGC-L24M2.
+
+    Args:
+        include_top: whether to include the classifier.
+        weights: `None` or the path to a weights file saved with
+            `model.save_weights()`.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: optional shape tuple; `(32, 32, 3)` with the top,
+            `(None, None, 3)` without. At least 8x8.
+        pooling: with `include_top=False`: `None` (4D output), `"avg"` or
+            `"max"`.
+        classes: number of classes, with `include_top=True`.
+        classifier_activation: activation of the classifier, or `None` for
+            logits.
+        name: model name.
+        primary_partitions: L (default 24). L = 1: regular convolutions with a
+            per-channel scale.
+        secondary_partitions: M of the first stage (default 2). M = 1: the
+            Xception-like block.
+        implementation: see `keras_igc.IGCConv2D`.
+
+    Example:
+
+    >>> import keras_igc
+    >>> model = keras_igc.applications.{_builder_name(depth, residual)}()
+    >>> model.output_shape
+    (None, 10)
+    """
+    IGCNet.__name__ = IGCNet.__qualname__ = _builder_name(depth, residual)
+    return IGCNet
+
+
+IGCNet8 = _named(8, residual=False)
+IGCNet20 = _named(20, residual=False)
+IGCNet38 = _named(38, residual=False)
+IGCResNet20 = _named(20, residual=True)
+IGCResNet38 = _named(38, residual=True)
+
+
+def preprocess_input(x, mean=CIFAR_MEAN, std=CIFAR_STD):
+    """The paper's CIFAR/SVHN normalisation: per-channel mean and std.
+
+    Args:
+        x: images with values in [0, 255], channels last (a NumPy array or a
+            tensor).
+        mean, std: per-channel statistics on a [0, 1] scale (default
+            CIFAR-10's). Their length must match the number of channels.
+
+    Returns:
+        `(x / 255 - mean) / std` as float32.
+    """
+    x = keras.ops.cast(x, "float32")
+    channels = x.shape[-1]
+    if channels != len(mean) or channels != len(std):
+        raise ValueError(
+            f"preprocess_input got images with {channels} channels but "
+            f"{len(mean)} means and {len(std)} stds. Pass `mean` and `std` with "
+            f"one value per channel."
+        )
+    return (x / 255.0 - keras.ops.array(mean)) / keras.ops.array(std)

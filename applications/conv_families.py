@@ -1,0 +1,143 @@
+"""How each network family makes its convolutions.
+
+The paper's networks share one skeleton and differ only in the convolution
+that fills it: an IGC block, a regular (dense) convolution, or a grouped
+convolution with summation fusion. A family object answers two questions for
+a given output width: the main convolution, and the 1x1 projection used on a
+residual shortcut where the width or resolution changes.
+"""
+
+import keras
+
+import keras_igc
+
+HE_NORMAL = "he_normal"  # the release initialises every convolution He-normal
+
+
+class IGCConvs:
+    """IGC blocks. Either `L` is fixed (M grows with width, the CIFAR nets and
+    IGC-L4M32/L16M16) or `M` is fixed (L grows, IGC-L100M2)."""
+
+    def __init__(
+        self, primary_partitions=None, secondary_partitions=None, implementation="auto"
+    ):
+        self.primary_partitions = primary_partitions
+        self.secondary_partitions = secondary_partitions
+        self.implementation = implementation
+
+    def partitions(self, width):
+        if self.primary_partitions is not None:
+            L = self.primary_partitions
+            if width % L:
+                raise ValueError(
+                    f"A stage of width {width} does not split into "
+                    f"primary_partitions={L}: each stage width must be a "
+                    f"multiple of L. Choose L among the divisors of {width}."
+                )
+            return L, width // L
+        M = self.secondary_partitions
+        if width % M:
+            raise ValueError(
+                f"A stage of width {width} does not split into "
+                f"secondary_partitions={M}: each stage width must be a multiple "
+                f"of M."
+            )
+        return width // M, M
+
+    def conv(self, x, width, strides, name):
+        L, M = self.partitions(width)
+        return keras_igc.IGCConv2D(
+            L,
+            M,
+            3,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            implementation=self.implementation,
+            kernel_initializer=HE_NORMAL,
+            name=name,
+        )(x)
+
+    def projection(self, x, width, strides, name):
+        L, _ = self.partitions(width)
+        return keras_igc.GroupConv2D(
+            width,
+            1,
+            strides=strides,
+            groups=L,
+            use_bias=False,
+            kernel_initializer=HE_NORMAL,
+            name=name,
+        )(x)
+
+
+class RegularConvs:
+    """Dense 3x3 convolutions (the paper's RegConv baselines, ResNet-18)."""
+
+    def conv(self, x, width, strides, name):
+        return keras.layers.Conv2D(
+            width,
+            3,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=HE_NORMAL,
+            name=name,
+        )(x)
+
+    def projection(self, x, width, strides, name):
+        return keras.layers.Conv2D(
+            width,
+            1,
+            strides=strides,
+            use_bias=False,
+            kernel_initializer=HE_NORMAL,
+            name=name,
+        )(x)
+
+
+class SumFusionConvs:
+    """Grouped convolution with summation fusion (ResNeXt-style).
+
+    `L` branches, each a 3x3 convolution on its slice of the channels followed
+    by a 1x1 convolution back to the full width; the branches are summed.
+    Summing per-branch 1x1 convolutions is one dense 1x1 convolution, so the
+    block is a grouped 3x3 followed by a dense 1x1, with nothing between
+    (like IGC, it is one linear block followed by BN and ReLU).
+    """
+
+    def __init__(self, primary_partitions):
+        self.primary_partitions = primary_partitions
+
+    def conv(self, x, width, strides, name):
+        L = self.primary_partitions
+        if width % L:
+            raise ValueError(
+                f"A stage of width {width} does not split into "
+                f"primary_partitions={L} branches: each stage width must be a "
+                f"multiple of L."
+            )
+        x = keras_igc.GroupConv2D(
+            width,
+            3,
+            strides=strides,
+            padding="same",
+            groups=L,
+            use_bias=False,
+            kernel_initializer=HE_NORMAL,
+            name=f"{name}_branches",
+        )(x)
+        return keras.layers.Conv2D(
+            width, 1, use_bias=False, kernel_initializer=HE_NORMAL, name=f"{name}_sum"
+        )(x)
+
+    def projection(self, x, width, strides, name):
+        return keras_igc.GroupConv2D(
+            width,
+            1,
+            strides=strides,
+            groups=self.primary_partitions,
+            use_bias=False,
+            kernel_initializer=HE_NORMAL,
+            name=name,
+        )(x)

@@ -1,0 +1,102 @@
+"""The `keras.applications` conventions every IGC builder follows.
+
+Input handling, argument validation, the classification head and weight
+loading live here once, so each network file only describes its layers.
+"""
+
+import os
+
+import keras
+from keras.src.applications import imagenet_utils
+
+POOLINGS = (None, "avg", "max")
+
+
+def check_arguments(weights, pooling, include_top, classes):
+    """Validate the builder arguments before any layer is created."""
+    if weights is not None and not (
+        isinstance(weights, str | os.PathLike) and os.path.isfile(weights)
+    ):
+        raise ValueError(
+            "The `weights` argument should be either `None` (random "
+            "initialization) or the path to a weights file saved with "
+            "`model.save_weights()` (e.g. 'model.weights.h5'). No pretrained "
+            "weights are distributed for these networks, so nothing is "
+            f"downloaded. Received: weights={weights!r}."
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(
+            "The `pooling` argument should be one of None, 'avg' or 'max' (it "
+            "applies when include_top=False). Received: "
+            f"pooling={pooling!r}."
+        )
+    if include_top and (
+        isinstance(classes, bool) or not isinstance(classes, int) or classes < 1
+    ):
+        raise ValueError(
+            "With include_top=True, `classes` must be a positive integer (the "
+            f"size of the classifier). Received: classes={classes!r}."
+        )
+
+
+def image_input(input_tensor, input_shape, default_size, min_size, include_top):
+    """The model's input, following keras.applications.
+
+    `input_shape` defaults to `(default_size, default_size, 3)` with the top and
+    to `(None, None, 3)` without it; shapes smaller than `min_size` or not of
+    rank 3 raise Keras' own errors.
+
+    Returns:
+        (image tensor to build on, inputs of the keras.Model).
+    """
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "The IGC networks are built channels_last. Received "
+            f"keras.config.image_data_format()={keras.config.image_data_format()!r}; "
+            "call keras.config.set_image_data_format('channels_last') first."
+        )
+    input_shape = imagenet_utils.obtain_input_shape(
+        input_shape,
+        default_size=default_size,
+        min_size=min_size,
+        data_format="channels_last",
+        require_flatten=include_top,
+        weights=None,
+    )
+    if input_tensor is None:
+        image = keras.layers.Input(shape=input_shape)
+        return image, image
+    if not keras.backend.is_keras_tensor(input_tensor):
+        image = keras.layers.Input(tensor=input_tensor, shape=input_shape)
+        return image, image
+    sources = keras.utils.get_source_inputs(input_tensor)
+    return input_tensor, sources[0] if len(sources) == 1 else sources
+
+
+def head(x, include_top, pooling, classes, classifier_activation):
+    """Global average pooling and the classifier, or the requested pooling."""
+    if include_top:
+        imagenet_utils.validate_activation(classifier_activation, None)
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return keras.layers.Dense(
+            classes, activation=classifier_activation, name="predictions"
+        )(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def finish(inputs, outputs, name, weights):
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def batch_norm(x, momentum, name):
+    """BatchNorm as in the authors' release (epsilon 2e-5)."""
+    return keras.layers.BatchNormalization(momentum=momentum, epsilon=2e-5, name=name)(
+        x
+    )

@@ -1,0 +1,215 @@
+"""The IGC paper's ImageNet networks and their ResNet-18 baselines.
+
+Skeleton (section 1 of the project reference): 7x7 stride-2 stem, BatchNorm,
+ReLU, 3x3 stride-2 max-pooling; four stages of two residual blocks (two
+convolution units each), stride 2 in the first block of stages 2-4;
+projection shortcuts (a 1x1 group convolution with L groups for IGC, a dense
+1x1 for ResNet) with BatchNorm; global average pooling and a 1000-way
+classifier.
+"""
+
+import keras
+
+from keras_igc.applications import conventions
+from keras_igc.applications.blocks import residual_block
+from keras_igc.applications.conv_families import IGCConvs, RegularConvs
+
+MOMENTUM = 0.9
+
+
+def _imagenet_network(
+    convs,
+    stem_width,
+    stage_widths,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
+):
+    conventions.check_arguments(weights, pooling, include_top, classes)
+    image, inputs = conventions.image_input(
+        input_tensor,
+        input_shape,
+        default_size=224,
+        min_size=32,
+        include_top=include_top,
+    )
+    x = keras.layers.Conv2D(
+        stem_width,
+        7,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="stem_conv",
+    )(image)
+    x = conventions.batch_norm(x, MOMENTUM, "stem_bn")
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for stage, width in enumerate(stage_widths):
+        for block in range(2):
+            strides = 2 if stage > 0 and block == 0 else 1
+            x = residual_block(
+                x, convs, width, strides, MOMENTUM, f"stage{stage + 1}_{block + 1}"
+            )
+    outputs = conventions.head(x, include_top, pooling, classes, classifier_activation)
+    return conventions.finish(inputs, outputs, name, weights)
+
+
+_IMAGENET_DOC = """{title}
+
+{description}
+
+Args:
+    include_top: whether to include the 1000-way (`classes`) classifier.
+    weights: `None` or the path to a weights file saved with
+        `model.save_weights()`.
+    input_tensor: optional Keras tensor to use as the image input.
+    input_shape: optional shape tuple; `(224, 224, 3)` with the top,
+        `(None, None, 3)` without. At least 32x32.
+    pooling: with `include_top=False`: `None` (4D output), `"avg"` or `"max"`.
+    classes: number of classes, with `include_top=True`.
+    classifier_activation: activation of the classifier, or `None` for logits.
+    name: model name.
+{extra}"""
+
+_IMPLEMENTATION_ARG = "    implementation: see `keras_igc.IGCConv2D`.\n"
+
+
+def IGCNetL4M32(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="igc_l4m32_ident",
+    implementation="auto",
+):
+    return _imagenet_network(
+        IGCConvs(primary_partitions=4, implementation=implementation),
+        128,
+        (128, 256, 512, 1024),
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+    )
+
+
+def IGCNetL16M16(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="igc_l16m16_ident",
+    implementation="auto",
+):
+    return _imagenet_network(
+        IGCConvs(primary_partitions=16, implementation=implementation),
+        256,
+        (256, 512, 1024, 2048),
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+    )
+
+
+def IGCNetL100M2(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="igc_l100m2_ident",
+    implementation="auto",
+):
+    return _imagenet_network(
+        IGCConvs(secondary_partitions=2, implementation=implementation),
+        100,
+        (200, 400, 800, 1600),
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+    )
+
+
+def ResNet18(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    width=64,
+):
+    return _imagenet_network(
+        RegularConvs(),
+        width,
+        (width, 2 * width, 4 * width, 8 * width),
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name or f"resnet18_c{width}",
+    )
+
+
+IGCNetL4M32.__doc__ = _IMAGENET_DOC.format(
+    title="IGC-L4M32+Ident. for ImageNet (224x224).",
+    description="Stem 128; stages 128/256/512/1024 with L = 4 (M = 32..256).",
+    extra=_IMPLEMENTATION_ARG,
+)
+IGCNetL16M16.__doc__ = _IMAGENET_DOC.format(
+    title="IGC-L16M16+Ident. for ImageNet (224x224).",
+    description="Stem 256; stages 256/512/1024/2048 with L = 16 (M = 16..128).",
+    extra=_IMPLEMENTATION_ARG,
+)
+IGCNetL100M2.__doc__ = _IMAGENET_DOC.format(
+    title="IGC-L100M2+Ident. for ImageNet (224x224).",
+    description="Stem 100; stages 200/400/800/1600 with M = 2 (L = 100..800); "
+    "stage 1 projects 100 -> 200.",
+    extra=_IMPLEMENTATION_ARG,
+)
+ResNet18.__doc__ = _IMAGENET_DOC.format(
+    title="ResNet-18, the IGC paper's ImageNet baseline.",
+    description="Basic blocks with dense 3x3 convolutions; stages C/2C/4C/8C "
+    "(C = 64, or 69 for the wider baseline).",
+    extra="    width: C, the stem and stage-1 width (64 or 69 in the paper).\n",
+)
+
+
+def preprocess_input(x):
+    """ImageNet normalisation: scale to [0, 1], then per-channel mean and std."""
+    return keras.applications.imagenet_utils.preprocess_input(
+        x, data_format="channels_last", mode="torch"
+    )

@@ -1,0 +1,120 @@
+import keras
+import numpy as np
+import pytest
+import reference
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import keras_igc
+from keras_igc import ops as igc_ops
+
+
+def grouped_reference(x, kernel, groups, strides, padding, dilation):
+    """Grouped convolution from its definition: one dense convolution per group."""
+    k, n = kernel.shape[2], kernel.shape[3] // groups
+    return np.concatenate(
+        [
+            reference.conv2d(
+                np.asarray(x, np.float64)[..., g * k : (g + 1) * k],
+                np.asarray(kernel, np.float64)[..., g * n : (g + 1) * n],
+                strides,
+                padding,
+                dilation,
+            )
+            for g in range(groups)
+        ],
+        axis=-1,
+    )
+
+
+@st.composite
+def grouped_cases(draw):
+    groups = draw(st.integers(1, 4))
+    k, n = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.integers(1, 2))
+    dilation = 1 if stride > 1 else draw(st.integers(1, 2))
+    return dict(
+        groups=groups,
+        channels=groups * k,
+        filters=groups * n,
+        kernel=kernel,
+        strides=(stride, stride),
+        dilation=(dilation, dilation),
+        padding=draw(st.sampled_from(["valid", "same"])),
+    )
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(grouped_cases())
+def test_every_grouped_path_matches_the_definition(case):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 7, 6, case["channels"])).astype("float32")
+    kernel = rng.normal(
+        size=case["kernel"] + (case["channels"] // case["groups"], case["filters"])
+    ).astype("float32")
+    expected = grouped_reference(
+        x, kernel, case["groups"], case["strides"], case["padding"], case["dilation"]
+    )
+    for name, path in igc_ops.GROUPED_PATHS.items():
+        got = path(
+            x,
+            kernel,
+            case["groups"],
+            strides=case["strides"],
+            padding=case["padding"],
+            dilation_rate=case["dilation"],
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(got), expected, atol=1e-4, err_msg=name
+        )
+
+
+@pytest.mark.parametrize(
+    "filters, kernel_size, groups, strides",
+    [(64, 1, 4, 2), (12, 3, 3, 1), (8, 3, 8, 2)],
+)
+def test_same_weights_config_and_outputs_as_conv2d(
+    filters, kernel_size, groups, strides
+):
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 24)).astype("float32")
+    args = dict(
+        filters=filters, kernel_size=kernel_size, groups=groups, strides=strides
+    )
+    plain = keras.layers.Conv2D(padding="same", **args)
+    ours = keras_igc.GroupConv2D(padding="same", **args)
+    plain.build(x.shape)
+    ours.build(x.shape)
+    ours.set_weights(plain.get_weights())
+    assert [w.shape for w in ours.weights] == [w.shape for w in plain.weights]
+    assert {k: v for k, v in ours.get_config().items() if k != "name"} == {
+        k: v for k, v in plain.get_config().items() if k != "name"
+    }
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours(x)),
+        keras.ops.convert_to_numpy(plain(x)),
+        atol=1e-4,
+    )
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((8, 8, 8)), keras_igc.GroupConv2D(16, 1, strides=2, groups=4)]
+    )
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert isinstance(loaded.layers[0], keras_igc.GroupConv2D)
+    x = np.random.default_rng(2).normal(size=(1, 8, 8, 8)).astype("float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x))
+    )
+
+
+def test_bad_groups_keep_the_conv2d_error():
+    with pytest.raises(ValueError, match="groups"):
+        keras_igc.GroupConv2D(10, 1, groups=4)
