@@ -40,46 +40,35 @@ def _units_per_stage(depth, residual):
     return (depth - 2) // per_unit
 
 
-def _cifar_network(
-    convs,
-    stage1_width,
-    depth,
-    residual,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
-    name,
-):
+def _cifar_network(convs, stage1_width, depth, residual, **application_args):
     units = _units_per_stage(depth, residual)
-    conventions.check_arguments(weights, pooling, include_top, classes)
-    image, inputs = conventions.image_input(
-        input_tensor, input_shape, default_size=32, min_size=8, include_top=include_top
-    )
     momentum = RESIDUAL_MOMENTUM if residual else PLAIN_MOMENTUM
-    x = keras.layers.Conv2D(
-        stage1_width,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name="stem_conv",
-    )(image)
-    x = conventions.batch_norm(x, momentum, "stem_bn")
-    x = keras.layers.ReLU(name="stem_relu")(x)
-    for stage in range(3):
-        width = stage1_width * 2**stage
-        for unit in range(units):
-            strides = 2 if stage > 0 and unit == 0 else 1
-            block = residual_block if residual else plain_unit
-            x = block(
-                x, convs, width, strides, momentum, f"stage{stage + 1}_{unit + 1}"
-            )
-    outputs = conventions.head(x, include_top, pooling, classes, classifier_activation)
-    return conventions.finish(inputs, outputs, name, weights)
+    block = residual_block if residual else plain_unit
+
+    def features(image):
+        x = keras.layers.Conv2D(
+            stage1_width,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name="stem_conv",
+        )(image)
+        x = conventions.batch_norm(x, momentum, "stem_bn")
+        x = keras.layers.ReLU(name="stem_relu")(x)
+        for stage in range(3):
+            width = stage1_width * 2**stage
+            for unit in range(units):
+                strides = 2 if stage > 0 and unit == 0 else 1
+                name = f"stage{stage + 1}_{unit + 1}"
+                x = block(x, convs, width, strides, momentum, name)
+        return x
+
+    return conventions.build(features, 32, 8, **application_args)
+
+
+def _default_name(prefix, depth, residual):
+    return f"{prefix}_d{depth}{'_ident' if residual else ''}"
 
 
 def igc_cifar_network(
@@ -106,21 +95,14 @@ def igc_cifar_network(
             raise ValueError(
                 f"`{arg}` must be a positive integer. Received: {value!r}."
             )
-    convs = IGCConvs(primary_partitions, implementation=implementation)
-    suffix = "_ident" if residual else ""
+    L, M = primary_partitions, secondary_partitions
+    name = name or _default_name(f"igc_l{L}m{M}", depth, residual)
     return _cifar_network(
-        convs,
-        primary_partitions * secondary_partitions,
+        IGCConvs(L, implementation=implementation),
+        L * M,
         depth,
         residual,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        name or f"igc_l{primary_partitions}m{secondary_partitions}_d{depth}{suffix}",
+        **conventions.application_args(locals()),
     )
 
 
@@ -138,20 +120,9 @@ def regconv_cifar_network(
     name=None,
 ):
     """The RegConv-Wc baseline: dense 3x3 convolutions of width c, 2c, 4c."""
-    suffix = "_ident" if residual else ""
+    name = name or _default_name(f"regconv_w{width}", depth, residual)
     return _cifar_network(
-        RegularConvs(),
-        width,
-        depth,
-        residual,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        name or f"regconv_w{width}_d{depth}{suffix}",
+        RegularConvs(), width, depth, residual, **conventions.application_args(locals())
     )
 
 
@@ -175,20 +146,15 @@ def sum_fusion_cifar_network(
     (at D=20: 0.264 M convolution weights against 0.268 M and 0.274 M), for the
     paper's comparison at matched parameters.
     """
-    suffix = "_ident" if residual else ""
+    name = name or _default_name(
+        f"sumfusion_l{primary_partitions}w{width}", depth, residual
+    )
     return _cifar_network(
         SumFusionConvs(primary_partitions),
         width,
         depth,
         residual,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        name or f"sumfusion_l{primary_partitions}w{width}_d{depth}{suffix}",
+        **conventions.application_args(locals()),
     )
 
 
@@ -216,14 +182,7 @@ def _named(depth, residual):
             primary_partitions,
             secondary_partitions,
             implementation,
-            include_top,
-            weights,
-            input_tensor,
-            input_shape,
-            pooling,
-            classes,
-            classifier_activation,
-            name,
+            **conventions.application_args(locals()),
         )
 
     kind = "residual (+Ident.)" if residual else "plain"

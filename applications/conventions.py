@@ -10,6 +10,50 @@ import keras
 from keras.src.applications import imagenet_utils
 
 POOLINGS = (None, "avg", "max")
+# The arguments every keras.applications builder takes, in order.
+APPLICATION_ARGS = (
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+)
+
+
+def application_args(arguments):
+    """The keras.applications arguments out of a builder's `locals()`."""
+    return {key: arguments[key] for key in APPLICATION_ARGS}
+
+
+def build(
+    features,
+    default_size,
+    min_size,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
+):
+    """A keras.applications model: validated arguments, the input, the network's
+    `features(image)`, the head, and the weights file if one is given."""
+    check_arguments(weights, pooling, include_top, classes)
+    image, inputs = image_input(
+        input_tensor, input_shape, default_size, min_size, include_top
+    )
+    outputs = head(
+        features(image), include_top, pooling, classes, classifier_activation
+    )
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
 
 
 def check_arguments(weights, pooling, include_top, classes):
@@ -86,13 +130,6 @@ def head(x, include_top, pooling, classes, classifier_activation):
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     return x
-
-
-def finish(inputs, outputs, name, weights):
-    model = keras.Model(inputs, outputs, name=name)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
 
 
 def batch_norm(x, momentum, name):

@@ -17,47 +17,28 @@ from keras_igc.applications.conv_families import IGCConvs, RegularConvs
 MOMENTUM = 0.9
 
 
-def _imagenet_network(
-    convs,
-    stem_width,
-    stage_widths,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
-    name,
-):
-    conventions.check_arguments(weights, pooling, include_top, classes)
-    image, inputs = conventions.image_input(
-        input_tensor,
-        input_shape,
-        default_size=224,
-        min_size=32,
-        include_top=include_top,
-    )
-    x = keras.layers.Conv2D(
-        stem_width,
-        7,
-        strides=2,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name="stem_conv",
-    )(image)
-    x = conventions.batch_norm(x, MOMENTUM, "stem_bn")
-    x = keras.layers.ReLU(name="stem_relu")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
-    for stage, width in enumerate(stage_widths):
-        for block in range(2):
-            strides = 2 if stage > 0 and block == 0 else 1
-            x = residual_block(
-                x, convs, width, strides, MOMENTUM, f"stage{stage + 1}_{block + 1}"
-            )
-    outputs = conventions.head(x, include_top, pooling, classes, classifier_activation)
-    return conventions.finish(inputs, outputs, name, weights)
+def _imagenet_network(convs, stem_width, stage_widths, **application_args):
+    def features(image):
+        x = keras.layers.Conv2D(
+            stem_width,
+            7,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name="stem_conv",
+        )(image)
+        x = conventions.batch_norm(x, MOMENTUM, "stem_bn")
+        x = keras.layers.ReLU(name="stem_relu")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        for stage, width in enumerate(stage_widths):
+            for block in range(2):
+                strides = 2 if stage > 0 and block == 0 else 1
+                name = f"stage{stage + 1}_{block + 1}"
+                x = residual_block(x, convs, width, strides, MOMENTUM, name)
+        return x
+
+    return conventions.build(features, 224, 32, **application_args)
 
 
 _IMAGENET_DOC = """{title}
@@ -95,14 +76,7 @@ def IGCNetL4M32(
         IGCConvs(primary_partitions=4, implementation=implementation),
         128,
         (128, 256, 512, 1024),
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        name,
+        **conventions.application_args(locals()),
     )
 
 
@@ -121,14 +95,7 @@ def IGCNetL16M16(
         IGCConvs(primary_partitions=16, implementation=implementation),
         256,
         (256, 512, 1024, 2048),
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        name,
+        **conventions.application_args(locals()),
     )
 
 
@@ -147,14 +114,7 @@ def IGCNetL100M2(
         IGCConvs(secondary_partitions=2, implementation=implementation),
         100,
         (200, 400, 800, 1600),
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        name,
+        **conventions.application_args(locals()),
     )
 
 
@@ -169,18 +129,12 @@ def ResNet18(
     name=None,
     width=64,
 ):
+    name = name or f"resnet18_c{width}"
     return _imagenet_network(
         RegularConvs(),
         width,
         (width, 2 * width, 4 * width, 8 * width),
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        name or f"resnet18_c{width}",
+        **conventions.application_args(locals()),
     )
 
 
