@@ -343,6 +343,12 @@ def main(argv=None):
         f"{', '.join(BLOCKS)}, {NETWORK}",
     )
     parser.add_argument("--out", default="benchmarks/results/bench.json")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the re-run cases' rows in an existing --out file "
+        "(the other rows keep their earlier measurements)",
+    )
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -364,6 +370,15 @@ def main(argv=None):
         if not args.cases or any(c in case for c in args.cases):
             rows += run_case(case, variants, args)
 
+    if args.update:
+        with open(args.out) as f:
+            earlier = json.load(f)["rows"]
+        done = {row["case"] for row in rows}
+        order = [*BLOCKS, NETWORK]
+        rows = sorted(
+            [row for row in earlier if row["case"] not in done] + rows,
+            key=lambda row: order.index(row["case"]),
+        )
     table = markdown(rows)
     print()
     print(table)

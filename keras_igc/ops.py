@@ -194,6 +194,10 @@ def grouped_conv_block_diagonal(
     )
 
 
+# A dense kernel up to this many weights (3x3, 48 -> 48 channels) runs on CPU as
+# fast as any sparse form of it (benchmarks/), so its extra MACs cost nothing.
+SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
+
 GROUPED_PATHS = {
     "depthwise": grouped_conv_depthwise,
     "split": grouped_conv_split,
@@ -206,13 +210,15 @@ def select_grouped_path(groups, group_inputs, group_outputs, kernel_size, stride
 
     `"native"` (Keras' own grouped convolution) on the PyTorch backend (oneDNN,
     cuDNN) and on any accelerator. On CPU with TensorFlow or JAX, XLA's grouped
-    convolution is slow, so (by the benchmarks in benchmarks/): a 1x1
-    convolution runs as one block-diagonal matrix product, narrow groups as a
+    convolution is slow, so (by the benchmarks in benchmarks/): a 1x1 or small
+    convolution runs as one block-diagonal dense kernel, narrow groups as a
     depthwise convolution, wide groups as dense convolutions on slices.
     """
     if keras.backend.backend() == "torch" or _has_accelerator():
         return "native"
-    if tuple(kernel_size) == (1, 1):
+    kh, kw = kernel_size
+    dense_weights = kh * kw * groups * group_inputs * groups * group_outputs
+    if (kh, kw) == (1, 1) or dense_weights <= SMALL_DENSE_KERNEL:
         return "block_diagonal"
     if group_inputs * group_outputs <= 16 and strides[0] == strides[1]:
         return "depthwise"

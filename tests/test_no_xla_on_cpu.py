@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras.src.backend.tensorflow import nn as tf_backend_nn
 
 import keras_igc
+from keras_igc import applications
 from keras_igc.layers.igc_conv2d import select_implementation
 
 pytestmark = pytest.mark.skipif(
@@ -56,6 +57,16 @@ def test_fit_predict_evaluate_make_no_grouped_convolution(grouped_conv_calls):
     model.evaluate(x, y, verbose=0)
     assert grouped_conv_calls, "the recorder saw no convolution at all"
     assert not any(grouped_conv_calls)
+
+
+def test_residual_application_with_grouped_projections(grouped_conv_calls):
+    model = applications.IGCResNet20(classes=3, classifier_activation=None)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(1).normal(size=(4, 32, 32, 3)).astype("float32")
+    model.fit(x, np.arange(4) % 3, epochs=1, batch_size=4, verbose=0)
+    model.predict(x, verbose=0)
+    assert any(isinstance(layer, keras_igc.GroupConv2D) for layer in model.layers)
+    assert grouped_conv_calls and not any(grouped_conv_calls)
 
 
 def test_the_recorder_sees_the_grouped_path(grouped_conv_calls):

@@ -364,8 +364,9 @@ def select_implementation(
     """The execution path `implementation="auto"` uses on this backend and device.
 
     The primary convolution decides (it does most of the work): the path that
-    `keras_igc.ops.select_grouped_path` picks for its partitions, with a 1x1
-    block run as its dense-equivalent kernel.
+    `keras_igc.ops.select_grouped_path` picks for its partitions, where a
+    block-diagonal dense kernel becomes the whole block's dense-equivalent
+    kernel (same size, and the secondary comes for free).
     """
     path = igc_ops.select_grouped_path(
         primary_partitions,
