@@ -7,8 +7,10 @@ TensorFlow backend; everything else runs everywhere.
 import keras
 
 TENSORFLOW_ONLY = [
+    "test_data.py",
     "test_no_xla_on_cpu.py",
     "test_savedmodel_export.py",
+    "test_training.py",
     "test_packaging.py",
     "test_tutorials.py",
 ]

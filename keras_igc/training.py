@@ -1,0 +1,274 @@
+"""Train and evaluate the IGC networks with the paper's recipe, through `model.fit`.
+
+The recipe of the authors' release: SGD with Nesterov momentum 0.9, weight decay
+1e-4, learning rate 0.1 for a batch of 64 (scaled linearly with the batch size),
+divided by 10 at 1/2, 3/4 and 7/8 of training (ImageNet: every 30 of 120
+epochs, lr 0.1 for a batch of 256). Epochs and batch size default to the
+paper's for each dataset (`keras_igc.data.DATASETS`).
+
+A run writes into its output folder:
+
+    checkpoints/epoch-NNN.keras   the model after every epoch
+    backup/                       BackupAndRestore state (removed when done)
+    logs/                         TensorBoard
+    history.csv                   loss and accuracy per epoch
+    curves.png                    loss and accuracy curves
+    model.keras                   the final model
+
+Running the same command again after an interruption resumes at the epoch
+after the last one finished, with its weights and optimizer state.
+"""
+
+import dataclasses
+import os
+
+import keras
+
+from keras_igc import applications, data
+
+# Learning-rate drops, as fractions of training.
+CIFAR_BOUNDARIES = (1 / 2, 3 / 4, 7 / 8)
+IMAGENET_BOUNDARIES = (1 / 4, 2 / 4, 3 / 4)  # every 30 of 120 epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    boundaries: tuple
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+
+def paper_recipe(dataset, epochs=None, batch_size=None, learning_rate=None):
+    """The paper's recipe for `dataset`, with optional overrides.
+
+    Without an explicit `learning_rate`, 0.1 is scaled by `batch_size` over the
+    paper's batch size (the linear scaling rule).
+    """
+    spec = data.spec(dataset)
+    epochs = epochs or spec.epochs
+    batch_size = batch_size or spec.batch_size
+    for arg, value in [("epochs", epochs), ("batch_size", batch_size)]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive integer. Received: {value!r}."
+            )
+    if learning_rate is None:
+        learning_rate = 0.1 * batch_size / spec.batch_size
+    boundaries = IMAGENET_BOUNDARIES if spec.family == "imagenet" else CIFAR_BOUNDARIES
+    return Recipe(epochs, batch_size, learning_rate, boundaries)
+
+
+def learning_rate_schedule(recipe, steps_per_epoch):
+    """Piecewise-constant schedule: the rate divided by 10 at each boundary."""
+    total = recipe.epochs * steps_per_epoch
+    steps = [max(1, round(fraction * total)) for fraction in recipe.boundaries]
+    values = [recipe.learning_rate / 10**i for i in range(len(steps) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
+
+
+def make_optimizer(recipe, steps_per_epoch):
+    """Nesterov SGD with the schedule and weight decay.
+
+    Keras applies `weight_decay` decoupled from the gradient (outside the
+    momentum), to every trainable weight; the release adds it to the gradient.
+    """
+    return keras.optimizers.SGD(
+        learning_rate_schedule(recipe, steps_per_epoch),
+        momentum=recipe.momentum,
+        nesterov=True,
+        weight_decay=recipe.weight_decay,
+    )
+
+
+def distribution_strategy():
+    """The tf.distribute strategy for this machine: several machines when
+    `TF_CONFIG` describes a cluster, several GPUs, or the default one."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def check_model_for_dataset(model, dataset):
+    """The network's family (`"cifar"` or `"imagenet"`), if it fits the dataset."""
+    spec = data.spec(dataset)
+    family = applications.dataset_of(model)
+    if family != spec.family:
+        raise ValueError(
+            f"{model!r} is a {family} network and {dataset!r} a {spec.family} "
+            f"dataset. Pick a model from "
+            f"keras_igc.applications.list_models({spec.family!r})."
+        )
+    return family
+
+
+def build_model(model, dataset, depth=20, **kwargs):
+    """A registered network (`applications.list_models()`) sized for `dataset`."""
+    spec = data.spec(dataset)
+    if check_model_for_dataset(model, dataset) == "cifar":
+        kwargs["depth"] = depth
+    return applications.get_model(
+        model,
+        input_shape=(spec.image_size, spec.image_size, spec.channels),
+        classes=spec.classes,
+        **kwargs,
+    )
+
+
+def train(
+    model="IGC-L24M2",
+    dataset="cifar10",
+    output_dir="runs/igc",
+    *,
+    depth=20,
+    epochs=None,
+    batch_size=None,
+    learning_rate=None,
+    data_dir=None,
+    download=False,
+    seed=None,
+    steps_per_epoch=None,
+    mixed_precision="auto",
+    verbose="auto",
+    callbacks=(),
+):
+    """Train a registered network on a dataset with the paper's recipe.
+
+    Args:
+        model: a name from `keras_igc.applications.list_models()`.
+        dataset: a name from `keras_igc.data.DATASETS`.
+        output_dir: where checkpoints, logs, history and the model go. Running
+            again with the same folder resumes an interrupted run.
+        depth: depth of CIFAR-family networks.
+        epochs, batch_size, learning_rate: override the paper's recipe.
+        data_dir, download, seed: see `keras_igc.data.load`.
+        steps_per_epoch: limit each epoch (default: the whole training split).
+        mixed_precision: "auto" (mixed_float16 on a GPU, float32 on CPU),
+            "float32", "mixed_float16" or "mixed_bfloat16".
+        verbose: passed to `model.fit` (progress bars by default).
+        callbacks: more Keras callbacks.
+
+    Returns:
+        `(model, history)`: the trained model and the `History` of this call.
+    """
+    recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
+    check_model_for_dataset(model, dataset)
+    train_data = data.load(
+        dataset, "train", batch_size=recipe.batch_size, data_dir=data_dir,
+        download=download, seed=seed,
+    )  # fmt: skip
+    eval_data = data.load(
+        dataset, "eval", batch_size=recipe.batch_size, data_dir=data_dir,
+        download=download,
+    )  # fmt: skip
+    if steps_per_epoch is None:
+        steps_per_epoch = int(train_data.cardinality())
+        if steps_per_epoch < 1:
+            raise ValueError(
+                f"The {dataset!r} training split has fewer examples than one batch "
+                f"of {recipe.batch_size}; lower batch_size."
+            )
+    finished = os.path.join(output_dir, "model.keras")
+    if os.path.exists(finished) and not os.path.isdir(
+        os.path.join(output_dir, "backup")
+    ):
+        raise ValueError(
+            f"{output_dir!r} already holds a finished run ({finished}); training "
+            f"again would overwrite its checkpoints and history. Choose another "
+            f"output folder."
+        )
+    _set_precision(mixed_precision)
+    os.makedirs(output_dir, exist_ok=True)
+    with distribution_strategy().scope():
+        network = build_model(model, dataset, depth)
+        network.compile(
+            optimizer=make_optimizer(recipe, steps_per_epoch),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    history = network.fit(
+        train_data,
+        epochs=recipe.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=eval_data,
+        shuffle=False,  # the pipeline shuffles
+        callbacks=[*_run_callbacks(output_dir), *callbacks],
+        verbose=verbose,
+    )
+    network.save(os.path.join(output_dir, "model.keras"))
+    plot_history(os.path.join(output_dir, "history.csv"))
+    return network, history
+
+
+def _run_callbacks(output_dir):
+    return [
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.keras")
+        ),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
+    ]
+
+
+def _set_precision(mixed_precision):
+    choices = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+    if mixed_precision not in choices:
+        raise ValueError(
+            f"`mixed_precision` must be one of {choices}. Received: "
+            f"{mixed_precision!r}."
+        )
+    if mixed_precision == "auto":
+        import tensorflow as tf
+
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+        mixed_precision = "mixed_float16" if gpu else "float32"
+    keras.config.set_dtype_policy(mixed_precision)
+
+
+def evaluate(model_path, dataset, *, batch_size=None, data_dir=None, download=False):
+    """Loss and accuracy of a saved `.keras` model on a dataset's evaluation split."""
+    if not os.path.isfile(model_path):
+        raise ValueError(f"No model file at {model_path!r}; pass a saved .keras file.")
+    network = keras.saving.load_model(model_path)
+    eval_data = data.load(
+        dataset, "eval", batch_size=batch_size or data.spec(dataset).batch_size,
+        data_dir=data_dir, download=download,
+    )  # fmt: skip
+    return network.evaluate(eval_data, return_dict=True, verbose=0)
+
+
+def plot_history(csv_path, png_path=None):
+    """Loss and accuracy curves from a CSVLogger file, as a PNG beside it."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{csv_path!r} holds no epochs to plot.")
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            if prefix + metric in rows[0]:
+                values = [float(row[prefix + metric]) for row in rows]
+                axis.plot(epochs, values, label=label)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.legend()
+    png_path = png_path or os.path.join(os.path.dirname(csv_path), "curves.png")
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)
+    return png_path

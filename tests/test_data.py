@@ -1,0 +1,96 @@
+"""Input pipelines, on TFDS mock data and the offline digits (no network)."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_igc import data
+
+TFDS_NAMES = ["cifar10", "cifar100", "svhn_cropped", "imagenet2012"]
+
+
+def first_batches(dataset, n=2):
+    return [tuple(t.numpy() for t in batch) for batch in dataset.take(n)]
+
+
+@pytest.mark.parametrize("name", TFDS_NAMES + ["digits"])
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_shapes_dtypes_and_ranges(name, split):
+    spec = data.DATASETS[name]
+    with tfds.testing.mock_data(num_examples=12):
+        images, labels = first_batches(data.load(name, split, batch_size=4, seed=0), 1)[
+            0
+        ]
+    size = spec.image_size
+    assert images.shape == (4, size, size, spec.channels)
+    assert images.dtype == np.float32 and labels.dtype == np.int64
+    low = (0 - np.array(spec.mean)) / spec.std
+    high = (1 - np.array(spec.mean)) / spec.std
+    assert np.all(images >= low - 1e-4) and np.all(images <= high + 1e-4)
+    assert np.all((labels >= 0) & (labels < spec.classes))
+
+
+@pytest.mark.parametrize(
+    "name, augmented", [("cifar10", True), ("svhn_cropped", False)]
+)
+def test_augmentation_is_random_in_training_and_absent_in_evaluation(name, augmented):
+    with tfds.testing.mock_data(num_examples=8):
+        train = data.load(name, "train", batch_size=8, seed=1, shuffle_buffer=1)
+        epoch1, epoch2 = first_batches(train, 1), first_batches(train, 1)
+        evaluation = data.load(name, "eval", batch_size=8)
+        eval1, eval2 = first_batches(evaluation, 1), first_batches(evaluation, 1)
+    assert np.array_equal(eval1[0][0], eval2[0][0])
+    np.testing.assert_array_equal(epoch1[0][1], epoch2[0][1])  # same order
+    assert (not np.array_equal(epoch1[0][0], epoch2[0][0])) == augmented
+
+
+def test_a_seed_makes_training_reproducible():
+    def run(seed):
+        with tfds.testing.mock_data(num_examples=16):
+            return first_batches(
+                data.load("cifar10", "train", batch_size=4, seed=seed), 3
+            )
+
+    a, b, c = run(7), run(7), run(8)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert any(
+        not np.array_equal(xa, xc) for (xa, _), (xc, _) in zip(a, c, strict=True)
+    )
+
+
+def test_digits_split_is_fixed_and_complete():
+    train = data.load("digits", "train", batch_size=1000, seed=0)
+    evaluation = data.load("digits", "eval", batch_size=1000)
+    n_train = sum(int(y.shape[0]) for _, y in train)
+    n_eval = sum(int(y.shape[0]) for _, y in evaluation)
+    assert n_train == 1000  # 1437 training images; the incomplete batch is dropped
+    assert n_eval == 360
+    assert set(np.concatenate([y.numpy() for _, y in evaluation])) == set(range(10))
+
+
+def test_imagenet_evaluation_is_a_centre_crop():
+    with tfds.testing.mock_data(num_examples=2):
+        images, _ = first_batches(data.load("imagenet2012", "eval", batch_size=2), 1)[0]
+    assert images.shape == (2, 224, 224, 3)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist'.*cifar10"):
+        data.load("mnist")
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    with pytest.raises(data.DatasetUnavailableError, match="does not exist"):
+        data.load("cifar10", data_dir=str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize(
+    "name, hint",
+    [("cifar10", "tfds build cifar10"), ("imagenet2012", "downloads/manual")],
+)
+def test_unprepared_dataset_says_how_to_prepare_it(tmp_path, name, hint):
+    with pytest.raises(data.DatasetUnavailableError, match=hint) as error:
+        data.load(name, data_dir=str(tmp_path), download=False)
+    assert error.value.__cause__ is None and error.value.__suppress_context__

@@ -1,0 +1,172 @@
+"""The paper's recipe through model.fit, resuming, and the keras-igc command."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_igc import cli, training
+
+QUICK = dict(depth=8, epochs=1, batch_size=16, steps_per_epoch=2, seed=0, verbose=0)
+
+
+def test_learning_rate_drops_by_ten_at_half_three_quarters_and_seven_eighths():
+    recipe = training.paper_recipe("cifar10", epochs=8)
+    schedule = training.learning_rate_schedule(recipe, steps_per_epoch=10)
+    expected = {0: 0.1, 40: 0.1, 41: 0.01, 60: 0.01, 61: 0.001, 70: 0.001, 71: 1e-4}
+    for step, rate in expected.items():
+        assert float(schedule(step)) == pytest.approx(rate), step
+
+
+def test_recipe_defaults_and_batch_scaling():
+    assert training.paper_recipe("cifar100") == training.Recipe(
+        400, 64, 0.1, training.CIFAR_BOUNDARIES
+    )
+    assert training.paper_recipe("svhn_cropped").epochs == 40
+    assert training.paper_recipe("cifar10", batch_size=128).learning_rate == 0.2
+    imagenet = training.paper_recipe("imagenet2012")
+    assert (imagenet.epochs, imagenet.batch_size) == (120, 256)
+    assert [round(b * 120) for b in imagenet.boundaries] == [30, 60, 90]
+    optimizer = training.make_optimizer(imagenet, 10)
+    assert optimizer.nesterov and optimizer.momentum == 0.9
+    assert optimizer.weight_decay == 1e-4
+
+
+def test_fit_on_digits_leaves_model_history_checkpoints_and_plot(tmp_path):
+    model, history = training.train("IGC-L24M2", "digits", str(tmp_path), **QUICK)
+    assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 10)
+    assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for path in [
+        "model.keras",
+        "history.csv",
+        "curves.png",
+        "checkpoints/epoch-001.keras",
+    ]:
+        assert os.path.isfile(tmp_path / path), path
+    assert os.listdir(tmp_path / "logs")
+    assert not os.path.exists(tmp_path / "backup")  # removed once training ends
+
+
+def test_fit_on_mock_cifar(tmp_path):
+    with tfds.testing.mock_data(num_examples=40):
+        model, history = training.train(
+            "IGC-L4M8+Ident.", "cifar10", str(tmp_path), **QUICK
+        )
+    assert model.input_shape == (None, 32, 32, 3)
+    assert np.isfinite(history.history["loss"][0])
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the run after an epoch, as a crash would, remembering the state."""
+
+    def __init__(self, after_epoch):
+        super().__init__()
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.after_epoch:
+            self.weights = [w.copy() for w in self.model.get_weights()]
+            self.iterations = int(self.model.optimizer.iterations)
+            raise KeyboardInterrupt
+
+
+class Recorder(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = self.model.get_weights()
+        self.iterations = int(self.model.optimizer.iterations)
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_an_interrupted_run_resumes_at_the_next_epoch(tmp_path):
+    args = dict(QUICK, epochs=3)
+    interrupt = Interrupt(after_epoch=1)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            "RegConv-W16", "digits", str(tmp_path), callbacks=[interrupt], **args
+        )
+    recorder = Recorder()
+    training.train("RegConv-W16", "digits", str(tmp_path), callbacks=[recorder], **args)
+    assert recorder.epochs == [2]
+    assert recorder.iterations == interrupt.iterations == 4
+    for restored, saved in zip(recorder.weights, interrupt.weights, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    with open(tmp_path / "history.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+
+
+def test_a_finished_run_is_not_overwritten(tmp_path):
+    training.train("RegConv-W16", "digits", str(tmp_path), **QUICK)
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        training.train("RegConv-W16", "digits", str(tmp_path), **QUICK)
+
+
+@pytest.mark.parametrize(
+    "model, dataset, error",
+    [
+        ("IGC-L24M3", "digits", "Unknown model name"),
+        ("IGC-L100M2+Ident.", "cifar10", "imagenet network"),
+        ("IGC-L24M2", "mnist", "Unknown dataset"),
+    ],
+)
+def test_bad_model_or_dataset(tmp_path, model, dataset, error):
+    with pytest.raises(ValueError, match=error):
+        training.train(model, dataset, str(tmp_path), **QUICK)
+
+
+def test_cli_train_evaluate_and_info(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    argv = ["train", "--dataset", "digits", "--depth", "8", "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "16",
+            "--output", out]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "finished" in capsys.readouterr().out
+    assert cli.main(["evaluate", f"{out}/model.keras", "--dataset", "digits"]) == 0
+    assert '"accuracy"' in capsys.readouterr().out
+    assert cli.main(["info", "IGC-L24M2", "--depth", "8"]) == 0
+    assert "| IGC-L24M2 D=8 | 32x32 | 48 | 0.045 |" in capsys.readouterr().out
+    assert cli.main(["info", "--list"]) == 0
+    assert "IGC-L100M2+Ident." in capsys.readouterr().out.split()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "--model", "IGC-L24M3", "--dataset", "digits"],
+            "Unknown model name",
+        ),
+        (["train", "--dataset", "cifar10", "--data-dir", "/nowhere"], "does not exist"),
+        (["evaluate", "missing.keras", "--dataset", "digits"], "No model file"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, capsys, tmp_path):
+    assert (
+        cli.main(argv + (["--output", str(tmp_path)] if argv[0] == "train" else []))
+        == 2
+    )
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_an_unknown_dataset(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--dataset", "mnist"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'mnist'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "info"])
+def test_console_script_help(command):
+    script = os.path.join(os.path.dirname(sys.executable), "keras-igc")
+    result = subprocess.run(
+        [script, command, "--help"], capture_output=True, text=True, check=True
+    )
+    assert "usage: keras-igc " + command in result.stdout
+    assert "--dataset" in result.stdout or "--list" in result.stdout
