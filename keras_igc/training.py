@@ -137,6 +137,7 @@ def train(
     mixed_precision="auto",
     verbose="auto",
     callbacks=(),
+    model_options=None,
 ):
     """Train a registered network on a dataset with the paper's recipe.
 
@@ -153,6 +154,8 @@ def train(
             "float32", "mixed_float16" or "mixed_bfloat16".
         verbose: passed to `model.fit` (progress bars by default).
         callbacks: more Keras callbacks.
+        model_options: more builder arguments, e.g. `{"width": 12}` for a
+            RegConv network or `{"secondary_partitions": 4}` for an IGC one.
 
     Returns:
         `(model, history)`: the trained model and the `History` of this call.
@@ -174,6 +177,9 @@ def train(
                 f"The {dataset!r} training split has fewer examples than one batch "
                 f"of {recipe.batch_size}; lower batch_size."
             )
+    # Epochs are `steps_per_epoch` batches of an endless stream, so a shortened
+    # epoch never leaves the next one without data.
+    train_data = train_data.repeat()
     finished = os.path.join(output_dir, "model.keras")
     if os.path.exists(finished) and not os.path.isdir(
         os.path.join(output_dir, "backup")
@@ -186,7 +192,7 @@ def train(
     _set_precision(mixed_precision)
     os.makedirs(output_dir, exist_ok=True)
     with distribution_strategy().scope():
-        network = build_model(model, dataset, depth)
+        network = build_model(model, dataset, depth, **(model_options or {}))
         network.compile(
             optimizer=make_optimizer(recipe, steps_per_epoch),
             loss="sparse_categorical_crossentropy",

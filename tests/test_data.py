@@ -70,6 +70,12 @@ def test_digits_split_is_fixed_and_complete():
     assert set(np.concatenate([y.numpy() for _, y in evaluation])) == set(range(10))
 
 
+def test_digits_statistics_are_those_of_the_training_split():
+    train = data.load("digits", "train", batch_size=1437)
+    images = np.concatenate([x.numpy() for x, _ in train])
+    assert abs(images.mean()) < 1e-3 and abs(images.std() - 1) < 1e-3
+
+
 def test_imagenet_evaluation_is_a_centre_crop():
     with tfds.testing.mock_data(num_examples=2):
         images, _ = first_batches(data.load("imagenet2012", "eval", batch_size=2), 1)[0]
