@@ -13,6 +13,7 @@ import keras
 from keras_igc.applications import conventions
 from keras_igc.applications.blocks import plain_unit, residual_block
 from keras_igc.applications.conv_families import IGCConvs, RegularConvs, SumFusionConvs
+from keras_igc.validation import positive_int
 
 # Per-channel statistics of the CIFAR-10 training images, on a [0, 1] scale.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -87,15 +88,8 @@ def igc_cifar_network(
     name=None,
 ):
     """IGC network for 32x32 images of any depth (see `IGCNet20`)."""
-    for arg, value in [
-        ("primary_partitions", primary_partitions),
-        ("secondary_partitions", secondary_partitions),
-    ]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{arg}` must be a positive integer. Received: {value!r}."
-            )
-    L, M = primary_partitions, secondary_partitions
+    L = positive_int(primary_partitions, "primary_partitions")
+    M = positive_int(secondary_partitions, "secondary_partitions")
     name = name or _default_name(f"igc_l{L}m{M}", depth, residual)
     return _cifar_network(
         IGCConvs(L, implementation=implementation),

@@ -23,6 +23,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_igc.validation import positive_int
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -115,14 +117,7 @@ def load(
         raise ValueError(f'`split` must be "train" or "eval". Received: {split!r}.')
     training = split == "train"
     batch_size = batch_size or dataset_spec.batch_size
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"`batch_size` must be a positive integer. Received: {batch_size!r}."
-        )
+    positive_int(batch_size, "batch_size")
     if data_dir is not None and not os.path.isdir(data_dir):
         raise DatasetUnavailableError(
             f"data_dir={data_dir!r} does not exist. Pass the folder where the "

@@ -25,6 +25,7 @@ import os
 import keras
 
 from keras_igc import applications, data
+from keras_igc.validation import positive_int
 
 # Learning-rate drops, as fractions of training.
 CIFAR_BOUNDARIES = (1 / 2, 3 / 4, 7 / 8)
@@ -50,11 +51,8 @@ def paper_recipe(dataset, epochs=None, batch_size=None, learning_rate=None):
     spec = data.spec(dataset)
     epochs = epochs or spec.epochs
     batch_size = batch_size or spec.batch_size
-    for arg, value in [("epochs", epochs), ("batch_size", batch_size)]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{arg}` must be a positive integer. Received: {value!r}."
-            )
+    positive_int(epochs, "epochs")
+    positive_int(batch_size, "batch_size")
     if learning_rate is None:
         learning_rate = 0.1 * batch_size / spec.batch_size
     boundaries = IMAGENET_BOUNDARIES if spec.family == "imagenet" else CIFAR_BOUNDARIES

@@ -214,7 +214,7 @@ def test_block_order_is_the_papers(builder):
         (lambda: applications.IGCNet20(weights="imagenet"), "weights='imagenet'"),
         (lambda: applications.IGCNet20(pooling="mean"), "pooling='mean'"),
         (lambda: applications.IGCNet20(classes=0), "classes=0"),
-        (lambda: applications.IGCNet20(primary_partitions=0), "Received: 0"),
+        (lambda: applications.IGCNet20(primary_partitions=0), "primary_partitions=0"),
         (
             lambda: applications.IGCNet20(input_shape=(4, 4, 3)),
             "at least 8x8",

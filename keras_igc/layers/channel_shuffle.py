@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_igc.ops import shuffle_permutation
+from keras_igc.validation import positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -32,12 +33,7 @@ class ChannelShuffle(keras.layers.Layer):
 
     def __init__(self, groups, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(
-                f"ChannelShuffle needs `groups` to be a positive integer. "
-                f"Received: groups={groups!r}."
-            )
-        self.groups = groups
+        self.groups = positive_int(groups, "groups", "ChannelShuffle")
         self.permutation = None
 
     def build(self, input_shape):

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_igc import ops as igc_ops
 from keras_igc.layers.channel_shuffle import ChannelShuffle
+from keras_igc.validation import positive_int
 
 IMPLEMENTATIONS = ("auto", "grouped", "depthwise", "split", "dense")
 
@@ -117,11 +118,11 @@ class IGCConv2D(keras.layers.Layer):
                 f"ReLU. Add those as layers after IGCConv2D."
             )
         super().__init__(**kwargs)
-        self.primary_partitions = _positive_int(
-            "primary_partitions", primary_partitions
+        self.primary_partitions = positive_int(
+            primary_partitions, "primary_partitions", "IGCConv2D"
         )
-        self.secondary_partitions = _positive_int(
-            "secondary_partitions", secondary_partitions
+        self.secondary_partitions = positive_int(
+            secondary_partitions, "secondary_partitions", "IGCConv2D"
         )
         self.kernel_size = _int_pair("kernel_size", kernel_size)
         self.strides = _int_pair("strides", strides)
@@ -376,15 +377,6 @@ def select_implementation(
         strides,
     )
     return {"native": "grouped", "block_diagonal": "dense"}.get(path, path)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"IGCConv2D `{name}` must be a positive integer. Received: "
-            f"{name}={value!r}."
-        )
-    return value
 
 
 def _int_pair(name, value):
