@@ -150,22 +150,6 @@ def torch_fns(module, x, width):
     return forward, train_step
 
 
-def keras_igc_net(L=24, M=2, units=6):
-    """Plain depth-(3*units+2) IGC network, the twin of TorchIGCNet."""
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(L * M, 3, padding="same", use_bias=False)(inputs)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    for stage in range(3):
-        for unit in range(units):
-            stride = 2 if stage > 0 and unit == 0 else 1
-            x = keras_igc.IGCConv2D(
-                L, M * 2**stage, 3, strides=stride, padding="same", use_bias=False
-            )(x)
-            x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10)(x))
-
-
 def make_network(variant):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 32, 32, 3)).astype("float32")
@@ -193,7 +177,8 @@ def make_network(variant):
 
         return forward, train_step, variant
     x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
-    model = keras_igc_net()
+    # The same network as TorchIGCNet(6, 24, 2): plain depth 20, IGC-L24M2.
+    model = keras_igc.applications.IGCNet20(classifier_activation=None)
     model.compile(
         keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
