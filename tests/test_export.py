@@ -1,0 +1,348 @@
+"""keras_igc.export: SavedModel, LiteRT, ONNX, folding, check (TensorFlow only)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from tensorflow.core.protobuf import saved_model_pb2
+
+import keras_igc
+from keras_igc import applications, cli, export
+
+RELOAD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    import tensorflow as tf
+    path, inputs = sys.argv[1:3]
+    x = np.load(inputs)
+    loaded = tf.saved_model.load(path)
+    served = loaded.serve(x).numpy()
+    layer = keras.layers.TFSMLayer(path, call_endpoint="serve")
+    from_layer = keras.ops.convert_to_numpy(layer(x))
+    imported = any(name.startswith("keras_igc") for name in sys.modules)
+    np.save(inputs + ".served.npy", served)
+    np.save(inputs + ".layer.npy", from_layer)
+    print(json.dumps({"keras_igc_imported": imported}))
+    """
+)
+
+
+def xla_compiled_functions(export_dir):
+    """Names of the functions in a SavedModel that must be compiled with XLA."""
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    return [
+        fn.signature.name
+        for graph in proto.meta_graphs
+        for fn in graph.graph_def.library.function
+        if fn.attr["_XlaMustCompile"].b
+    ]
+
+
+def with_trained_statistics(model, seed=0):
+    """Give every BatchNorm the statistics of a data batch and a random affine,
+    as after training (random-init networks blow up in inference mode)."""
+    rng = np.random.default_rng(seed)
+    norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    for layer in norms:
+        n = layer.moving_mean.shape[0]
+        if layer.scale:
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+        if layer.center:
+            layer.beta.assign(rng.normal(0, 0.1, n).astype("float32"))
+        layer.momentum = 0.0  # the moving statistics become this batch's
+    x = rng.normal(size=(8, *model.input_shape[1:])).astype("float32")
+    model(x, training=True)
+    for layer in norms:
+        layer.momentum = 0.99
+    return model
+
+
+def small_network(implementation="auto"):
+    """IGC blocks with and without bias, a grouped and a regular conv, BatchNorms."""
+    return with_trained_statistics(
+        keras.Sequential(
+            [
+                keras.Input((16, 16, 8)),
+                keras.layers.Conv2D(16, 3, padding="same", use_bias=False),
+                keras.layers.BatchNormalization(),
+                keras.layers.ReLU(),
+                keras_igc.IGCConv2D(
+                    8, 2, padding="same", use_bias=False, implementation=implementation
+                ),
+                keras.layers.BatchNormalization(),
+                keras.layers.ReLU(),
+                keras_igc.IGCConv2D(
+                    2, 16, strides=2, padding="same", implementation=implementation
+                ),
+                keras.layers.BatchNormalization(center=False, scale=False),
+                keras.layers.ReLU(),
+                keras.layers.Conv2D(32, 1, groups=4),
+                keras.layers.BatchNormalization(),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(5),
+            ]
+        )
+    )
+
+
+def layer_alone():
+    return keras.Sequential(
+        [keras.Input((12, 12, 16)), keras_igc.IGCConv2D(4, 4, 3, padding="same")]
+    )
+
+
+def small_igcnet():
+    return with_trained_statistics(
+        applications.IGCResNet20(classifier_activation=None, classes=7)
+    )
+
+
+@pytest.fixture(scope="module", params=["network", "layer", "igcnet"])
+def exported(request, tmp_path_factory):
+    model = {"network": small_network, "layer": layer_alone, "igcnet": small_igcnet}[
+        request.param
+    ]()
+    directory = str(tmp_path_factory.mktemp(request.param))
+    return model, export.export(model, directory, verbose=False)
+
+
+def test_every_format_matches_keras_at_batch_1_and_3(exported):
+    model, result = exported
+    rows = export.check(model, result.artifacts, batch_sizes=(1, 3), runs=2)
+    assert {(r["format"], r["batch"]) for r in rows} == {
+        (f, b) for f in ["keras", "savedmodel", "litert", "onnx"] for b in (1, 3)
+    }
+    for row in rows:
+        assert row["max_abs_diff"] <= 1e-4, row
+        assert row["latency_ms"] > 0
+
+
+def test_export_writes_a_report_and_uses_builtin_litert_ops(exported):
+    _, result = exported
+    directory = os.path.dirname(result.artifacts["onnx"])
+    with open(os.path.join(directory, export.REPORT_FILE)) as f:
+        report = json.load(f)
+    assert report["sizes"] == result.sizes and min(result.sizes.values()) > 0
+    assert result.litert_select_ops == []
+    assert sorted(os.listdir(directory)) == sorted(
+        [*export.FORMATS.values(), export.REPORT_FILE]
+    )
+
+
+def test_check_reads_an_export_directory(exported):
+    model, result = exported
+    directory = os.path.dirname(result.artifacts["onnx"])
+    rows = export.check(model, directory, batch_sizes=(2,), runs=1)
+    assert [r["format"] for r in rows] == ["keras", "savedmodel", "litert", "onnx"]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_savedmodel_runs_in_a_fresh_process_without_keras_igc_or_xla(tmp_path, batch):
+    model = small_network()
+    result = export.export(model, str(tmp_path), ["savedmodel"], verbose=False)
+    x = np.random.default_rng(0).normal(size=(batch, 16, 16, 8)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    env["KERAS_BACKEND"] = "tensorflow"
+    process = subprocess.run(
+        [sys.executable, "-c", RELOAD, result.artifacts["savedmodel"], "x.npy"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert json.loads(process.stdout.strip().splitlines()[-1]) == {
+        "keras_igc_imported": False
+    }
+    expected = model(x, training=False)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "x.npy.served.npy"), expected, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "x.npy.layer.npy"), expected, atol=1e-4
+    )
+
+
+def test_export_replaces_the_xla_grouped_path(tmp_path):
+    model = small_network(implementation="grouped")
+    result = export.export(model, str(tmp_path), ["savedmodel"], verbose=False)
+    assert xla_compiled_functions(result.artifacts["savedmodel"]) == []
+    assert "grouped" not in result.folding.paths.values()
+    assert "native" not in result.folding.paths.values()
+
+
+def test_the_xla_check_sees_the_native_grouped_path(tmp_path):
+    """Guards the check above: Keras' own export keeps the XLA function."""
+    model = small_network(implementation="grouped")
+    model.export(str(tmp_path / "grouped"), verbose=False)
+    assert xla_compiled_functions(str(tmp_path / "grouped"))
+
+
+def test_onnx_export_refuses_what_tf2onnx_cannot_convert(tmp_path):
+    """tf2onnx writes the XLA grouped convolution as an unloadable node."""
+    model = small_network(implementation="grouped")
+    model(np.zeros((1, 16, 16, 8), "float32"))
+    with pytest.raises(RuntimeError, match="PartitionedCall"):
+        export._write_onnx(model, str(tmp_path / "model.onnx"))
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("dense_blocks", export.DENSE_BLOCKS)
+def test_folding_keeps_outputs_and_removes_every_batch_norm(dense_blocks):
+    model = small_network()
+    folded, report = export.prepare(model, dense_blocks=dense_blocks)
+    x = np.random.default_rng(1).normal(size=(3, 16, 16, 8)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-4)
+    assert not any(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers
+    )
+    assert len(report.folded) == 4
+    igc_forms = {e["form"] for e in report.folded if e["into"].startswith("igc")}
+    expected = {"always": {"dense"}, "never": {"igc"}, "auto": {"dense"}}
+    assert igc_forms == expected[dense_blocks]
+    if dense_blocks == "never":
+        assert report.after["macs"] == report.before["macs"]
+    else:
+        assert report.after["macs"] > report.before["macs"]
+
+
+def test_auto_folds_into_the_dense_kernel_only_where_it_is_small():
+    # small_network's blocks have dense kernels within SMALL_DENSE_KERNEL; the
+    # 3x3x200x200 one of an L100M2 block is not, so it stays an IGC block.
+    model = with_trained_statistics(
+        keras.Sequential(
+            [
+                keras.Input((8, 8, 200)),
+                keras_igc.IGCConv2D(100, 2, padding="same", use_bias=False),
+                keras.layers.BatchNormalization(),
+            ]
+        )
+    )
+    folded, report = export.prepare(model)
+    assert [e["form"] for e in report.folded] == ["igc"]
+    assert report.paths == {model.layers[0].name: "depthwise"}
+    x = np.random.default_rng(2).normal(size=(2, 8, 8, 200)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-4)
+
+
+def test_residual_network_folds_and_keeps_outputs():
+    model = small_igcnet()
+    folded, report = export.prepare(model)
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-4)
+    norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(report.folded) == len(norms)
+
+
+def test_batch_norm_after_a_shared_output_is_not_folded():
+    inputs = keras.Input((8, 8, 8))
+    conv = keras_igc.IGCConv2D(4, 2, padding="same")(inputs)
+    outputs = keras.layers.Add()([keras.layers.BatchNormalization()(conv), conv])
+    model = with_trained_statistics(keras.Model(inputs, outputs))
+    folded, report = export.prepare(model)
+    assert report.folded == []
+    assert any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 8)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-5)
+
+
+def test_no_fold_keeps_batch_norms(tmp_path):
+    model = small_network()
+    folded, report = export.prepare(model, fold=False)
+    assert report.folded == []
+    assert report.after == report.before
+    x = np.random.default_rng(5).normal(size=(1, 16, 16, 8)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-5)
+
+
+def test_mixed_precision_model_exports_in_float32(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = small_network()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    folded, _ = export.prepare(model)
+    assert {layer.compute_dtype for layer in folded.layers} == {"float32"}
+
+
+def test_existing_artifacts_need_overwrite_and_other_files_survive(tmp_path):
+    model = layer_alone()
+    export.export(model, str(tmp_path), ["litert"], verbose=False)
+    (tmp_path / "notes.txt").write_text("mine")
+    before = (tmp_path / "model.tflite").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export.export(model, str(tmp_path), ["litert", "onnx"], verbose=False)
+    assert not (tmp_path / "model.onnx").exists()
+    assert (tmp_path / "model.tflite").read_bytes() == before
+    export.export(model, str(tmp_path), ["litert"], overwrite=True, verbose=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_unbuilt_model_is_an_error(tmp_path):
+    model = keras.Sequential([keras_igc.IGCConv2D(2, 2)])
+    with pytest.raises(ValueError, match="not built.*keras.Input"):
+        export.export(model, str(tmp_path), verbose=False)
+
+
+def test_unknown_format_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"'tflite'.*'litert'"):
+        export.export(layer_alone(), str(tmp_path), ["tflite"], verbose=False)
+
+
+def test_subclassed_model_is_an_error(tmp_path):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.block = keras_igc.IGCConv2D(2, 2)
+
+        def call(self, x):
+            return self.block(x)
+
+    model = Net()
+    model(np.zeros((1, 8, 8, 4), "float32"))
+    with pytest.raises(ValueError, match="subclassed"):
+        export.export(model, str(tmp_path), verbose=False)
+
+
+def test_missing_onnx_converter_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import raises ImportError
+    with pytest.raises(export.MissingDependencyError, match=r"keras-igc\[export\]"):
+        export.export(layer_alone(), str(tmp_path), ["onnx"], verbose=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_load_source_names_and_files(tmp_path):
+    assert export.load_source("IGCNet8").name.startswith("igc")
+    assert export.load_source("RegConv-W16", depth=8).count_params() > 0
+    path = str(tmp_path / "m.keras")
+    layer_alone().save(path)
+    assert isinstance(export.load_source(path).layers[0], keras_igc.IGCConv2D)
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        export.load_source(str(tmp_path / "missing.keras"))
+    with pytest.raises(ValueError, match="Unknown model name"):
+        export.load_source("IGCNet9")
+
+
+def test_cli_exports_and_checks(tmp_path, capsys):
+    path = str(tmp_path / "m.keras")
+    small_network().save(path)
+    out = str(tmp_path / "out")
+    code = cli.main(["export", path, "--output", out, "--check"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "| onnx | 3 |" in printed and "folded 4 BatchNorm" in printed
+    assert cli.main(["export", path, "--output", out]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["export", path, "--output", out, "--formats", "pb"]) == 2
