@@ -23,7 +23,8 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 PLAIN_MOMENTUM, RESIDUAL_MOMENTUM = 0.99, 0.9
 
 
-def _units_per_stage(depth, residual):
+def units_per_stage(depth, residual):
+    """Units (plain) or blocks (residual) per stage; a clear error for a bad depth."""
     per_unit = 6 if residual else 3
     if (
         isinstance(depth, bool)
@@ -42,7 +43,7 @@ def _units_per_stage(depth, residual):
 
 
 def _cifar_network(convs, stage1_width, depth, residual, **application_args):
-    units = _units_per_stage(depth, residual)
+    units = units_per_stage(depth, residual)
     momentum = RESIDUAL_MOMENTUM if residual else PLAIN_MOMENTUM
     block = residual_block if residual else plain_unit
 

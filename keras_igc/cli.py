@@ -53,6 +53,83 @@ def _parser():
     evaluate.add_argument("model_path", help="a .keras file, e.g. runs/igc/model.keras")
     _data_args(evaluate)
 
+    export = commands.add_parser(
+        "export",
+        help="export to SavedModel, LiteRT and ONNX",
+        description="Export a .keras model or a named application to SavedModel "
+        "(saved_model/), LiteRT (model.tflite) and ONNX (model.onnx) that run "
+        "without keras_igc. BatchNorm layers fold into the convolutions before "
+        "them unless --no-fold. Writes export_report.json beside the artifacts.",
+    )
+    export.add_argument(
+        "source", help="a .keras file, an application (IGCNet38) or a registered "
+        "name (IGC-L24M2+Ident.); applications get random weights unless --weights",
+    )  # fmt: skip
+    export.add_argument("--output", required=True, help="folder for the artifacts")
+    export.add_argument(
+        "--formats", default="savedmodel,litert,onnx",
+        help="comma-separated subset of savedmodel,litert,onnx (default: all; "
+        'onnx needs pip install "keras-igc[export]")',
+    )  # fmt: skip
+    export.add_argument("--weights", help="weights file for an application")
+    export.add_argument("--depth", type=int, help="depth of a registered CIFAR row")
+    export.add_argument(
+        "--no-fold", action="store_true", help="keep BatchNorm layers as they are"
+    )
+    export.add_argument(
+        "--dense-blocks", default="auto", choices=["auto", "always", "never"],
+        help="replace folded IGC blocks by their dense-equivalent convolution: "
+        "auto where the CPU benchmarks found it faster (default)",
+    )  # fmt: skip
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace existing artifacts"
+    )
+    export.add_argument(
+        "--check", action="store_true", help="run every artifact in its runtime "
+        "and compare with the Keras model (max abs diff, latency); exit 1 if a "
+        "difference exceeds --tolerance",
+    )  # fmt: skip
+    export.add_argument("--tolerance", type=float, default=1e-4)
+
+    tune = commands.add_parser(
+        "tune",
+        help="sweep L and M with KerasTuner",
+        description="Sweep the partitions L and M of an IGC network with KerasTuner "
+        "and write report.csv, report.md, accuracy_vs_m.png and "
+        "accuracy_vs_params.png into --directory. Mode width: every (L, M) with "
+        "L*M = --width. Mode budget: for each M, the widest L whose network has no "
+        "more convolution weights than --reference at the same depth. Running the "
+        "same command again with the same --directory resumes the sweep (KerasTuner "
+        "keeps finished trials and reruns an interrupted one); --overwrite starts "
+        "over.",
+    )
+    tune.add_argument("--mode", default="budget", choices=["budget", "width"])
+    tune.add_argument("--width", type=int, default=48, help="mode width: G = L*M")
+    tune.add_argument(
+        "--reference", default="RegConv-W16",
+        help="mode budget: the network whose convolution weights are the budget",
+    )  # fmt: skip
+    tune.add_argument(
+        "--secondary-partitions", default="1,2,3,4,6,8,12,16",
+        help="mode budget: comma-separated M values to try",
+    )  # fmt: skip
+    tune.add_argument("--depth", type=int, default=8, help="network depth (default 8)")
+    tune.add_argument("--residual", action="store_true", help="+Ident. networks")
+    _data_args(tune)
+    tune.add_argument(
+        "--epochs", type=int, default=10, help="epochs per trial (default 10)"
+    )
+    tune.add_argument("--steps-per-epoch", type=int, help="default: whole split")
+    tune.add_argument(
+        "--learning-rates", help="comma-separated candidates (default: the recipe's)"
+    )
+    tune.add_argument("--tuner", default="grid", choices=["grid", "random",
+                      "bayesian", "hyperband"])  # fmt: skip
+    tune.add_argument("--max-trials", type=int, help="default: one per config")
+    tune.add_argument("--directory", default="runs/sweep", help="sweep folder")
+    tune.add_argument("--seed", type=int)
+    tune.add_argument("--overwrite", action="store_true", help="start the sweep over")
+
     info = commands.add_parser(
         "info",
         help="parameters and MACs of named networks",
@@ -126,6 +203,34 @@ def main(argv=None):
                 download=args.download,
             )
             print(json.dumps({k: round(float(v), 4) for k, v in result.items()}))
+        elif args.command == "export":
+            return _export(args)
+        elif args.command == "tune":
+            from keras_igc import tuning
+
+            rows = tuning.sweep(
+                args.mode,
+                args.dataset,
+                args.directory,
+                width=args.width,
+                reference=args.reference,
+                secondary_partitions=_ints(args.secondary_partitions),
+                depth=args.depth,
+                residual=args.residual,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rates=args.learning_rates
+                and [float(v) for v in args.learning_rates.split(",")],
+                tuner=args.tuner,
+                max_trials=args.max_trials,
+                steps_per_epoch=args.steps_per_epoch,
+                data_dir=args.data_dir,
+                download=args.download,
+                seed=args.seed,
+                overwrite=args.overwrite,
+            )
+            print(tuning.format_report(rows))
+            print(f"report: {args.directory}/report.md")
         else:
             from keras_igc import applications
 
@@ -133,9 +238,46 @@ def main(argv=None):
                 print("\n".join(applications.list_models()))
             else:
                 print(applications.summary_table(args.models or None, depth=args.depth))
-    except ValueError as error:
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
         print(f"keras-igc {args.command}: error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _ints(text):
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"Expected comma-separated integers, e.g. 1,2,4. Received: {text!r}."
+        ) from None
+
+
+def _export(args):
+    from keras_igc import export
+
+    builder_args = {} if args.depth is None else {"depth": args.depth}
+    model = export.load_source(args.source, weights=args.weights, **builder_args)
+    result = export.export(
+        model,
+        args.output,
+        args.formats.split(","),
+        fold=not args.no_fold,
+        dense_blocks=args.dense_blocks,
+        overwrite=args.overwrite,
+    )
+    if not args.check:
+        return 0
+    rows = export.check(model, result.artifacts)
+    print(export.format_check(rows))
+    worst = max(row["max_abs_diff"] for row in rows)
+    if worst > args.tolerance:
+        print(
+            f"keras-igc export: check failed: max abs diff {worst:.2e} exceeds "
+            f"--tolerance {args.tolerance:g}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -16,6 +16,9 @@ backend (slow on CPU, and opaque to converters). They are differentiable, so
 the same weights train through any of them.
 """
 
+import contextlib
+import contextvars
+
 import keras
 import numpy as np
 from keras import ops
@@ -77,9 +80,11 @@ def secondary_block_diagonal(
     is small.
     """
     L, M = primary_partitions, secondary_partitions
-    w = secondary_matrices(secondary_kernel, L, M)
-    eye = ops.eye(M, dtype=w.dtype)
-    return ops.reshape(ops.einsum("mlj,mn->lmjn", w, eye), (L * M, L * M))
+    w = ops.transpose(secondary_matrices(secondary_kernel, L, M), (1, 0, 2))
+    eye = ops.reshape(ops.eye(M, dtype=w.dtype), (1, M, 1, M))
+    # Broadcast products rather than einsum: the LiteRT converter mis-lowers
+    # these einsums to batched matmuls.
+    return ops.reshape(ops.expand_dims(w, -1) * eye, (L * M, L * M))
 
 
 def output_bias(secondary_bias, primary_partitions, secondary_partitions):
@@ -108,8 +113,10 @@ def dense_equivalent_kernel(
     L, M = primary_partitions, secondary_partitions
     kh, kw, k, _ = primary_kernel.shape
     primary = _primary_blocks(primary_kernel, L, M)  # (a, b, k, l, m)
+    primary = ops.expand_dims(ops.transpose(primary, (0, 1, 3, 2, 4)), 4)
     secondary = secondary_matrices(secondary_kernel, L, M)  # (m, l, j)
-    dense = ops.einsum("abklm,mlj->ablkjm", primary, secondary)
+    secondary = ops.reshape(ops.transpose(secondary, (1, 2, 0)), (1, 1, L, 1, L, M))
+    dense = primary * secondary  # (a, b, l, k, j, m)
     return ops.reshape(dense, (kh, kw, L * k, L * M))
 
 
@@ -214,7 +221,9 @@ def select_grouped_path(groups, group_inputs, group_outputs, kernel_size, stride
     convolution runs as one block-diagonal dense kernel, narrow groups as a
     depthwise convolution, wide groups as dense convolutions on slices.
     """
-    if keras.backend.backend() == "torch" or _has_accelerator():
+    if keras.backend.backend() == "torch" or (
+        _has_accelerator() and not _CPU_PATHS.get()
+    ):
         return "native"
     kh, kw = kernel_size
     dense_weights = kh * kw * groups * group_inputs * groups * group_outputs
@@ -223,6 +232,24 @@ def select_grouped_path(groups, group_inputs, group_outputs, kernel_size, stride
     if group_inputs * group_outputs <= 16 and strides[0] == strides[1]:
         return "depthwise"
     return "split"
+
+
+_CPU_PATHS = contextvars.ContextVar("keras_igc_cpu_paths", default=False)
+
+
+@contextlib.contextmanager
+def cpu_paths():
+    """Layers built inside this block pick their paths as on a CPU.
+
+    Export uses it: on a GPU, "auto" picks the native grouped convolution,
+    which the TensorFlow backend wraps in an XLA-compiled function that
+    converters and CPU serving cannot run. The CPU paths run anywhere.
+    """
+    token = _CPU_PATHS.set(True)
+    try:
+        yield
+    finally:
+        _CPU_PATHS.reset(token)
 
 
 def _has_accelerator():
