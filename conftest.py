@@ -17,6 +17,7 @@ TENSORFLOW_ONLY = [
     "tests/test_applications.py",
     "tests/test_data.py",
     "tests/test_export.py",
+    "tests/test_msgc.py",
     "tests/test_no_xla_on_cpu.py",
     "tests/test_training.py",
     "tests/test_packaging.py",

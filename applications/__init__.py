@@ -7,6 +7,10 @@ CIFAR/SVHN (32x32): `IGCNet8`, `IGCNet20`, `IGCNet38` (plain), `IGCResNet20`,
 `IGCNetL100M2` and the `ResNet18` baselines. Every paper row by name:
 `list_models()`, `get_model(name, **kwargs)`, `summary_table()`.
 
+MSGC hosts (learned grouped convolutions, `keras_igc.msgc`): `MSGCResNet18`,
+`MSGCResNet50`, `MSGCMobileNetV2` (`get_host(name)`), and the dense
+`ResNet50` (v1.5) they start from.
+
 This folder installs as `keras_igc.applications` (see `package_dir` in
 setup.cfg).
 """
@@ -31,6 +35,14 @@ from keras_igc.applications.imagenet import (
 from keras_igc.applications.imagenet import (
     preprocess_input as preprocess_imagenet_input,
 )
+from keras_igc.applications.msgc_hosts import (
+    HOSTS,
+    MSGCMobileNetV2,
+    MSGCResNet18,
+    MSGCResNet50,
+    ResNet50,
+    get_host,
+)
 from keras_igc.applications.registry import (
     dataset_of,
     get_model,
@@ -39,6 +51,12 @@ from keras_igc.applications.registry import (
 )
 
 __all__ = [
+    "HOSTS",
+    "MSGCMobileNetV2",
+    "MSGCResNet18",
+    "MSGCResNet50",
+    "ResNet50",
+    "get_host",
     "IGCNet8",
     "IGCNet20",
     "IGCNet38",

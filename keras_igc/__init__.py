@@ -1,7 +1,17 @@
-"""keras-igc: interleaved group convolutions (IGC) for Keras 3."""
+"""keras-igc: interleaved group convolutions (IGC) and learned grouped
+convolutions (MSGC) for Keras 3."""
 
 from keras_igc import applications, complexity, ops
-from keras_igc.layers import IMPLEMENTATIONS, ChannelShuffle, GroupConv2D, IGCConv2D
+from keras_igc.layers import (
+    IMPLEMENTATIONS,
+    ChannelShuffle,
+    GroupConv2D,
+    GumbelSigmoidGate,
+    IGCConv2D,
+    MACRegularizer,
+    MaskGenerator,
+    MSGCConv2D,
+)
 
 __version__ = "0.1.0"
 
@@ -9,7 +19,11 @@ __all__ = [
     "IMPLEMENTATIONS",
     "ChannelShuffle",
     "GroupConv2D",
+    "GumbelSigmoidGate",
     "IGCConv2D",
+    "MACRegularizer",
+    "MSGCConv2D",
+    "MaskGenerator",
     "applications",
     "complexity",
     "ops",

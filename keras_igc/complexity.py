@@ -127,14 +127,19 @@ def max_igc_width(budget, kernel_size=3):
     return (budget / (2 * math.sqrt(_area(kernel_size)))) ** (2 / 3)
 
 
-def model_complexity(model):
+def model_complexity(model, count_batch_norm=False):
     """Weights and multiply-accumulates of a built Keras model, for one input.
 
-    Counts the convolutions (`Conv2D`, `DepthwiseConv2D`, `IGCConv2D` and
-    their subclasses, including shortcut projections) and `Dense` layers, the
-    convention of the IGC paper's tables: a weight costs one
-    multiply-accumulate per output position. BatchNorm, pooling and additions
-    are not counted as MACs.
+    Counts the convolutions (`Conv2D`, `DepthwiseConv2D`, `IGCConv2D`,
+    `MSGCConv2D` at its dense cost, and their subclasses, including shortcut
+    projections) and `Dense` layers, the convention of the IGC paper's
+    tables: a weight costs one multiply-accumulate per output position.
+    Pooling and additions are not counted.
+
+    Args:
+        model: a built model with fixed spatial input size.
+        count_batch_norm: also count one MAC per BatchNorm output element
+            (a scale and shift), the convention of the MSGC paper's table.
 
     Returns:
         dict with `conv_params` (convolution weights only, no biases),
@@ -147,25 +152,31 @@ def model_complexity(model):
     """
     import keras
 
-    from keras_igc.layers import IGCConv2D
+    from keras_igc.layers import IGCConv2D, MSGCConv2D
 
     conv_params = 0
     macs = 0
     for layer in _leaf_layers(model):
-        if isinstance(layer, IGCConv2D):
+        if isinstance(layer, MSGCConv2D):  # outputs [feature map, MACs]
+            weights, shape = _size(layer.kernel), layer.output[0].shape
+        elif isinstance(layer, IGCConv2D):
             weights = _size(layer.primary.kernel) + _size(layer.secondary.kernel)
+            shape = layer.output.shape
         elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
-            weights = _size(layer.kernel)
+            weights, shape = _size(layer.kernel), layer.output.shape
         elif isinstance(layer, keras.layers.Dense):
             macs += _size(layer.kernel)
             continue
+        elif count_batch_norm and isinstance(layer, keras.layers.BatchNormalization):
+            macs += math.prod(layer.output.shape[1:])
+            continue
         else:
             continue
-        height, width = layer.output.shape[1:3]
+        height, width = shape[1:3]
         if height is None or width is None:
             raise ValueError(
                 f"Cannot count MACs of layer {layer.name!r}: its output has unknown "
-                f"spatial size {layer.output.shape}. Build the model with a fixed "
+                f"spatial size {shape}. Build the model with a fixed "
                 f"input_shape, e.g. input_shape=(32, 32, 3)."
             )
         conv_params += weights

@@ -160,24 +160,9 @@ def train(
     """
     recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
     check_model_for_dataset(model, dataset)
-    train_data = data.load(
-        dataset, "train", batch_size=recipe.batch_size, data_dir=data_dir,
-        download=download, seed=seed,
-    )  # fmt: skip
-    eval_data = data.load(
-        dataset, "eval", batch_size=recipe.batch_size, data_dir=data_dir,
-        download=download,
-    )  # fmt: skip
-    if steps_per_epoch is None:
-        steps_per_epoch = int(train_data.cardinality())
-        if steps_per_epoch < 1:
-            raise ValueError(
-                f"The {dataset!r} training split has fewer examples than one batch "
-                f"of {recipe.batch_size}; lower batch_size."
-            )
-    # Epochs are `steps_per_epoch` batches of an endless stream, so a shortened
-    # epoch never leaves the next one without data.
-    train_data = train_data.repeat()
+    train_data, eval_data, steps_per_epoch = fit_data(
+        dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed
+    )
     finished = os.path.join(output_dir, "model.keras")
     if os.path.exists(finished) and not os.path.isdir(
         os.path.join(output_dir, "backup")
@@ -208,6 +193,32 @@ def train(
     network.save(os.path.join(output_dir, "model.keras"))
     plot_history(os.path.join(output_dir, "history.csv"))
     return network, history
+
+
+def fit_data(
+    dataset, batch_size, steps_per_epoch=None, data_dir=None, download=False, seed=None
+):
+    """`(train stream, evaluation split, steps per epoch)` for `model.fit`.
+
+    The training split repeats without end and epochs are `steps_per_epoch`
+    batches of it (default: the whole split), so a shortened epoch never leaves
+    the next one without data.
+    """
+    train_data = data.load(
+        dataset, "train", batch_size=batch_size, data_dir=data_dir,
+        download=download, seed=seed,
+    )  # fmt: skip
+    eval_data = data.load(
+        dataset, "eval", batch_size=batch_size, data_dir=data_dir, download=download
+    )
+    if steps_per_epoch is None:
+        steps_per_epoch = int(train_data.cardinality())
+        if steps_per_epoch < 1:
+            raise ValueError(
+                f"The {dataset!r} training split has fewer examples than one batch "
+                f"of {batch_size}; lower batch_size."
+            )
+    return train_data.repeat(), eval_data, steps_per_epoch
 
 
 def _run_callbacks(output_dir):

@@ -173,19 +173,20 @@ class IGCHyperModel(keras_tuner.HyperModel):
         configs: `[(L, M, depth), ...]` to choose from.
         dataset: a name from `keras_igc.data.DATASETS` (for the input shape,
             classes and recipe).
+        steps_per_epoch: batches per epoch, which the learning-rate schedule
+            counts in (`training.fit_data` returns it for a dataset).
         epochs: epochs per trial (the schedule is shortened to them).
         residual: residual (+Ident.) networks.
         batch_size: default: the dataset's.
         learning_rates: candidate initial learning rates (default: the
             recipe's).
-        steps_per_epoch: limit each epoch (default: the whole split).
 
     Example:
 
     >>> import keras_tuner
     >>> from keras_igc import tuning
     >>> hypermodel = tuning.IGCHyperModel([(24, 2, 8), (12, 4, 8)], "digits",
-    ...                                   epochs=1)
+    ...                                   steps_per_epoch=45, epochs=1)
     >>> model = hypermodel.build(keras_tuner.HyperParameters())
     >>> model.name
     'igc_l24m2_d8'
@@ -194,12 +195,12 @@ class IGCHyperModel(keras_tuner.HyperModel):
     def __init__(
         self,
         configs,
-        dataset="digits",
+        dataset,
+        steps_per_epoch,
         epochs=1,
         residual=False,
         batch_size=None,
         learning_rates=None,
-        steps_per_epoch=None,
     ):
         super().__init__(name="igc")
         if not configs:
@@ -209,7 +210,7 @@ class IGCHyperModel(keras_tuner.HyperModel):
         self.recipe = training.paper_recipe(dataset, epochs, batch_size)
         self.residual = bool(residual)
         self.learning_rates = list(learning_rates or [self.recipe.learning_rate])
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch = positive_int(steps_per_epoch, "steps_per_epoch")
         self.complexity = {}  # by config name, filled as models are built
 
     def build(self, hp):
@@ -243,7 +244,6 @@ class IGCHyperModel(keras_tuner.HyperModel):
         except ValueError as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
         self.complexity[name] = model_complexity(model)
-        steps = self.steps_per_epoch or self._steps_per_epoch
         recipe = training.Recipe(
             self.recipe.epochs,
             self.recipe.batch_size,
@@ -251,13 +251,11 @@ class IGCHyperModel(keras_tuner.HyperModel):
             self.recipe.boundaries,
         )
         model.compile(
-            optimizer=training.make_optimizer(recipe, steps),
+            optimizer=training.make_optimizer(recipe, self.steps_per_epoch),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
         return model
-
-    _steps_per_epoch = 1  # set by `sweep` from the data before the search
 
     def fit(self, hp, model, *args, **kwargs):
         try:
@@ -366,8 +364,9 @@ def sweep(
         epochs: epochs per trial (default: the dataset's recipe, which is
             long; sweeps usually shorten it).
         tuner, max_trials, overwrite: see `make_tuner`.
-        depth, residual, batch_size, learning_rates, steps_per_epoch: see
-            `IGCHyperModel`.
+        depth, residual, batch_size, learning_rates: see `IGCHyperModel`.
+        steps_per_epoch: batches per epoch (default: the whole training
+            split).
         callbacks: more Keras callbacks for every trial.
 
     Returns:
@@ -384,28 +383,26 @@ def sweep(
         pairs = fixed_budget_pairs(
             budget, depth, residual, spec.channels, secondary_partitions
         )
+    train_data, eval_data, steps = training.fit_data(
+        dataset,
+        training.paper_recipe(dataset, epochs, batch_size).batch_size,
+        steps_per_epoch,
+        data_dir,
+        download,
+        seed,
+    )
     hypermodel = IGCHyperModel(
         [(L, M, depth) for L, M in pairs],
         dataset,
+        steps,
         epochs=epochs,
         residual=residual,
         batch_size=batch_size,
         learning_rates=learning_rates,
-        steps_per_epoch=steps_per_epoch,
     )
-    batch = hypermodel.recipe.batch_size
-    train_data = data.load(
-        dataset, "train", batch_size=batch, data_dir=data_dir, download=download,
-        seed=seed,
-    )  # fmt: skip
-    eval_data = data.load(
-        dataset, "eval", batch_size=batch, data_dir=data_dir, download=download
-    )
-    steps = steps_per_epoch or int(train_data.cardinality())
-    hypermodel._steps_per_epoch = steps
     search = make_tuner(hypermodel, tuner, directory, max_trials, seed, overwrite)
     search.search(
-        train_data.repeat(),
+        train_data,
         epochs=hypermodel.recipe.epochs,
         steps_per_epoch=steps,
         validation_data=eval_data,

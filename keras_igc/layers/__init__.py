@@ -1,5 +1,18 @@
 from keras_igc.layers.channel_shuffle import ChannelShuffle
 from keras_igc.layers.group_conv2d import GroupConv2D
+from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
 from keras_igc.layers.igc_conv2d import IMPLEMENTATIONS, IGCConv2D
+from keras_igc.layers.mac_regularizer import MACRegularizer
+from keras_igc.layers.mask_generator import MaskGenerator
+from keras_igc.layers.msgc_conv2d import MSGCConv2D
 
-__all__ = ["ChannelShuffle", "GroupConv2D", "IGCConv2D", "IMPLEMENTATIONS"]
+__all__ = [
+    "ChannelShuffle",
+    "GroupConv2D",
+    "GumbelSigmoidGate",
+    "IGCConv2D",
+    "IMPLEMENTATIONS",
+    "MACRegularizer",
+    "MSGCConv2D",
+    "MaskGenerator",
+]

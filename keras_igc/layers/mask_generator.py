@@ -1,0 +1,94 @@
+import keras
+from keras import ops
+
+from keras_igc.validation import positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class MaskGenerator(keras.layers.Layer):
+    """Per-sample channel-mask logits for the heads of an MSGC convolution.
+
+    Global average pooling of the source feature map, a 1x1 squeeze to
+    `source_channels / squeeze` (no bias), BatchNorm, ReLU and a 1x1
+    expansion to `heads * channels` logits, returned as
+    `(batch, heads, channels)`. The last bias starts at `initial_bias`
+    (MSGC: 2.0), so the gates start open and the network starts as the dense
+    one. With `attention=True` it is MSGC's attention generator instead: the
+    last layer starts at weight 0 and bias 1 and its real-valued output
+    scales the masks.
+
+    Args:
+        heads: number of heads (groups) of the convolution it feeds.
+        channels: channels each head masks (the convolution's inputs).
+        squeeze: reduction of the hidden layer (MSGC: 4 in basic blocks, 8 in
+            bottlenecks).
+        attention: build the attention generator.
+        initial_bias: initial logit of the mask generator.
+        **kwargs: base layer keyword arguments.
+
+    Example:
+
+    >>> import keras, keras_igc
+    >>> generator = keras_igc.MaskGenerator(heads=4, channels=16)
+    >>> tuple(generator(keras.ops.ones((2, 8, 8, 32))).shape)
+    (2, 4, 16)
+    """
+
+    def __init__(
+        self, heads, channels, squeeze=4, attention=False, initial_bias=2.0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.heads = positive_int(heads, "heads", "MaskGenerator")
+        self.channels = positive_int(channels, "channels", "MaskGenerator")
+        self.squeeze = positive_int(squeeze, "squeeze", "MaskGenerator")
+        self.attention = bool(attention)
+        self.initial_bias = float(initial_bias)
+        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        self.reduce = None  # needs the source width: made in build
+        self.norm = keras.layers.BatchNormalization(name="norm")
+        self.expand = keras.layers.Dense(
+            self.heads * self.channels,
+            kernel_initializer="zeros" if self.attention else "glorot_uniform",
+            bias_initializer=keras.initializers.Constant(
+                1.0 if self.attention else self.initial_bias
+            ),
+            name="expand",
+        )
+
+    def hidden_units(self, source_channels):
+        return max(1, source_channels // self.squeeze)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[-1] is None:
+            raise ValueError(
+                f"MaskGenerator expects a 4D channels_last source with known "
+                f"channels. Received input_shape={tuple(input_shape)}."
+            )
+        hidden = self.hidden_units(input_shape[-1])
+        self.reduce = keras.layers.Dense(hidden, use_bias=False, name="reduce")
+        self.reduce.build((input_shape[0], input_shape[-1]))
+        self.norm.build((input_shape[0], hidden))
+        self.expand.build((input_shape[0], hidden))
+
+    def call(self, source, training=None):
+        x = self.reduce(self.pool(source))
+        x = ops.relu(self.norm(x, training=training))
+        return ops.reshape(self.expand(x), (-1, self.heads, self.channels))
+
+    def macs(self, source_channels):
+        """Multiply-accumulates per sample (pooling not counted)."""
+        hidden = self.hidden_units(source_channels)
+        return source_channels * hidden + hidden * self.heads * self.channels
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.heads, self.channels)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "heads": self.heads,
+            "channels": self.channels,
+            "squeeze": self.squeeze,
+            "attention": self.attention,
+            "initial_bias": self.initial_bias,
+        }

@@ -1,0 +1,249 @@
+import math
+
+import keras
+from keras import ops
+
+from keras_igc.layers.group_conv2d import GroupConv2D
+from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
+from keras_igc.layers.mask_generator import MaskGenerator
+from keras_igc.validation import positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class MSGCConv2D(keras.layers.Layer):
+    """Middle spectrum grouped convolution (MSGC, Su et al., TNNLS 2024).
+
+    A grouped convolution with `heads` groups in which every head learns, per
+    sample, which input channels it reads. Its input is `heads` copies of the
+    feature map, copy `h` multiplied by head `h`'s binary channel mask; head
+    `h` convolves its copy into `filters / heads` outputs. The kernel has the
+    shape of the dense convolution it replaces, `(kh, kw, C_in, filters)`, so
+    dense weights load as they are, and with every mask open the layer equals
+    that dense convolution. `heads=1` is a dense convolution with a
+    per-sample input-channel mask (dynamic channel pruning).
+
+    The masks come from a `MaskGenerator` (on the layer's input, or on a
+    separate `source` tensor) through a `GumbelSigmoidGate`: hard 0/1 with
+    straight-through gradients in training, a deterministic threshold at
+    inference. With `attention=True` a second generator's real-valued output
+    scales the masks.
+
+    The layer returns `[outputs, macs]`: the convolution's output and its
+    expected multiply-accumulates per sample, a differentiable function of
+    the masks (the masked convolution, the generators' own cost, and
+    `upstream_macs` for every input channel some head reads: the work that
+    produced that channel, which an unused channel saves). `dense_macs` is
+    the cost of the dense convolution it replaces (plus all of
+    `upstream_macs`). `keras_igc.MACRegularizer` turns the sum over a
+    network into a loss.
+
+    Args:
+        filters: output channels, a multiple of `heads`.
+        kernel_size, strides, padding, use_bias: as for `Conv2D`.
+        heads: groups of the convolution (MSGC: 4).
+        squeeze: the generators' hidden reduction (MSGC: 4 basic blocks, 8
+            bottlenecks).
+        attention: add the attention generator.
+        temperature: of the gate (MSGC: 2/3).
+        upstream_macs: per-sample MACs that produced each input channel and
+            are saved when no head reads it (MobileNetV2: the expansion and
+            depthwise work per hidden channel); 0 by default.
+        seed: seed of the gate's noise.
+        kernel_initializer, bias_initializer: of the convolution.
+        **kwargs: base layer keyword arguments.
+
+    Call arguments:
+        inputs: the feature map, or `[feature_map, source]` to compute the
+            masks from `source` (e.g. a block's input).
+        training: training mode (noisy hard gates, BatchNorm statistics).
+
+    Example:
+
+    >>> import keras, keras_igc
+    >>> layer = keras_igc.MSGCConv2D(32, 3, heads=4)
+    >>> outputs, macs = layer(keras.ops.ones((2, 8, 8, 16)))
+    >>> tuple(outputs.shape), tuple(macs.shape)
+    ((2, 8, 8, 32), (2,))
+    >>> layer.dense_macs  # 3 * 3 * 16 * 32 * 8 * 8
+    294912
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        heads=4,
+        strides=1,
+        padding="same",
+        use_bias=False,
+        squeeze=4,
+        attention=False,
+        temperature=2 / 3,
+        upstream_macs=0,
+        seed=None,
+        kernel_initializer="he_normal",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = positive_int(filters, "filters", "MSGCConv2D")
+        self.heads = positive_int(heads, "heads", "MSGCConv2D")
+        if self.filters % self.heads:
+            raise ValueError(
+                f"MSGCConv2D needs `filters` divisible by `heads` (each head "
+                f"writes filters / heads channels). Received filters={filters}, "
+                f"heads={heads}; choose heads among the divisors of {filters}."
+            )
+        if not isinstance(upstream_macs, int | float) or upstream_macs < 0:
+            raise ValueError(
+                f"MSGCConv2D `upstream_macs` must be a non-negative number. "
+                f"Received: upstream_macs={upstream_macs!r}."
+            )
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.padding = padding
+        self.use_bias = bool(use_bias)
+        self.squeeze = squeeze
+        self.attention = bool(attention)
+        self.temperature = temperature
+        self.upstream_macs = upstream_macs
+        self.seed = seed
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.conv = GroupConv2D(
+            self.filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            groups=self.heads,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            name="conv",
+        )
+        self.gate = GumbelSigmoidGate(temperature, seed=seed, name="gate")
+        self.mask_generator = None  # needs the input width: made in build
+        self.attention_generator = None
+        self.input_channels = None
+        self.output_size = None
+
+    def build(self, input_shape):
+        x_shape, source_shape = _split(input_shape)
+        if len(x_shape) != 4 or x_shape[-1] is None:
+            raise ValueError(
+                f"MSGCConv2D expects a 4D channels_last input with known channels. "
+                f"Received input_shape={tuple(x_shape)}."
+            )
+        self.input_channels = channels = x_shape[-1]
+        self.mask_generator = MaskGenerator(
+            self.heads, channels, self.squeeze, name="mask_generator"
+        )
+        self.mask_generator.build(source_shape)
+        if self.attention:
+            self.attention_generator = MaskGenerator(
+                self.heads, channels, self.squeeze, attention=True,
+                name="attention_generator",
+            )  # fmt: skip
+            self.attention_generator.build(source_shape)
+        copies = (*x_shape[:-1], self.heads * channels)
+        self.conv.build(copies)
+        self.output_size = tuple(self.conv.compute_output_shape(copies)[1:3])
+
+    @property
+    def kernel(self):
+        """The kernel, shaped like the dense one: `(kh, kw, C_in, filters)`."""
+        return self.conv.kernel
+
+    def masks(self, inputs, training=False):
+        """The heads' channel masks, `(batch, heads, C_in)` (attention included)."""
+        x, source = _split(inputs)
+        logits = self.mask_generator(source, training=training)
+        masks = self.gate(logits, training=training)
+        if self.attention:
+            masks = masks * self.attention_generator(source, training=training)
+        return masks
+
+    def call(self, inputs, training=None):
+        x, source = _split(inputs)
+        logits = self.mask_generator(source, training=training)
+        hard = self.gate(logits, training=training)
+        masks = hard
+        if self.attention:
+            masks = hard * self.attention_generator(source, training=training)
+        masks = ops.cast(masks, x.dtype)
+        batch, height, width, channels = ops.shape(x)
+        copies = ops.expand_dims(x, 3) * ops.reshape(
+            masks, (-1, 1, 1, self.heads, channels)
+        )
+        outputs = self.conv(
+            ops.reshape(copies, (batch, height, width, self.heads * channels))
+        )
+        return [outputs, self.expected_macs(hard, ops.shape(outputs)[1:3])]
+
+    def expected_macs(self, masks, output_size=None):
+        """Per-sample MACs for hard masks `(batch, heads, C_in)`; differentiable."""
+        masks = ops.cast(masks, "float32")
+        height, width = output_size if output_size is not None else self.output_size
+        kh, kw = self.conv.kernel_size
+        per_channel = kh * kw * (self.filters // self.heads)
+        positions = ops.cast(height * width, "float32")
+        macs = per_channel * positions * ops.sum(masks, axis=(1, 2))
+        macs = macs + self.generator_macs
+        if self.upstream_macs:
+            read = 1 - ops.prod(1 - masks, axis=1)  # channels some head reads
+            macs = macs + self.upstream_macs * ops.sum(read, axis=1)
+        return macs
+
+    @property
+    def generator_macs(self):
+        source = self.mask_generator.reduce.kernel.shape[0]
+        count = 2 if self.attention else 1
+        return count * self.mask_generator.macs(source)
+
+    @property
+    def dense_macs(self):
+        """MACs of the dense convolution this layer replaces (and its upstream)."""
+        if self.output_size is None or None in self.output_size:
+            raise ValueError(
+                f"MSGCConv2D {self.name!r} needs a known output size to count "
+                f"dense MACs; build it on a fixed spatial input shape."
+            )
+        kh, kw = self.conv.kernel_size
+        dense = (
+            kh * kw * self.input_channels * self.filters * math.prod(self.output_size)
+        )
+        return int(dense + self.upstream_macs * self.input_channels)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, _ = _split(input_shape)
+        copies = (*x_shape[:-1], self.heads * x_shape[-1])
+        return [self.conv.compute_output_shape(copies), (x_shape[0],)]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "heads": self.heads,
+            "strides": self.strides,
+            "padding": self.padding,
+            "use_bias": self.use_bias,
+            "squeeze": self.squeeze,
+            "attention": self.attention,
+            "temperature": self.temperature,
+            "upstream_macs": self.upstream_macs,
+            "seed": self.seed,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
+
+
+def _split(inputs):
+    """`x` or `[x, source]` -> `(x, source)`; the source defaults to `x`."""
+    if (
+        isinstance(inputs, list | tuple)
+        and len(inputs) == 2
+        and not isinstance(inputs[0], int | type(None))
+    ):
+        return inputs[0], inputs[1]
+    return inputs, inputs

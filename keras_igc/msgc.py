@@ -1,0 +1,318 @@
+"""Learned grouped convolutions (MSGC): convert dense networks, train to a MAC target.
+
+MSGC fine-tunes a dense network: chosen convolutions become `MSGCConv2D`
+layers that start from the dense kernels, and a `MACRegularizer` at the output
+adds `weight * max(0, MACs / dense MACs - tau)` to the loss while
+`MACTargetScheduler` lowers `tau` from 1 to the target. `convert` does the
+rewrite for any Functional model (`keras_igc.applications` uses it for the
+ResNet and MobileNetV2 hosts); `compile_for_msgc` sets up the published
+recipe; `plot_topology` draws which input channels each head reads.
+"""
+
+import re
+
+import keras
+import numpy as np
+
+from keras_igc.complexity import model_complexity
+from keras_igc.layers import MACRegularizer, MaskGenerator, MSGCConv2D
+
+
+def convert(model, rules, weight=30.0, name=None):
+    """Rewrite a dense Functional model into an MSGC model with the same weights.
+
+    Args:
+        model: a built Functional model (e.g. a `keras.applications` network).
+        rules: `rules(layer)` returns `None` to keep a layer, or for a
+            `Conv2D` to replace a dict of `MSGCConv2D` arguments (`heads`,
+            `squeeze`, `attention`, `upstream_macs`) plus optionally
+            `"source"`: the name of the layer whose *input* the masks are
+            computed from (default: the convolution's own input).
+        weight: the MAC loss weight lambda.
+        name: name of the new model (default: the old one's + "_msgc").
+
+    Returns:
+        A model whose output goes through a `MACRegularizer` and whose
+        `MSGCConv2D` kernels are the dense kernels: with every mask open it
+        computes the dense model's function.
+    """
+    if not hasattr(model, "_nodes_by_depth") or isinstance(model, keras.Sequential):
+        raise ValueError(
+            f"msgc.convert needs a Functional model; received "
+            f"{type(model).__name__} {model.name!r}."
+        )
+    plans = {}
+    for layer in model.layers:
+        plan = rules(layer)
+        if plan is None:
+            continue
+        if type(layer) is not keras.layers.Conv2D or layer.groups != 1:
+            raise ValueError(
+                f"msgc.convert can replace dense Conv2D layers only; the rules "
+                f"chose {type(layer).__name__} {layer.name!r}."
+            )
+        plans[layer.name] = dict(plan)
+    if not plans:
+        raise ValueError(
+            f"The rules chose no convolution of {model.name!r} to convert."
+        )
+    inputs_of, macs = {}, []
+
+    def clone_layer(layer):
+        if layer.name not in plans:
+            return type(layer).from_config(layer.get_config())
+        plan = {k: v for k, v in plans[layer.name].items() if k != "source"}
+        return MSGCConv2D(
+            layer.filters,
+            layer.kernel_size,
+            strides=layer.strides,
+            padding=layer.padding,
+            use_bias=layer.use_bias,
+            name=layer.name,
+            **plan,
+        )
+
+    def call_layer(layer, *args, **kwargs):
+        inputs_of[layer.name] = args[0]
+        if layer.name not in plans:
+            return layer(*args, **kwargs)
+        source = plans[layer.name].get("source")
+        x = args[0] if source is None else [args[0], inputs_of[source]]
+        outputs, layer_macs = layer(x)
+        macs.append(layer_macs)
+        return outputs
+
+    clone = keras.models.clone_model(
+        model, clone_function=clone_layer, call_function=call_layer
+    )
+    for layer in clone.layers:
+        original = model.get_layer(layer.name) if layer.weights else None
+        if isinstance(layer, MSGCConv2D):
+            layer.conv.set_weights(original.get_weights())
+        elif original is not None:
+            layer.set_weights(original.get_weights())
+    msgc_layers = [l for l in clone.layers if isinstance(l, MSGCConv2D)]
+    dense_macs = model_complexity(model)["macs"]
+    static_macs = dense_macs - sum(layer.dense_macs for layer in msgc_layers)
+    (outputs,) = clone.outputs
+    outputs = MACRegularizer(
+        dense_macs, static_macs, weight=weight, name="mac_regularizer"
+    )([outputs, *macs])
+    inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
+    return keras.Model(inputs, outputs, name=name or f"{model.name}_msgc")
+
+
+def copy_weights_by_name(source, target):
+    """Copy weights from `source` into the same-named layers of `target`.
+
+    An `MSGCConv2D` takes a dense `Conv2D`'s kernel (same shape). Layers that
+    only one model has are skipped; shapes that differ raise.
+
+    Returns:
+        The names of the layers copied.
+    """
+    copied = []
+    by_name = {layer.name: layer for layer in source.layers if layer.weights}
+    for layer in target.layers:
+        if layer.name not in by_name:
+            continue
+        into = layer.conv if isinstance(layer, MSGCConv2D) else layer
+        weights = by_name[layer.name].get_weights()
+        shapes = [tuple(w.shape) for w in into.weights]
+        if shapes != [w.shape for w in weights]:
+            raise ValueError(
+                f"Layer {layer.name!r}: the source has weights of shapes "
+                f"{[w.shape for w in weights]} and the target {shapes}. Build "
+                f"both networks with the same input shape, classes and width."
+            )
+        into.set_weights(weights)
+        copied.append(layer.name)
+    return copied
+
+
+class MACTargetScheduler(keras.callbacks.Callback):
+    """Moves the MAC regularizer's `tau` linearly from 1 to `target`.
+
+    Over the first `fraction` of the training steps (MSGC: half), then holds
+    it at `target`.
+
+    Args:
+        target: MAC ratio to reach, in (0, 1].
+        fraction: part of training over which tau decreases, in (0, 1].
+    """
+
+    def __init__(self, target, fraction=0.5):
+        super().__init__()
+        for value, what in ((target, "target"), (fraction, "fraction")):
+            if not isinstance(value, int | float) or not 0 < value <= 1:
+                raise ValueError(
+                    f"MACTargetScheduler `{what}` must be in (0, 1] (a ratio of "
+                    f"the dense network's MACs / of training). Received: "
+                    f"{what}={value!r}."
+                )
+        self.target = float(target)
+        self.fraction = float(fraction)
+        self._regularizers = []
+
+    def on_train_begin(self, logs=None):
+        self._regularizers = [
+            layer
+            for layer in self.model._flatten_layers()
+            if isinstance(layer, MACRegularizer)
+        ]
+        if not self._regularizers:
+            raise ValueError(
+                "MACTargetScheduler found no MACRegularizer in the model; build "
+                "it with keras_igc.msgc.convert or an MSGC application."
+            )
+        self._total = max(1, self.params["epochs"] * (self.params["steps"] or 1))
+        self._step = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        progress = min(1.0, self._step / (self.fraction * self._total))
+        tau = 1.0 - (1.0 - self.target) * progress
+        for layer in self._regularizers:
+            layer.tau.assign(tau)
+        self._step += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["tau"] = float(keras.ops.convert_to_numpy(self._regularizers[0].tau))
+
+
+def mask_variables(model):
+    """The trainable weights of the mask and attention generators."""
+    return [
+        variable
+        for layer in model._flatten_layers()
+        if isinstance(layer, MaskGenerator)
+        for variable in layer.trainable_weights
+    ]
+
+
+class _TwoRateSGD(keras.optimizers.SGD):
+    """Nesterov SGD whose backbone gradients are scaled to a lower rate.
+
+    With momentum SGD, scaling a gradient by `s` is the same as scaling its
+    learning rate by `s`, so one optimizer serves both rates.
+    """
+
+    def __init__(self, backbone_scale=1.0, mask_ids=(), name="msgc_sgd", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.backbone_scale = backbone_scale
+        self.mask_ids = set(mask_ids)
+
+    def apply(self, grads, trainable_variables=None):
+        variables = trainable_variables or self._trainable_variables
+        grads = [
+            g if g is None or id(v) in self.mask_ids else g * self.backbone_scale
+            for g, v in zip(grads, variables, strict=True)
+        ]
+        return super().apply(grads, trainable_variables)
+
+
+def compile_for_msgc(
+    model,
+    steps_per_epoch,
+    epochs,
+    mask_learning_rate=0.075,
+    backbone_learning_rate=0.015,
+    weight_decay=1e-4,
+    label_smoothing=0.1,
+):
+    """Compile with the MSGC recipe.
+
+    Nesterov SGD (momentum 0.9) with a cosine schedule; `mask_learning_rate`
+    for the mask and attention generators and `backbone_learning_rate` for
+    the rest; decoupled weight decay on every weight except the generators'
+    and BatchNorm's; label-smoothed cross-entropy (labels as integers); and
+    accuracy. The MAC loss comes from the model's `MACRegularizer`.
+    """
+    masks = mask_variables(model)
+    scale = backbone_learning_rate / mask_learning_rate
+    optimizer = _TwoRateSGD(
+        backbone_scale=scale,
+        mask_ids=[id(v) for v in masks],
+        learning_rate=keras.optimizers.schedules.CosineDecay(
+            mask_learning_rate, decay_steps=max(1, epochs * steps_per_epoch)
+        ),
+        momentum=0.9,
+        nesterov=True,
+        # Applied at the mask rate to scaled gradients: the backbone's decay
+        # per step is backbone_lr * weight_decay, as in the recipe.
+        weight_decay=weight_decay * scale,
+    )
+    norms = [
+        v
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in layer.trainable_weights
+    ]
+    optimizer.exclude_from_weight_decay(var_list=masks + norms)
+    model.compile(
+        optimizer=optimizer,
+        loss=_SmoothedSparseCrossEntropy(label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class _SmoothedSparseCrossEntropy(keras.losses.Loss):
+    """Label-smoothed cross-entropy for integer labels and probabilities."""
+
+    def __init__(self, label_smoothing=0.1, name="smoothed_crossentropy"):
+        super().__init__(name=name)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        y_true = keras.ops.one_hot(
+            keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), classes
+        )
+        return keras.losses.categorical_crossentropy(
+            y_true, y_pred, label_smoothing=self.label_smoothing
+        )
+
+
+def head_masks(model, x):
+    """`{layer name: masks (batch, heads, C_in)}` of every MSGC layer on `x`."""
+    outputs = {}
+    for layer in model._flatten_layers():
+        if not isinstance(layer, MSGCConv2D):
+            continue
+        inputs = layer._inbound_nodes[0].input_tensors
+        probe = keras.Model(model.inputs, inputs if len(inputs) > 1 else inputs[0])
+        outputs[layer.name] = keras.ops.convert_to_numpy(
+            layer.masks(probe(x, training=False))
+        )
+    return outputs
+
+
+def plot_topology(masks, path, title=None):
+    """Draw which input channels each head reads, averaged over samples.
+
+    Args:
+        masks: `{layer name: (batch, heads, C_in) masks}` from `head_masks`.
+        path: PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(masks)
+    figure, axes = plt.subplots(
+        len(names), 1, figsize=(8, 1.2 + 0.9 * len(names)), squeeze=False
+    )
+    for axis, name in zip(axes[:, 0], names, strict=True):
+        usage = np.asarray(masks[name]).mean(axis=0)  # (heads, C_in)
+        axis.imshow(usage, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        axis.set_ylabel(re.sub(r"_conv$", "", name), rotation=0, ha="right")
+        axis.set_yticks(range(usage.shape[0]))
+    axes[-1, 0].set_xlabel("input channel (colour: fraction of samples that read it)")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

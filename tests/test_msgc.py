@@ -1,0 +1,132 @@
+"""keras_igc.msgc and the MSGC hosts: conversion, MAC counts, recipe (TF only)."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_igc import MACRegularizer, MaskGenerator, MSGCConv2D, applications, msgc
+from keras_igc.complexity import model_complexity
+
+
+def open_all_masks(model):
+    for layer in model._flatten_layers():
+        if isinstance(layer, MaskGenerator) and not layer.attention:
+            layer.expand.bias.assign(np.full(layer.expand.units, 100.0, "float32"))
+
+
+@pytest.mark.parametrize(
+    "build, reference",
+    [
+        (lambda: applications.ResNet18(), 1817e6),
+        (lambda: applications.ResNet50(), 4099e6),
+        (lambda: keras.applications.MobileNetV2(weights=None), 307e6),
+    ],
+    ids=["ResNet-18", "ResNet-50", "MobileNetV2"],
+)
+def test_dense_hosts_match_the_reference_macs(build, reference):
+    macs = model_complexity(build(), count_batch_norm=True)["macs"]
+    assert macs == pytest.approx(reference, rel=0.01)
+
+
+DENSE = {
+    "MSGCResNet18": lambda **kw: applications.ResNet18(**kw),
+    "MSGCResNet50": lambda **kw: applications.ResNet50(**kw),
+    "MSGCMobileNetV2": lambda **kw: keras.applications.MobileNetV2(weights=None, **kw),
+}
+SMALL = dict(input_shape=(64, 64, 3), classes=10)
+
+
+@pytest.mark.parametrize("host", applications.HOSTS)
+def test_host_with_open_masks_equals_its_dense_network(host, tmp_path):
+    dense = DENSE[host](**SMALL)
+    model = applications.get_host(host, dense_weights=dense, **SMALL)
+    open_all_masks(model)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(model(x), dense(x), atol=1e-5)
+    regularizer = model.get_layer("mac_regularizer")
+    assert regularizer.dense_macs == model_complexity(dense)["macs"]
+    assert sum(isinstance(l, MSGCConv2D) for l in model.layers) > 0
+    # serialization round trip of the whole host
+    path = str(tmp_path / "host.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.saving.load_model(path)(x), model(x), atol=1e-6)
+
+
+def test_hosts_mask_where_the_reference_says():
+    resnet = applications.MSGCResNet50(**SMALL)
+    heads = {l.name: l.heads for l in resnet.layers if isinstance(l, MSGCConv2D)}
+    assert heads["conv2_block1_1_conv"] == 1 and heads["conv2_block1_2_conv"] == 4
+    assert heads["conv2_block1_3_conv"] == 1 and "conv2_block1_0_conv" not in heads
+    mobilenet = applications.MSGCMobileNetV2(**SMALL)
+    project = mobilenet.get_layer("block_1_project")
+    assert isinstance(project, MSGCConv2D) and project.attention
+    assert project.upstream_macs > 0
+    assert not isinstance(mobilenet.get_layer("block_1_expand"), MSGCConv2D)
+
+
+def test_msgc_resnet50_starts_from_keras_applications_weights():
+    dense = keras.applications.ResNet50(weights=None, **SMALL)
+    model = applications.MSGCResNet50(dense_weights=dense, **SMALL)
+    for name in ("conv1_conv", "conv3_block1_2_conv", "predictions"):
+        source, target = dense.get_layer(name), model.get_layer(name)
+        np.testing.assert_array_equal(target.kernel, source.kernel)
+
+
+def test_mac_target_scheduler_moves_tau_and_fit_reports_macs():
+    inputs = keras.Input((8, 8, 4))
+    y, macs = MSGCConv2D(8, 3, heads=2)(inputs)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    y = keras.layers.Dense(3, activation="softmax")(y)
+    model = keras.Model(inputs, MACRegularizer(dense_macs=50000)([y, macs]))
+    msgc.compile_for_msgc(model, steps_per_epoch=2, epochs=2)
+    x = np.random.default_rng(1).normal(size=(8, 8, 8, 4)).astype("float32")
+    labels = np.arange(8) % 3
+    history = model.fit(
+        x, labels, batch_size=4, epochs=2, verbose=0,
+        callbacks=[msgc.MACTargetScheduler(target=0.5, fraction=0.5)],
+    )  # fmt: skip
+    assert history.history["tau"] == [0.75, 0.5]
+    assert {"macs", "mac_ratio"} <= set(history.history)
+
+
+def test_two_rates_scale_backbone_updates():
+    model = applications.MSGCResNet18(input_shape=(32, 32, 3), classes=10)
+    msgc.compile_for_msgc(model, 10, 1, mask_learning_rate=0.1,
+                          backbone_learning_rate=0.02, weight_decay=0.0)  # fmt: skip
+    optimizer = model.optimizer
+    mask = msgc.mask_variables(model)[0]
+    backbone = model.get_layer("stem_conv").kernel
+    before = [np.array(mask), np.array(backbone)]
+    grads = [np.ones(mask.shape, "float32"), np.ones(backbone.shape, "float32")]
+    optimizer.apply(grads, [mask, backbone])
+    steps = [np.array(v) - b for v, b in zip([mask, backbone], before, strict=True)]
+    assert np.allclose(steps[1].mean() / steps[0].mean(), 0.2)
+    assert all(optimizer._use_weight_decay(v) is False for v in [mask])
+
+
+def test_bad_targets_hosts_and_heads_are_errors():
+    for target in (0, 1.5):
+        with pytest.raises(ValueError, match="target.*\\(0, 1\\]"):
+            msgc.MACTargetScheduler(target=target)
+    with pytest.raises(ValueError, match="Unknown MSGC host 'MSGCVGG16'"):
+        applications.get_host("MSGCVGG16")
+    with pytest.raises(ValueError, match="heads=5.*divisors of 64"):
+        applications.MSGCResNet18(heads=5, **SMALL)
+
+
+def test_convert_rejects_what_it_cannot_rewrite():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    with pytest.raises(ValueError, match="Functional"):
+        msgc.convert(model, lambda layer: {"heads": 2})
+    functional = keras.Model(model.inputs, model.outputs)
+    with pytest.raises(ValueError, match="no convolution"):
+        msgc.convert(functional, lambda layer: None)
+
+
+def test_topology_plot(tmp_path):
+    model = applications.MSGCResNet18(input_shape=(32, 32, 3), classes=10)
+    x = np.random.default_rng(2).normal(size=(3, 32, 32, 3)).astype("float32")
+    masks = msgc.head_masks(model, x)
+    assert masks["stage1_1_2_conv"].shape == (3, 4, 64)
+    path = msgc.plot_topology(masks, str(tmp_path / "topology.png"))
+    assert open(path, "rb").read(4) == b"\x89PNG"

@@ -1,0 +1,137 @@
+"""MSGC layers: gate, mask generator, masked grouped convolution, MAC loss."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_igc
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def open_masks(layer):
+    """Force every gate open: a huge initial logit."""
+    layer.mask_generator.expand.bias.assign(
+        np.full(layer.heads * layer.input_channels, 100.0, "float32")
+    )
+
+
+def test_gate_is_hard_in_training_with_straight_through_gradients():
+    gate = keras_igc.GumbelSigmoidGate(seed=1)
+    logits = keras.Variable(np.linspace(-3, 3, 64).reshape(4, 16).astype("float32"))
+    out = numpy(gate(logits, training=True))
+    assert set(np.unique(out)) <= {0.0, 1.0} and 0 < out.mean() < 1
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            y = ops.sum(gate(logits, training=True) * np.arange(64).reshape(4, 16))
+        grad = tape.gradient(y, logits).numpy()
+        assert np.all(grad >= 0) and np.count_nonzero(grad) > 32  # sigmoid'
+
+
+def test_gate_is_deterministic_at_inference():
+    gate = keras_igc.GumbelSigmoidGate(threshold=0.5)
+    logits = np.array([[-0.1, 0.0, 0.1, 5.0]], "float32")
+    first = numpy(gate(logits, training=False))
+    assert first.tolist() == [[0.0, 1.0, 1.0, 1.0]]
+    np.testing.assert_array_equal(first, numpy(gate(logits, training=False)))
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"threshold": 1.0}])
+def test_gate_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match=list(kwargs)[0]):
+        keras_igc.GumbelSigmoidGate(**kwargs)
+
+
+def test_masks_differ_between_samples():
+    layer = keras_igc.MSGCConv2D(8, 3, heads=2, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 8)).astype("float32")
+    layer(x)
+    layer.mask_generator.expand.bias.assign(np.zeros(16, "float32"))
+    masks = numpy(layer.masks(x, training=False))
+    assert masks.shape == (4, 2, 8)
+    assert any(not np.array_equal(masks[0], masks[i]) for i in range(1, 4))
+
+
+@pytest.mark.parametrize("heads, strides", [(1, 1), (4, 1), (2, 2)])
+def test_open_masks_equal_the_dense_convolution(heads, strides):
+    x = np.random.default_rng(1).normal(size=(2, 7, 7, 12)).astype("float32")
+    layer = keras_igc.MSGCConv2D(8, 3, heads=heads, strides=strides, use_bias=True)
+    layer(x)
+    open_masks(layer)
+    layer.conv.bias.assign(np.arange(8, dtype="float32"))
+    dense = keras.layers.Conv2D(8, 3, strides=strides, padding="same")
+    dense.build(x.shape)
+    dense.set_weights([numpy(layer.kernel), numpy(layer.conv.bias)])
+    for training in (False, True):
+        outputs, macs = layer(x, training=training)
+        np.testing.assert_allclose(numpy(outputs), numpy(dense(x)), atol=1e-5)
+        np.testing.assert_allclose(
+            numpy(macs), layer.dense_macs + layer.generator_macs, rtol=1e-6
+        )
+
+
+def test_expected_macs_equal_a_direct_count():
+    layer = keras_igc.MSGCConv2D(8, 3, heads=2, strides=2, upstream_macs=50)
+    layer(np.zeros((1, 8, 8, 6), "float32"))
+    masks = np.zeros((2, 2, 6), "float32")
+    masks[0, 0, [0, 1, 2]] = 1  # head 0 reads 3 channels
+    masks[0, 1, [2, 3]] = 1  # head 1 reads 2, one shared: 4 channels read
+    masks[1] = 1
+    count = []
+    for sample in masks:
+        # each head writes 4 channels at 4x4 positions from its read channels
+        conv = sum(3 * 3 * 4 * 16 * sample[h].sum() for h in range(2))
+        read = np.count_nonzero(sample.max(axis=0))
+        generator = 6 * 1 + 1 * 12  # 6 -> 6 // 4 = 1 hidden -> 2 * 6 logits
+        count.append(conv + 50 * read + generator)
+    np.testing.assert_allclose(numpy(layer.expected_macs(masks)), count)
+    assert layer.dense_macs == 3 * 3 * 6 * 8 * 16 + 50 * 6
+
+
+def test_msgc_layers_round_trip_through_config_and_saving(tmp_path):
+    inputs = keras.Input((8, 8, 8))
+    y, macs1 = keras_igc.MSGCConv2D(8, 3, heads=2, attention=True, name="a")(inputs)
+    hidden = keras.layers.ReLU()(y)
+    y, macs2 = keras_igc.MSGCConv2D(8, 1, heads=1, name="b")([hidden, inputs])
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    y = keras_igc.MACRegularizer(dense_macs=10**6, static_macs=5)([y, macs1, macs2])
+    model = keras.Model(inputs, y)
+    x = np.random.default_rng(2).normal(size=(2, 8, 8, 8)).astype("float32")
+    path = str(tmp_path / "msgc.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(numpy(loaded(x)), numpy(model(x)), atol=1e-6)
+    for layer in model.layers:
+        config = layer.get_config()
+        assert type(layer).from_config(config).get_config() == config
+
+
+def test_mac_regularizer_adds_the_hinge_and_reports_macs():
+    regularizer = keras_igc.MACRegularizer(dense_macs=1000.0, static_macs=100.0)
+    outputs = np.ones((2, 3), "float32")
+    macs = [np.array([400.0, 600.0], "float32"), np.array([100.0, 100.0], "float32")]
+    np.testing.assert_array_equal(numpy(regularizer([outputs, *macs])), outputs)
+    # total = 100 + mean(500, 700) = 700 -> ratio 0.7; tau 1 -> no loss
+    assert float(numpy(ops.sum(regularizer.losses))) == 0.0
+    regularizer.tau.assign(0.5)
+    regularizer([outputs, *macs])
+    assert float(numpy(regularizer.losses[0])) == pytest.approx(30 * 0.2)
+    assert float(numpy(regularizer.ratio_metric.result())) == pytest.approx(0.7)
+    assert float(numpy(regularizer.macs_metric.result())) == pytest.approx(700e-6)
+
+
+def test_heads_must_divide_the_filters():
+    with pytest.raises(ValueError, match="filters=10, heads=4.*divisors of 10"):
+        keras_igc.MSGCConv2D(10, 3, heads=4)
+
+
+def test_regularizer_needs_positive_dense_macs_and_macs_inputs():
+    with pytest.raises(ValueError, match="dense_macs"):
+        keras_igc.MACRegularizer(dense_macs=0)
+    with pytest.raises(ValueError, match="macs"):
+        keras_igc.MACRegularizer(dense_macs=1)([np.ones((1, 2), "float32")])
