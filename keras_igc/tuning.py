@@ -489,9 +489,11 @@ def _plot(rows, directory):
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["best_val_accuracy"] is not None]
-    for x_key, label, filename, log in (
-        ("M", "secondary partitions M", "accuracy_vs_m.png", True),
-        ("params", "parameters", "accuracy_vs_params.png", True),
+    # Accuracy against M is a curve (one network per M); against parameters,
+    # scattered points.
+    for x_key, label, filename, style in (
+        ("M", "secondary partitions M", "accuracy_vs_m.png", "o-"),
+        ("params", "parameters", "accuracy_vs_params.png", "o"),
     ):
         figure, axis = plt.subplots(figsize=(5, 4))
         points = sorted(
@@ -501,11 +503,11 @@ def _plot(rows, directory):
         )
         if points:
             xs, ys, names = zip(*points, strict=True)
-            axis.plot(xs, ys, "o-")
+            axis.plot(xs, ys, style)
             for x, y, name in points:
                 axis.annotate(name, (x, y), fontsize=7, xytext=(3, 3),
                               textcoords="offset points")  # fmt: skip
-            if log and min(xs) > 0:
+            if min(xs) > 0:
                 axis.set_xscale("log", base=2 if x_key == "M" else 10)
         axis.set_xlabel(label)
         axis.set_ylabel("best validation accuracy")
