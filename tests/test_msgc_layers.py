@@ -41,6 +41,22 @@ def test_gate_is_deterministic_at_inference():
     np.testing.assert_array_equal(first, numpy(gate(logits, training=False)))
 
 
+def test_counted_gates_are_the_inference_gates_with_sigmoid_gradients():
+    gate = keras_igc.GumbelSigmoidGate()
+    logits = np.array([[-1.0, -0.1, 0.2, 3.0]], "float32")
+    counted = numpy(gate.inference_gates(logits, straight_through=True))
+    np.testing.assert_array_equal(counted, numpy(gate(logits, training=False)))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        variable = tf.Variable(logits)
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(gate.inference_gates(variable, True))
+        soft = 1 / (1 + np.exp(-logits / gate.temperature))
+        expected = soft * (1 - soft) / gate.temperature
+        np.testing.assert_allclose(tape.gradient(total, variable), expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"threshold": 1.0}])
 def test_gate_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError, match=list(kwargs)[0]):

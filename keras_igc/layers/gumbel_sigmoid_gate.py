@@ -50,15 +50,27 @@ class GumbelSigmoidGate(keras.layers.Layer):
 
     def call(self, logits, training=None):
         if not training:
-            # sigmoid(l / T) >= t  <=>  l >= T * logit(t)
-            cut = self.temperature * math.log(self.threshold / (1 - self.threshold))
-            return ops.cast(logits >= cut, self.compute_dtype)
+            return self.inference_gates(logits)
         u = keras.random.uniform(
             ops.shape(logits), 1e-6, 1 - 1e-6, seed=self.seed_generator
         )
         noise = ops.log(u) - ops.log(1 - u)
         soft = ops.sigmoid((logits + ops.cast(noise, logits.dtype)) / self.temperature)
         hard = ops.cast(soft >= self.threshold, soft.dtype)
+        return soft + ops.stop_gradient(hard - soft)
+
+    def inference_gates(self, logits, straight_through=False):
+        """The deterministic gates of inference, `sigmoid(logit / T) >= t`.
+
+        With `straight_through`, their gradient is the sigmoid's: MSGC counts
+        MACs on these gates, so the MAC loss aims at the cost inference has.
+        """
+        # sigmoid(l / T) >= t  <=>  l >= T * logit(t)
+        cut = self.temperature * math.log(self.threshold / (1 - self.threshold))
+        hard = ops.cast(logits >= cut, self.compute_dtype)
+        if not straight_through:
+            return hard
+        soft = ops.sigmoid(logits / self.temperature)
         return soft + ops.stop_gradient(hard - soft)
 
     def compute_output_shape(self, input_shape):

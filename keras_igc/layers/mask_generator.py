@@ -45,7 +45,9 @@ class MaskGenerator(keras.layers.Layer):
         self.initial_bias = float(initial_bias)
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
         self.reduce = None  # needs the source width: made in build
-        self.norm = keras.layers.BatchNormalization(name="norm")
+        # Momentum 0.9 is PyTorch's default (0.1 there), as in the MSGC release;
+        # Keras' 0.99 lets the inference statistics lag the fast-moving masks.
+        self.norm = keras.layers.BatchNormalization(momentum=0.9, name="norm")
         self.expand = keras.layers.Dense(
             self.heads * self.channels,
             kernel_initializer="zeros" if self.attention else "glorot_uniform",

@@ -29,12 +29,13 @@ class MSGCConv2D(keras.layers.Layer):
     scales the masks.
 
     The layer returns `[outputs, macs]`: the convolution's output and its
-    expected multiply-accumulates per sample, a differentiable function of
-    the masks (the masked convolution, the generators' own cost, and
-    `upstream_macs` for every input channel some head reads: the work that
-    produced that channel, which an unused channel saves). `dense_macs` is
-    the cost of the dense convolution it replaces (plus all of
-    `upstream_macs`). `keras_igc.MACRegularizer` turns the sum over a
+    multiply-accumulates per sample at the masks inference uses (the
+    deterministic gates, with the sigmoid's gradient in training, so the MAC
+    loss aims at the deployed cost): the masked convolution, the generators'
+    own cost, and `upstream_macs` for every input channel some head reads
+    (the work that produced that channel, which an unused channel saves).
+    `dense_macs` is the cost of the dense convolution it replaces (plus all
+    of `upstream_macs`). `keras_igc.MACRegularizer` turns the sum over a
     network into a loss.
 
     Args:
@@ -166,10 +167,12 @@ class MSGCConv2D(keras.layers.Layer):
     def call(self, inputs, training=None):
         x, source = _split(inputs)
         logits = self.mask_generator(source, training=training)
-        hard = self.gate(logits, training=training)
-        masks = hard
+        masks = self.gate(logits, training=training)
+        # MACs are counted on the deterministic gates inference uses (the noisy
+        # training gates open more channels near logit 0 than inference does).
+        counted = self.gate.inference_gates(logits, straight_through=True)
         if self.attention:
-            masks = hard * self.attention_generator(source, training=training)
+            masks = masks * self.attention_generator(source, training=training)
         masks = ops.cast(masks, x.dtype)
         batch, height, width, channels = ops.shape(x)
         copies = ops.expand_dims(x, 3) * ops.reshape(
@@ -178,7 +181,7 @@ class MSGCConv2D(keras.layers.Layer):
         outputs = self.conv(
             ops.reshape(copies, (batch, height, width, self.heads * channels))
         )
-        return [outputs, self.expected_macs(hard, ops.shape(outputs)[1:3])]
+        return [outputs, self.expected_macs(counted, ops.shape(outputs)[1:3])]
 
     def expected_macs(self, masks, output_size=None):
         """Per-sample MACs for hard masks `(batch, heads, C_in)`; differentiable."""
