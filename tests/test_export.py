@@ -101,8 +101,11 @@ def layer_alone():
 
 
 def small_igcnet():
+    """A depth-8 residual IGC net: IGC blocks and grouped projections."""
     return with_trained_statistics(
-        applications.IGCResNet20(classifier_activation=None, classes=7)
+        applications.igc_cifar_network(
+            8, residual=True, classifier_activation=None, classes=7
+        )
     )
 
 

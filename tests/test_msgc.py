@@ -33,7 +33,7 @@ DENSE = {
     "MSGCResNet50": lambda **kw: applications.ResNet50(**kw),
     "MSGCMobileNetV2": lambda **kw: keras.applications.MobileNetV2(weights=None, **kw),
 }
-SMALL = dict(input_shape=(64, 64, 3), classes=10)
+SMALL = dict(input_shape=(32, 32, 3), classes=10)
 
 
 @pytest.mark.parametrize("host", applications.HOSTS)
@@ -41,7 +41,7 @@ def test_host_with_open_masks_equals_its_dense_network(host, tmp_path):
     dense = DENSE[host](**SMALL)
     model = applications.get_host(host, dense_weights=dense, **SMALL)
     open_all_masks(model)
-    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(model(x), dense(x), atol=1e-5)
     regularizer = model.get_layer("mac_regularizer")
     assert regularizer.dense_macs == model_complexity(dense)["macs"]

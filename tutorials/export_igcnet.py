@@ -39,7 +39,7 @@ model, _ = training.train(
     depth=8,
     epochs=2,
     batch_size=64,
-    steps_per_epoch=8,
+    steps_per_epoch=5,
     seed=0,
     verbose=0,
 )

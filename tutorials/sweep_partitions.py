@@ -55,8 +55,8 @@ print(tuning.fixed_width_pairs(48))
 `sweep` trains each candidate with the paper's recipe, shortened to `epochs`, on the
 `tf.data` pipeline of the training module, and keeps the best validation accuracy.
 The tuner is KerasTuner's GridSearch by default ("random", "bayesian" and
-"hyperband" also work). Each trial here runs two short epochs on two of the
-candidates so that the tutorial takes a minute. That is too short to rank them (the
+"hyperband" also work). Each trial here runs one short epoch on two of the
+candidates so that the tutorial takes a minute. That is far too short to rank them (the
 BatchNorm moving statistics have barely moved from their initial values); the note on
 the tuning issue has a full sweep.
 """
@@ -68,7 +68,7 @@ rows = tuning.sweep(
     directory,
     secondary_partitions=(2, 8),
     depth=8,
-    epochs=2,
+    epochs=1,
     steps_per_epoch=5,
     seed=0,
     verbose=0,
