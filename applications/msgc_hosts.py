@@ -137,6 +137,7 @@ def _positions(layer):
 
 
 def _host(dense, rules, weights, dense_weights, mac_weight, name):
+    """Load `dense_weights` into the dense network, convert it, load `weights`."""
     if dense_weights is not None:
         source = (
             keras.saving.load_model(dense_weights)
@@ -153,9 +154,23 @@ def _host(dense, rules, weights, dense_weights, mac_weight, name):
     return model
 
 
-def _dense_args(args):
-    """The keras.applications arguments of the dense network (weights apart)."""
-    return {**args, "weights": None, "name": None}
+def _resnet_host(dense_builder, squeeze, args, owner):
+    """The generic ResNet host: the dense network, masked by `_resnet_rules`."""
+    positive_int(args["heads"], "heads", owner)
+    conventions.check_arguments(
+        args["weights"], args["pooling"], args["include_top"], args["classes"]
+    )
+    application_args = conventions.application_args(args)
+    dense = dense_builder(**{**application_args, "weights": None, "name": None})
+    rules = _resnet_rules(args["heads"], args["attention"], squeeze)
+    return _host(
+        dense,
+        rules,
+        args["weights"],
+        args["dense_weights"],
+        args["mac_weight"],
+        args["name"],
+    )
 
 
 def MSGCResNet18(
@@ -183,11 +198,7 @@ def MSGCResNet18(
             file of one, or a `.weights.h5` file of `applications.ResNet18`.
         mac_weight: the MAC loss weight lambda.
     """
-    positive_int(heads, "heads", "MSGCResNet18")
-    args = conventions.application_args(locals())
-    dense = imagenet.ResNet18(**_dense_args(args))
-    rules = _resnet_rules(heads, attention, squeeze=4)
-    return _host(dense, rules, weights, dense_weights, mac_weight, name)
+    return _resnet_host(imagenet.ResNet18, 4, locals(), "MSGCResNet18")
 
 
 def MSGCResNet50(
@@ -210,11 +221,7 @@ def MSGCResNet50(
     layer names match), a `.keras` file of it, or a weights file of
     `applications.ResNet50`. Other arguments as for `MSGCResNet18`.
     """
-    positive_int(heads, "heads", "MSGCResNet50")
-    args = conventions.application_args(locals())
-    dense = ResNet50(**_dense_args(args))
-    rules = _resnet_rules(heads, attention, squeeze=8)
-    return _host(dense, rules, weights, dense_weights, mac_weight, name)
+    return _resnet_host(ResNet50, 8, locals(), "MSGCResNet50")
 
 
 def MSGCMobileNetV2(

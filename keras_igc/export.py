@@ -31,6 +31,7 @@ import numpy as np
 from keras_igc import ops as igc_ops
 from keras_igc.complexity import model_complexity
 from keras_igc.layers import GroupConv2D, IGCConv2D
+from keras_igc.layers.igc_conv2d import select_implementation
 
 # Artifact name inside the export directory, by format.
 FORMATS = {"savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
@@ -463,8 +464,6 @@ def _fold_form(layer, dense_blocks):
     if not isinstance(layer, IGCConv2D):
         return "conv"
     if dense_blocks == "auto":
-        from keras_igc.layers.igc_conv2d import select_implementation
-
         path = select_implementation(
             layer.primary_partitions,
             layer.secondary_partitions,

@@ -276,16 +276,18 @@ class _SmoothedSparseCrossEntropy(keras.losses.Loss):
 
 def head_masks(model, x):
     """`{layer name: masks (batch, heads, C_in)}` of every MSGC layer on `x`."""
-    outputs = {}
-    for layer in model._flatten_layers():
-        if not isinstance(layer, MSGCConv2D):
-            continue
-        inputs = layer._inbound_nodes[0].input_tensors
-        probe = keras.Model(model.inputs, inputs if len(inputs) > 1 else inputs[0])
-        outputs[layer.name] = keras.ops.convert_to_numpy(
-            layer.masks(probe(x, training=False))
+    layers = [l for l in model._flatten_layers() if isinstance(l, MSGCConv2D)]
+    # One pass computes every MSGC layer's inputs.
+    probe = keras.Model(
+        model.inputs, [layer._inbound_nodes[0].input_tensors for layer in layers]
+    )
+    inputs = probe(x, training=False)
+    return {
+        layer.name: keras.ops.convert_to_numpy(
+            layer.masks(tensors if len(tensors) > 1 else tensors[0])
         )
-    return outputs
+        for layer, tensors in zip(layers, inputs, strict=True)
+    }
 
 
 def plot_topology(masks, path, title=None):

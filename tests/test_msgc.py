@@ -112,6 +112,8 @@ def test_bad_targets_hosts_and_heads_are_errors():
         applications.get_host("MSGCVGG16")
     with pytest.raises(ValueError, match="heads=5.*divisors of 64"):
         applications.MSGCResNet18(heads=5, **SMALL)
+    with pytest.raises(ValueError, match="weights.*'imagenet'"):
+        applications.MSGCResNet50(weights="imagenet", **SMALL)
 
 
 def test_convert_rejects_what_it_cannot_rewrite():

@@ -157,15 +157,11 @@ class MSGCConv2D(keras.layers.Layer):
 
     def masks(self, inputs, training=False):
         """The heads' channel masks, `(batch, heads, C_in)` (attention included)."""
-        x, source = _split(inputs)
-        logits = self.mask_generator(source, training=training)
-        masks = self.gate(logits, training=training)
-        if self.attention:
-            masks = masks * self.attention_generator(source, training=training)
-        return masks
+        _, source = _split(inputs)
+        return self._gates(source, training)[0]
 
-    def call(self, inputs, training=None):
-        x, source = _split(inputs)
+    def _gates(self, source, training):
+        """`(masks the convolution uses, gates its MACs are counted on)`."""
         logits = self.mask_generator(source, training=training)
         masks = self.gate(logits, training=training)
         # MACs are counted on the deterministic gates inference uses (the noisy
@@ -173,6 +169,11 @@ class MSGCConv2D(keras.layers.Layer):
         counted = self.gate.inference_gates(logits, straight_through=True)
         if self.attention:
             masks = masks * self.attention_generator(source, training=training)
+        return masks, counted
+
+    def call(self, inputs, training=None):
+        x, source = _split(inputs)
+        masks, counted = self._gates(source, training)
         masks = ops.cast(masks, x.dtype)
         batch, height, width, channels = ops.shape(x)
         copies = ops.expand_dims(x, 3) * ops.reshape(
