@@ -1,9 +1,13 @@
 """Train and evaluate the IGC networks with the paper's recipe, through `model.fit`.
 
-The recipe of the authors' release: SGD with Nesterov momentum 0.9, weight decay
-1e-4, learning rate 0.1 for a batch of 64 (scaled linearly with the batch size),
-divided by 10 at 1/2, 3/4 and 7/8 of training (ImageNet: every 30 of 120
-epochs, lr 0.1 for a batch of 256). Epochs and batch size default to the
+The recipe of the authors' release (`train_model.py`, `train_imagenet.py`,
+`utility.py`), update for update: Nesterov SGD with momentum 0.9 and *coupled*
+L2 weight decay 1e-4 on every parameter (`keras_igc.optimizers.CoupledSGD`,
+the rule of MXNet's NAG and `torch.optim.SGD`); learning rate 0.1 for a batch
+of 64 (scaled linearly with the batch size), divided by 10 after epochs
+`epochs*1//2`, `epochs*3//4` and `epochs*7//8` (ImageNet: every 30 epochs of
+120, lr 0.1 for a batch of 256), from the first update of the next epoch on
+(`keras_igc.optimizers.StepDecay`). Epochs and batch size default to the
 paper's for each dataset (`keras_igc.data.DATASETS`).
 
 A run writes into its output folder:
@@ -25,11 +29,13 @@ import os
 import keras
 
 from keras_igc import applications, data
-from keras_igc.validation import positive_int
+from keras_igc.optimizers import CoupledSGD, StepDecay
+from keras_igc.validation import finite_float, positive_int
 
-# Learning-rate drops, as fractions of training.
-CIFAR_BOUNDARIES = (1 / 2, 3 / 4, 7 / 8)
-IMAGENET_BOUNDARIES = (1 / 4, 2 / 4, 3 / 4)  # every 30 of 120 epochs
+# The release's learning-rate drops, as (numerator, denominator) of the epochs,
+# in Python 2 integer arithmetic (`num_epochs*7/8` of 20 epochs is 17).
+CIFAR_DROPS = ((1, 2), (3, 4), (7, 8))
+IMAGENET_DROP_EVERY = 30  # epochs: `range(30, num_epochs, 30)`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,43 +43,46 @@ class Recipe:
     epochs: int
     batch_size: int
     learning_rate: float
-    boundaries: tuple
+    boundaries: tuple  # epochs after which the rate drops by 10
     momentum: float = 0.9
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # coupled L2, on every parameter
 
 
 def paper_recipe(dataset, epochs=None, batch_size=None, learning_rate=None):
     """The paper's recipe for `dataset`, with optional overrides.
 
     Without an explicit `learning_rate`, 0.1 is scaled by `batch_size` over the
-    paper's batch size (the linear scaling rule).
+    paper's batch size (the linear scaling rule). A drop that would fall at
+    epoch 0 (runs shorter than 8 epochs) is left out.
     """
     spec = data.spec(dataset)
-    epochs = epochs or spec.epochs
-    batch_size = batch_size or spec.batch_size
+    epochs = spec.epochs if epochs is None else epochs
+    batch_size = spec.batch_size if batch_size is None else batch_size
     positive_int(epochs, "epochs")
     positive_int(batch_size, "batch_size")
     if learning_rate is None:
         learning_rate = 0.1 * batch_size / spec.batch_size
-    boundaries = IMAGENET_BOUNDARIES if spec.family == "imagenet" else CIFAR_BOUNDARIES
+    learning_rate = finite_float(learning_rate, "learning_rate", positive=True)
+    if spec.family == "imagenet":
+        boundaries = range(IMAGENET_DROP_EVERY, epochs, IMAGENET_DROP_EVERY)
+    else:
+        boundaries = (epochs * num // den for num, den in CIFAR_DROPS)
+    boundaries = tuple(b for b in boundaries if b > 0)
     return Recipe(epochs, batch_size, learning_rate, boundaries)
 
 
 def learning_rate_schedule(recipe, steps_per_epoch):
-    """Piecewise-constant schedule: the rate divided by 10 at each boundary."""
-    total = recipe.epochs * steps_per_epoch
-    steps = [max(1, round(fraction * total)) for fraction in recipe.boundaries]
-    values = [recipe.learning_rate / 10**i for i in range(len(steps) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
+    """The rate divided by 10 from the first update after each boundary epoch."""
+    positive_int(steps_per_epoch, "steps_per_epoch")
+    return StepDecay(
+        recipe.learning_rate, [b * steps_per_epoch for b in recipe.boundaries]
+    )
 
 
 def make_optimizer(recipe, steps_per_epoch):
-    """Nesterov SGD with the schedule and weight decay.
-
-    Keras applies `weight_decay` decoupled from the gradient (outside the
-    momentum), to every trainable weight; the release adds it to the gradient.
-    """
-    return keras.optimizers.SGD(
+    """The release's optimizer: Nesterov SGD with coupled weight decay on every
+    trainable weight (BatchNorm's scale and offset too), on the step schedule."""
+    return CoupledSGD(
         learning_rate_schedule(recipe, steps_per_epoch),
         momentum=recipe.momentum,
         nesterov=True,
@@ -172,24 +181,29 @@ def train(
             f"again would overwrite its checkpoints and history. Choose another "
             f"output folder."
         )
-    _set_precision(mixed_precision)
     os.makedirs(output_dir, exist_ok=True)
-    with distribution_strategy().scope():
-        network = build_model(model, dataset, depth, **(model_options or {}))
-        network.compile(
-            optimizer=make_optimizer(recipe, steps_per_epoch),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+    # The policy is global in Keras: set it for this run only.
+    previous_policy = keras.config.dtype_policy()
+    try:
+        _set_precision(mixed_precision)
+        with distribution_strategy().scope():
+            network = build_model(model, dataset, depth, **(model_options or {}))
+            network.compile(
+                optimizer=make_optimizer(recipe, steps_per_epoch),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
+        history = network.fit(
+            train_data,
+            epochs=recipe.epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=eval_data,
+            shuffle=False,  # the pipeline shuffles
+            callbacks=[*_run_callbacks(output_dir), *callbacks],
+            verbose=verbose,
         )
-    history = network.fit(
-        train_data,
-        epochs=recipe.epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=eval_data,
-        shuffle=False,  # the pipeline shuffles
-        callbacks=[*_run_callbacks(output_dir), *callbacks],
-        verbose=verbose,
-    )
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     network.save(os.path.join(output_dir, "model.keras"))
     plot_history(os.path.join(output_dir, "history.csv"))
     return network, history

@@ -89,19 +89,36 @@ def test_mac_target_scheduler_moves_tau_and_fit_reports_macs():
     assert {"macs", "mac_ratio"} <= set(history.history)
 
 
-def test_two_rates_scale_backbone_updates():
-    model = applications.MSGCResNet18(input_shape=(32, 32, 3), classes=10)
+def test_parameter_groups_follow_the_release():
+    model = applications.MSGCResNet18(
+        input_shape=(32, 32, 3), classes=10, attention=True
+    )
     msgc.compile_for_msgc(model, 10, 1, mask_learning_rate=0.1,
-                          backbone_learning_rate=0.02, weight_decay=0.0)  # fmt: skip
+                          backbone_learning_rate=0.02, weight_decay=1e-4)  # fmt: skip
     optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
     mask = msgc.mask_variables(model)[0]
     backbone = model.get_layer("stem_conv").kernel
+    attention = [v for v in model.trainable_variables if "attention" in v.path]
+    norms = [v for v in model.trainable_variables if v.path.endswith("/gamma")]
+    assert attention and norms and "mask_generator" in mask.path
+    # Mask generators: 5x the rate, no decay; BatchNorm: no decay; the rest,
+    # attention generators included, decay at the backbone rate.
+    assert optimizer.learning_rate_multiplier_of(mask) == pytest.approx(5.0)
+    assert optimizer.decay_of(mask) == 0.0
+    assert {optimizer.decay_of(v) for v in norms} == {0.0}
+    assert {optimizer.decay_of(v) for v in attention if "norm" not in v.path} == {1e-4}
+    assert {optimizer.learning_rate_multiplier_of(v) for v in attention} == {1.0}
+    assert optimizer.decay_of(backbone) == 1e-4
     before = [np.array(mask), np.array(backbone)]
-    grads = [np.ones(mask.shape, "float32"), np.ones(backbone.shape, "float32")]
+    # A gradient that cancels the backbone's decay: both take a unit step.
+    grads = [
+        keras.ops.ones(mask.shape),
+        1.0 - 1e-4 * keras.ops.convert_to_tensor(backbone),
+    ]
     optimizer.apply(grads, [mask, backbone])
     steps = [np.array(v) - b for v, b in zip([mask, backbone], before, strict=True)]
-    assert np.allclose(steps[1].mean() / steps[0].mean(), 0.2)
-    assert all(optimizer._use_weight_decay(v) is False for v in [mask])
+    assert np.allclose(steps[1] / steps[0].mean(), 0.2, rtol=1e-5)
 
 
 def test_bad_targets_hosts_and_heads_are_errors():

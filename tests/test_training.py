@@ -15,26 +15,66 @@ from keras_igc import cli, training
 QUICK = dict(depth=8, epochs=1, batch_size=16, steps_per_epoch=2, seed=0, verbose=0)
 
 
-def test_learning_rate_drops_by_ten_at_half_three_quarters_and_seven_eighths():
-    recipe = training.paper_recipe("cifar10", epochs=8)
+def test_learning_rate_drops_by_ten_after_the_releases_epochs():
+    # 20 epochs: drops after epochs 10, 15 and 17 (the release's num_epochs*7/8
+    # in integer arithmetic), from the first update of the next epoch on.
+    recipe = training.paper_recipe("cifar10", epochs=20)
+    assert recipe.boundaries == (10, 15, 17)
     schedule = training.learning_rate_schedule(recipe, steps_per_epoch=10)
-    expected = {0: 0.1, 40: 0.1, 41: 0.01, 60: 0.01, 61: 0.001, 70: 0.001, 71: 1e-4}
+    expected = {0: 0.1, 99: 0.1, 100: 0.01, 149: 0.01, 150: 1e-3, 169: 1e-3, 170: 1e-4}
     for step, rate in expected.items():
         assert float(schedule(step)) == pytest.approx(rate), step
+    assert training.paper_recipe("cifar10", epochs=400).boundaries == (200, 300, 350)
+    assert training.paper_recipe("cifar10", epochs=4).boundaries == (2, 3, 3)
+    assert training.paper_recipe("cifar10", epochs=1).boundaries == ()
 
 
 def test_recipe_defaults_and_batch_scaling():
     assert training.paper_recipe("cifar100") == training.Recipe(
-        400, 64, 0.1, training.CIFAR_BOUNDARIES
+        400, 64, 0.1, (200, 300, 350)
     )
     assert training.paper_recipe("svhn_cropped").epochs == 40
     assert training.paper_recipe("cifar10", batch_size=128).learning_rate == 0.2
     imagenet = training.paper_recipe("imagenet2012")
     assert (imagenet.epochs, imagenet.batch_size) == (120, 256)
-    assert [round(b * 120) for b in imagenet.boundaries] == [30, 60, 90]
-    optimizer = training.make_optimizer(imagenet, 10)
+    assert imagenet.boundaries == (30, 60, 90)
+    assert training.paper_recipe("imagenet2012", epochs=100).boundaries == (30, 60, 90)
+
+
+def test_optimizer_is_the_releases_coupled_nesterov_sgd_on_every_weight():
+    from keras_igc.optimizers import CoupledSGD
+
+    optimizer = training.make_optimizer(training.paper_recipe("cifar10"), 10)
+    assert isinstance(optimizer, CoupledSGD)
     assert optimizer.nesterov and optimizer.momentum == 0.9
-    assert optimizer.weight_decay == 1e-4
+    assert optimizer.coupled_weight_decay == 1e-4 and optimizer.weight_decay is None
+    model = training.build_model("IGC-L24M2", "digits", depth=8)
+    optimizer.build(model.trainable_variables)
+    # The release decays every parameter, BatchNorm's gamma and beta included.
+    assert {optimizer.decay_of(v) for v in model.trainable_variables} == {1e-4}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(learning_rate=-1.0), "learning_rate.*-1.0"),
+        (dict(learning_rate=float("nan")), "learning_rate.*nan"),
+        (dict(epochs=0), "epochs.*0"),
+        (dict(batch_size=0), "batch_size.*0"),
+    ],
+)
+def test_bad_recipe_values_are_errors_naming_them(override, message):
+    with pytest.raises(ValueError, match=message):
+        training.paper_recipe("cifar10", **override)
+
+
+def test_train_leaves_the_global_dtype_policy_as_it_found_it(tmp_path):
+    before = keras.config.dtype_policy().name
+    training.train(
+        "IGC-L24M2", "digits", str(tmp_path), mixed_precision="mixed_bfloat16",
+        **QUICK,
+    )  # fmt: skip
+    assert keras.config.dtype_policy().name == before
 
 
 def test_fit_on_digits_leaves_model_history_checkpoints_and_plot(tmp_path):
