@@ -20,6 +20,7 @@ TENSORFLOW_ONLY = [
     "keras_igc/tuning.py",
     "tests/test_applications.py",
     "tests/test_data.py",
+    "tests/test_distributed.py",
     "tests/test_export.py",
     "tests/test_msgc.py",
     "tests/test_no_xla_on_cpu.py",

@@ -5,6 +5,7 @@ from keras_igc import applications, complexity, ops
 from keras_igc.layers import (
     IMPLEMENTATIONS,
     ChannelShuffle,
+    GhostBatchNormalization,
     GroupConv2D,
     GumbelSigmoidGate,
     IGCConv2D,
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "IMPLEMENTATIONS",
     "ChannelShuffle",
+    "GhostBatchNormalization",
     "GroupConv2D",
     "GumbelSigmoidGate",
     "IGCConv2D",

@@ -17,9 +17,11 @@ def _parser():
         "train",
         help="train a network with the paper's recipe",
         description="Train a registered network through model.fit with the paper's "
-        "recipe (Nesterov SGD, weight decay 1e-4, lr divided by 10 at 1/2, 3/4 and "
-        "7/8 of training). Running the same command again with the same --output "
-        "resumes an interrupted run at the next epoch.",
+        "recipe (Nesterov SGD with coupled weight decay 1e-4, lr divided by 10 "
+        "after 1/2, 3/4 and 7/8 of the epochs). Running the same command again with "
+        "the same --output resumes an interrupted run at the next epoch. With "
+        "TF_CONFIG set, every worker runs this same command "
+        "(MultiWorkerMirroredStrategy); the chief writes --output.",
     )
     _model_args(train)
     _data_args(train)
@@ -40,9 +42,14 @@ def _parser():
     train.add_argument(
         "--mixed-precision",
         default="auto",
-        choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+        choices=["auto", "float32", "float64", "mixed_float16", "mixed_bfloat16"],
         help="default auto: mixed_float16 on a GPU, float32 on CPU",
     )
+    train.add_argument(
+        "--bn-batch", type=_bn_batch, help="examples per BatchNorm statistic: N, "
+        "or 'device' for each device's whole batch (default: the release's, the "
+        "batch over its GPUs: 32 on CIFAR and SVHN, 64 on ImageNet)",
+    )  # fmt: skip
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -189,6 +196,7 @@ def main(argv=None):
                 seed=args.seed,
                 steps_per_epoch=args.steps_per_epoch,
                 mixed_precision=args.mixed_precision,
+                bn_batch=args.bn_batch,
             )
             last = {k: round(v[-1], 4) for k, v in history.history.items()}
             print(f"finished; last epoch: {json.dumps(last)}; saved in {args.output}")
@@ -242,6 +250,17 @@ def main(argv=None):
         print(f"keras-igc {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _bn_batch(text):
+    if text == "device":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of examples or 'device', got {text!r}"
+        ) from None
 
 
 def _ints(text):

@@ -92,6 +92,7 @@ def load(
     seed=None,
     shuffle_buffer=10_000,
     cache=None,
+    repeat=False,
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)`.
 
@@ -107,10 +108,15 @@ def load(
         shuffle_buffer: size of the shuffle buffer in training.
         cache: cache decoded images in memory; default: every dataset but
             ImageNet.
+        repeat: training only: an endless stream of epochs instead of one.
 
     Returns:
         Images are float32, normalised per channel, shaped
-        `(batch, size, size, channels)`; labels are int64.
+        `(batch, size, size, channels)`; labels are int64. In training, epoch
+        `e` (counted from 0) is shuffled and augmented from `(seed, e)` alone,
+        so the same seed gives the same batches however many times the
+        dataset is iterated (a distribution strategy or a peek at it makes an
+        iterator of its own).
     """
     dataset_spec = spec(name)
     if split not in ("train", "eval"):
@@ -130,13 +136,7 @@ def load(
     if cache if cache is not None else dataset_spec.family != "imagenet":
         images = images.cache()
     if training:
-        images = images.shuffle(
-            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
-        )
-        # One stateless seed per example, from a stream that itself is
-        # reproducible with `seed` and differs from epoch to epoch.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        images = tf.data.Dataset.zip(images, seeds.batch(2))
+        images = _epochs(images, seed, shuffle_buffer, repeat)
         prepare = _training_transform(dataset_spec)
     else:
         prepare = _eval_transform(dataset_spec)
@@ -145,6 +145,33 @@ def load(
     options = tf.data.Options()
     options.deterministic = seed is not None or not training
     return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def _epochs(images, seed, shuffle_buffer, repeat):
+    """`((image, label), example seed)` for one or endless epochs.
+
+    The shuffle and the per-example seeds keep random state; they are made
+    inside `flat_map`, so each iterator gets its own, starting from `seed`.
+    """
+
+    def pipeline(_):
+        shuffled = images.shuffle(
+            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
+        )
+        if repeat:
+            shuffled = shuffled.repeat()
+        # One stateless seed per example, from a stream that itself is
+        # reproducible with `seed` and differs from epoch to epoch.
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        return tf.data.Dataset.zip(shuffled, seeds)
+
+    stream = tf.data.Dataset.range(1).flat_map(pipeline)
+    if repeat:
+        return stream.repeat()  # endless already: this only records it
+    examples = images.cardinality()
+    if examples >= 0:
+        stream = stream.apply(tf.data.experimental.assert_cardinality(examples))
+    return stream
 
 
 def _tfds(dataset_spec, training, data_dir, download, seed):

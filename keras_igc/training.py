@@ -29,6 +29,7 @@ import os
 import keras
 
 from keras_igc import applications, data
+from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
 from keras_igc.validation import finite_float, positive_int
 
@@ -36,6 +37,9 @@ from keras_igc.validation import finite_float, positive_int
 # in Python 2 integer arithmetic (`num_epochs*7/8` of 20 epochs is 17).
 CIFAR_DROPS = ((1, 2), (3, 4), (7, 8))
 IMAGENET_DROP_EVERY = 30  # epochs: `range(30, num_epochs, 30)`
+# GPUs the release splits each batch over (its `--gpus` defaults), so each
+# BatchNorm sees batch_size / devices images: 32 on CIFAR, 64 on ImageNet.
+RELEASE_DEVICES = {"cifar": 2, "imagenet": 4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,12 @@ class Recipe:
     boundaries: tuple  # epochs after which the rate drops by 10
     momentum: float = 0.9
     weight_decay: float = 1e-4  # coupled L2, on every parameter
+    devices: int = 1  # the release's GPUs, each normalising its share of a batch
+
+    @property
+    def bn_batch(self):
+        """Examples per BatchNorm statistic in the release."""
+        return max(1, self.batch_size // self.devices)
 
 
 def paper_recipe(dataset, epochs=None, batch_size=None, learning_rate=None):
@@ -68,7 +78,8 @@ def paper_recipe(dataset, epochs=None, batch_size=None, learning_rate=None):
     else:
         boundaries = (epochs * num // den for num, den in CIFAR_DROPS)
     boundaries = tuple(b for b in boundaries if b > 0)
-    return Recipe(epochs, batch_size, learning_rate, boundaries)
+    devices = RELEASE_DEVICES[spec.family]
+    return Recipe(epochs, batch_size, learning_rate, boundaries, devices=devices)
 
 
 def learning_rate_schedule(recipe, steps_per_epoch):
@@ -145,6 +156,8 @@ def train(
     verbose="auto",
     callbacks=(),
     model_options=None,
+    bn_batch=None,
+    strategy=None,
 ):
     """Train a registered network on a dataset with the paper's recipe.
 
@@ -163,50 +176,158 @@ def train(
         callbacks: more Keras callbacks.
         model_options: more builder arguments, e.g. `{"width": 12}` for a
             RegConv network or `{"secondary_partitions": 4}` for an IGC one.
+        bn_batch: examples per BatchNorm statistic. Default: the release's,
+            `batch_size / devices` of its GPU count (CIFAR and SVHN: 2, so 32;
+            ImageNet: 4, so 64); `"device"` for each device's whole batch. The
+            batch each device gets must be a multiple of it.
+        strategy: a `tf.distribute` strategy; default: `distribution_strategy()`.
 
     Returns:
         `(model, history)`: the trained model and the `History` of this call.
     """
     recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
     check_model_for_dataset(model, dataset)
+    import tensorflow as tf
+
+    # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
+    strategy = strategy or distribution_strategy()
+    # Every worker trains; the chief writes the run into `output_dir`, the
+    # others keep their backup (and final model) in a folder of their own.
+    worker = _worker_name(strategy)
+    run_dir = output_dir if worker is None else os.path.join(output_dir, worker)
     train_data, eval_data, steps_per_epoch = fit_data(
         dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed
     )
-    finished = os.path.join(output_dir, "model.keras")
-    if os.path.exists(finished) and not os.path.isdir(
-        os.path.join(output_dir, "backup")
-    ):
+    finished = os.path.join(run_dir, "model.keras")
+    backup = os.path.join(run_dir, "backup")
+    if os.path.exists(finished) and not os.path.isdir(backup):
         raise ValueError(
             f"{output_dir!r} already holds a finished run ({finished}); training "
             f"again would overwrite its checkpoints and history. Choose another "
             f"output folder."
         )
-    os.makedirs(output_dir, exist_ok=True)
+    if os.path.isdir(backup):
+        print(f"keras-igc: resuming the run in {run_dir} from {backup}")
+    os.makedirs(run_dir, exist_ok=True)
+    if worker is None:
+        run_callbacks = _run_callbacks(output_dir)
+    else:
+        run_callbacks = [keras.callbacks.BackupAndRestore(backup)]
     # The policy is global in Keras: set it for this run only.
     previous_policy = keras.config.dtype_policy()
     try:
         _set_precision(mixed_precision)
-        with distribution_strategy().scope():
+        with strategy.scope():
             network = build_model(model, dataset, depth, **(model_options or {}))
+            network = with_bn_batch(
+                network, _bn_batch(bn_batch, recipe, strategy.num_replicas_in_sync)
+            )
             network.compile(
                 optimizer=make_optimizer(recipe, steps_per_epoch),
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
+            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                _multi_worker_workarounds(network, train_data)
         history = network.fit(
             train_data,
             epochs=recipe.epochs,
             steps_per_epoch=steps_per_epoch,
             validation_data=eval_data,
             shuffle=False,  # the pipeline shuffles
-            callbacks=[*_run_callbacks(output_dir), *callbacks],
+            callbacks=[*run_callbacks, *callbacks],
             verbose=verbose,
         )
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    network.save(os.path.join(output_dir, "model.keras"))
-    plot_history(os.path.join(output_dir, "history.csv"))
+    network.save(finished)
+    if worker is None:
+        plot_history(os.path.join(output_dir, "history.csv"))
     return network, history
+
+
+def _multi_worker_workarounds(network, train_data):
+    """Lets Keras 3's `fit` run under MultiWorkerMirroredStrategy, which it
+    does not support (keras-team/keras#20585). Two steps fail there:
+
+    - `fit` reduces a peeked input batch across workers only to learn its
+      shape; the model, metrics and optimizer are built here from the
+      dataset's element spec instead, and that step is skipped;
+    - the logs of each step (scalars) are mean-reduced across workers along
+      axis 0; the steps here return them with a batch axis of 1, which that
+      reduction removes again.
+    """
+    network._symbolic_build(data_batch=train_data.element_spec)
+    network._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(network, name)
+
+        def with_batch_axis(data, step=step):
+            return keras.tree.map_structure(
+                lambda value: keras.ops.reshape(value, (1,)), step(data)
+            )
+
+        setattr(network, name, with_batch_axis)
+
+
+def _worker_name(strategy):
+    """None for the chief (or a single machine), else `"workers/worker-N"`."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in cluster
+    ):
+        return None
+    return os.path.join("workers", f"{task_type}-{task_id}")
+
+
+def _bn_batch(bn_batch, recipe, replicas):
+    """The group size for `GhostBatchNormalization`, or None for whole batches."""
+    per_replica, remainder = divmod(recipe.batch_size, replicas)
+    if remainder:
+        raise ValueError(
+            f"batch_size={recipe.batch_size} does not split evenly over "
+            f"{replicas} devices; use a multiple of {replicas}."
+        )
+    if bn_batch == "device":
+        return None
+    if bn_batch is None:
+        bn_batch = min(recipe.bn_batch, per_replica)
+    positive_int(bn_batch, "bn_batch")
+    if per_replica % bn_batch:
+        raise ValueError(
+            f"bn_batch={bn_batch} does not divide the {per_replica} examples each "
+            f"of the {replicas} device(s) gets (batch_size={recipe.batch_size}); "
+            f"pass a divisor of {per_replica} or bn_batch='device'."
+        )
+    return None if bn_batch == per_replica and replicas == 1 else bn_batch
+
+
+def with_bn_batch(model, bn_batch):
+    """`model` with its BatchNormalization layers normalising groups of
+    `bn_batch` examples (`GhostBatchNormalization`), weights kept.
+
+    Returns `model` itself when `bn_batch` is None and the current strategy has
+    one replica: a plain BatchNormalization then computes the same thing.
+    """
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if bn_batch is None and replicas == 1:
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if type(layer) is keras.layers.BatchNormalization:
+            return GhostBatchNormalization(virtual_batch_size=bn_batch, **config)
+        return type(layer).from_config(config)
+
+    clone_model = keras.models.clone_model(model, clone_function=clone)
+    clone_model.set_weights(model.get_weights())
+    return clone_model
 
 
 def fit_data(
@@ -214,25 +335,22 @@ def fit_data(
 ):
     """`(train stream, evaluation split, steps per epoch)` for `model.fit`.
 
-    The training split repeats without end and epochs are `steps_per_epoch`
-    batches of it (default: the whole split), so a shortened epoch never leaves
-    the next one without data.
+    The training split repeats without end (`data.load(..., repeat=True)`)
+    and epochs are `steps_per_epoch` batches of it (default: the whole split),
+    so a shortened epoch never leaves the next one without data.
     """
-    train_data = data.load(
-        dataset, "train", batch_size=batch_size, data_dir=data_dir,
-        download=download, seed=seed,
-    )  # fmt: skip
-    eval_data = data.load(
-        dataset, "eval", batch_size=batch_size, data_dir=data_dir, download=download
-    )
+    load = dict(batch_size=batch_size, data_dir=data_dir, download=download)
+    eval_data = data.load(dataset, "eval", **load)
     if steps_per_epoch is None:
-        steps_per_epoch = int(train_data.cardinality())
+        steps_per_epoch = int(data.load(dataset, "train", **load).cardinality())
         if steps_per_epoch < 1:
             raise ValueError(
                 f"The {dataset!r} training split has fewer examples than one batch "
                 f"of {batch_size}; lower batch_size."
             )
-    return train_data.repeat(), eval_data, steps_per_epoch
+    positive_int(steps_per_epoch, "steps_per_epoch")
+    train_data = data.load(dataset, "train", seed=seed, repeat=True, **load)
+    return train_data, eval_data, steps_per_epoch
 
 
 def _run_callbacks(output_dir):
@@ -247,7 +365,7 @@ def _run_callbacks(output_dir):
 
 
 def _set_precision(mixed_precision):
-    choices = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+    choices = ("auto", "float32", "float64", "mixed_float16", "mixed_bfloat16")
     if mixed_precision not in choices:
         raise ValueError(
             f"`mixed_precision` must be one of {choices}. Received: "

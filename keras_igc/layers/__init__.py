@@ -1,4 +1,5 @@
 from keras_igc.layers.channel_shuffle import ChannelShuffle
+from keras_igc.layers.ghost_batch_normalization import GhostBatchNormalization
 from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
 from keras_igc.layers.igc_conv2d import IMPLEMENTATIONS, IGCConv2D
@@ -8,6 +9,7 @@ from keras_igc.layers.msgc_conv2d import MSGCConv2D
 
 __all__ = [
     "ChannelShuffle",
+    "GhostBatchNormalization",
     "GroupConv2D",
     "GumbelSigmoidGate",
     "IGCConv2D",
