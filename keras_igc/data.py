@@ -6,9 +6,13 @@
   training; per-channel mean/std normalisation.
 - `svhn_cropped`: no augmentation; training uses train+extra (604,388 images)
   as the paper does.
-- `imagenet2012`: scale augmentation (short side 256-480), random 224 crop and
-  flip in training; short side 256 and a centre 224 crop for evaluation.
-  TFDS needs the archives downloaded by hand (see `DatasetUnavailableError`).
+- `imagenet2012`: the IGC release's augmentation (`train_imagenet.py` through
+  MXNet's default augmenter): scale (short side 256-480), aspect ratio
+  0.75-1.25 around a canvas filled with the mean colour, random 224 crop,
+  HSL colour jitter (hue +-36, saturation and lightness +-50 in OpenCV's 8-bit
+  units) and flip; short side 256 and a centre 224 crop for evaluation; the
+  release's mean and std. TFDS needs the archives downloaded by hand (see
+  `DatasetUnavailableError`).
 - `digits`: scikit-learn's handwritten digits (1,797 8x8 images, installed with
   the package), resized to 32x32, a fixed 80/20 split. Works with no network.
 
@@ -38,7 +42,7 @@ class DatasetSpec:
     classes: int
     train_split: str
     eval_split: str
-    augmentation: str  # "crop_flip", "scale_crop_flip" or "none"
+    augmentation: str  # "crop_flip", "igc_imagenet" or "none"
     mean: tuple
     std: tuple
     epochs: int  # the paper's recipe
@@ -46,7 +50,10 @@ class DatasetSpec:
     family: str = "cifar"  # which applications fit it: "cifar" or "imagenet"
 
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The IGC release's ImageNet statistics (`train_imagenet.py`, 0-255 scale),
+# measured on its training images resized to a short side of 480.
+IMAGENET_MEAN = tuple(v / 255 for v in (123.370, 112.757, 99.406))
+IMAGENET_STD = tuple(v / 255 for v in (68.998, 66.093, 68.292))
 DATASETS = {
     "cifar10": DatasetSpec(
         "cifar10", 32, 3, 10, "train", "test", "crop_flip",
@@ -61,7 +68,7 @@ DATASETS = {
         (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 40, 64,
     ),
     "imagenet2012": DatasetSpec(
-        "imagenet2012", 224, 3, 1000, "train", "validation", "scale_crop_flip",
+        "imagenet2012", 224, 3, 1000, "train", "validation", "igc_imagenet",
         IMAGENET_MEAN, IMAGENET_STD, 120, 256, family="imagenet",
     ),
     # Mean and std of the resized training split (tests/test_data.py checks them).
@@ -249,14 +256,8 @@ def _training_transform(dataset_spec):
                 image, (size, size, dataset_spec.channels), crop_seed
             )
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        elif dataset_spec.augmentation == "scale_crop_flip":
-            short = tf.random.stateless_uniform((), crop_seed, 256, 481, dtype=tf.int32)
-            image = _resize_short_side(image, short)
-            image = tf.image.stateless_random_crop(
-                image,
-                (size, size, 3),
-                tf.random.experimental.stateless_fold_in(crop_seed, 1),
-            )
+        elif dataset_spec.augmentation == "igc_imagenet":
+            image = _igc_imagenet_augment(dataset_spec, image, crop_seed)
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
         return _normalise(dataset_spec, image), label
 
@@ -267,7 +268,7 @@ def _eval_transform(dataset_spec):
     size = dataset_spec.image_size
 
     def transform(image, label):
-        if dataset_spec.augmentation == "scale_crop_flip":
+        if dataset_spec.augmentation == "igc_imagenet":
             image = _resize_short_side(image, 256)
             height, width = tf.shape(image)[0], tf.shape(image)[1]
             image = tf.image.crop_to_bounding_box(
@@ -283,3 +284,108 @@ def _resize_short_side(image, short):
     scale = tf.cast(short, tf.float32) / tf.reduce_min(shape)
     new = tf.cast(tf.math.ceil(shape * scale), tf.int32)
     return tf.image.resize(image, new, method="bilinear", antialias=True)
+
+
+# The release's MXNet ImageRecordIter settings (`train_imagenet.py`): its
+# records hold images with a short side of 480.
+RELEASE_SHORT_SIDE = 480
+RELEASE_SCALE = (0.533, 1.0)  # 480 * 0.533 = 256
+RELEASE_MIN_SIZE = 256
+RELEASE_MAX_ASPECT = 0.25  # ratio in [0.75, 1.25]
+RELEASE_HSL = (36, 50, 50)  # OpenCV 8-bit units: hue in [0, 180], S and L in [0, 255]
+
+
+def _igc_imagenet_augment(dataset_spec, image, seed):
+    """Scale and aspect jitter, random crop and HSL jitter as MXNet's default
+    image augmenter does them with the release's settings."""
+    size = dataset_spec.image_size
+    scale_seed, ratio_seed, crop_seed, colour_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4)
+    )
+    scale = tf.random.stateless_uniform((), scale_seed, *RELEASE_SCALE)
+    ratio = tf.random.stateless_uniform(
+        (), ratio_seed, 1 - RELEASE_MAX_ASPECT, 1 + RELEASE_MAX_ASPECT
+    )
+    fill = tf.constant([round(255 * m) for m in dataset_spec.mean], tf.float32)
+    image = _scale_and_aspect(image, scale, ratio, fill)
+    image = tf.image.stateless_random_crop(image, (size, size, 3), crop_seed)
+    offsets = tf.random.stateless_uniform((3,), colour_seed)
+    limits = tf.constant(RELEASE_HSL, tf.float32)
+    # `int(u * 2a - a)` in the augmenter: truncated toward zero.
+    hue, saturation, lightness = tf.unstack(
+        tf.math.floor(tf.abs(offsets * 2 * limits - limits))
+        * tf.sign(offsets * 2 * limits - limits)
+    )
+    return _hls_jitter(image, hue, saturation, lightness)
+
+
+def _scale_and_aspect(image, scale, ratio, fill):
+    """MXNet's affine step: the canvas is `scale` times the (short side 480)
+    image, at least 256 a side; the content is stretched by `2 * scale /
+    (1 + ratio)` across and `ratio` times that down, centred, and the rest of
+    the canvas takes the colour `fill`."""
+    image = tf.cast(image, tf.float32)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    shape = shape * (RELEASE_SHORT_SIDE / tf.reduce_min(shape))  # the record image
+    across = 2 * scale / (1 + ratio)
+    content = tf.cast(tf.round(shape * tf.stack([ratio * across, across])), tf.int32)
+    canvas = tf.cast(tf.maximum(float(RELEASE_MIN_SIZE), scale * shape), tf.int32)
+    image = tf.image.resize(image, content, method="bilinear", antialias=True)
+    # Centre the content on the canvas: crop where larger, pad where smaller.
+    offset = (content - canvas) // 2
+    crop = tf.maximum(offset, 0)
+    kept = tf.minimum(content, canvas)
+    image = tf.slice(image, [crop[0], crop[1], 0], [kept[0], kept[1], 3])
+    pad = tf.maximum(-offset, 0)
+    after = canvas - kept - pad
+    image = tf.pad(image - fill, [[pad[0], after[0]], [pad[1], after[1]], [0, 0]])
+    return image + fill
+
+
+def _hls_jitter(image, hue, saturation, lightness):
+    """Add to the hue, saturation and lightness of RGB values in [0, 255], in
+    OpenCV's 8-bit HLS units (hue 0-180, the others 0-255), clamped, as MXNet's
+    augmenter does (the hue is clamped, not wrapped)."""
+    h, l, s = tf.unstack(_rgb_to_hls(image / 255.0), axis=-1)
+    h = tf.clip_by_value(h + hue * 2.0, 0.0, 360.0)
+    l = tf.clip_by_value(l + lightness / 255.0, 0.0, 1.0)
+    s = tf.clip_by_value(s + saturation / 255.0, 0.0, 1.0)
+    return _hls_to_rgb(tf.stack([h, l, s], axis=-1)) * 255.0
+
+
+def _rgb_to_hls(rgb):
+    """RGB in [0, 1] to (hue in degrees [0, 360), lightness, saturation)."""
+    r, g, b = tf.unstack(rgb, axis=-1)
+    high, low = tf.reduce_max(rgb, axis=-1), tf.reduce_min(rgb, axis=-1)
+    spread = high - low
+    lightness = (high + low) / 2
+    grey = spread <= 0
+    safe = tf.where(grey, 1.0, spread)
+    saturation = tf.where(
+        grey,
+        0.0,
+        spread / tf.where(lightness < 0.5, high + low, 2.0 - high - low),
+    )
+    hue = tf.where(
+        high == r,
+        (g - b) / safe,
+        tf.where(high == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe),
+    )
+    hue = tf.where(grey, 0.0, tf.math.floormod(60.0 * hue, 360.0))
+    return tf.stack([hue, lightness, saturation], axis=-1)
+
+
+def _hls_to_rgb(hls):
+    h, l, s = tf.unstack(hls, axis=-1)
+    q = tf.where(l < 0.5, l * (1 + s), l + s - l * s)
+    p = 2 * l - q
+
+    def channel(shift):
+        t = tf.math.floormod(h + shift, 360.0) / 60.0
+        return tf.where(
+            t < 1,
+            p + (q - p) * t,
+            tf.where(t < 3, q, tf.where(t < 4, p + (q - p) * (4 - t), p)),
+        )
+
+    return tf.stack([channel(120.0), channel(0.0), channel(-120.0)], axis=-1)

@@ -35,13 +35,19 @@ def test_shapes_dtypes_and_ranges(name, split):
 )
 def test_augmentation_is_random_in_training_and_absent_in_evaluation(name, augmented):
     with tfds.testing.mock_data(num_examples=8):
-        train = data.load(name, "train", batch_size=8, seed=1, shuffle_buffer=1)
-        epoch1, epoch2 = first_batches(train, 1), first_batches(train, 1)
+        train = data.load(
+            name, "train", batch_size=8, seed=1, shuffle_buffer=1, repeat=True
+        )
+        epoch1, epoch2 = first_batches(train, 2)  # one batch is one epoch
+        again = first_batches(train, 1)[0]
         evaluation = data.load(name, "eval", batch_size=8)
         eval1, eval2 = first_batches(evaluation, 1), first_batches(evaluation, 1)
     assert np.array_equal(eval1[0][0], eval2[0][0])
-    np.testing.assert_array_equal(epoch1[0][1], epoch2[0][1])  # same order
-    assert (not np.array_equal(epoch1[0][0], epoch2[0][0])) == augmented
+    np.testing.assert_array_equal(epoch1[1], epoch2[1])  # same order
+    assert (not np.array_equal(epoch1[0], epoch2[0])) == augmented
+    # A new iterator starts again from the seed: it does not continue the
+    # random state of an earlier one (a distribution strategy makes its own).
+    np.testing.assert_array_equal(again[0], epoch1[0])
 
 
 def test_a_seed_makes_training_reproducible():
@@ -100,3 +106,61 @@ def test_unprepared_dataset_says_how_to_prepare_it(tmp_path, name, hint):
     with pytest.raises(data.DatasetUnavailableError, match=hint) as error:
         data.load(name, data_dir=str(tmp_path), download=False)
     assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+def test_hls_conversion_and_jitter_match_colorsys():
+    import colorsys
+
+    import tensorflow as tf
+
+    rgb = np.random.RandomState(0).rand(400, 3).astype("float32")
+    rgb[:20] = rgb[:20, :1]  # greys
+    hls = data._rgb_to_hls(tf.constant(rgb)).numpy()
+    expected = np.array([colorsys.rgb_to_hls(*p) for p in rgb])
+    expected[:, 0] *= 360.0
+    np.testing.assert_allclose(hls, expected, atol=2e-4)
+    np.testing.assert_allclose(
+        data._hls_to_rgb(tf.constant(hls)).numpy(), rgb, atol=1e-5
+    )
+
+    # OpenCV 8-bit units: hue +20 (40 degrees), saturation -30, lightness +50,
+    # each clamped (the hue too: MXNet clamps it rather than wrapping it).
+    jittered = data._hls_jitter(tf.constant(rgb * 255), 20.0, -30.0, 50.0).numpy()
+
+    def reference(p):
+        h, l, s = colorsys.rgb_to_hls(*p)
+        h = min(max(h * 360 + 40, 0), 360) / 360
+        l = min(max(l + 50 / 255, 0), 1)
+        s = min(max(s - 30 / 255, 0), 1)
+        return np.array(colorsys.hls_to_rgb(h % 1.0, l, s)) * 255
+
+    np.testing.assert_allclose(jittered, [reference(p) for p in rgb], atol=2e-3)
+
+
+def test_release_scale_and_aspect_fill_the_canvas_with_the_mean_colour():
+    import tensorflow as tf
+
+    colour, fill = [10.0, 200.0, 30.0], tf.constant([123.0, 113.0, 99.0])
+    image = tf.fill((300, 400, 3), 1.0) * colour
+    # scale 1, ratio 1: the record image itself (short side 480).
+    plain = data._scale_and_aspect(image, 1.0, 1.0, fill).numpy()
+    assert plain.shape == (480, 640, 3)
+    np.testing.assert_allclose(plain, np.broadcast_to(colour, plain.shape), atol=1e-3)
+    # scale 0.533, ratio 1.25: a 256 x 341 canvas; the content is 303 wide
+    # (filled at the sides) and 284 high (cut at the top and bottom).
+    out = data._scale_and_aspect(image, 0.533, 1.25, fill).numpy()
+    assert out.shape == (256, 341, 3)
+    np.testing.assert_allclose(out[:, :15], 1.0 * np.broadcast_to(fill, (256, 15, 3)))
+    np.testing.assert_allclose(
+        out[:, 25:-25], np.broadcast_to(colour, (256, 291, 3)), atol=1e-3
+    )
+
+
+def test_imagenet_training_jitters_colour_and_aspect_from_the_seed():
+    with tfds.testing.mock_data(num_examples=4):
+        a = first_batches(data.load("imagenet2012", "train", batch_size=2, seed=3), 1)
+        b = first_batches(data.load("imagenet2012", "train", batch_size=2, seed=3), 1)
+        c = first_batches(data.load("imagenet2012", "train", batch_size=2, seed=4), 1)
+    assert a[0][0].shape == (2, 224, 224, 3)
+    np.testing.assert_array_equal(a[0][0], b[0][0])
+    assert not np.array_equal(a[0][0], c[0][0])
