@@ -2,8 +2,9 @@
 
 `load(name, split)` returns batched `(images, labels)` ready for `model.fit`:
 
-- `cifar10`, `cifar100`: pad 4, random 32x32 crop and horizontal flip in
-  training; per-channel mean/std normalisation.
+- `cifar10`, `cifar100`: pad 4 with the mean colour (as the release), random
+  32x32 crop and horizontal flip in training; per-channel mean/std
+  normalisation.
 - `svhn_cropped`: no augmentation; training uses train+extra (604,388 images)
   as the paper does.
 - `imagenet2012`: the IGC release's augmentation (`train_imagenet.py` through
@@ -237,6 +238,17 @@ def _digits(split):
     return tf.data.Dataset.from_tensor_slices((images, labels))
 
 
+def _mean_colour(dataset_spec):
+    """The release's fill value: the mean colour rounded to 0-255 integers."""
+    return tf.constant([round(255 * m) for m in dataset_spec.mean], tf.float32)
+
+
+def _pad(image, paddings, fill):
+    """`tf.pad` with the colour `fill` instead of black."""
+    image = tf.cast(image, tf.float32)
+    return tf.pad(image - fill, paddings) + fill
+
+
 def _normalise(dataset_spec, image):
     image = tf.cast(image, tf.float32) / 255.0
     return (image - dataset_spec.mean) / dataset_spec.std
@@ -251,7 +263,8 @@ def _training_transform(dataset_spec):
             tf.random.experimental.stateless_split(seed, 2)
         )
         if dataset_spec.augmentation == "crop_flip":
-            image = tf.image.pad_to_bounding_box(image, 4, 4, size + 8, size + 8)
+            # The release pads with the mean colour (MXNet's fill_value).
+            image = _pad(image, [[4, 4], [4, 4], [0, 0]], _mean_colour(dataset_spec))
             image = tf.image.stateless_random_crop(
                 image, (size, size, dataset_spec.channels), crop_seed
             )
@@ -306,8 +319,7 @@ def _igc_imagenet_augment(dataset_spec, image, seed):
     ratio = tf.random.stateless_uniform(
         (), ratio_seed, 1 - RELEASE_MAX_ASPECT, 1 + RELEASE_MAX_ASPECT
     )
-    fill = tf.constant([round(255 * m) for m in dataset_spec.mean], tf.float32)
-    image = _scale_and_aspect(image, scale, ratio, fill)
+    image = _scale_and_aspect(image, scale, ratio, _mean_colour(dataset_spec))
     image = tf.image.stateless_random_crop(image, (size, size, 3), crop_seed)
     offsets = tf.random.stateless_uniform((3,), colour_seed)
     limits = tf.constant(RELEASE_HSL, tf.float32)
@@ -338,8 +350,7 @@ def _scale_and_aspect(image, scale, ratio, fill):
     image = tf.slice(image, [crop[0], crop[1], 0], [kept[0], kept[1], 3])
     pad = tf.maximum(-offset, 0)
     after = canvas - kept - pad
-    image = tf.pad(image - fill, [[pad[0], after[0]], [pad[1], after[1]], [0, 0]])
-    return image + fill
+    return _pad(image, [[pad[0], after[0]], [pad[1], after[1]], [0, 0]], fill)
 
 
 def _hls_jitter(image, hue, saturation, lightness):

@@ -164,3 +164,21 @@ def test_imagenet_training_jitters_colour_and_aspect_from_the_seed():
     assert a[0][0].shape == (2, 224, 224, 3)
     np.testing.assert_array_equal(a[0][0], b[0][0])
     assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_cifar_crops_pad_with_the_mean_colour():
+    import tensorflow as tf
+
+    spec = data.DATASETS["cifar10"]
+    black = tf.zeros((32, 32, 3), tf.uint8)
+    transform = data._training_transform(spec)
+    seeds = [tf.constant([i, 0], tf.int64) for i in range(20)]
+    images = [transform((black, 0), seed)[0].numpy() for seed in seeds]
+    padded = (np.round(255 * np.array(spec.mean)) / 255 - spec.mean) / spec.std
+    black_value = (0 - np.array(spec.mean)) / spec.std
+    # Some crop shows the border, and there it has the mean colour, not black.
+    border = [img[0, 0] for img in images if not np.allclose(img[0, 0], black_value)]
+    assert border
+    np.testing.assert_allclose(
+        border, np.broadcast_to(padded, (len(border), 3)), atol=1e-6
+    )

@@ -31,13 +31,15 @@ def test_learning_rate_drops_by_ten_after_the_releases_epochs():
 
 def test_recipe_defaults_and_batch_scaling():
     assert training.paper_recipe("cifar100") == training.Recipe(
-        400, 64, 0.1, (200, 300, 350)
+        400, 64, 0.1, (200, 300, 350), devices=2
     )
+    assert training.paper_recipe("cifar100").bn_batch == 32
     assert training.paper_recipe("svhn_cropped").epochs == 40
     assert training.paper_recipe("cifar10", batch_size=128).learning_rate == 0.2
     imagenet = training.paper_recipe("imagenet2012")
     assert (imagenet.epochs, imagenet.batch_size) == (120, 256)
     assert imagenet.boundaries == (30, 60, 90)
+    assert imagenet.bn_batch == 64
     assert training.paper_recipe("imagenet2012", epochs=100).boundaries == (30, 60, 90)
 
 

@@ -97,9 +97,10 @@ print("same outputs as the dense CNN:", np.allclose(model(x), dense(x), atol=1e-
 """
 ## Fine-tuning to half the MACs
 
-The MSGC recipe: label smoothing 0.1, a cosine schedule, a higher learning rate for
-the mask generators than for the pretrained weights, no weight decay on masks and
-BatchNorm. `MACTargetScheduler` moves the loss's threshold tau from 1 to the target
+The MSGC recipe: label smoothing 0.1, a cosine rate set once per epoch, a higher
+learning rate for the mask generators than for the pretrained weights, and coupled
+weight decay on everything but the mask generators and BatchNorm.
+`MACTargetScheduler` moves the loss's threshold tau from 1 to the target
 over the first half of training.
 """
 

@@ -41,10 +41,11 @@ print("images", images.shape, images.dtype, "labels", labels.shape, labels.dtype
 """
 ## The recipe
 
-The paper trains with Nesterov SGD (momentum 0.9, weight decay 1e-4) and a
-learning rate of 0.1 divided by 10 at 1/2, 3/4 and 7/8 of training. Here we keep
-the recipe but train for a few epochs only; `steps_per_epoch` shortens them further
-so the tutorial runs in about a minute.
+The paper trains with Nesterov SGD (momentum 0.9, weight decay 1e-4 added to the
+gradient inside the momentum, as MXNet and PyTorch do:
+`keras_igc.optimizers.CoupledSGD`) and a learning rate of 0.1 divided by 10 after
+1/2, 3/4 and 7/8 of the epochs. Here we keep the recipe but train for a few epochs
+only; `steps_per_epoch` shortens them further so the tutorial runs in about a minute.
 """
 
 recipe = training.paper_recipe("digits", epochs=3, batch_size=64)
