@@ -26,6 +26,7 @@ TENSORFLOW_ONLY = [
     "tests/test_no_xla_on_cpu.py",
     "tests/test_training.py",
     "tests/test_packaging.py",
+    "tests/test_release_weights.py",
     "tests/test_tutorials.py",
     "tests/test_tuning.py",
 ]

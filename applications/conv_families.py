@@ -10,6 +10,7 @@ residual shortcut where the width or resolution changes.
 import keras
 
 import keras_igc
+from keras_igc.applications.conventions import release_padding
 
 HE_NORMAL = "he_normal"  # the release initialises every convolution He-normal
 
@@ -46,12 +47,13 @@ class IGCConvs:
 
     def conv(self, x, width, strides, name):
         L, M = self.partitions(width)
+        x, padding = release_padding(x, 3, strides, name)
         return keras_igc.IGCConv2D(
             L,
             M,
             3,
             strides=strides,
-            padding="same",
+            padding=padding,
             use_bias=False,
             implementation=self.implementation,
             kernel_initializer=HE_NORMAL,
@@ -75,11 +77,12 @@ class RegularConvs:
     """Dense 3x3 convolutions (the paper's RegConv baselines, ResNet-18)."""
 
     def conv(self, x, width, strides, name):
+        x, padding = release_padding(x, 3, strides, name)
         return keras.layers.Conv2D(
             width,
             3,
             strides=strides,
-            padding="same",
+            padding=padding,
             use_bias=False,
             kernel_initializer=HE_NORMAL,
             name=name,
@@ -117,11 +120,12 @@ class SumFusionConvs:
                 f"primary_partitions={L} branches: each stage width must be a "
                 f"multiple of L."
             )
+        x, padding = release_padding(x, 3, strides, name)
         x = keras_igc.GroupConv2D(
             width,
             3,
             strides=strides,
-            padding="same",
+            padding=padding,
             groups=L,
             use_bias=False,
             kernel_initializer=HE_NORMAL,

@@ -52,8 +52,17 @@ def build(
     )
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        model.load_weights(weights)
+        load_weights(model, weights)
     return model
+
+
+def load_weights(model, weights):
+    """A Keras weights file, or a release checkpoint (`*.params`, MXNet)."""
+    if os.fspath(weights).endswith(".params"):
+        from keras_igc.applications.release_weights import load_release_weights
+
+        return load_release_weights(model, weights)
+    return model.load_weights(weights)
 
 
 def check_arguments(weights, pooling, include_top, classes):
@@ -63,9 +72,9 @@ def check_arguments(weights, pooling, include_top, classes):
     ):
         raise ValueError(
             "The `weights` argument should be either `None` (random "
-            "initialization) or the path to a weights file saved with "
-            "`model.save_weights()` (e.g. 'model.weights.h5'). No pretrained "
-            "weights are distributed for these networks, so nothing is "
+            "initialization), the path to a weights file saved with "
+            "`model.save_weights()` (e.g. 'model.weights.h5'), or the path of a "
+            "checkpoint of the authors' MXNet release ('*.params'). Nothing is "
             f"downloaded. Received: weights={weights!r}."
         )
     if pooling not in POOLINGS:
@@ -137,3 +146,18 @@ def batch_norm(x, momentum, name):
     return keras.layers.BatchNormalization(momentum=momentum, epsilon=2e-5, name=name)(
         x
     )
+
+
+def release_padding(x, kernel_size, strides, name):
+    """`(x, padding)` for a convolution or pooling padded as the release pads.
+
+    The release pads every k x k window by k // 2 on all sides (MXNet
+    `pad=(1, 1)` for 3x3, `(3, 3)` for the 7x7 stem). With stride 1, Keras'
+    `"same"` is that padding. With stride 2 it pads the bottom and right only,
+    so each window lands one pixel off, and a 1x1 stride-2 shortcut no longer
+    lines up with its 3x3 branch; the padding is then explicit.
+    """
+    if strides == 1 or kernel_size == 1:
+        return x, "same"
+    x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+    return x, "valid"

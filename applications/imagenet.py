@@ -8,6 +8,8 @@ projection shortcuts (a 1x1 group convolution with L groups for IGC, a dense
 classifier.
 """
 
+import os
+
 import keras
 
 from keras_igc.applications import conventions
@@ -19,18 +21,23 @@ MOMENTUM = 0.9
 
 def _imagenet_network(convs, stem_width, stage_widths, **application_args):
     def features(image):
+        x, padding = conventions.release_padding(image, 7, 2, "stem_conv")
         x = keras.layers.Conv2D(
             stem_width,
             7,
             strides=2,
-            padding="same",
+            padding=padding,
             use_bias=False,
             kernel_initializer="he_normal",
             name="stem_conv",
-        )(image)
+        )(x)
         x = conventions.batch_norm(x, MOMENTUM, "stem_bn")
         x = keras.layers.ReLU(name="stem_relu")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        # Zero padding is the release's -inf padding here: the input is a ReLU's.
+        x, padding = conventions.release_padding(x, 3, 2, "stem_pool")
+        x = keras.layers.MaxPooling2D(3, strides=2, padding=padding, name="stem_pool")(
+            x
+        )
         for stage, width in enumerate(stage_widths):
             for block in range(2):
                 strides = 2 if stage > 0 and block == 0 else 1
@@ -162,8 +169,91 @@ ResNet18.__doc__ = _IMAGENET_DOC.format(
 )
 
 
-def preprocess_input(x):
-    """ImageNet normalisation: scale to [0, 1], then per-channel mean and std."""
-    return keras.applications.imagenet_utils.preprocess_input(
-        x, data_format="channels_last", mode="torch"
+# Per-channel statistics on a 0-255 scale.
+PREPROCESSING = {
+    # The IGC release's (`train_imagenet.py`): its checkpoints expect these.
+    "igc-release": ((123.370, 112.757, 99.406), (68.998, 66.093, 68.292)),
+    # torchvision's (`--fb-mean` in the release).
+    "torch": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+}
+
+
+def preprocess_input(x, mode="igc-release"):
+    """RGB images with values in 0-255 to the networks' input.
+
+    Like `keras.applications.resnet.preprocess_input`, the networks take
+    normalised input and this function does the normalisation: per-channel
+    `(x - mean) / std` with `mode="igc-release"` (the release's statistics,
+    what its checkpoints and `keras_igc.data`'s ImageNet pipeline use) or
+    `mode="torch"` (torchvision's).
+    """
+    if mode not in PREPROCESSING:
+        raise ValueError(
+            f"`mode` must be one of {sorted(PREPROCESSING)}. Received: mode={mode!r}."
+        )
+    mean, std = PREPROCESSING[mode]
+    x = keras.ops.convert_to_tensor(x, "float32")
+    return (x - keras.ops.convert_to_tensor(mean, "float32")) / (
+        keras.ops.convert_to_tensor(std, "float32")
     )
+
+
+def imagenet_class_names():
+    """The 1,000 ImageNet class names, index by index (shipped with keras_igc)."""
+    from importlib import resources
+
+    text = resources.files("keras_igc").joinpath("imagenet_classes.txt").read_text()
+    return text.splitlines()
+
+
+def from_release_weights(
+    path,
+    include_top=True,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classifier_activation="softmax",
+    name=None,
+    implementation="auto",
+):
+    """The ImageNet network a release checkpoint describes, with its weights.
+
+    Widths, partitions and classes come from the file's shapes, so any of the
+    release's five ImageNet checkpoints (and narrowed ones of the same graphs)
+    builds; the other arguments are keras.applications'.
+
+    Returns:
+        A model whose `name` says which network it is (`igc_l100m2_ident` for
+        IGC-L100M2+Ident., `resnet18_c69`, ...).
+    """
+    from keras_igc.applications.release_weights import (
+        describe_release_weights,
+        load_release_weights,
+        read_mxnet_params,
+    )
+
+    params = read_mxnet_params(os.fspath(path))
+    network = describe_release_weights(params)
+    if network["family"] == "imagenet-resnet":
+        convs = RegularConvs()
+    elif network["primary_partitions"] is not None:
+        convs = IGCConvs(network["primary_partitions"], implementation=implementation)
+    else:
+        convs = IGCConvs(
+            secondary_partitions=network["secondary_partitions"],
+            implementation=implementation,
+        )
+    model = _imagenet_network(
+        convs,
+        network["stem"],
+        network["widths"],
+        include_top=include_top,
+        weights=None,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=network["classes"],
+        classifier_activation=classifier_activation,
+        name=name or network["name"],
+    )
+    return load_release_weights(model, params)

@@ -98,6 +98,39 @@ def _parser():
     )  # fmt: skip
     export.add_argument("--tolerance", type=float, default=1e-4)
 
+    convert = commands.add_parser(
+        "convert",
+        help="turn an authors' MXNet checkpoint into a .keras model",
+        description="Build the ImageNet network that a checkpoint of the IGC "
+        "authors' release (models/*/...-0095.params, MXNet) describes, load its "
+        "weights and save it as a .keras model (input: images normalised with "
+        "keras_igc.applications.preprocess_input(x, mode='igc-release')).",
+    )
+    convert.add_argument("checkpoint", help="the release's .params file")
+    convert.add_argument(
+        "--model", help="check that the file holds this network, e.g. "
+        "IGC-L100M2+Ident., IGC-L4M32+Ident., ResNet-18 (C=64)",
+    )  # fmt: skip
+    convert.add_argument("--output", required=True, help="the .keras file to write")
+    convert.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output"
+    )
+
+    predict = commands.add_parser(
+        "predict",
+        help="classify images with a saved model",
+        description="Resize each image to a short side of 256, take the centre "
+        "crop the model expects (224 by default), normalise it as the release "
+        "does, and print the top classes (ImageNet class names for 1,000 classes).",
+    )
+    predict.add_argument("model", help="a .keras file, or a release .params file")
+    predict.add_argument("images", nargs="+", help="JPEG, PNG, BMP or GIF files")
+    predict.add_argument("--top", type=int, default=5, help="classes to show")
+    predict.add_argument(
+        "--preprocess", default="igc-release", choices=["igc-release", "torch"],
+        help="input normalisation (default: the release's)",
+    )  # fmt: skip
+
     tune = commands.add_parser(
         "tune",
         help="sweep L and M with KerasTuner",
@@ -213,6 +246,10 @@ def main(argv=None):
             print(json.dumps({k: round(float(v), 4) for k, v in result.items()}))
         elif args.command == "export":
             return _export(args)
+        elif args.command == "convert":
+            _convert(args)
+        elif args.command == "predict":
+            _predict(args)
         elif args.command == "tune":
             from keras_igc import tuning
 
@@ -247,9 +284,54 @@ def main(argv=None):
             else:
                 print(applications.summary_table(args.models or None, depth=args.depth))
     except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
+        # ReleaseWeightsError is a ValueError.
         print(f"keras-igc {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _convert(args):
+    import os
+
+    from keras_igc.applications import from_release_weights
+    from keras_igc.applications.release_weights import (
+        describe_release_weights,
+        read_mxnet_params,
+    )
+
+    if not args.output.endswith(".keras"):
+        raise ValueError(f"--output must end in .keras. Received: {args.output!r}.")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(
+            f"{args.output!r} exists; pass --overwrite to replace it."
+        )
+    network = describe_release_weights(read_mxnet_params(args.checkpoint))
+    if args.model is not None and args.model != network["paper_name"]:
+        raise ValueError(
+            f"{args.checkpoint!r} holds {network['paper_name']}, not {args.model!r}."
+        )
+    model = from_release_weights(args.checkpoint)
+    # Written beside the target and renamed into place: no half-written file.
+    partial = f"{args.output}.partial.keras"
+    model.save(partial)
+    os.replace(partial, args.output)
+    print(
+        f"{network['paper_name']}: {model.count_params():,} weights, "
+        f"{network['classes']} classes -> {args.output}"
+    )
+
+
+def _predict(args):
+    from keras_igc import predict
+
+    if args.top < 1:
+        raise ValueError(f"--top must be a positive integer. Received: {args.top}.")
+    for path, top in predict.classify(
+        args.model, args.images, top=args.top, mode=args.preprocess
+    ):
+        print(path)
+        for label, probability in top:
+            print(f"  {probability:7.2%}  {label}")
 
 
 def _bn_batch(text):
