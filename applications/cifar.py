@@ -12,7 +12,12 @@ import keras
 
 from keras_igc.applications import conventions
 from keras_igc.applications.blocks import plain_unit, residual_block
-from keras_igc.applications.conv_families import IGCConvs, RegularConvs, SumFusionConvs
+from keras_igc.applications.conv_families import (
+    TRANSITIONS,
+    IGCConvs,
+    RegularConvs,
+    SumFusionConvs,
+)
 from keras_igc.validation import positive_int
 
 # Per-channel statistics of the CIFAR-10 training images, on a [0, 1] scale.
@@ -79,6 +84,7 @@ def igc_cifar_network(
     primary_partitions=24,
     secondary_partitions=2,
     implementation="auto",
+    transition="paper",
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -88,12 +94,25 @@ def igc_cifar_network(
     classifier_activation="softmax",
     name=None,
 ):
-    """IGC network for 32x32 images of any depth (see `IGCNet20`)."""
+    """IGC network for 32x32 images of any depth (see `IGCNet20`).
+
+    `transition`: `"paper"` (the paper's definition) or `"release"`, for
+    residual networks the release's `resnet_igc.py`, whose unit that widens
+    stages 2 and 3 keeps the previous stage's M in its secondary convolution:
+    the paper's +Ident. weight counts, and what the release's CIFAR
+    checkpoints (`weights="...params"`) need. Plain networks are the same
+    either way.
+    """
     L = positive_int(primary_partitions, "primary_partitions")
     M = positive_int(secondary_partitions, "secondary_partitions")
     name = name or _default_name(f"igc_l{L}m{M}", depth, residual)
     return _cifar_network(
-        IGCConvs(L, implementation=implementation),
+        # The release's plain networks widen as the paper does.
+        IGCConvs(
+            L,
+            implementation=implementation,
+            transition=transition if residual else TRANSITIONS[0],
+        ),
         L * M,
         depth,
         residual,
@@ -170,6 +189,7 @@ def _named(depth, residual):
         primary_partitions=24,
         secondary_partitions=2,
         implementation="auto",
+        transition="paper",
     ):
         return igc_cifar_network(
             depth,
@@ -177,6 +197,7 @@ def _named(depth, residual):
             primary_partitions,
             secondary_partitions,
             implementation,
+            transition,
             **conventions.application_args(locals()),
         )
 
@@ -194,8 +215,9 @@ def _named(depth, residual):
 
     Args:
         include_top: whether to include the classifier.
-        weights: `None` or the path to a weights file saved with
-            `model.save_weights()`.
+        weights: `None`, the path to a weights file saved with
+            `model.save_weights()`, or a CIFAR checkpoint of the authors'
+            MXNet release (`*.params`).
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: optional shape tuple; `(32, 32, 3)` with the top,
             `(None, None, 3)` without. At least 8x8.
@@ -210,6 +232,7 @@ def _named(depth, residual):
         secondary_partitions: M of the first stage (default 2). M = 1: the
             Xception-like block.
         implementation: see `keras_igc.IGCConv2D`.
+        transition: `"paper"` or `"release"` (see `igc_cifar_network`).
 
     Example:
 

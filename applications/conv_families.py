@@ -15,16 +15,35 @@ from keras_igc.applications.conventions import release_padding
 HE_NORMAL = "he_normal"  # the release initialises every convolution He-normal
 
 
+TRANSITIONS = ("paper", "release")
+
+
 class IGCConvs:
     """IGC blocks. Either `L` is fixed (M grows with width, the CIFAR nets and
-    IGC-L4M32/L16M16) or `M` is fixed (L grows, IGC-L100M2)."""
+    IGC-L4M32/L16M16) or `M` is fixed (L grows, IGC-L100M2).
+
+    `transition="release"` builds the unit that widens a stage as the release's
+    CIFAR `resnet_igc.py` does: its secondary convolution keeps the previous
+    stage's M (M/2 partitions of 2L channels) and the permutation after it
+    regroups by that M. The paper's +Ident. counts are this network's.
+    """
 
     def __init__(
-        self, primary_partitions=None, secondary_partitions=None, implementation="auto"
+        self,
+        primary_partitions=None,
+        secondary_partitions=None,
+        implementation="auto",
+        transition="paper",
     ):
+        if transition not in TRANSITIONS:
+            raise ValueError(
+                f"`transition` must be one of {TRANSITIONS}. Received: "
+                f"transition={transition!r}."
+            )
         self.primary_partitions = primary_partitions
         self.secondary_partitions = secondary_partitions
         self.implementation = implementation
+        self.transition = transition
 
     def partitions(self, width):
         if self.primary_partitions is not None:
@@ -47,6 +66,9 @@ class IGCConvs:
 
     def conv(self, x, width, strides, name):
         L, M = self.partitions(width)
+        widening = x.shape[-1] != width
+        if self.transition == "release" and widening and self.primary_partitions:
+            return self._release_transition(x, width, strides, name)
         x, padding = release_padding(x, 3, strides, name)
         return keras_igc.IGCConv2D(
             L,
@@ -59,6 +81,31 @@ class IGCConvs:
             kernel_initializer=HE_NORMAL,
             name=name,
         )(x)
+
+    def _release_transition(self, x, width, strides, name):
+        L = self.primary_partitions
+        previous_m = x.shape[-1] // L
+        x, padding = release_padding(x, 3, strides, name)
+        x = keras_igc.GroupConv2D(
+            width,
+            3,
+            strides=strides,
+            padding=padding,
+            groups=L,
+            use_bias=False,
+            kernel_initializer=HE_NORMAL,
+            name=f"{name}_primary",
+        )(x)
+        x = keras_igc.ChannelShuffle(L, name=f"{name}_permutation")(x)
+        x = keras_igc.GroupConv2D(
+            width,
+            1,
+            groups=previous_m,
+            use_bias=False,
+            kernel_initializer=HE_NORMAL,
+            name=f"{name}_secondary",
+        )(x)
+        return keras_igc.ChannelShuffle(previous_m, name=f"{name}_regroup")(x)
 
     def projection(self, x, width, strides, name):
         L, _ = self.partitions(width)

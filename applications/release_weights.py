@@ -167,6 +167,12 @@ FAMILIES = {
 }
 
 
+HINTS = {
+    "cifar-resnet-igc": " (the release's residual CIFAR networks are built with "
+    "transition='release')",
+}
+
+
 def family_of(names):
     """Which release graph a checkpoint's parameter names come from."""
     names = {_strip(n) for n in names}
@@ -189,6 +195,12 @@ def _strip(name):
 
 
 def _release_node(layer_name, family):
+    # The two convolutions of the release's widening unit (`transition=
+    # "release"`) are separate layers: `<unit>_primary` and `<unit>_secondary`.
+    for part, suffix in (("_primary", "_conv1"), ("_secondary", "_conv2")):
+        if layer_name.endswith(part):
+            node = _release_node(layer_name[: -len(part)], family)
+            return node and node + suffix
     for pattern, node in FAMILIES[family]:
         if re.fullmatch(pattern, layer_name):
             return re.sub(pattern, node, layer_name)
@@ -231,8 +243,6 @@ def _targets(model, family):
             targets.append((f"{node}_bias", layer.bias, None))
         elif isinstance(layer, keras.layers.Conv2D | GroupConv2D):
             targets.append((f"{node}_weight", layer.kernel, conv))
-        elif hasattr(layer, "release_targets"):  # composite blocks
-            targets.extend(layer.release_targets(node, conv))
         else:
             raise ReleaseWeightsError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) cannot take "
@@ -282,7 +292,9 @@ def load_release_weights(model, params):
             raise ReleaseWeightsError(
                 f"{path}: parameter {name!r} has shape {tuple(array.shape)} "
                 f"(MXNet layout), which does not fit {variable.path} of shape "
-                f"{tuple(variable.shape)}. It holds another network's weights."
+                f"{tuple(variable.shape)}. It holds another network's weights"
+                + HINTS.get(family, "")
+                + "."
             )
         values.append((variable, value))
     for variable, value in values:

@@ -69,38 +69,29 @@ def test_plain_network_counts_match_the_reference(name, depth, conv, total, macs
         assert close(ours["total_params"], total), ours
 
 
-def release_quirk(name, depth):
-    """Extra weights and MACs (in millions) of the release's residual CIFAR code.
-
-    In the first unit of stages 2 and 3 the release gives the secondary
-    convolution the previous stage's M (M/2 partitions of 2L channels instead
-    of M of L), i.e. G*L extra weights, where G is the new width. We build the
-    paper's definition; the reference table counts the release.
-    """
-    if not name.startswith("IGC"):
-        return 0.0, 0.0
-    L, M = (int(v) for v in name[5:].split("+")[0].split("M"))
-    weights = macs = 0
-    for stage, size in [(1, 16), (2, 8)]:
-        G = L * M * 2**stage
-        weights += G * L
-        macs += G * L * size * size
-    return weights / 1e6, macs / 1e6
-
-
 @pytest.mark.parametrize("name, depth, conv, macs", RESIDUAL_ROWS)
 def test_residual_network_counts_match_the_reference(name, depth, conv, macs):
-    ours = counts(name, depth=depth)
-    extra_weights, extra_macs = release_quirk(name, depth)
-    assert close(ours["conv_params"] + extra_weights, conv), ours
-    assert close(ours["macs"] + extra_macs, macs), ours
+    # The table counts the release's networks: for IGC, transition="release".
+    release = {"transition": "release"} if name.startswith("IGC") else {}
+    ours = counts(name, depth=depth, **release)
+    assert close(ours["conv_params"], conv), ours
+    assert close(ours["macs"], macs), ours
 
 
-def test_the_release_quirk_is_what_separates_igc_l24m2_from_its_row():
-    ours = counts("IGC-L24M2+Ident.", depth=20)
-    assert not close(ours["conv_params"], 0.158)  # 0.151 by the paper's definition
-    with_quirk = ours["conv_params"] + release_quirk("IGC-L24M2", 20)[0]
-    assert abs(with_quirk - 0.158) < 5e-4  # the table prints 3 decimals
+def test_the_release_transition_is_what_separates_igc_l24m2_from_its_row():
+    paper = counts("IGC-L24M2+Ident.", depth=20)
+    release = counts("IGC-L24M2+Ident.", depth=20, transition="release")
+    assert not close(paper["conv_params"], 0.158)  # 0.151 by the paper's definition
+    assert abs(release["conv_params"] - 0.158) < 5e-4  # the table prints 3 decimals
+    # The release's secondary keeps the old M: G * L more weights per widening
+    # unit (G the new width), in stages 2 and 3.
+    extra = sum(24 * 2 * 2**stage * 24 for stage in (1, 2))
+    assert round((release["conv_params"] - paper["conv_params"]) * 1e6) == extra
+
+
+def test_transition_must_be_paper_or_release():
+    with pytest.raises(ValueError, match="transition.*'paper', 'release'.*'x'"):
+        applications.IGCResNet20(transition="x")
 
 
 @pytest.mark.parametrize("name, macs", IMAGENET_MACS)
@@ -255,11 +246,20 @@ def test_preprocess_inputs():
         cifar[0, 0, 0],
         (1 - np.array([0.4914, 0.4822, 0.4465])) / [0.2470, 0.2435, 0.2616],
     )
+    # The release's statistics by default (its checkpoints and data pipeline).
     imagenet = keras.ops.convert_to_numpy(
         applications.preprocess_imagenet_input(pixels)
     )
     np.testing.assert_allclose(
         imagenet[0, 0, 0],
+        (255 - np.array([123.370, 112.757, 99.406])) / [68.998, 66.093, 68.292],
+        rtol=1e-5,
+    )
+    torch_mode = keras.ops.convert_to_numpy(
+        applications.preprocess_imagenet_input(pixels, mode="torch")
+    )
+    np.testing.assert_allclose(
+        torch_mode[0, 0, 0],
         (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
         rtol=1e-5,
     )

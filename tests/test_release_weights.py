@@ -1,9 +1,12 @@
-"""The IGC authors' MXNet checkpoints in keras_igc's ImageNet networks.
+"""The IGC authors' MXNet checkpoints in keras_igc's networks.
 
 `fixtures/release/` holds the release's five ImageNet graphs (its symbol
-files), narrowed and with random weights, saved by MXNet 1.9.1's `nd.save`,
-and MXNet's logits at 224x224 and 200x200. They were written by
-`fixtures/generate/release_imagenet_mxnet.py`; MXNet is not needed here.
+files), narrowed, and its CIFAR `plain_igc` / `resnet_igc` graphs (depth 8 and
+20, L = 4, M = 2, built by the release's own code), all with random weights
+saved by MXNet 1.9.1's `nd.save`, and MXNet's logits (ImageNet at 224x224 and
+200x200, CIFAR at 32x32). They were written by
+`fixtures/generate/release_imagenet_mxnet.py` and `release_cifar_mxnet.py`;
+MXNet is not needed here.
 """
 
 import os
@@ -23,6 +26,7 @@ from keras_igc.applications.release_weights import ReleaseWeightsError
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "release"
 NETWORKS = ["igc-l4m32", "igc-l16m16", "igc-l100m2", "resnet18-w64", "resnet18-w69"]
+# ImageNet fixtures only (the CIFAR ones are loaded with their builders).
 
 
 def checkpoint(name):
@@ -46,6 +50,27 @@ def test_release_graph_logits_match_mxnet(name, size):
     expected = outputs[f"logits_{size}"]
     error = np.max(np.abs(logits - expected)) / np.max(np.abs(expected))
     assert error < 1e-4, error
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+@pytest.mark.parametrize("kind", ["plain", "resnet"])
+def test_release_cifar_graph_logits_match_mxnet(kind, depth):
+    name = f"cifar-{kind}-d{depth}"
+    outputs = np.load(FIXTURES / f"{name}-outputs.npz")
+    model = applications.igc_cifar_network(
+        depth, kind == "resnet", 4, 2, transition="release",
+        classifier_activation=None, weights=checkpoint(name),
+    )  # fmt: skip
+    logits = keras.ops.convert_to_numpy(model(mxnet_input(outputs, 32)))
+    expected = outputs["logits_32"]
+    assert np.max(np.abs(logits - expected)) / np.max(np.abs(expected)) < 1e-4
+
+
+def test_a_release_residual_cifar_checkpoint_needs_the_release_transition():
+    with pytest.raises(ReleaseWeightsError, match="transition='release'"):
+        applications.IGCResNet20(
+            primary_partitions=4, weights=checkpoint("cifar-resnet-d20")
+        )
 
 
 def test_the_structure_is_read_from_the_shapes():

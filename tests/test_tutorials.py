@@ -9,7 +9,7 @@ import pytest
 
 # Tutorials that train for a while read their length from the environment; the
 # suite checks that they run, the notes on the issues report full runs.
-FAST = {"MSGC_TUTORIAL_EPOCHS": "1"}
+FAST = {"MSGC_TUTORIAL_EPOCHS": "1", "FINETUNE_TUTORIAL_EPOCHS": "1"}
 TUTORIALS = sorted((pathlib.Path(__file__).parents[1] / "tutorials").glob("*.py"))
 
 
