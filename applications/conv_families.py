@@ -18,6 +18,22 @@ HE_NORMAL = "he_normal"  # the release initialises every convolution He-normal
 TRANSITIONS = ("paper", "release")
 
 
+def grouped_conv3x3(x, width, strides, groups, unit, name):
+    """A 3x3 group convolution padded as the release pads (`unit` names the
+    padding layer)."""
+    x, padding = release_padding(x, 3, strides, unit)
+    return keras_igc.GroupConv2D(
+        width,
+        3,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=HE_NORMAL,
+        name=name,
+    )(x)
+
+
 class IGCConvs:
     """IGC blocks. Either `L` is fixed (M grows with width, the CIFAR nets and
     IGC-L4M32/L16M16) or `M` is fixed (L grows, IGC-L100M2).
@@ -85,17 +101,7 @@ class IGCConvs:
     def _release_transition(self, x, width, strides, name):
         L = self.primary_partitions
         previous_m = x.shape[-1] // L
-        x, padding = release_padding(x, 3, strides, name)
-        x = keras_igc.GroupConv2D(
-            width,
-            3,
-            strides=strides,
-            padding=padding,
-            groups=L,
-            use_bias=False,
-            kernel_initializer=HE_NORMAL,
-            name=f"{name}_primary",
-        )(x)
+        x = grouped_conv3x3(x, width, strides, L, name, f"{name}_primary")
         x = keras_igc.ChannelShuffle(L, name=f"{name}_permutation")(x)
         x = keras_igc.GroupConv2D(
             width,
@@ -167,17 +173,7 @@ class SumFusionConvs:
                 f"primary_partitions={L} branches: each stage width must be a "
                 f"multiple of L."
             )
-        x, padding = release_padding(x, 3, strides, name)
-        x = keras_igc.GroupConv2D(
-            width,
-            3,
-            strides=strides,
-            padding=padding,
-            groups=L,
-            use_bias=False,
-            kernel_initializer=HE_NORMAL,
-            name=f"{name}_branches",
-        )(x)
+        x = grouped_conv3x3(x, width, strides, L, name, f"{name}_branches")
         return keras.layers.Conv2D(
             width, 1, use_bias=False, kernel_initializer=HE_NORMAL, name=f"{name}_sum"
         )(x)
