@@ -219,9 +219,8 @@ def train(
         _set_precision(mixed_precision)
         with strategy.scope():
             network = build_model(model, dataset, depth, **(model_options or {}))
-            network = with_bn_batch(
-                network, _bn_batch(bn_batch, recipe, strategy.num_replicas_in_sync)
-            )
+            replicas = strategy.num_replicas_in_sync
+            network = with_bn_batch(network, bn_group_size(recipe, replicas, bn_batch))
             network.compile(
                 optimizer=make_optimizer(recipe, steps_per_epoch),
                 loss="sparse_categorical_crossentropy",
@@ -284,8 +283,13 @@ def _worker_name(strategy):
     return os.path.join("workers", f"{task_type}-{task_id}")
 
 
-def _bn_batch(bn_batch, recipe, replicas):
-    """The group size for `GhostBatchNormalization`, or None for whole batches."""
+def bn_group_size(recipe, replicas=1, bn_batch=None):
+    """The group size for `GhostBatchNormalization`, or None for whole batches.
+
+    `bn_batch`: None for the release's (`recipe.bn_batch`, at most each
+    device's batch), `"device"` for each device's whole batch, or a number
+    that divides each device's batch.
+    """
     per_replica, remainder = divmod(recipe.batch_size, replicas)
     if remainder:
         raise ValueError(

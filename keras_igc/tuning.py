@@ -19,6 +19,7 @@ finished trials are kept, an interrupted one runs again.
 """
 
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -244,12 +245,9 @@ class IGCHyperModel(keras_tuner.HyperModel):
         except ValueError as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
         self.complexity[name] = model_complexity(model)
-        recipe = training.Recipe(
-            self.recipe.epochs,
-            self.recipe.batch_size,
-            learning_rate,
-            self.recipe.boundaries,
-        )
+        recipe = dataclasses.replace(self.recipe, learning_rate=learning_rate)
+        # BatchNorm statistics over the release's per-GPU share of each batch.
+        model = training.with_bn_batch(model, training.bn_group_size(recipe))
         model.compile(
             optimizer=training.make_optimizer(recipe, self.steps_per_epoch),
             loss="sparse_categorical_crossentropy",
