@@ -1,5 +1,7 @@
 """Input pipelines, on TFDS mock data and the offline digits (no network)."""
 
+import pathlib
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -182,3 +184,63 @@ def test_cifar_crops_pad_with_the_mean_colour():
     np.testing.assert_allclose(
         border, np.broadcast_to(padded, (len(border), 3)), atol=1e-6
     )
+
+
+# MXNet's own augmenter (mx.io.ImageRecordIter 1.9.1) on test images, written
+# by fixtures/generate/augment_mxnet.py; the images are made again here.
+MXNET = pathlib.Path(__file__).parent / "fixtures" / "mxnet_augment.npz"
+
+
+def _mxnet_test_images():
+    colour = np.random.RandomState(0).randint(0, 256, (24, 32, 3)).astype("uint8")
+    gradient = np.zeros((480, 640, 3), "uint8")
+    gradient[:, :, 0] = np.linspace(20, 230, 640)[None, :]
+    gradient[:, :, 1] = np.linspace(40, 200, 480)[:, None]
+    gradient[:, :, 2] = 90
+    return colour.astype("float32"), gradient.astype("float32")
+
+
+@pytest.mark.parametrize("channel, limit", [("h", 36), ("s", 50), ("l", 50)])
+def test_hsl_jitter_is_what_mxnets_augmenter_does(channel, limit):
+    colour, _ = _mxnet_test_images()
+    samples = np.load(MXNET)[channel].astype("float32")
+    which = {"h": 0, "s": 1, "l": 2}[channel]
+    candidates = {}
+    for offset in range(-limit, limit + 1):
+        args = [0.0, 0.0, 0.0]
+        args[which] = float(offset)
+        candidates[offset] = data._hls_jitter(colour, *args).numpy()
+    found = []
+    for sample in samples:
+        errors = {k: np.abs(v - sample).mean() for k, v in candidates.items()}
+        offset = min(errors, key=errors.get)
+        # OpenCV rounds H, L and S to 8 bits: a few levels at most, 1 on average.
+        assert np.abs(candidates[offset] - sample).max() <= 6, offset
+        assert errors[offset] <= 1.0, offset
+        found.append(offset)
+    assert len(set(found)) >= 6 and max(map(abs, found)) > limit // 3  # random
+
+
+def test_scale_and_aspect_geometry_is_mxnets():
+    _, gradient = _mxnet_test_images()
+    fixture = np.load(MXNET)
+    white = np.float32([255, 255, 255])  # stock MXNet fills with fill_value=255
+    for row, column in zip(
+        fixture["affine_row"][:6], fixture["affine_column"][:6], strict=True
+    ):
+        best = None
+        for ratio in np.linspace(0.75, 1.25, 101):
+            ours = data._scale_and_aspect(gradient, 0.8, float(ratio), white).numpy()
+            error = (
+                np.abs(ours[192] - row).mean() + np.abs(ours[:, 256] - column).mean()
+            )
+            if best is None or error < best[0]:
+                best = (error, ours)
+        error, ours = best
+        assert ours.shape == (384, 512, 3)
+        assert error < 2.0  # mean abs on 0-255, two lines of the image
+        for ours_line, line in ((ours[192], row), (ours[:, 256], column)):
+            filled = np.all(line == 255, axis=-1)
+            ours_filled = np.all(ours_line > 254.5, axis=-1)
+            # The canvas border agrees to one pixel (OpenCV rounds sub-pixels).
+            assert abs(int(filled.sum()) - int(ours_filled.sum())) <= 2
