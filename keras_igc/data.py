@@ -120,11 +120,11 @@ def load(
 
     Returns:
         Images are float32, normalised per channel, shaped
-        `(batch, size, size, channels)`; labels are int64. In training, epoch
-        `e` (counted from 0) is shuffled and augmented from `(seed, e)` alone,
-        so the same seed gives the same batches however many times the
-        dataset is iterated (a distribution strategy or a peek at it makes an
-        iterator of its own).
+        `(batch, size, size, channels)`; labels are int64. In training every
+        iterator starts from `seed`: with a seed, the same batches come in the
+        same order, epoch after epoch, however many times the dataset has
+        been iterated before (a distribution strategy or a peek at it makes
+        an iterator of its own).
     """
     dataset_spec = spec(name)
     if split not in ("train", "eval"):

@@ -63,7 +63,7 @@ def paper_recipe(dataset, epochs=None, batch_size=None, learning_rate=None):
 
     Without an explicit `learning_rate`, 0.1 is scaled by `batch_size` over the
     paper's batch size (the linear scaling rule). A drop that would fall at
-    epoch 0 (runs shorter than 8 epochs) is left out.
+    epoch 0 (a one-epoch run) is left out.
     """
     spec = data.spec(dataset)
     epochs = spec.epochs if epochs is None else epochs
@@ -185,10 +185,10 @@ def train(
     Returns:
         `(model, history)`: the trained model and the `History` of this call.
     """
-    recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
-    check_model_for_dataset(model, dataset)
     import tensorflow as tf
 
+    recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
+    check_model_for_dataset(model, dataset)
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
     strategy = strategy or distribution_strategy()
     # Every worker trains; the chief writes the run into `output_dir`, the
