@@ -92,6 +92,16 @@ def check_arguments(weights, pooling, include_top, classes):
         )
 
 
+def check_channels_last():
+    """The networks are built channels_last; anything else is a clear error."""
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "The IGC networks are built channels_last. Received "
+            f"keras.config.image_data_format()={keras.config.image_data_format()!r}; "
+            "call keras.config.set_image_data_format('channels_last') first."
+        )
+
+
 def image_input(input_tensor, input_shape, default_size, min_size, include_top):
     """The model's input, following keras.applications.
 
@@ -102,12 +112,7 @@ def image_input(input_tensor, input_shape, default_size, min_size, include_top):
     Returns:
         (image tensor to build on, inputs of the keras.Model).
     """
-    if keras.config.image_data_format() != "channels_last":
-        raise ValueError(
-            "The IGC networks are built channels_last. Received "
-            f"keras.config.image_data_format()={keras.config.image_data_format()!r}; "
-            "call keras.config.set_image_data_format('channels_last') first."
-        )
+    check_channels_last()
     input_shape = imagenet_utils.obtain_input_shape(
         input_shape,
         default_size=default_size,

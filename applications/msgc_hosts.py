@@ -12,7 +12,10 @@ starts from the dense weights (the published recipe fine-tunes from them):
   input; hidden channels that no head reads also save their expansion and
   depthwise work (`upstream_macs`).
 
-Stems, shortcuts and classifiers stay dense. `ResNet50` here is the dense
+Stems, shortcuts and classifiers stay dense. The model's last layer is the
+`MACRegularizer` (it adds the MAC loss on the way out); reach the classifier
+with `model.get_layer("predictions")`, e.g. to replace it for transfer
+learning. `ResNet50` here is the dense
 v1.5 network (stride in the 3x3 convolution, 4.1 GMACs) with the layer names
 of `keras.applications.ResNet50`, so weights copy by name from it.
 """
@@ -247,6 +250,7 @@ def MSGCMobileNetV2(
     `MSGCResNet18`.
     """
     positive_int(heads, "heads", "MSGCMobileNetV2")
+    conventions.check_channels_last()
     conventions.check_arguments(weights, pooling, include_top, classes)
     dense = keras.applications.MobileNetV2(
         input_shape=input_shape,

@@ -149,3 +149,18 @@ def test_topology_plot(tmp_path):
     assert masks["stage1_1_2_conv"].shape == (3, 4, 64)
     path = msgc.plot_topology(masks, str(tmp_path / "topology.png"))
     assert open(path, "rb").read(4) == b"\x89PNG"
+
+
+def test_mobilenet_host_refuses_channels_first_with_the_other_builders_message():
+    keras.config.set_image_data_format("channels_first")
+    try:
+        with pytest.raises(ValueError, match="built channels_last"):
+            applications.MSGCMobileNetV2(input_shape=(3, 32, 32), classes=10)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+
+
+def test_the_classifier_of_a_host_is_reached_by_name():
+    model = applications.MSGCResNet18(input_shape=(32, 32, 3), classes=10)
+    assert isinstance(model.layers[-1], MACRegularizer)
+    assert model.get_layer("predictions").units == 10

@@ -151,3 +151,39 @@ def test_regularizer_needs_positive_dense_macs_and_macs_inputs():
         keras_igc.MACRegularizer(dense_macs=0)
     with pytest.raises(ValueError, match="macs"):
         keras_igc.MACRegularizer(dense_macs=1)([np.ones((1, 2), "float32")])
+
+
+def test_a_per_layer_dtype_reaches_every_sublayer():
+    layer = keras_igc.MSGCConv2D(8, 3, heads=4, attention=True, dtype="float64")
+    layer(np.ones((2, 6, 6, 4)))
+    assert {w.dtype for w in layer.weights} == {"float64"}
+    generator = keras_igc.MaskGenerator(4, 4, dtype="float64")
+    generator(np.ones((2, 6, 6, 4)))
+    assert {w.dtype for w in generator.weights} == {"float64"}
+
+
+def test_under_mixed_precision_the_macs_are_declared_and_returned_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer = keras_igc.MSGCConv2D(8, 3, heads=4)
+        symbolic = layer(keras.Input((6, 6, 4)))
+        eager = layer(np.ones((2, 6, 6, 4), "float32"))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    declared = [keras.backend.standardize_dtype(t.dtype) for t in symbolic]
+    returned = [keras.backend.standardize_dtype(t.dtype) for t in eager]
+    assert declared == returned == ["float16", "float32"]
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [keras_igc.ChannelShuffle(2), keras_igc.GumbelSigmoidGate()],
+    ids=["ChannelShuffle", "GumbelSigmoidGate"],
+)
+def test_masks_pass_through_like_permute_and_activation(layer):
+    mask = np.array([[True, False, True]])
+    assert layer.supports_masking
+    assert numpy(layer.compute_mask(np.ones((1, 3, 4)), mask)).tolist() == [
+        [True, False, True]
+    ]

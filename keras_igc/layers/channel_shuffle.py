@@ -34,6 +34,8 @@ class ChannelShuffle(keras.layers.Layer):
     def __init__(self, groups, **kwargs):
         super().__init__(**kwargs)
         self.groups = positive_int(groups, "groups", "ChannelShuffle")
+        # A permutation of channels leaves a (batch, ..., positions) mask as is.
+        self.supports_masking = True
         self.permutation = None
 
     def build(self, input_shape):

@@ -33,6 +33,7 @@ class GumbelSigmoidGate(keras.layers.Layer):
 
     def __init__(self, temperature=2 / 3, threshold=0.5, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise, as keras.layers.Activation
         if not isinstance(temperature, int | float) or not temperature > 0:
             raise ValueError(
                 f"GumbelSigmoidGate `temperature` must be a positive number. "

@@ -43,11 +43,15 @@ class MaskGenerator(keras.layers.Layer):
         self.squeeze = positive_int(squeeze, "squeeze", "MaskGenerator")
         self.attention = bool(attention)
         self.initial_bias = float(initial_bias)
-        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        self.pool = keras.layers.GlobalAveragePooling2D(
+            name="pool", dtype=self.dtype_policy
+        )
         self.reduce = None  # needs the source width: made in build
         # Momentum 0.9 is PyTorch's default (0.1 there), as in the MSGC release;
         # Keras' 0.99 lets the inference statistics lag the fast-moving masks.
-        self.norm = keras.layers.BatchNormalization(momentum=0.9, name="norm")
+        self.norm = keras.layers.BatchNormalization(
+            momentum=0.9, name="norm", dtype=self.dtype_policy
+        )
         self.expand = keras.layers.Dense(
             self.heads * self.channels,
             kernel_initializer="zeros" if self.attention else "glorot_uniform",
@@ -55,6 +59,7 @@ class MaskGenerator(keras.layers.Layer):
                 1.0 if self.attention else self.initial_bias
             ),
             name="expand",
+            dtype=self.dtype_policy,
         )
 
     def hidden_units(self, source_channels):
@@ -67,7 +72,9 @@ class MaskGenerator(keras.layers.Layer):
                 f"channels. Received input_shape={tuple(input_shape)}."
             )
         hidden = self.hidden_units(input_shape[-1])
-        self.reduce = keras.layers.Dense(hidden, use_bias=False, name="reduce")
+        self.reduce = keras.layers.Dense(
+            hidden, use_bias=False, name="reduce", dtype=self.dtype_policy
+        )
         self.reduce.build((input_shape[0], input_shape[-1]))
         self.norm.build((input_shape[0], hidden))
         self.expand.build((input_shape[0], hidden))

@@ -121,8 +121,11 @@ class MSGCConv2D(keras.layers.Layer):
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             name="conv",
+            dtype=self.dtype_policy,
         )
-        self.gate = GumbelSigmoidGate(temperature, seed=seed, name="gate")
+        self.gate = GumbelSigmoidGate(
+            temperature, seed=seed, name="gate", dtype=self.dtype_policy
+        )
         self.mask_generator = None  # needs the input width: made in build
         self.attention_generator = None
         self.input_channels = None
@@ -137,13 +140,14 @@ class MSGCConv2D(keras.layers.Layer):
             )
         self.input_channels = channels = x_shape[-1]
         self.mask_generator = MaskGenerator(
-            self.heads, channels, self.squeeze, name="mask_generator"
-        )
+            self.heads, channels, self.squeeze, name="mask_generator",
+            dtype=self.dtype_policy,
+        )  # fmt: skip
         self.mask_generator.build(source_shape)
         if self.attention:
             self.attention_generator = MaskGenerator(
                 self.heads, channels, self.squeeze, attention=True,
-                name="attention_generator",
+                name="attention_generator", dtype=self.dtype_policy,
             )  # fmt: skip
             self.attention_generator.build(source_shape)
         copies = (*x_shape[:-1], self.heads * channels)
@@ -222,6 +226,18 @@ class MSGCConv2D(keras.layers.Layer):
         x_shape, _ = _split(input_shape)
         copies = (*x_shape[:-1], self.heads * x_shape[-1])
         return [self.conv.compute_output_shape(copies), (x_shape[0],)]
+
+    def compute_output_spec(self, inputs, training=None):
+        shapes = self.compute_output_shape(
+            [tuple(t.shape) for t in inputs]
+            if isinstance(inputs, list | tuple)
+            else tuple(inputs.shape)
+        )
+        # MAC counts reach billions: float32 whatever the compute dtype.
+        return [
+            keras.KerasTensor(shapes[0], dtype=self.compute_dtype),
+            keras.KerasTensor(shapes[1], dtype="float32"),
+        ]
 
     def get_config(self):
         return {
