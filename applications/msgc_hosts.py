@@ -139,7 +139,7 @@ def _positions(layer):
     return height * width
 
 
-def _host(dense, rules, weights, dense_weights, mac_weight, name):
+def _host(dense, rules, weights, dense_weights, mac_weight, name, reference=None):
     """Load `dense_weights` into the dense network, convert it, load `weights`."""
     if dense_weights is not None:
         source = (
@@ -151,7 +151,9 @@ def _host(dense, rules, weights, dense_weights, mac_weight, name):
             msgc.copy_weights_by_name(source, dense)
         else:
             dense.load_weights(source)
-    model = msgc.convert(dense, rules, weight=mac_weight, name=name)
+    model = msgc.convert(
+        dense, rules, weight=mac_weight, name=name, reference=reference
+    )
     if weights is not None:
         model.load_weights(weights)
     return model
@@ -165,6 +167,7 @@ def _resnet_host(dense_builder, squeeze, args, owner):
     )
     application_args = conventions.application_args(args)
     dense = dense_builder(**{**application_args, "weights": None, "name": None})
+    reference = _reference(dense, dense_builder, application_args)
     rules = _resnet_rules(args["heads"], args["attention"], squeeze)
     return _host(
         dense,
@@ -173,6 +176,26 @@ def _resnet_host(dense_builder, squeeze, args, owner):
         args["dense_weights"],
         args["mac_weight"],
         args["name"],
+        reference,
+    )
+
+
+REFERENCE_SIZE = 224  # the MSGC paper counts MACs per 224x224 image
+
+
+def _reference(dense, builder, application_args):
+    """`dense` itself, or, if its input size is unknown, the same network on
+    224x224 images to count MACs with."""
+    if None not in dense.input_shape[1:3]:
+        return dense
+    return builder(
+        **{
+            **application_args,
+            "weights": None,
+            "name": None,
+            "input_tensor": None,
+            "input_shape": (REFERENCE_SIZE, REFERENCE_SIZE, dense.input_shape[-1]),
+        }
     )
 
 
@@ -252,18 +275,25 @@ def MSGCMobileNetV2(
     positive_int(heads, "heads", "MSGCMobileNetV2")
     conventions.check_channels_last()
     conventions.check_arguments(weights, pooling, include_top, classes)
-    dense = keras.applications.MobileNetV2(
-        input_shape=input_shape,
-        alpha=alpha,
-        include_top=include_top,
-        weights=None,
-        input_tensor=input_tensor,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-    )
-    rules = _mobilenet_rules(dense, heads, attention)
-    return _host(dense, rules, weights, dense_weights, mac_weight, name)
+
+    def mobilenet(**kwargs):
+        return keras.applications.MobileNetV2(
+            alpha=alpha,
+            include_top=include_top,
+            weights=None,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            **kwargs,
+        )
+
+    dense = mobilenet(input_shape=input_shape, input_tensor=input_tensor)
+    reference = dense
+    if None in dense.input_shape[1:3]:
+        size = (REFERENCE_SIZE, REFERENCE_SIZE, dense.input_shape[-1])
+        reference = mobilenet(input_shape=size)
+    rules = _mobilenet_rules(reference, heads, attention)
+    return _host(dense, rules, weights, dense_weights, mac_weight, name, reference)
 
 
 def get_host(name, **kwargs):

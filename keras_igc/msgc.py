@@ -10,6 +10,7 @@ recipe; `plot_topology` draws which input channels each head reads.
 """
 
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -20,7 +21,7 @@ from keras_igc.optimizers import CoupledSGD, EpochCosineDecay
 from keras_igc.validation import finite_float, positive_int
 
 
-def convert(model, rules, weight=30.0, name=None):
+def convert(model, rules, weight=30.0, name=None, reference=None):
     """Rewrite a dense Functional model into an MSGC model with the same weights.
 
     Args:
@@ -32,9 +33,13 @@ def convert(model, rules, weight=30.0, name=None):
             computed from (default: the convolution's own input).
         weight: the MAC loss weight lambda.
         name: name of the new model (default: the old one's + "_msgc").
+        reference: for a `model` built without a fixed input size, the same
+            network (same layer names) built on one, e.g. 224x224: MACs are
+            counted per image at that size (the MSGC paper's accounting),
+            whatever size the model then runs at.
 
     Returns:
-        A model whose output goes through a `MACRegularizer` and whose
+        An `MSGCModel` whose output goes through a `MACRegularizer` and whose
         `MSGCConv2D` kernels are the dense kernels: with every mask open it
         computes the dense model's function.
     """
@@ -58,6 +63,11 @@ def convert(model, rules, weight=30.0, name=None):
         raise ValueError(
             f"The rules chose no convolution of {model.name!r} to convert."
         )
+    reference = model if reference is None else reference
+    for layer_name, plan in plans.items():
+        if None in model.get_layer(layer_name).output.shape[1:3]:
+            size = reference.get_layer(layer_name).output.shape[1:3]
+            plan.setdefault("mac_output_size", tuple(size))
     inputs_of, macs = {}, []
 
     def clone_layer(layer):
@@ -94,14 +104,44 @@ def convert(model, rules, weight=30.0, name=None):
         elif original is not None:
             layer.set_weights(original.get_weights())
     msgc_layers = [l for l in clone.layers if isinstance(l, MSGCConv2D)]
-    dense_macs = model_complexity(model)["macs"]
+    dense_macs = model_complexity(reference)["macs"]
     static_macs = dense_macs - sum(layer.dense_macs for layer in msgc_layers)
     (outputs,) = clone.outputs
     outputs = MACRegularizer(
         dense_macs, static_macs, weight=weight, name="mac_regularizer"
     )([outputs, *macs])
     inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
-    return keras.Model(inputs, outputs, name=name or f"{model.name}_msgc")
+    return MSGCModel(inputs, outputs, name=name or f"{model.name}_msgc")
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class MSGCModel(keras.Model):
+    """A Functional model whose `MACRegularizer` MACs are metrics.
+
+    Built like `keras.Model(inputs, outputs)` (`msgc.convert` does). After each
+    forward pass it averages the `last_macs` (millions) and `last_ratio` of its
+    MAC regularizers into the metrics `macs` and `mac_ratio`, so `fit` and
+    `evaluate` report them on TensorFlow, JAX and PyTorch alike. It saves and
+    loads as a `.keras` file like any Functional model.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.macs_tracker = keras.metrics.Mean(name="macs")
+        self.ratio_tracker = keras.metrics.Mean(name="mac_ratio")
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        loss = super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+        # Here the forward pass's variable updates are visible on every backend.
+        for layer in self._flatten_layers():
+            if isinstance(layer, MACRegularizer):
+                self.macs_tracker.update_state(layer.last_macs)
+                self.ratio_tracker.update_state(layer.last_ratio)
+        return loss
 
 
 def copy_weights_by_name(source, target):
@@ -225,6 +265,13 @@ def compile_for_msgc(
     targets 0.49 (ResNet-18), 0.457 (ResNet-50) and 0.65 (MobileNetV2).
     """
     owner = "compile_for_msgc"
+    if not isinstance(model, MSGCModel):
+        warnings.warn(
+            f"{model.name!r} is a {type(model).__name__}: it trains, but its fit "
+            f"logs will not show the MACs. Build it with "
+            f"keras_igc.msgc.MSGCModel(inputs, outputs) (msgc.convert does).",
+            stacklevel=2,
+        )
     positive_int(steps_per_epoch, "steps_per_epoch", owner)
     positive_int(epochs, "epochs", owner)
     mask_learning_rate = finite_float(
@@ -254,12 +301,17 @@ def compile_for_msgc(
     return model
 
 
+@keras.saving.register_keras_serializable(package="keras_igc")
 class _SmoothedSparseCrossEntropy(keras.losses.Loss):
     """Label-smoothed cross-entropy for integer labels and probabilities."""
 
     def __init__(self, label_smoothing=0.1, name="smoothed_crossentropy"):
         super().__init__(name=name)
         self.label_smoothing = label_smoothing
+
+    def get_config(self):
+        # Saved with the model's compile config, so a reloaded model trains on.
+        return {"label_smoothing": self.label_smoothing, "name": self.name}
 
     def call(self, y_true, y_pred):
         classes = keras.ops.shape(y_pred)[-1]

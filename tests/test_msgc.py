@@ -77,7 +77,10 @@ def test_mac_target_scheduler_moves_tau_and_fit_reports_macs():
     y, macs = MSGCConv2D(8, 3, heads=2)(inputs)
     y = keras.layers.GlobalAveragePooling2D()(y)
     y = keras.layers.Dense(3, activation="softmax")(y)
-    model = keras.Model(inputs, MACRegularizer(dense_macs=50000)([y, macs]))
+    outputs = MACRegularizer(dense_macs=50000)([y, macs])
+    with pytest.warns(UserWarning, match="msgc.MSGCModel"):
+        msgc.compile_for_msgc(keras.Model(inputs, outputs), 2, 2)
+    model = msgc.MSGCModel(inputs, outputs)
     msgc.compile_for_msgc(model, steps_per_epoch=2, epochs=2)
     x = np.random.default_rng(1).normal(size=(8, 8, 8, 4)).astype("float32")
     labels = np.arange(8) % 3
@@ -164,3 +167,33 @@ def test_the_classifier_of_a_host_is_reached_by_name():
     model = applications.MSGCResNet18(input_shape=(32, 32, 3), classes=10)
     assert isinstance(model.layers[-1], MACRegularizer)
     assert model.get_layer("predictions").units == 10
+
+
+@pytest.mark.parametrize("pooling, rank", [(None, 4), ("avg", 2), ("max", 2)])
+@pytest.mark.parametrize("host", applications.HOSTS)
+def test_hosts_without_top_take_any_input_size(host, pooling, rank):
+    model = applications.get_host(host, include_top=False, pooling=pooling)
+    assert model.input_shape == (None, None, None, 3)
+    outputs = model(np.zeros((1, 64, 64, 3), "float32"))
+    assert len(outputs.shape) == rank
+    if rank == 4:
+        assert outputs.shape[1:3] == (2, 2)
+    # MACs are counted per 224x224 image, as for a host built on that size.
+    fixed = applications.get_host(
+        host, include_top=False, pooling=pooling, input_shape=(224, 224, 3)
+    )
+    regularizers = [m.get_layer("mac_regularizer") for m in (model, fixed)]
+    assert regularizers[0].dense_macs == regularizers[1].dense_macs
+    assert regularizers[0].static_macs == regularizers[1].static_macs
+    model(np.zeros((1, 96, 96, 3), "float32"))  # any size runs
+    assert float(regularizers[0].last_macs) > 0
+
+
+@pytest.mark.parametrize("host", applications.HOSTS)
+def test_hosts_classify_with_any_classes_and_give_logits_on_request(host):
+    model = applications.get_host(
+        host, input_shape=(32, 32, 3), classes=7, classifier_activation=None
+    )
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    logits = keras.ops.convert_to_numpy(model(x))
+    assert logits.shape == (2, 7) and not np.allclose(logits.sum(axis=1), 1)

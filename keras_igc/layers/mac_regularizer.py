@@ -11,9 +11,11 @@ class MACRegularizer(keras.layers.Layer):
     loss `weight * max(0, MACs / dense_macs - tau)`, with
     `MACs = static_macs + mean over the batch of sum(macs_i)`. `tau` is a
     non-trainable variable that `keras_igc.msgc.MACTargetScheduler` moves
-    from 1 to the target during training. The metrics `macs` (millions) and
-    `mac_ratio` (of the dense network) appear in the `fit` logs and progress
-    bar every epoch, for training and validation.
+    from 1 to the target during training. The batch's MACs (millions) and
+    their ratio to the dense network are kept in the non-trainable variables
+    `last_macs` and `last_ratio`; a `keras_igc.msgc.MSGCModel` (what
+    `msgc.convert` and the MSGC hosts return) reports them as the metrics
+    `macs` and `mac_ratio` on every backend, for training and validation.
 
     Args:
         dense_macs: MACs of the dense network (the ratio's denominator).
@@ -36,8 +38,14 @@ class MACRegularizer(keras.layers.Layer):
         self.tau = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="tau"
         )
-        self.macs_metric = keras.metrics.Mean(name="macs")
-        self.ratio_metric = keras.metrics.Mean(name="mac_ratio")
+        # Variables, not metrics: a layer may update its variables in `call`
+        # on every backend (JAX's stateless steps included), not its metrics.
+        self.last_macs = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="last_macs"
+        )
+        self.last_ratio = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="last_ratio"
+        )
 
     def call(self, inputs):
         outputs, *macs = inputs
@@ -49,8 +57,8 @@ class MACRegularizer(keras.layers.Layer):
         total = self.static_macs + ops.mean(ops.sum(ops.stack(macs, axis=1), axis=1))
         ratio = total / self.dense_macs
         self.add_loss(self.weight * ops.relu(ratio - ops.cast(self.tau, ratio.dtype)))
-        self.macs_metric.update_state(total / 1e6)
-        self.ratio_metric.update_state(ratio)
+        self.last_macs.assign(ops.cast(ops.stop_gradient(total) / 1e6, "float32"))
+        self.last_ratio.assign(ops.cast(ops.stop_gradient(ratio), "float32"))
         return outputs
 
     def compute_output_shape(self, input_shape):

@@ -49,6 +49,10 @@ class MSGCConv2D(keras.layers.Layer):
         upstream_macs: per-sample MACs that produced each input channel and
             are saved when no head reads it (MobileNetV2: the expansion and
             depthwise work per hidden channel); 0 by default.
+        mac_output_size: `(height, width)` to count MACs at when the layer
+            runs on inputs of unknown size (a network built without a fixed
+            `input_shape` counts at its reference resolution, e.g. 224x224, as
+            the MSGC paper does); default: the actual output size.
         seed: seed of the gate's noise.
         kernel_initializer, bias_initializer: of the convolution.
         **kwargs: base layer keyword arguments.
@@ -82,6 +86,7 @@ class MSGCConv2D(keras.layers.Layer):
         temperature=2 / 3,
         upstream_macs=0,
         seed=None,
+        mac_output_size=None,
         kernel_initializer="he_normal",
         bias_initializer="zeros",
         **kwargs,
@@ -109,6 +114,9 @@ class MSGCConv2D(keras.layers.Layer):
         self.temperature = temperature
         self.upstream_macs = upstream_macs
         self.seed = seed
+        self.mac_output_size = (
+            None if mac_output_size is None else tuple(int(v) for v in mac_output_size)
+        )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.conv = GroupConv2D(
@@ -186,7 +194,8 @@ class MSGCConv2D(keras.layers.Layer):
         outputs = self.conv(
             ops.reshape(copies, (batch, height, width, self.heads * channels))
         )
-        return [outputs, self.expected_macs(counted, ops.shape(outputs)[1:3])]
+        size = self.mac_output_size or ops.shape(outputs)[1:3]
+        return [outputs, self.expected_macs(counted, size)]
 
     def expected_macs(self, masks, output_size=None):
         """Per-sample MACs for hard masks `(batch, heads, C_in)`; differentiable."""
@@ -211,15 +220,15 @@ class MSGCConv2D(keras.layers.Layer):
     @property
     def dense_macs(self):
         """MACs of the dense convolution this layer replaces (and its upstream)."""
-        if self.output_size is None or None in self.output_size:
+        size = self.mac_output_size or self.output_size
+        if size is None or None in size:
             raise ValueError(
                 f"MSGCConv2D {self.name!r} needs a known output size to count "
-                f"dense MACs; build it on a fixed spatial input shape."
+                f"dense MACs; build it on a fixed spatial input shape or pass "
+                f"mac_output_size."
             )
         kh, kw = self.conv.kernel_size
-        dense = (
-            kh * kw * self.input_channels * self.filters * math.prod(self.output_size)
-        )
+        dense = kh * kw * self.input_channels * self.filters * math.prod(size)
         return int(dense + self.upstream_macs * self.input_channels)
 
     def compute_output_shape(self, input_shape):
@@ -253,6 +262,7 @@ class MSGCConv2D(keras.layers.Layer):
             "temperature": self.temperature,
             "upstream_macs": self.upstream_macs,
             "seed": self.seed,
+            "mac_output_size": self.mac_output_size,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
