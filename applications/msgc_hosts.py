@@ -167,7 +167,18 @@ def _resnet_host(dense_builder, squeeze, args, owner):
     )
     application_args = conventions.application_args(args)
     dense = dense_builder(**{**application_args, "weights": None, "name": None})
-    reference = _reference(dense, dense_builder, application_args)
+    reference = _reference(
+        dense,
+        lambda shape: dense_builder(
+            **{
+                **application_args,
+                "weights": None,
+                "name": None,
+                "input_tensor": None,
+                "input_shape": shape,
+            }
+        ),
+    )
     rules = _resnet_rules(args["heads"], args["attention"], squeeze)
     return _host(
         dense,
@@ -183,20 +194,12 @@ def _resnet_host(dense_builder, squeeze, args, owner):
 REFERENCE_SIZE = 224  # the MSGC paper counts MACs per 224x224 image
 
 
-def _reference(dense, builder, application_args):
-    """`dense` itself, or, if its input size is unknown, the same network on
-    224x224 images to count MACs with."""
+def _reference(dense, build):
+    """`dense` itself, or, if its input size is unknown, `build(input_shape)`:
+    the same network on 224x224 images, to count MACs with."""
     if None not in dense.input_shape[1:3]:
         return dense
-    return builder(
-        **{
-            **application_args,
-            "weights": None,
-            "name": None,
-            "input_tensor": None,
-            "input_shape": (REFERENCE_SIZE, REFERENCE_SIZE, dense.input_shape[-1]),
-        }
-    )
+    return build((REFERENCE_SIZE, REFERENCE_SIZE, dense.input_shape[-1]))
 
 
 def MSGCResNet18(
@@ -288,10 +291,7 @@ def MSGCMobileNetV2(
         )
 
     dense = mobilenet(input_shape=input_shape, input_tensor=input_tensor)
-    reference = dense
-    if None in dense.input_shape[1:3]:
-        size = (REFERENCE_SIZE, REFERENCE_SIZE, dense.input_shape[-1])
-        reference = mobilenet(input_shape=size)
+    reference = _reference(dense, lambda shape: mobilenet(input_shape=shape))
     rules = _mobilenet_rules(reference, heads, attention)
     return _host(dense, rules, weights, dense_weights, mac_weight, name, reference)
 
