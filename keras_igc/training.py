@@ -305,7 +305,8 @@ def bn_group_size(recipe, replicas=1, bn_batch=None):
         raise ValueError(
             f"bn_batch={bn_batch} does not divide the {per_replica} examples each "
             f"of the {replicas} device(s) gets (batch_size={recipe.batch_size}); "
-            f"pass a divisor of {per_replica} or bn_batch='device'."
+            f"pass a divisor of {per_replica}, or bn_batch='device' (--bn-batch "
+            f"device) to normalise each device's whole batch."
         )
     return None if bn_batch == per_replica and replicas == 1 else bn_batch
 
