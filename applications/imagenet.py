@@ -218,6 +218,9 @@ def from_release_weights(
 ):
     """The ImageNet network a release checkpoint describes, with its weights.
 
+    `path` is the checkpoint's path, or its arrays as `read_mxnet_params`
+    returns them.
+
     Widths, partitions and classes come from the file's shapes, so any of the
     release's five ImageNet checkpoints (and narrowed ones of the same graphs)
     builds; the other arguments are keras.applications'.
@@ -232,7 +235,7 @@ def from_release_weights(
         read_mxnet_params,
     )
 
-    params = read_mxnet_params(os.fspath(path))
+    params = path if isinstance(path, dict) else read_mxnet_params(os.fspath(path))
     network = describe_release_weights(params)
     if network["family"] == "imagenet-resnet":
         convs = RegularConvs()

@@ -305,12 +305,13 @@ def _convert(args):
         raise FileExistsError(
             f"{args.output!r} exists; pass --overwrite to replace it."
         )
-    network = describe_release_weights(read_mxnet_params(args.checkpoint))
+    params = read_mxnet_params(args.checkpoint)
+    network = describe_release_weights(params)
     if args.model is not None and args.model != network["paper_name"]:
         raise ValueError(
             f"{args.checkpoint!r} holds {network['paper_name']}, not {args.model!r}."
         )
-    model = from_release_weights(args.checkpoint)
+    model = from_release_weights(params)
     # Written beside the target and renamed into place: no half-written file.
     partial = f"{args.output}.partial.keras"
     model.save(partial)

@@ -28,6 +28,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_igc.applications.imagenet import PREPROCESSING
 from keras_igc.validation import positive_int
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -51,10 +52,10 @@ class DatasetSpec:
     family: str = "cifar"  # which applications fit it: "cifar" or "imagenet"
 
 
-# The IGC release's ImageNet statistics (`train_imagenet.py`, 0-255 scale),
-# measured on its training images resized to a short side of 480.
-IMAGENET_MEAN = tuple(v / 255 for v in (123.370, 112.757, 99.406))
-IMAGENET_STD = tuple(v / 255 for v in (68.998, 66.093, 68.292))
+# The IGC release's ImageNet statistics (`train_imagenet.py`), on a 0-1 scale.
+IMAGENET_MEAN, IMAGENET_STD = (
+    tuple(v / 255 for v in values) for values in PREPROCESSING["igc-release"]
+)
 DATASETS = {
     "cifar10": DatasetSpec(
         "cifar10", 32, 3, 10, "train", "test", "crop_flip",
@@ -282,14 +283,20 @@ def _eval_transform(dataset_spec):
 
     def transform(image, label):
         if dataset_spec.augmentation == "igc_imagenet":
-            image = _resize_short_side(image, 256)
-            height, width = tf.shape(image)[0], tf.shape(image)[1]
-            image = tf.image.crop_to_bounding_box(
-                image, (height - size) // 2, (width - size) // 2, size, size
-            )
+            image = centre_crop(image, size)
         return _normalise(dataset_spec, image), label
 
     return transform
+
+
+def centre_crop(image, size, short_side=256):
+    """The release's evaluation view: the short side resized to `short_side`
+    (at least `size`), then the centre `size` x `size` crop, as float32."""
+    image = _resize_short_side(image, max(short_side, size))
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    return tf.image.crop_to_bounding_box(
+        image, (height - size) // 2, (width - size) // 2, size, size
+    )
 
 
 def _resize_short_side(image, short):

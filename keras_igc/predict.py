@@ -11,6 +11,8 @@ def load_image(path, size, short_side=256):
     crop `size` x `size`, values 0-255 (the release's evaluation)."""
     import tensorflow as tf
 
+    from keras_igc import data
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No image file at {path!r}.")
     try:
@@ -21,12 +23,7 @@ def load_image(path, size, short_side=256):
         raise ValueError(
             f"{path!r} is not an image TensorFlow can read (JPEG, PNG, BMP, GIF)."
         ) from None
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = max(short_side, size) / tf.reduce_min(shape)
-    resized = tf.cast(tf.math.ceil(shape * scale), tf.int32)
-    image = tf.image.resize(tf.cast(image, tf.float32), resized, antialias=True)
-    top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
-    return tf.image.crop_to_bounding_box(image, top, left, size, size).numpy()
+    return data.centre_crop(image, size, short_side).numpy()
 
 
 def load_model(path):

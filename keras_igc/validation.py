@@ -1,5 +1,8 @@
 """Argument checks shared by the layers, builders and training code."""
 
+import math
+import numbers
+
 
 def positive_int(value, name, owner=None):
     """`value` if it is a positive integer (a bool is not), else a ValueError
@@ -15,9 +18,6 @@ def positive_int(value, name, owner=None):
 def finite_float(value, name, owner=None, *, positive=False):
     """`value` as a float if it is a finite real number, non-negative (or
     positive with `positive=True`), else a ValueError naming the argument."""
-    import math
-    import numbers
-
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     ok = ok and math.isfinite(value) and (value > 0 if positive else value >= 0)
     if not ok:
@@ -28,3 +28,19 @@ def finite_float(value, name, owner=None, *, positive=False):
             f"{name}={value!r}."
         )
     return float(value)
+
+
+def is_integer(value):
+    """Whether `value` is an integer (Python or NumPy); a bool is not."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def non_negative_int(value, name, owner=None):
+    """`value` as an int if it is an integer >= 0, else a ValueError naming it."""
+    if not is_integer(value) or value < 0:
+        prefix = f"{owner} " if owner else ""
+        raise ValueError(
+            f"{prefix}`{name}` must be a non-negative integer. Received: "
+            f"{name}={value!r}."
+        )
+    return int(value)

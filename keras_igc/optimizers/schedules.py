@@ -17,7 +17,12 @@ import math
 import keras
 from keras import ops
 
-from keras_igc.validation import finite_float, positive_int
+from keras_igc.validation import (
+    finite_float,
+    is_integer,
+    non_negative_int,
+    positive_int,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -42,8 +47,8 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
             initial_learning_rate, "initial_learning_rate", "StepDecay", positive=True
         )
         self.factor = finite_float(factor, "factor", "StepDecay", positive=True)
-        boundaries = [int(b) if _is_integer(b) else b for b in boundaries]
-        valid = all(_is_integer(b) and b >= 1 for b in boundaries)
+        boundaries = [int(b) if is_integer(b) else b for b in boundaries]
+        valid = all(is_integer(b) and b >= 1 for b in boundaries)
         if not valid or boundaries != sorted(boundaries):
             raise ValueError(
                 f"StepDecay `boundaries` must be non-decreasing positive integers "
@@ -105,12 +110,7 @@ class EpochCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         )
         self.epochs = positive_int(epochs, "epochs", owner)
         self.steps_per_epoch = positive_int(steps_per_epoch, "steps_per_epoch", owner)
-        if not _is_integer(warmup_epochs) or warmup_epochs < 0:
-            raise ValueError(
-                f"{owner} `warmup_epochs` must be a non-negative integer. Received: "
-                f"warmup_epochs={warmup_epochs!r}."
-            )
-        self.warmup_epochs = int(warmup_epochs)
+        self.warmup_epochs = non_negative_int(warmup_epochs, "warmup_epochs", owner)
         self.name = name
         # One rate per epoch, computed in double precision; training past
         # `epochs` keeps the last one.
@@ -137,9 +137,3 @@ class EpochCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_epochs": self.warmup_epochs,
             "name": self.name,
         }
-
-
-def _is_integer(value):
-    import numbers
-
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
