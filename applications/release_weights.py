@@ -211,7 +211,7 @@ def _targets(model, family):
     """`[(release name, variable, MXNet -> Keras layout function)]`."""
     import keras
 
-    from keras_igc import GroupConv2D, IGCConv2D
+    from keras_igc import IGCConv2D
 
     def conv(array):  # (O, I/g, kh, kw) -> (kh, kw, I/g, O)
         return array.transpose(2, 3, 1, 0)
@@ -241,7 +241,7 @@ def _targets(model, family):
         elif isinstance(layer, keras.layers.Dense):
             targets.append((f"{node}_weight", layer.kernel, np.transpose))
             targets.append((f"{node}_bias", layer.bias, None))
-        elif isinstance(layer, keras.layers.Conv2D | GroupConv2D):
+        elif isinstance(layer, keras.layers.Conv2D):  # GroupConv2D too
             targets.append((f"{node}_weight", layer.kernel, conv))
         else:
             raise ReleaseWeightsError(
