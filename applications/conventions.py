@@ -65,7 +65,14 @@ def load_weights(model, weights):
     return model.load_weights(weights)
 
 
-def check_arguments(weights, pooling, include_top, classes):
+RELEASE_CHECKPOINTS = {
+    ".params": "a checkpoint of the IGC authors' MXNet release ('*.params')",
+    ".pth": "a checkpoint of the MSGC authors' PyTorch release or a torchvision "
+    "state_dict ('*.pth', '*.pth.tar')",
+}
+
+
+def check_arguments(weights, pooling, include_top, classes, release=".params"):
     """Validate the builder arguments before any layer is created."""
     if weights is not None and not (
         isinstance(weights, str | os.PathLike) and os.path.isfile(weights)
@@ -73,9 +80,9 @@ def check_arguments(weights, pooling, include_top, classes):
         raise ValueError(
             "The `weights` argument should be either `None` (random "
             "initialization), the path to a weights file saved with "
-            "`model.save_weights()` (e.g. 'model.weights.h5'), or the path of a "
-            "checkpoint of the authors' MXNet release ('*.params'). Nothing is "
-            f"downloaded. Received: weights={weights!r}."
+            "`model.save_weights()` (e.g. 'model.weights.h5'), or the path of "
+            f"{RELEASE_CHECKPOINTS[release]}. Nothing is downloaded. Received: "
+            f"weights={weights!r}."
         )
     if pooling not in POOLINGS:
         raise ValueError(

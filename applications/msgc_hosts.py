@@ -1,205 +1,433 @@
-"""MSGC host networks: ResNet-18, ResNet-50 and MobileNetV2 with learned groups.
+"""MSGC host networks, wired and counted as the authors' release builds them.
 
-Each host is its dense network rewritten by `keras_igc.msgc.convert`, so it
-starts from the dense weights (the published recipe fine-tunes from them):
+The MSGC release (hellozhuo/msgc, PyTorch) fine-tunes torchvision's ImageNet
+ResNet-18, ResNet-50 (v1.5) and MobileNetV2. These builders are those networks
+in Keras, layer for layer (symmetric padding, BatchNorm with PyTorch's epsilon
+1e-5 and momentum 0.1, i.e. Keras 0.9), with the release's MSGC blocks:
 
-- ResNet basic blocks: the first 3x3 convolution gets a per-sample mask on
-  its input channels (`heads=1`), the second is a 4-head MSGC convolution;
-- ResNet bottlenecks: masks on the inputs of the two 1x1 convolutions, the
-  3x3 a 4-head MSGC convolution (generators squeeze 8x);
-- MobileNetV2: the final 1x1 projection of each inverted residual block is a
-  4-head MSGC convolution with attention, its masks computed from the block
-  input; hidden channels that no head reads also save their expansion and
-  depthwise work (`upstream_macs`).
+- basic block (ResNet-18): the first 3x3 convolution gets a per-sample mask on
+  its input channels, the second is a `heads`-head MSGC convolution; with
+  `attention`, both have attention;
+- bottleneck (ResNet-50, stride in the 3x3): masks on the inputs of both 1x1
+  convolutions, the 3x3 a `heads`-head MSGC convolution, attention on it only;
+  generators squeeze 8x;
+- inverted residual (MobileNetV2): the 1x1 projection is a `heads`-head MSGC
+  convolution (attention optional).
 
-Stems, shortcuts and classifiers stay dense. The model's last layer is the
-`MACRegularizer` (it adds the MAC loss on the way out); reach the classifier
-with `model.get_layer("predictions")`, e.g. to replace it for transfer
-learning. `ResNet50` here is the dense
-v1.5 network (stride in the 3x3 convolution, 4.1 GMACs) with the layer names
-of `keras.applications.ResNet50`, so weights copy by name from it.
+Every generator of a block reads the pooled *block input*. The MACs are the
+release's, term by term (`_Ledger`): BatchNorm, pooling and the generators
+counted, attention products counted and left out of the dense reference, and
+the work that no head reads credited back (`MACRegularizer` bonuses). At
+224x224 the dense references are 1817.2 / 4099.7 / 306.9 M.
+
+Weights: `weights=` a Keras weights file or a release checkpoint
+(`.pth`/`.pth.tar`); `dense_weights=` a torchvision state_dict
+(`resnet18-f37072fd.pth`, `resnet50-0676ba61.pth`, MobileNetV2) or a dense
+Keras model with the same layer names (`applications.ResNet18`,
+`applications.ResNet50`, `keras.applications.MobileNetV2`). Reading `.pth`
+files needs PyTorch; nothing is downloaded. The model's last layer is the
+`MACRegularizer`; reach the classifier with `model.get_layer("predictions")`.
 """
 
-import re
+import os
 
 import keras
 
 from keras_igc import msgc
-from keras_igc.applications import conventions, imagenet
+from keras_igc.applications import conventions
+from keras_igc.applications import torch_weights
+from keras_igc.layers import MACRegularizer, MSGCConv2D
+from keras_igc.layers.mask_generator import kaiming_fan_out
 from keras_igc.validation import positive_int
 
 HOSTS = ("MSGCResNet18", "MSGCResNet50", "MSGCMobileNetV2")
+REFERENCE_SIZE = 224  # the release counts MACs per 224x224 image
+MOMENTUM, EPSILON = 0.9, 1e-5  # PyTorch's BatchNorm2d defaults
 
 
-def ResNet50(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet50_v1_5",
-):
-    """Dense ResNet-50 v1.5 with `keras.applications.ResNet50`'s layer names.
+class _Ledger:
+    """The MACs of a network, kept as the release keeps them while it builds.
 
-    Same weights as Keras' ResNet50 (v1); the stride of each stage's first
-    block sits in its 3x3 convolution instead of its first 1x1, as in the
-    MSGC paper's baseline (4.1 G multiply-accumulates at 224x224).
+    `fixed` work is in the network and in its dense reference; `generators`
+    only in the network; a `masked` convolution's work scales with the mean
+    of its gates, and its attention products are not in the reference.
     """
 
-    def features(image):
-        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(image)
-        x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
-        x = _bn(x, "conv1_bn")
-        x = keras.layers.Activation("relu", name="conv1_relu")(x)
-        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-        for stage, (filters, blocks) in enumerate(
-            [(64, 3), (128, 4), (256, 6), (512, 3)], start=2
-        ):
-            for block in range(1, blocks + 1):
-                strides = 2 if block == 1 and stage > 2 else 1
-                x = _bottleneck(
-                    x, filters, strides, block == 1, f"conv{stage}_block{block}"
-                )
-        return x
+    def __init__(self):
+        self.static = 0
+        self.dense = 0
+        self.convolutions, self.bonuses, self.gates = [], [], []
 
-    return conventions.build(
-        features, 224, 32, **conventions.application_args(locals())
-    )
+    def fixed(self, macs):
+        self.static += macs
+        self.dense += macs
+
+    def generators(self, macs):
+        self.static += macs
+
+    def masked(self, gates, macs, heads, attention_macs=0):
+        self.gates.append(gates)
+        self.convolutions.append({"macs": macs, "heads": heads})
+        self.dense += macs - attention_macs
+        return len(self.gates) - 1
+
+    def credit(self, reader, producer=None, upstream_macs=None):
+        if producer is not None:
+            self.bonuses.append({"reader": reader, "producer": producer})
+        else:
+            self.bonuses.append({"reader": reader, "upstream_macs": upstream_macs})
+
+
+def _out(size, kernel, stride):
+    """PyTorch's output size with padding kernel // 2."""
+    pad = kernel // 2
+    return tuple((s + 2 * pad - kernel) // stride + 1 for s in size)
+
+
+def _area(size):
+    return size[0] * size[1]
+
+
+def _pad(x, kernel, stride, name):
+    """Pad k // 2 on every side, as PyTorch does (Keras' "same" does not for
+    stride 2)."""
+    if stride == 1 or kernel == 1:
+        return x, "same"
+    return keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x), "valid"
+
+
+def _conv(x, filters, kernel, stride, name):
+    x, padding = _pad(x, kernel, stride, name)
+    return keras.layers.Conv2D(
+        filters, kernel, strides=stride, padding=padding, use_bias=False,
+        kernel_initializer=kaiming_fan_out(), name=name,
+    )(x)  # fmt: skip
+
+
+def _msgc_conv(x, source, filters, kernel, stride, heads, squeeze, attention, name):
+    """An MSGC convolution masked from `source`; `(outputs, gates, layer)`."""
+    x, padding = _pad(x, kernel, stride, name)
+    layer = MSGCConv2D(
+        filters, kernel, heads=heads, strides=stride, padding=padding,
+        squeeze=squeeze, attention=attention,
+        kernel_initializer=kaiming_fan_out(), name=name,
+    )  # fmt: skip
+    outputs, gates = layer([x, source])
+    return outputs, gates, layer
+
+
+def _generator_macs(layer):
+    channels = layer.mask_generator.reduce.kernel.shape[0]
+    macs = layer.mask_generator.macs(channels)
+    if layer.attention:
+        macs += layer.attention_generator.macs(channels)
+    return macs
 
 
 def _bn(x, name):
-    return keras.layers.BatchNormalization(epsilon=1.001e-5, name=name)(x)
-
-
-def _bottleneck(x, filters, strides, project, name):
-    shortcut = x
-    if project:
-        shortcut = keras.layers.Conv2D(
-            4 * filters, 1, strides=strides, name=f"{name}_0_conv"
-        )(x)
-        shortcut = _bn(shortcut, f"{name}_0_bn")
-    x = keras.layers.Conv2D(filters, 1, name=f"{name}_1_conv")(x)
-    x = keras.layers.Activation("relu", name=f"{name}_1_relu")(_bn(x, f"{name}_1_bn"))
-    x = keras.layers.Conv2D(
-        filters, 3, strides=strides, padding="same", name=f"{name}_2_conv"
+    return keras.layers.BatchNormalization(
+        momentum=MOMENTUM, epsilon=EPSILON, name=name
     )(x)
-    x = keras.layers.Activation("relu", name=f"{name}_2_relu")(_bn(x, f"{name}_2_bn"))
-    x = keras.layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
-    x = keras.layers.Add(name=f"{name}_add")([shortcut, _bn(x, f"{name}_3_bn")])
-    return keras.layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def _resnet_rules(heads, attention, squeeze):
-    def rules(layer):
-        # ResNet-18: stage{s}_{b}_{1,2}_conv; ResNet-50: conv{s}_block{b}_{1,2,3}_conv
-        match = re.fullmatch(r"(stage\d+_\d+|conv\d_block\d+)_([123])_conv", layer.name)
-        if match is None:
-            return None
-        grouped = match.group(2) == "2"
-        return {
-            "heads": heads if grouped else 1,
-            "squeeze": squeeze,
-            "attention": attention and grouped,
-        }
-
-    return rules
+def _relu(x, name, cap=None):
+    return keras.layers.ReLU(max_value=cap, name=name)(x)
 
 
-def _mobilenet_rules(model, heads, attention):
-    """Projections of the inverted residual blocks, masked from the block input."""
-
-    def rules(layer):
-        match = re.fullmatch(r"(block_\d+|expanded_conv)_project", layer.name)
-        if match is None:
-            return None
-        block = match.group(1)
-        first = f"{block}_expand" if block != "expanded_conv" else f"{block}_depthwise"
-        depthwise = model.get_layer(f"{block}_depthwise")
-        # Work per hidden channel that no head reading it would save: its
-        # 1x1 expansion and its depthwise filter.
-        upstream = 9 * _positions(depthwise)
-        if block != "expanded_conv":
-            expand = model.get_layer(first)
-            upstream += expand.kernel.shape[2] * _positions(expand)
-        return {
-            "heads": heads,
-            "attention": attention,
-            "source": first,
-            "upstream_macs": upstream,
-        }
-
-    return rules
+# ---------------------------------------------------------------- blocks
 
 
-def _positions(layer):
-    height, width = layer.output.shape[1:3]
-    return height * width
-
-
-def _host(dense, rules, weights, dense_weights, mac_weight, name, reference=None):
-    """Load `dense_weights` into the dense network, convert it, load `weights`."""
-    if dense_weights is not None:
-        source = (
-            keras.saving.load_model(dense_weights)
-            if isinstance(dense_weights, str) and dense_weights.endswith(".keras")
-            else dense_weights
+def _basic_block(x, planes, stride, size, ledger, masks, name):
+    """The release's `DyBasicBlock` (torchvision's BasicBlock if not `masks`)."""
+    inplanes = x.shape[-1]
+    out = _out(size, 3, stride)
+    heads, attention = masks["heads"], masks["attention"]
+    conv1 = 9 * inplanes * planes * _area(out) + planes * _area(out)
+    conv2 = (9 * planes + 1) * planes * _area(out)
+    if masks["msgc"]:
+        y, gates1, layer1 = _msgc_conv(
+            x, x, planes, 3, stride, 1, 4, attention, f"{name}_1_conv"
         )
-        if isinstance(source, keras.Model):
-            msgc.copy_weights_by_name(source, dense)
-        else:
-            dense.load_weights(source)
-    model = msgc.convert(
-        dense, rules, weight=mac_weight, name=name, reference=reference
-    )
-    if weights is not None:
-        model.load_weights(weights)
+        first = ledger.masked(
+            gates1, conv1 + attention * inplanes * _area(size), 1,
+            attention * inplanes * _area(size),
+        )  # fmt: skip
+    else:
+        y = _conv(x, planes, 3, stride, f"{name}_1_conv")
+        ledger.fixed(conv1)
+    y = _relu(_bn(y, f"{name}_1_bn"), f"{name}_1_relu")
+    if masks["msgc"]:
+        y, gates2, layer2 = _msgc_conv(
+            y, x, planes, 3, 1, heads, 4, attention, f"{name}_2_conv"
+        )
+        extra = attention * heads * planes * _area(out)
+        second = ledger.masked(gates2, conv2 + extra, heads, extra)
+        ledger.credit(second, producer=first)
+        ledger.generators(
+            inplanes * _area(size) + _generator_macs(layer1) + _generator_macs(layer2)
+        )
+    else:
+        y = _conv(y, planes, 3, 1, f"{name}_2_conv")
+        ledger.fixed(conv2)
+    y = _bn(y, f"{name}_2_bn")
+    return _residual(x, y, stride, out, ledger, name), out
+
+
+def _bottleneck(x, planes, stride, size, ledger, masks, name):
+    """The release's `DyBottleneck` (torchvision's v1.5 Bottleneck if not
+    `masks`): the stride sits in the 3x3 convolution."""
+    inplanes, width = x.shape[-1], planes
+    out = _out(size, 3, stride)
+    heads, attention = masks["heads"], masks["attention"]
+    conv1 = inplanes * width * _area(size) + width * _area(size)
+    conv2 = 9 * width * width * _area(out) + width * _area(out)
+    conv3 = (width + 1) * 4 * planes * _area(out)
+    if masks["msgc"]:
+        y, gates1, layer1 = _msgc_conv(
+            x, x, width, 1, 1, 1, 8, False, f"{name}_1_conv"
+        )
+        first = ledger.masked(gates1, conv1, 1)
+    else:
+        y = _conv(x, width, 1, 1, f"{name}_1_conv")
+        ledger.fixed(conv1)
+    y = _relu(_bn(y, f"{name}_1_bn"), f"{name}_1_relu")
+    if masks["msgc"]:
+        y, gates2, layer2 = _msgc_conv(
+            y, x, width, 3, stride, heads, 8, attention, f"{name}_2_conv"
+        )
+        # The release counts the attention products at the 3x3's input size.
+        extra = attention * heads * width * _area(size)
+        second = ledger.masked(gates2, conv2 + extra, heads, extra)
+        ledger.credit(second, producer=first)
+    else:
+        y = _conv(y, width, 3, stride, f"{name}_2_conv")
+        ledger.fixed(conv2)
+    y = _relu(_bn(y, f"{name}_2_bn"), f"{name}_2_relu")
+    if masks["msgc"]:
+        y, gates3, layer3 = _msgc_conv(
+            y, x, 4 * planes, 1, 1, 1, 8, False, f"{name}_3_conv"
+        )
+        third = ledger.masked(gates3, conv3, 1)
+        ledger.credit(third, producer=second)
+        ledger.generators(
+            inplanes * _area(size)
+            + sum(_generator_macs(layer) for layer in (layer1, layer2, layer3))
+        )
+    else:
+        y = _conv(y, 4 * planes, 1, 1, f"{name}_3_conv")
+        ledger.fixed(conv3)
+    y = _bn(y, f"{name}_3_bn")
+    return _residual(x, y, stride, out, ledger, name), out
+
+
+def _residual(x, y, stride, out, ledger, name):
+    """Add the shortcut (a 1x1 projection + BatchNorm where the shape
+    changes; the release counts the projection, not its BatchNorm), ReLU."""
+    if stride != 1 or x.shape[-1] != y.shape[-1]:
+        ledger.fixed(x.shape[-1] * y.shape[-1] * _area(out))
+        x = _bn(_conv(x, y.shape[-1], 1, stride, f"{name}_proj"), f"{name}_proj_bn")
+    y = keras.layers.Add(name=f"{name}_add")([y, x])
+    return _relu(y, f"{name}_out")
+
+
+def _inverted_residual(x, filters, stride, expansion, size, ledger, masks, name):
+    """The release's `DyInvertedResidual` (torchvision's InvertedResidual if
+    not `masks`), with Keras MobileNetV2's layer names."""
+    inplanes = x.shape[-1]
+    hidden = int(round(inplanes * expansion))
+    out = _out(size, 3, stride)
+    heads, attention = masks["heads"], masks["attention"]
+    y = x
+    upstream = 0
+    if expansion != 1:
+        y = _conv(y, hidden, 1, 1, f"{name}_expand")
+        y = _relu(_bn(y, f"{name}_expand_BN"), f"{name}_expand_relu", 6.0)
+        upstream += inplanes * hidden * _area(size) + hidden * _area(size)
+    y, padding = _pad(y, 3, stride, f"{name}_depthwise")
+    y = keras.layers.DepthwiseConv2D(
+        3, strides=stride, padding=padding, use_bias=False,
+        depthwise_initializer=kaiming_fan_out(), name=f"{name}_depthwise",
+    )(y)  # fmt: skip
+    y = _relu(_bn(y, f"{name}_depthwise_BN"), f"{name}_depthwise_relu", 6.0)
+    upstream += 9 * hidden * _area(out) + hidden * _area(out)
+    ledger.fixed(upstream)
+    project = hidden * filters * _area(out)
+    if masks["msgc"]:
+        y, gates, layer = _msgc_conv(
+            y, x, filters, 1, 1, heads, 4, attention, f"{name}_project"
+        )
+        extra = attention * heads * hidden * _area(out)
+        index = ledger.masked(gates, project + extra, heads, extra)
+        ledger.credit(index, upstream_macs=upstream)
+        ledger.generators(inplanes * _area(size) + _generator_macs(layer))
+    else:
+        y = _conv(y, filters, 1, 1, f"{name}_project")
+        ledger.fixed(project)
+    y = _bn(y, f"{name}_project_BN")
+    if stride == 1 and inplanes == filters:
+        y = keras.layers.Add(name=f"{name}_add")([x, y])
+    return y, out
+
+
+# ---------------------------------------------------------------- networks
+
+
+def _network(features, args, masks, default_name):
+    """A host (or, without masks, its dense network) in the keras.applications
+    conventions; MSGC hosts end in the `MACRegularizer` and are `MSGCModel`s."""
+    conventions.check_arguments(
+        args["weights"], args["pooling"], args["include_top"], args["classes"],
+        release=".pth",
+    )  # fmt: skip
+    if masks["msgc"]:
+        positive_int(masks["heads"], "heads", default_name)
+    image, inputs = conventions.image_input(
+        args["input_tensor"], args["input_shape"], REFERENCE_SIZE, 32,
+        args["include_top"],
+    )  # fmt: skip
+    size = tuple(image.shape[1:3])
+    if None in size:  # counted per 224x224 image, whatever the size it runs at
+        size = (REFERENCE_SIZE, REFERENCE_SIZE)
+    ledger = _Ledger()
+    x, size = features(image, size, ledger, masks)
+    channels = x.shape[-1]
+    if args["include_top"]:
+        ledger.fixed(channels * (_area(size) + args["classes"]))
+    elif args["pooling"] is not None:
+        ledger.fixed(channels * _area(size))
+    outputs = conventions.head(
+        x, args["include_top"], args["pooling"], args["classes"],
+        args["classifier_activation"],
+    )  # fmt: skip
+    name = args["name"] or default_name
+    if not masks["msgc"]:
+        model = keras.Model(inputs, outputs, name=name)
+    else:
+        outputs = MACRegularizer(
+            ledger.dense, ledger.static, ledger.convolutions, ledger.bonuses,
+            weight=masks["mac_weight"], name="mac_regularizer",
+        )([outputs, *ledger.gates])  # fmt: skip
+        model = msgc.MSGCModel(inputs, outputs, name=name)
+    if masks.get("dense_weights") is not None:
+        _load_dense_weights(model, masks["dense_weights"])
+    if args["weights"] is not None:
+        _load_weights(model, args["weights"])
     return model
 
 
-def _resnet_host(dense_builder, squeeze, args, owner):
-    """The generic ResNet host: the dense network, masked by `_resnet_rules`."""
-    positive_int(args["heads"], "heads", owner)
-    conventions.check_arguments(
-        args["weights"], args["pooling"], args["include_top"], args["classes"]
+def _resnet(block, depths):
+    def features(image, size, ledger, masks):
+        x = _conv(image, 64, 7, 2, "stem_conv")
+        size = _out(size, 7, 2)
+        ledger.fixed(49 * 3 * 64 * _area(size) + 64 * _area(size))
+        x = _relu(_bn(x, "stem_bn"), "stem_relu")
+        # Zero padding is PyTorch's -inf padding here: the input is a ReLU's.
+        x, padding = _pad(x, 3, 2, "stem_pool")
+        x = keras.layers.MaxPooling2D(3, 2, padding=padding, name="stem_pool")(x)
+        size = _out(size, 3, 2)
+        ledger.fixed(4 * 64 * _area(size))  # the release's count for the pool
+        for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), depths)):
+            for b in range(blocks):
+                stride = 2 if stage > 0 and b == 0 else 1
+                x, size = block(
+                    x, planes, stride, size, ledger, masks, f"stage{stage + 1}_{b + 1}"
+                )
+        return x, size
+
+    return features
+
+
+_MOBILENET_V2 = [  # expansion t, channels c, repeats n, stride s (ImageNet)
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+    (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+]  # fmt: skip
+
+
+def _make_divisible(value, divisor=8):
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _mobilenet_v2(alpha):
+    def features(image, size, ledger, masks):
+        width = _make_divisible(32 * alpha)
+        x = _conv(image, width, 3, 2, "Conv1")
+        size = _out(size, 3, 2)
+        ledger.fixed(3 * width * 9 * _area(size) + width * _area(size))
+        x = _relu(_bn(x, "bn_Conv1"), "Conv1_relu", 6.0)
+        index = 0
+        for t, c, n, s in _MOBILENET_V2:
+            for i in range(n):
+                name = "expanded_conv" if index == 0 else f"block_{index}"
+                x, size = _inverted_residual(
+                    x, _make_divisible(c * alpha), s if i == 0 else 1, t, size,
+                    ledger, masks, name,
+                )  # fmt: skip
+                index += 1
+        last = _make_divisible(1280 * max(1.0, alpha))
+        ledger.fixed(_area(size) * x.shape[-1] * last + last * _area(size))
+        x = _relu(_bn(_conv(x, last, 1, 1, "Conv_1"), "Conv_1_bn"), "out_relu", 6.0)
+        return x, size
+
+    return features
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _load_weights(model, weights):
+    """A Keras weights file, or a release checkpoint (`.pth`, every key)."""
+    if torch_weights.is_torch_file(weights):
+        torch_weights.load_torch_weights(model, weights)
+    else:
+        model.load_weights(weights)
+
+
+def _load_dense_weights(model, source):
+    """Dense weights into a host: the generators keep their initialisation."""
+    if isinstance(source, str | os.PathLike) and os.fspath(source).endswith(".keras"):
+        source = keras.saving.load_model(source)
+    if isinstance(source, keras.Model):
+        msgc.copy_weights_by_name(source, model, require_all=True)
+        return
+    if isinstance(source, dict) or torch_weights.is_torch_file(source):
+        torch_weights.load_torch_weights(model, source, dense=True)
+        return
+    raise ValueError(
+        f"`dense_weights` takes a torchvision state_dict (a dict, or a .pth / "
+        f".pth.tar file), a dense keras.Model with the host's layer names, or a "
+        f".keras file of one. Received: dense_weights={source!r}."
     )
-    application_args = conventions.application_args(args)
-    dense = dense_builder(**{**application_args, "weights": None, "name": None})
-    reference = _reference(
-        dense,
-        lambda shape: dense_builder(
-            **{
-                **application_args,
-                "weights": None,
-                "name": None,
-                "input_tensor": None,
-                "input_shape": shape,
-            }
-        ),
-    )
-    rules = _resnet_rules(args["heads"], args["attention"], squeeze)
-    return _host(
-        dense,
-        rules,
-        args["weights"],
-        args["dense_weights"],
-        args["mac_weight"],
-        args["name"],
-        reference,
-    )
 
 
-REFERENCE_SIZE = 224  # the MSGC paper counts MACs per 224x224 image
+# ---------------------------------------------------------------- builders
 
+_HOST_DOC = """{title}
 
-def _reference(dense, build):
-    """`dense` itself, or, if its input size is unknown, `build(input_shape)`:
-    the same network on 224x224 images, to count MACs with."""
-    if None not in dense.input_shape[1:3]:
-        return dense
-    return build((REFERENCE_SIZE, REFERENCE_SIZE, dense.input_shape[-1]))
+Args:
+    include_top, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as for `keras.applications` builders.
+    weights: `None`, a Keras weights file of this host, or a checkpoint of
+        the MSGC release (`.pth`/`.pth.tar`: a state_dict, `{{"state_dict":
+        ...}}`, `module.` prefixes allowed; needs PyTorch to read).
+    heads: groups of the MSGC convolutions (the release: 4).
+    attention: add the attention generators ({attention}).
+    dense_weights: start from a dense network: a torchvision state_dict
+        ({torchvision}) as a dict or `.pth` file, or a dense `keras.Model`
+        ({dense}) or `.keras` file of one. The generators keep their
+        initialisation (gates open), as in the release.
+    mac_weight: the MAC loss weight lambda (the release: 30).
+{extra}
+Returns:
+    A `keras_igc.msgc.MSGCModel`.
+
+Example:
+
+>>> from keras_igc import applications
+>>> model = applications.{builder}(input_shape=(64, 64, 3), classes=10)
+>>> model.get_layer("mac_regularizer").dense_macs > 0
+True
+"""
 
 
 def MSGCResNet18(
@@ -216,18 +444,14 @@ def MSGCResNet18(
     dense_weights=None,
     mac_weight=30.0,
 ):
-    """ResNet-18 with MSGC basic blocks (see the module docstring).
-
-    Args (beyond the keras.applications ones; `weights` is an MSGC weights
-    file):
-        heads: groups of the MSGC convolutions.
-        attention: add the attention generators.
-        dense_weights: initialise from a dense ResNet-18: a `keras.Model`
-            with the same layer names (`applications.ResNet18`), a `.keras`
-            file of one, or a `.weights.h5` file of `applications.ResNet18`.
-        mac_weight: the MAC loss weight lambda.
-    """
-    return _resnet_host(imagenet.ResNet18, 4, locals(), "MSGCResNet18")
+    masks = dict(
+        msgc=True, heads=heads, attention=attention, dense_weights=dense_weights,
+        mac_weight=mac_weight,
+    )  # fmt: skip
+    return _network(
+        _resnet(_basic_block, (2, 2, 2, 2)), _arguments(locals()), masks,
+        "msgc_resnet18",
+    )  # fmt: skip
 
 
 def MSGCResNet50(
@@ -244,13 +468,14 @@ def MSGCResNet50(
     dense_weights=None,
     mac_weight=30.0,
 ):
-    """ResNet-50 (v1.5) with MSGC bottlenecks (see the module docstring).
-
-    `dense_weights` may be `keras.applications.ResNet50(...)` itself (its
-    layer names match), a `.keras` file of it, or a weights file of
-    `applications.ResNet50`. Other arguments as for `MSGCResNet18`.
-    """
-    return _resnet_host(ResNet50, 8, locals(), "MSGCResNet50")
+    masks = dict(
+        msgc=True, heads=heads, attention=attention, dense_weights=dense_weights,
+        mac_weight=mac_weight,
+    )  # fmt: skip
+    return _network(
+        _resnet(_bottleneck, (3, 4, 6, 3)), _arguments(locals()), masks,
+        "msgc_resnet50",
+    )  # fmt: skip
 
 
 def MSGCMobileNetV2(
@@ -263,41 +488,81 @@ def MSGCMobileNetV2(
     classifier_activation="softmax",
     name="msgc_mobilenetv2",
     heads=4,
-    attention=True,
+    attention=False,
     alpha=1.0,
     dense_weights=None,
     mac_weight=30.0,
 ):
-    """MobileNetV2 with MSGC projections (see the module docstring).
+    masks = dict(
+        msgc=True, heads=heads, attention=attention, dense_weights=dense_weights,
+        mac_weight=mac_weight,
+    )  # fmt: skip
+    return _network(
+        _mobilenet_v2(alpha), _arguments(locals()), masks, "msgc_mobilenetv2"
+    )
 
-    Built on `keras.applications.MobileNetV2(alpha=alpha)`; `dense_weights`
-    may be such a model (e.g. loaded with ImageNet weights where they can be
-    downloaded) or a `.keras` file of one. Other arguments as for
-    `MSGCResNet18`.
+
+def ResNet50(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet50_v1_5",
+):
+    """torchvision's dense ResNet-50 (v1.5: the stride in the 3x3) in Keras.
+
+    The MSGC-ResNet-50 baseline (4.1 G multiply-accumulates at 224x224), with
+    the host's layer names: `MSGCResNet50(dense_weights=ResNet50(...))` starts
+    from it. `weights` may be a Keras weights file or torchvision's
+    `resnet50-0676ba61.pth` (needs PyTorch to read). Arguments as for
+    `keras.applications.ResNet50`.
     """
-    positive_int(heads, "heads", "MSGCMobileNetV2")
-    conventions.check_channels_last()
-    conventions.check_arguments(weights, pooling, include_top, classes)
+    return _network(
+        _resnet(_bottleneck, (3, 4, 6, 3)), _arguments(locals()),
+        dict(msgc=False, heads=1, attention=False), "resnet50_v1_5",
+    )  # fmt: skip
 
-    def mobilenet(**kwargs):
-        return keras.applications.MobileNetV2(
-            alpha=alpha,
-            include_top=include_top,
-            weights=None,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            **kwargs,
-        )
 
-    dense = mobilenet(input_shape=input_shape, input_tensor=input_tensor)
-    reference = _reference(dense, lambda shape: mobilenet(input_shape=shape))
-    rules = _mobilenet_rules(reference, heads, attention)
-    return _host(dense, rules, weights, dense_weights, mac_weight, name, reference)
+def _arguments(arguments):
+    return conventions.application_args(arguments)
+
+
+MSGCResNet18.__doc__ = _HOST_DOC.format(
+    title="ResNet-18 with MSGC basic blocks, as the MSGC release builds it.",
+    attention="on both convolutions of each block",
+    torchvision="`resnet18-f37072fd.pth`",
+    dense="`applications.ResNet18`",
+    extra="",
+    builder="MSGCResNet18",
+)
+MSGCResNet50.__doc__ = _HOST_DOC.format(
+    title="ResNet-50 (v1.5) with MSGC bottlenecks, as the MSGC release builds it.",
+    attention="on the 3x3 convolutions",
+    torchvision="`resnet50-0676ba61.pth`",
+    dense="`applications.ResNet50`",
+    extra="",
+    builder="MSGCResNet50",
+)
+MSGCMobileNetV2.__doc__ = _HOST_DOC.format(
+    title="MobileNetV2 with MSGC projections, as the MSGC release builds it.",
+    attention="on the projections",
+    torchvision="`mobilenet_v2-b0353104.pth`",
+    dense="`keras.applications.MobileNetV2`: its layer names",
+    extra="    alpha: the width multiplier.\n",
+    builder="MSGCMobileNetV2",
+)
 
 
 def get_host(name, **kwargs):
     """An MSGC host by name: one of `HOSTS`."""
-    if name not in HOSTS:
+    builders = {
+        "MSGCResNet18": MSGCResNet18,
+        "MSGCResNet50": MSGCResNet50,
+        "MSGCMobileNetV2": MSGCMobileNetV2,
+    }
+    if name not in builders:
         raise ValueError(f"Unknown MSGC host {name!r}. Choose one of {list(HOSTS)}.")
-    return globals()[name](**kwargs)
+    return builders[name](**kwargs)

@@ -28,9 +28,11 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
         model: a built Functional model (e.g. a `keras.applications` network).
         rules: `rules(layer)` returns `None` to keep a layer, or for a
             `Conv2D` to replace a dict of `MSGCConv2D` arguments (`heads`,
-            `squeeze`, `attention`, `upstream_macs`) plus optionally
-            `"source"`: the name of the layer whose *input* the masks are
-            computed from (default: the convolution's own input).
+            `squeeze`, `attention`) plus optionally `"source"`: the name of
+            the layer whose *input* the masks are computed from (default: the
+            convolution's own input), and `"upstream_macs"`: the work that
+            produced the convolution's input channels, credited back for the
+            channels no head reads.
         weight: the MAC loss weight lambda.
         name: name of the new model (default: the old one's + "_msgc").
         reference: for a `model` built without a fixed input size, the same
@@ -41,12 +43,22 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
     Returns:
         An `MSGCModel` whose output goes through a `MACRegularizer` and whose
         `MSGCConv2D` kernels are the dense kernels: with every mask open it
-        computes the dense model's function.
+        computes the dense model's function. Its MACs: the dense model's
+        (`model_complexity`), each converted convolution scaled by the mean of
+        its gates (plus its attention products), plus the generators (pooling
+        and the two 1x1 layers with their BatchNorm), less the credited
+        upstream work. The MSGC hosts of `keras_igc.applications` count
+        exactly as the release does instead.
     """
     if not hasattr(model, "_nodes_by_depth") or isinstance(model, keras.Sequential):
         raise ValueError(
             f"msgc.convert needs a Functional model; received "
             f"{type(model).__name__} {model.name!r}."
+        )
+    if not callable(rules):
+        raise ValueError(
+            f"msgc.convert's `rules` is a function of a layer that returns None "
+            f"or a dict of MSGCConv2D arguments. Received: {rules!r}."
         )
     plans = {}
     for layer in model.layers:
@@ -64,16 +76,15 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
             f"The rules chose no convolution of {model.name!r} to convert."
         )
     reference = model if reference is None else reference
-    for layer_name, plan in plans.items():
-        if None in model.get_layer(layer_name).output.shape[1:3]:
-            size = reference.get_layer(layer_name).output.shape[1:3]
-            plan.setdefault("mac_output_size", tuple(size))
-    inputs_of, macs = {}, []
+    inputs_of, gates = {}, []
 
     def clone_layer(layer):
         if layer.name not in plans:
             return type(layer).from_config(layer.get_config())
-        plan = {k: v for k, v in plans[layer.name].items() if k != "source"}
+        plan = {
+            k: v for k, v in plans[layer.name].items()
+            if k not in ("source", "upstream_macs")
+        }  # fmt: skip
         return MSGCConv2D(
             layer.filters,
             layer.kernel_size,
@@ -90,8 +101,8 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
             return layer(*args, **kwargs)
         source = plans[layer.name].get("source")
         x = args[0] if source is None else [args[0], inputs_of[source]]
-        outputs, layer_macs = layer(x)
-        macs.append(layer_macs)
+        outputs, layer_gates = layer(x)
+        gates.append(layer_gates)
         return outputs
 
     clone = keras.models.clone_model(
@@ -103,15 +114,64 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
             layer.conv.set_weights(original.get_weights())
         elif original is not None:
             layer.set_weights(original.get_weights())
-    msgc_layers = [l for l in clone.layers if isinstance(l, MSGCConv2D)]
     dense_macs = model_complexity(reference)["macs"]
-    static_macs = dense_macs - sum(layer.dense_macs for layer in msgc_layers)
+    static_macs, convolutions, bonuses = dense_macs, [], []
+    msgc_layers = [l for l in clone.layers if isinstance(l, MSGCConv2D)]
+    for index, layer in enumerate(msgc_layers):
+        at_reference = reference.get_layer(layer.name)
+        height, width, channels = at_reference.input.shape[1:4]
+        conv = layer.dense_macs_at(at_reference.output.shape[1:3])
+        attention = layer.attention * layer.heads * channels * height * width
+        convolutions.append({"macs": conv + attention, "heads": layer.heads})
+        static_macs -= conv
+        source = plans[layer.name].get("source")
+        source_shape = (
+            at_reference.input.shape if source is None
+            else reference.get_layer(source).input.shape
+        )  # fmt: skip
+        pool = source_shape[1] * source_shape[2] * source_shape[3]
+        generators = 2 if layer.attention else 1
+        static_macs += generators * (pool + layer.mask_generator.macs(source_shape[3]))
+        upstream = plans[layer.name].get("upstream_macs")
+        if upstream:
+            bonuses.append({"reader": index, "upstream_macs": upstream})
     (outputs,) = clone.outputs
     outputs = MACRegularizer(
-        dense_macs, static_macs, weight=weight, name="mac_regularizer"
-    )([outputs, *macs])
+        dense_macs, static_macs, convolutions, bonuses, weight=weight,
+        name="mac_regularizer",
+    )([outputs, *gates])  # fmt: skip
     inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
     return MSGCModel(inputs, outputs, name=name or f"{model.name}_msgc")
+
+
+def inference_macs(model, x):
+    """Per-sample MACs of an MSGC model at inference, counted as the release
+    counts (the deterministic gates of each sample).
+
+    Args:
+        model: an `MSGCModel` (`msgc.convert`, the MSGC hosts).
+        x: a batch of inputs.
+
+    Returns:
+        A NumPy array of one MAC count per sample.
+    """
+    regularizer = _regularizer(model)
+    node = regularizer._inbound_nodes[0]
+    probe = keras.Model(model.input, list(node.input_tensors[1:]))
+    gates = probe(x, training=False)
+    gates = gates if isinstance(gates, list | tuple) else [gates]
+    return keras.ops.convert_to_numpy(regularizer.count_macs(gates, per_sample=True))
+
+
+def _regularizer(model):
+    found = [l for l in model._flatten_layers() if isinstance(l, MACRegularizer)]
+    if len(found) != 1:
+        raise ValueError(
+            f"{model.name!r} has {len(found)} MACRegularizer layers; MAC counts "
+            f"need exactly one (build the model with msgc.convert or an MSGC "
+            f"application)."
+        )
+    return found[0]
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -144,17 +204,31 @@ class MSGCModel(keras.Model):
         return loss
 
 
-def copy_weights_by_name(source, target):
+def copy_weights_by_name(source, target, require_all=False):
     """Copy weights from `source` into the same-named layers of `target`.
 
-    An `MSGCConv2D` takes a dense `Conv2D`'s kernel (same shape). Layers that
-    only one model has are skipped; shapes that differ raise.
+    An `MSGCConv2D` takes a dense `Conv2D`'s kernel (same shape); its
+    generators keep their weights. Layers that only one model has are skipped
+    (with `require_all`, a `target` layer that `source` lacks is an error);
+    shapes that differ raise. Every shape is checked before any weight is
+    copied.
 
     Returns:
         The names of the layers copied.
     """
-    copied = []
     by_name = {layer.name: layer for layer in source.layers if layer.weights}
+    lacking = [
+        layer.name for layer in target.layers
+        if layer.weights and layer.name not in by_name
+    ]  # fmt: skip
+    if require_all and lacking:
+        raise ValueError(
+            f"{source.name!r} has no layers named {lacking[:5]} (of "
+            f"{len(lacking)} that {target.name!r} needs): dense weights copy by "
+            f"layer name, so build the dense network with the host's names "
+            f"(see the host's `dense_weights` argument)."
+        )
+    plan = []
     for layer in target.layers:
         if layer.name not in by_name:
             continue
@@ -167,9 +241,10 @@ def copy_weights_by_name(source, target):
                 f"{[w.shape for w in weights]} and the target {shapes}. Build "
                 f"both networks with the same input shape, classes and width."
             )
+        plan.append((into, weights, layer.name))
+    for into, weights, _ in plan:
         into.set_weights(weights)
-        copied.append(layer.name)
-    return copied
+    return [name for _, _, name in plan]
 
 
 class MACTargetScheduler(keras.callbacks.Callback):

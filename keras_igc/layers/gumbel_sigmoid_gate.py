@@ -52,27 +52,25 @@ class GumbelSigmoidGate(keras.layers.Layer):
     def call(self, logits, training=None):
         if not training:
             return self.inference_gates(logits)
-        u = keras.random.uniform(
-            ops.shape(logits), 1e-6, 1 - 1e-6, seed=self.seed_generator
-        )
-        noise = ops.log(u) - ops.log(1 - u)
-        soft = ops.sigmoid((logits + ops.cast(noise, logits.dtype)) / self.temperature)
+        noise = ops.cast(self.sample_noise(ops.shape(logits)), logits.dtype)
+        soft = ops.sigmoid((logits + noise) / self.temperature)
         hard = ops.cast(soft >= self.threshold, soft.dtype)
         return soft + ops.stop_gradient(hard - soft)
 
-    def inference_gates(self, logits, straight_through=False):
-        """The deterministic gates of inference, `sigmoid(logit / T) >= t`.
+    def sample_noise(self, shape):
+        """Logistic noise `log(u) - log(1 - u)`, `u ~ U(0, 1)`, for training.
 
-        With `straight_through`, their gradient is the sigmoid's: MSGC counts
-        MACs on these gates, so the MAC loss aims at the cost inference has.
+        One place to draw it, so a parity check can replace it by the noise
+        a reference implementation drew.
         """
+        u = keras.random.uniform(shape, 1e-6, 1 - 1e-6, seed=self.seed_generator)
+        return ops.log(u) - ops.log(1 - u)
+
+    def inference_gates(self, logits):
+        """The deterministic gates of inference, `sigmoid(logit / T) >= t`."""
         # sigmoid(l / T) >= t  <=>  l >= T * logit(t)
         cut = self.temperature * math.log(self.threshold / (1 - self.threshold))
-        hard = ops.cast(logits >= cut, self.compute_dtype)
-        if not straight_through:
-            return hard
-        soft = ops.sigmoid(logits / self.temperature)
-        return soft + ops.stop_gradient(hard - soft)
+        return ops.cast(logits >= cut, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

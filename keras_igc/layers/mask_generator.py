@@ -4,16 +4,26 @@ from keras import ops
 from keras_igc.validation import positive_int
 
 
+def kaiming_fan_out():
+    """PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`: the
+    MSGC release initialises every convolution with it, the generators'
+    1x1 layers included."""
+    return keras.initializers.VarianceScaling(
+        2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_igc")
 class MaskGenerator(keras.layers.Layer):
     """Per-sample channel-mask logits for the heads of an MSGC convolution.
 
     Global average pooling of the source feature map, a 1x1 squeeze to
-    `source_channels / squeeze` (no bias), BatchNorm, ReLU and a 1x1
+    `source_channels // squeeze` (no bias), BatchNorm, ReLU and a 1x1
     expansion to `heads * channels` logits, returned as
-    `(batch, heads, channels)`. The last bias starts at `initial_bias`
-    (MSGC: 2.0), so the gates start open and the network starts as the dense
-    one. With `attention=True` it is MSGC's attention generator instead: the
+    `(batch, heads, channels)`: the MSGC release's `MaskGen` (`AttGen` with
+    `attention=True`), initialised as it initialises them. The last bias
+    starts at `initial_bias` (MSGC: 2.0), so the gates start open and the
+    network starts as the dense one. With `attention=True` it is MSGC's attention generator instead: the
     last layer starts at weight 0 and bias 1 and its real-valued output
     scales the masks.
 
@@ -47,14 +57,15 @@ class MaskGenerator(keras.layers.Layer):
             name="pool", dtype=self.dtype_policy
         )
         self.reduce = None  # needs the source width: made in build
-        # Momentum 0.9 is PyTorch's default (0.1 there), as in the MSGC release;
-        # Keras' 0.99 lets the inference statistics lag the fast-moving masks.
+        # PyTorch's BatchNorm2d, as in the MSGC release: momentum 0.1 there is
+        # 0.9 here (Keras' 0.99 lets the statistics lag the fast-moving
+        # masks), epsilon 1e-5.
         self.norm = keras.layers.BatchNormalization(
-            momentum=0.9, name="norm", dtype=self.dtype_policy
+            momentum=0.9, epsilon=1e-5, name="norm", dtype=self.dtype_policy
         )
         self.expand = keras.layers.Dense(
             self.heads * self.channels,
-            kernel_initializer="zeros" if self.attention else "glorot_uniform",
+            kernel_initializer="zeros" if self.attention else kaiming_fan_out(),
             bias_initializer=keras.initializers.Constant(
                 1.0 if self.attention else self.initial_bias
             ),
@@ -73,7 +84,11 @@ class MaskGenerator(keras.layers.Layer):
             )
         hidden = self.hidden_units(input_shape[-1])
         self.reduce = keras.layers.Dense(
-            hidden, use_bias=False, name="reduce", dtype=self.dtype_policy
+            hidden,
+            use_bias=False,
+            kernel_initializer=kaiming_fan_out(),
+            name="reduce",
+            dtype=self.dtype_policy,
         )
         self.reduce.build((input_shape[0], input_shape[-1]))
         self.norm.build((input_shape[0], hidden))
@@ -85,9 +100,10 @@ class MaskGenerator(keras.layers.Layer):
         return ops.reshape(self.expand(x), (-1, self.heads, self.channels))
 
     def macs(self, source_channels):
-        """Multiply-accumulates per sample (pooling not counted)."""
+        """Multiply-accumulates per sample as the MSGC release counts them:
+        the two 1x1 layers and the BatchNorm (pooling not counted)."""
         hidden = self.hidden_units(source_channels)
-        return source_channels * hidden + hidden * self.heads * self.channels
+        return (source_channels + 1) * hidden + hidden * self.heads * self.channels
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.heads, self.channels)

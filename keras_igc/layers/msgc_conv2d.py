@@ -1,5 +1,3 @@
-import math
-
 import keras
 from keras import ops
 
@@ -17,42 +15,32 @@ class MSGCConv2D(keras.layers.Layer):
     sample, which input channels it reads. Its input is `heads` copies of the
     feature map, copy `h` multiplied by head `h`'s binary channel mask; head
     `h` convolves its copy into `filters / heads` outputs. The kernel has the
-    shape of the dense convolution it replaces, `(kh, kw, C_in, filters)`, so
-    dense weights load as they are, and with every mask open the layer equals
-    that dense convolution. `heads=1` is a dense convolution with a
-    per-sample input-channel mask (dynamic channel pruning).
+    shape of the dense convolution it replaces, `(kh, kw, C_in, filters)` (the
+    release's `(filters, C_in, kh, kw)` transposed), so dense weights load as
+    they are, and with every mask open the layer equals that dense
+    convolution. `heads=1` is a dense convolution with a per-sample
+    input-channel mask (dynamic channel pruning).
 
     The masks come from a `MaskGenerator` (on the layer's input, or on a
-    separate `source` tensor) through a `GumbelSigmoidGate`: hard 0/1 with
+    separate `source` tensor: the release computes all masks of a block from
+    the block's input) through a `GumbelSigmoidGate`: hard 0/1 with
     straight-through gradients in training, a deterministic threshold at
     inference. With `attention=True` a second generator's real-valued output
     scales the masks.
 
-    The layer returns `[outputs, macs]`: the convolution's output and its
-    multiply-accumulates per sample at the masks inference uses (the
-    deterministic gates, with the sigmoid's gradient in training, so the MAC
-    loss aims at the deployed cost): the masked convolution, the generators'
-    own cost, and `upstream_macs` for every input channel some head reads
-    (the work that produced that channel, which an unused channel saves).
-    `dense_macs` is the cost of the dense convolution it replaces (plus all
-    of `upstream_macs`). `keras_igc.MACRegularizer` turns the sum over a
-    network into a loss.
+    The layer returns `[outputs, gates]`: the convolution's output and the
+    `(batch, heads, C_in)` gates it used (attention not included), which a
+    `keras_igc.MACRegularizer` turns into the network's MACs and MAC loss.
+    `dense_macs` is the cost of the dense convolution it replaces.
 
     Args:
         filters: output channels, a multiple of `heads`.
         kernel_size, strides, padding, use_bias: as for `Conv2D`.
         heads: groups of the convolution (MSGC: 4).
-        squeeze: the generators' hidden reduction (MSGC: 4 basic blocks, 8
-            bottlenecks).
+        squeeze: the generators' hidden reduction (MSGC: 4 basic blocks and
+            MobileNetV2, 8 bottlenecks).
         attention: add the attention generator.
         temperature: of the gate (MSGC: 2/3).
-        upstream_macs: per-sample MACs that produced each input channel and
-            are saved when no head reads it (MobileNetV2: the expansion and
-            depthwise work per hidden channel); 0 by default.
-        mac_output_size: `(height, width)` to count MACs at when the layer
-            runs on inputs of unknown size (a network built without a fixed
-            `input_shape` counts at its reference resolution, e.g. 224x224, as
-            the MSGC paper does); default: the actual output size.
         seed: seed of the gate's noise.
         kernel_initializer, bias_initializer: of the convolution.
         **kwargs: base layer keyword arguments.
@@ -66,9 +54,9 @@ class MSGCConv2D(keras.layers.Layer):
 
     >>> import keras, keras_igc
     >>> layer = keras_igc.MSGCConv2D(32, 3, heads=4)
-    >>> outputs, macs = layer(keras.ops.ones((2, 8, 8, 16)))
-    >>> tuple(outputs.shape), tuple(macs.shape)
-    ((2, 8, 8, 32), (2,))
+    >>> outputs, gates = layer(keras.ops.ones((2, 8, 8, 16)))
+    >>> tuple(outputs.shape), tuple(gates.shape)
+    ((2, 8, 8, 32), (2, 4, 16))
     >>> layer.dense_macs  # 3 * 3 * 16 * 32 * 8 * 8
     294912
     """
@@ -84,9 +72,7 @@ class MSGCConv2D(keras.layers.Layer):
         squeeze=4,
         attention=False,
         temperature=2 / 3,
-        upstream_macs=0,
         seed=None,
-        mac_output_size=None,
         kernel_initializer="he_normal",
         bias_initializer="zeros",
         **kwargs,
@@ -100,23 +86,14 @@ class MSGCConv2D(keras.layers.Layer):
                 f"writes filters / heads channels). Received filters={filters}, "
                 f"heads={heads}; choose heads among the divisors of {filters}."
             )
-        if not isinstance(upstream_macs, int | float) or upstream_macs < 0:
-            raise ValueError(
-                f"MSGCConv2D `upstream_macs` must be a non-negative number. "
-                f"Received: upstream_macs={upstream_macs!r}."
-            )
         self.kernel_size = kernel_size
         self.strides = strides
         self.padding = padding
         self.use_bias = bool(use_bias)
-        self.squeeze = squeeze
+        self.squeeze = positive_int(squeeze, "squeeze", "MSGCConv2D")
         self.attention = bool(attention)
         self.temperature = temperature
-        self.upstream_macs = upstream_macs
         self.seed = seed
-        self.mac_output_size = (
-            None if mac_output_size is None else tuple(int(v) for v in mac_output_size)
-        )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.conv = GroupConv2D(
@@ -161,6 +138,10 @@ class MSGCConv2D(keras.layers.Layer):
         copies = (*x_shape[:-1], self.heads * channels)
         self.conv.build(copies)
         self.output_size = tuple(self.conv.compute_output_shape(copies)[1:3])
+        self.input_spec = [
+            keras.InputSpec(ndim=4, axes={-1: channels}),
+            keras.InputSpec(ndim=4, axes={-1: source_shape[-1]}),
+        ] if _is_pair(input_shape) else keras.InputSpec(ndim=4, axes={-1: channels})
 
     @property
     def kernel(self):
@@ -170,22 +151,21 @@ class MSGCConv2D(keras.layers.Layer):
     def masks(self, inputs, training=False):
         """The heads' channel masks, `(batch, heads, C_in)` (attention included)."""
         _, source = _split(inputs)
-        return self._gates(source, training)[0]
-
-    def _gates(self, source, training):
-        """`(masks the convolution uses, gates its MACs are counted on)`."""
-        logits = self.mask_generator(source, training=training)
-        masks = self.gate(logits, training=training)
-        # MACs are counted on the deterministic gates inference uses (the noisy
-        # training gates open more channels near logit 0 than inference does).
-        counted = self.gate.inference_gates(logits, straight_through=True)
+        gates = self.gate(
+            self.mask_generator(source, training=training), training=training
+        )
         if self.attention:
-            masks = masks * self.attention_generator(source, training=training)
-        return masks, counted
+            gates = gates * self.attention_generator(source, training=training)
+        return gates
 
     def call(self, inputs, training=None):
         x, source = _split(inputs)
-        masks, counted = self._gates(source, training)
+        gates = self.gate(
+            self.mask_generator(source, training=training), training=training
+        )
+        masks = gates
+        if self.attention:
+            masks = masks * self.attention_generator(source, training=training)
         masks = ops.cast(masks, x.dtype)
         batch, height, width, channels = ops.shape(x)
         copies = ops.expand_dims(x, 3) * ops.reshape(
@@ -194,47 +174,32 @@ class MSGCConv2D(keras.layers.Layer):
         outputs = self.conv(
             ops.reshape(copies, (batch, height, width, self.heads * channels))
         )
-        size = self.mac_output_size or ops.shape(outputs)[1:3]
-        return [outputs, self.expected_macs(counted, size)]
+        return [outputs, ops.cast(gates, "float32")]
 
-    def expected_macs(self, masks, output_size=None):
-        """Per-sample MACs for hard masks `(batch, heads, C_in)`; differentiable."""
-        masks = ops.cast(masks, "float32")
-        height, width = output_size if output_size is not None else self.output_size
+    def dense_macs_at(self, output_size):
+        """MACs of the dense convolution it replaces, at an output size."""
         kh, kw = self.conv.kernel_size
-        per_channel = kh * kw * (self.filters // self.heads)
-        positions = ops.cast(height * width, "float32")
-        macs = per_channel * positions * ops.sum(masks, axis=(1, 2))
-        macs = macs + self.generator_macs
-        if self.upstream_macs:
-            read = 1 - ops.prod(1 - masks, axis=1)  # channels some head reads
-            macs = macs + self.upstream_macs * ops.sum(read, axis=1)
-        return macs
-
-    @property
-    def generator_macs(self):
-        source = self.mask_generator.reduce.kernel.shape[0]
-        count = 2 if self.attention else 1
-        return count * self.mask_generator.macs(source)
+        height, width = output_size
+        return kh * kw * self.input_channels * self.filters * height * width
 
     @property
     def dense_macs(self):
-        """MACs of the dense convolution this layer replaces (and its upstream)."""
-        size = self.mac_output_size or self.output_size
-        if size is None or None in size:
+        """MACs of the dense convolution it replaces, at its built size."""
+        if self.output_size is None or None in self.output_size:
             raise ValueError(
                 f"MSGCConv2D {self.name!r} needs a known output size to count "
-                f"dense MACs; build it on a fixed spatial input shape or pass "
-                f"mac_output_size."
+                f"MACs; build it on a fixed spatial input shape or use "
+                f"dense_macs_at((height, width))."
             )
-        kh, kw = self.conv.kernel_size
-        dense = kh * kw * self.input_channels * self.filters * math.prod(size)
-        return int(dense + self.upstream_macs * self.input_channels)
+        return self.dense_macs_at(self.output_size)
 
     def compute_output_shape(self, input_shape):
         x_shape, _ = _split(input_shape)
         copies = (*x_shape[:-1], self.heads * x_shape[-1])
-        return [self.conv.compute_output_shape(copies), (x_shape[0],)]
+        return [
+            self.conv.compute_output_shape(copies),
+            (x_shape[0], self.heads, x_shape[-1]),
+        ]
 
     def compute_output_spec(self, inputs, training=None):
         shapes = self.compute_output_shape(
@@ -242,7 +207,8 @@ class MSGCConv2D(keras.layers.Layer):
             if isinstance(inputs, list | tuple)
             else tuple(inputs.shape)
         )
-        # MAC counts reach billions: float32 whatever the compute dtype.
+        # The gates feed MAC counts that reach billions: float32 whatever the
+        # compute dtype.
         return [
             keras.KerasTensor(shapes[0], dtype=self.compute_dtype),
             keras.KerasTensor(shapes[1], dtype="float32"),
@@ -260,20 +226,22 @@ class MSGCConv2D(keras.layers.Layer):
             "squeeze": self.squeeze,
             "attention": self.attention,
             "temperature": self.temperature,
-            "upstream_macs": self.upstream_macs,
             "seed": self.seed,
-            "mac_output_size": self.mac_output_size,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
 
 
-def _split(inputs):
-    """`x` or `[x, source]` -> `(x, source)`; the source defaults to `x`."""
-    if (
+def _is_pair(inputs):
+    return (
         isinstance(inputs, list | tuple)
         and len(inputs) == 2
         and not isinstance(inputs[0], int | type(None))
-    ):
+    )
+
+
+def _split(inputs):
+    """`x` or `[x, source]` -> `(x, source)`; the source defaults to `x`."""
+    if _is_pair(inputs):
         return inputs[0], inputs[1]
     return inputs, inputs
