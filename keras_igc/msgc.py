@@ -219,7 +219,7 @@ def copy_weights_by_name(source, target, require_all=False):
     by_name = {layer.name: layer for layer in source.layers if layer.weights}
     lacking = [
         layer.name for layer in target.layers
-        if layer.weights and layer.name not in by_name
+        if layer.trainable_weights and layer.name not in by_name
     ]  # fmt: skip
     if require_all and lacking:
         raise ValueError(
@@ -403,7 +403,7 @@ def head_masks(model, x):
     layers = [l for l in model._flatten_layers() if isinstance(l, MSGCConv2D)]
     # One pass computes every MSGC layer's inputs.
     probe = keras.Model(
-        model.inputs, [layer._inbound_nodes[0].input_tensors for layer in layers]
+        model.input, [layer._inbound_nodes[0].input_tensors for layer in layers]
     )
     inputs = probe(x, training=False)
     return {

@@ -63,14 +63,14 @@ def test_public_layer_passes_keras_run_layer_test(name):
 
 
 def test_msgc_conv2d_passes_keras_run_layer_test():
-    # Two outputs: the feature map and the per-sample MACs.
+    # Two outputs: the feature map and the gates the heads used.
     harness = _Harness()
     harness.setUp()
     harness.run_layer_test(
         keras_igc.MSGCConv2D,
         init_kwargs=dict(filters=8, kernel_size=3, heads=4, seed=1),
         input_shape=(2, 6, 6, 4),
-        expected_output_shape=[(2, 6, 6, 8), (2,)],
+        expected_output_shape=[(2, 6, 6, 8), (2, 4, 4)],
         expected_num_trainable_weights=6,
         expected_num_non_trainable_weights=2,
         expected_num_seed_generators=1,
@@ -86,8 +86,12 @@ def test_mac_regularizer_passes_keras_run_layer_test():
     harness.setUp()
     harness.run_layer_test(
         keras_igc.MACRegularizer,
-        init_kwargs=dict(dense_macs=1000.0, static_macs=10.0),
-        input_data=[np.ones((2, 3), "float32"), np.full((2,), 500.0, "float32")],
+        init_kwargs=dict(
+            dense_macs=1000.0, static_macs=10.0,
+            convolutions=[{"macs": 900.0, "heads": 2}],
+            bonuses=[{"reader": 0, "upstream_macs": 50.0}],
+        ),  # fmt: skip
+        input_data=[np.ones((2, 3), "float32"), np.ones((2, 2, 4), "float32")],
         expected_output_shape=(2, 3),
         expected_num_trainable_weights=0,
         expected_num_non_trainable_weights=3,

@@ -1,5 +1,7 @@
 """MSGC layers: gate, mask generator, masked grouped convolution, MAC loss."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -41,18 +43,22 @@ def test_gate_is_deterministic_at_inference():
     np.testing.assert_array_equal(first, numpy(gate(logits, training=False)))
 
 
-def test_counted_gates_are_the_inference_gates_with_sigmoid_gradients():
+def test_training_gates_threshold_logits_plus_the_sampled_noise(monkeypatch):
+    # The release: hard = (sigmoid((logit + noise) / T) >= 0.5), the gradient
+    # that of the sigmoid; `sample_noise` is the one place noise comes from.
     gate = keras_igc.GumbelSigmoidGate()
     logits = np.array([[-1.0, -0.1, 0.2, 3.0]], "float32")
-    counted = numpy(gate.inference_gates(logits, straight_through=True))
-    np.testing.assert_array_equal(counted, numpy(gate(logits, training=False)))
+    noise = np.array([[1.5, -0.2, 0.1, -3.5]], "float32")
+    monkeypatch.setattr(gate, "sample_noise", lambda shape: noise)
+    out = numpy(gate(logits, training=True))
+    assert out.tolist() == [[1.0, 0.0, 1.0, 0.0]]
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         variable = tf.Variable(logits)
         with tf.GradientTape() as tape:
-            total = tf.reduce_sum(gate.inference_gates(variable, True))
-        soft = 1 / (1 + np.exp(-logits / gate.temperature))
+            total = tf.reduce_sum(gate(variable, training=True))
+        soft = 1 / (1 + np.exp(-(logits + noise) / gate.temperature))
         expected = soft * (1 - soft) / gate.temperature
         np.testing.assert_allclose(tape.gradient(total, variable), expected, rtol=1e-5)
 
@@ -65,9 +71,13 @@ def test_gate_rejects_bad_arguments(kwargs):
 
 def test_masks_differ_between_samples():
     layer = keras_igc.MSGCConv2D(8, 3, heads=2, seed=0)
-    x = np.random.default_rng(0).normal(size=(4, 6, 6, 8)).astype("float32")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 6, 6, 8)).astype("float32") + rng.normal(size=(4, 1, 1, 8))
     layer(x)
-    layer.mask_generator.expand.bias.assign(np.zeros(16, "float32"))
+    generator = layer.mask_generator
+    generator.reduce.kernel.assign(rng.normal(size=(8, 2)).astype("float32"))
+    generator.expand.kernel.assign(rng.normal(size=(2, 16)).astype("float32"))
+    generator.expand.bias.assign(np.zeros(16, "float32"))
     masks = numpy(layer.masks(x, training=False))
     assert masks.shape == (4, 2, 8)
     assert any(not np.array_equal(masks[0], masks[i]) for i in range(1, 4))
@@ -84,38 +94,72 @@ def test_open_masks_equal_the_dense_convolution(heads, strides):
     dense.build(x.shape)
     dense.set_weights([numpy(layer.kernel), numpy(layer.conv.bias)])
     for training in (False, True):
-        outputs, macs = layer(x, training=training)
+        outputs, gates = layer(x, training=training)
         np.testing.assert_allclose(numpy(outputs), numpy(dense(x)), atol=1e-5)
-        np.testing.assert_allclose(
-            numpy(macs), layer.dense_macs + layer.generator_macs, rtol=1e-6
-        )
+        np.testing.assert_array_equal(numpy(gates), np.ones((2, heads, 12)))
+    assert layer.dense_macs == 3 * 3 * 12 * 8 * math.prod(layer.output_size)
 
 
-def test_expected_macs_equal_a_direct_count():
-    layer = keras_igc.MSGCConv2D(8, 3, heads=2, strides=2, upstream_macs=50)
-    layer(np.zeros((1, 8, 8, 6), "float32"))
-    masks = np.zeros((2, 2, 6), "float32")
-    masks[0, 0, [0, 1, 2]] = 1  # head 0 reads 3 channels
-    masks[0, 1, [2, 3]] = 1  # head 1 reads 2, one shared: 4 channels read
-    masks[1] = 1
-    count = []
-    for sample in masks:
-        # each head writes 4 channels at 4x4 positions from its read channels
-        conv = sum(3 * 3 * 4 * 16 * sample[h].sum() for h in range(2))
-        read = np.count_nonzero(sample.max(axis=0))
-        generator = 6 * 1 + 1 * 12  # 6 -> 6 // 4 = 1 hidden -> 2 * 6 logits
-        count.append(conv + 50 * read + generator)
-    np.testing.assert_allclose(numpy(layer.expected_macs(masks)), count)
-    assert layer.dense_macs == 3 * 3 * 6 * 8 * 16 + 50 * 6
+def test_closed_channels_are_not_read_by_their_head():
+    layer = keras_igc.MSGCConv2D(4, 1, heads=2)
+    x = np.random.default_rng(3).normal(size=(1, 3, 3, 2)).astype("float32")
+    layer(x)
+    # Head 0 reads channel 0 only, head 1 channel 1 only.
+    layer.mask_generator.expand.kernel.assign(np.zeros((1, 4), "float32"))
+    layer.mask_generator.expand.bias.assign(np.array([9, -9, -9, 9], "float32"))
+    outputs, gates = layer(x)
+    assert numpy(gates)[0].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    kernel = numpy(layer.kernel)[0, 0]  # (C_in, filters)
+    expected = np.concatenate(
+        [x[..., :1] @ kernel[:1, :2], x[..., 1:] @ kernel[1:, 2:]], axis=-1
+    )
+    np.testing.assert_allclose(numpy(outputs), expected, atol=1e-5)
+
+
+def test_mac_regularizer_counts_as_the_release():
+    # Two masked convolutions: a producer with 2 heads writing 4 channels, a
+    # reader with 1 head on those 4 channels, and a static credit.
+    regularizer = keras_igc.MACRegularizer(
+        dense_macs=10000.0, static_macs=100.0,
+        convolutions=[{"macs": 2000.0, "heads": 2}, {"macs": 800.0, "heads": 1}],
+        bonuses=[{"reader": 1, "producer": 0}, {"reader": 1, "upstream_macs": 40.0}],
+    )  # fmt: skip
+    producer = np.array(
+        [[[1, 1, 0], [0, 0, 0]], [[1, 1, 1], [1, 0, 1]]], "float32"
+    )  # (batch 2, heads 2, C_in 3)
+    reader = np.array([[[1, 0, 1, 1]], [[0, 0, 1, 1]]], "float32")
+    per_sample, batch = [], 0.0
+    for p, r in zip(producer, reader, strict=True):
+        unread = 1 - r[0]  # channels 0..3; producer head h owns channels 2h, 2h+1
+        bonus = sum(p[h].mean() * 2000 / 2 * unread[2 * h : 2 * h + 2].mean()
+                    for h in range(2)) + 40 * unread.mean()  # fmt: skip
+        per_sample.append(100 + p.mean() * 2000 + r.mean() * 800 - bonus)
+    unread = 1 - reader[:, 0]
+    bonus = sum(producer[:, h].mean() * 1000 * unread[:, 2 * h : 2 * h + 2].mean()
+                for h in range(2)) + 40 * unread.mean()  # fmt: skip
+    batch = 100 + producer.mean() * 2000 + reader.mean() * 800 - bonus
+    np.testing.assert_allclose(
+        numpy(regularizer.count_macs([producer, reader], per_sample=True)),
+        per_sample, rtol=1e-6,
+    )  # fmt: skip
+    # The release takes each mean over the batch before multiplying.
+    assert float(numpy(regularizer.count_macs([producer, reader]))) == (
+        pytest.approx(batch, rel=1e-6)
+    )
+    assert batch != pytest.approx(np.mean(per_sample), rel=1e-4)
 
 
 def test_msgc_layers_round_trip_through_config_and_saving(tmp_path):
     inputs = keras.Input((8, 8, 8))
-    y, macs1 = keras_igc.MSGCConv2D(8, 3, heads=2, attention=True, name="a")(inputs)
+    y, gates1 = keras_igc.MSGCConv2D(8, 3, heads=2, attention=True, name="a")(inputs)
     hidden = keras.layers.ReLU()(y)
-    y, macs2 = keras_igc.MSGCConv2D(8, 1, heads=1, name="b")([hidden, inputs])
+    y, gates2 = keras_igc.MSGCConv2D(8, 1, heads=1, name="b")([hidden, inputs])
     y = keras.layers.GlobalAveragePooling2D()(y)
-    y = keras_igc.MACRegularizer(dense_macs=10**6, static_macs=5)([y, macs1, macs2])
+    y = keras_igc.MACRegularizer(
+        dense_macs=10**6, static_macs=5,
+        convolutions=[{"macs": 9216, "heads": 2}, {"macs": 4096, "heads": 1}],
+        bonuses=[{"reader": 1, "producer": 0}],
+    )([y, gates1, gates2])  # fmt: skip
     model = keras.Model(inputs, y)
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 8)).astype("float32")
     path = str(tmp_path / "msgc.keras")
@@ -128,14 +172,17 @@ def test_msgc_layers_round_trip_through_config_and_saving(tmp_path):
 
 
 def test_mac_regularizer_adds_the_hinge_and_reports_macs():
-    regularizer = keras_igc.MACRegularizer(dense_macs=1000.0, static_macs=100.0)
+    regularizer = keras_igc.MACRegularizer(
+        dense_macs=1000.0, static_macs=100.0,
+        convolutions=[{"macs": 1200.0, "heads": 2}],
+    )  # fmt: skip
     outputs = np.ones((2, 3), "float32")
-    macs = [np.array([400.0, 600.0], "float32"), np.array([100.0, 100.0], "float32")]
-    np.testing.assert_array_equal(numpy(regularizer([outputs, *macs])), outputs)
-    # total = 100 + mean(500, 700) = 700 -> ratio 0.7; tau 1 -> no loss
+    gates = np.array([[[1, 0], [1, 1]], [[0, 0], [1, 0]]], "float32")  # mean 0.5
+    np.testing.assert_array_equal(numpy(regularizer([outputs, gates])), outputs)
+    # total = 100 + 0.5 * 1200 = 700 -> ratio 0.7; tau 1 -> no loss
     assert float(numpy(ops.sum(regularizer.losses))) == 0.0
     regularizer.tau.assign(0.5)
-    regularizer([outputs, *macs])
+    regularizer([outputs, gates])
     assert float(numpy(regularizer.losses[0])) == pytest.approx(30 * 0.2)
     assert float(numpy(regularizer.last_ratio)) == pytest.approx(0.7)
     assert float(numpy(regularizer.last_macs)) == pytest.approx(700e-6)
@@ -146,11 +193,21 @@ def test_heads_must_divide_the_filters():
         keras_igc.MSGCConv2D(10, 3, heads=4)
 
 
-def test_regularizer_needs_positive_dense_macs_and_macs_inputs():
+def test_regularizer_rejects_bad_counts_and_gates():
+    one = [{"macs": 10.0, "heads": 2}]
     with pytest.raises(ValueError, match="dense_macs"):
-        keras_igc.MACRegularizer(dense_macs=0)
-    with pytest.raises(ValueError, match="macs"):
-        keras_igc.MACRegularizer(dense_macs=1)([np.ones((1, 2), "float32")])
+        keras_igc.MACRegularizer(dense_macs=0, convolutions=one)
+    with pytest.raises(ValueError, match="needs `convolutions`"):
+        keras_igc.MACRegularizer(dense_macs=1)
+    with pytest.raises(ValueError, match="'reader': j"):
+        keras_igc.MACRegularizer(1, convolutions=one, bonuses=[{"reader": 0}])
+    with pytest.raises(ValueError, match="indexes the 1 convolutions"):
+        keras_igc.MACRegularizer(1, convolutions=one, bonuses=[{"reader": 0, "producer": 3}])
+    regularizer = keras_igc.MACRegularizer(dense_macs=1, convolutions=one)
+    with pytest.raises(ValueError, match="counts 1 masked convolutions.*0 gate"):
+        regularizer([np.ones((1, 2), "float32")])
+    with pytest.raises(ValueError, match="heads=2"):
+        regularizer([np.ones((1, 2), "float32"), np.ones((1, 3, 4), "float32")])
 
 
 def test_a_per_layer_dtype_reaches_every_sublayer():
