@@ -47,6 +47,7 @@ from keras_igc.applications.msgc_hosts import (
     MSGCResNet50,
     ResNet50,
     get_host,
+    host_name,
 )
 from keras_igc.applications.registry import (
     dataset_of,
@@ -62,6 +63,7 @@ __all__ = [
     "MSGCResNet50",
     "ResNet50",
     "get_host",
+    "host_name",
     "IGCNet8",
     "IGCNet20",
     "IGCNet38",

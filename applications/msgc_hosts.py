@@ -556,13 +556,19 @@ MSGCMobileNetV2.__doc__ = _HOST_DOC.format(
 )
 
 
+def host_name(name):
+    """`"MSGCResNet18"` for `"MSGCResNet18"` or `"MSGC-ResNet18"`; else None."""
+    name = str(name).replace("MSGC-", "MSGC")
+    return name if name in HOSTS else None
+
+
 def get_host(name, **kwargs):
-    """An MSGC host by name: one of `HOSTS`."""
+    """An MSGC host by name: one of `HOSTS` (or `"MSGC-ResNet18"` etc.)."""
     builders = {
         "MSGCResNet18": MSGCResNet18,
         "MSGCResNet50": MSGCResNet50,
         "MSGCMobileNetV2": MSGCMobileNetV2,
     }
-    if name not in builders:
+    if host_name(name) is None:
         raise ValueError(f"Unknown MSGC host {name!r}. Choose one of {list(HOSTS)}.")
-    return builders[name](**kwargs)
+    return builders[host_name(name)](**kwargs)

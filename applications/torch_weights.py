@@ -291,3 +291,25 @@ def generator_name(model, layer_name, kind="maskgen"):
     """The release's module name of an MSGC layer's generator, e.g.
     `stage1_1_2_conv` -> `layer1.0.maskgen2` (`kind="attgen"`: attention)."""
     return _generator(_family(model)(layer_name), kind)
+
+
+def describe_state_dict(state):
+    """`{"host", "attention", "classes", "dense"}` of a release or torchvision
+    state_dict (as `read_state_dict` returns it)."""
+    keys = set(state)
+    if "fc.weight" in keys:
+        host = "MSGCResNet50" if "layer1.0.conv3.weight" in keys else "MSGCResNet18"
+        classes = state["fc.weight"].shape[0]
+    elif "classifier.1.weight" in keys:
+        host, classes = "MSGCMobileNetV2", state["classifier.1.weight"].shape[0]
+    else:
+        raise ValueError(
+            "The state_dict is neither a ResNet (fc.weight) nor a MobileNetV2 "
+            f"(classifier.1.weight); its first keys: {sorted(keys)[:5]}."
+        )
+    return {
+        "host": host,
+        "attention": any(".attgen" in k for k in keys),
+        "classes": int(classes),
+        "dense": not any(".maskgen" in k for k in keys),
+    }

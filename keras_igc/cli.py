@@ -46,6 +46,18 @@ def _parser():
         help="default auto: mixed_float16 on a GPU, float32 on CPU",
     )
     train.add_argument(
+        "--dense-weights", help="MSGC hosts: start from this dense network, e.g. "
+        "torchvision's resnet18-f37072fd.pth (needs PyTorch to read) or a .keras "
+        "file",
+    )  # fmt: skip
+    train.add_argument(
+        "--attention", action="store_true", help="MSGC hosts: attention generators"
+    )
+    train.add_argument(
+        "--mac-target", type=float, help="MSGC hosts: MAC ratio to reach (default: "
+        "the release's: 0.49 ResNet-18, 0.457 ResNet-50, 0.65 MobileNetV2)",
+    )  # fmt: skip
+    train.add_argument(
         "--bn-batch", type=_bn_batch, help="examples per BatchNorm statistic: N, "
         "or 'device' for each device's whole batch (default: the release's, the "
         "batch over its GPUs: 32 on CIFAR and SVHN, 64 on ImageNet)",
@@ -100,16 +112,18 @@ def _parser():
 
     convert = commands.add_parser(
         "convert",
-        help="turn an authors' MXNet checkpoint into a .keras model",
+        help="turn an authors' checkpoint into a .keras model",
         description="Build the ImageNet network that a checkpoint of the IGC "
-        "authors' release (models/*/...-0095.params, MXNet) describes, load its "
-        "weights and save it as a .keras model (input: images normalised with "
-        "keras_igc.applications.preprocess_input(x, mode='igc-release')).",
+        "authors' release (models/*/...-0095.params, MXNet; input: images "
+        "normalised with keras_igc.applications.preprocess_input(x, "
+        "mode='igc-release')) or of the MSGC authors' release (checkpoints/*.pth, "
+        "PyTorch, needs torch to read; input: mode='torch') describes, load its "
+        "weights and save it as a .keras model.",
     )
-    convert.add_argument("checkpoint", help="the release's .params file")
+    convert.add_argument("checkpoint", help="the release's .params or .pth file")
     convert.add_argument(
         "--model", help="check that the file holds this network, e.g. "
-        "IGC-L100M2+Ident., IGC-L4M32+Ident., ResNet-18 (C=64)",
+        "IGC-L100M2+Ident., IGC-L4M32+Ident., ResNet-18 (C=64), MSGC-ResNet18",
     )  # fmt: skip
     convert.add_argument("--output", required=True, help="the .keras file to write")
     convert.add_argument(
@@ -230,6 +244,7 @@ def main(argv=None):
                 steps_per_epoch=args.steps_per_epoch,
                 mixed_precision=args.mixed_precision,
                 bn_batch=args.bn_batch,
+                **_msgc_train_args(args),
             )
             last = {k: round(v[-1], 4) for k, v in history.history.items()}
             print(f"finished; last epoch: {json.dumps(last)}; saved in {args.output}")
@@ -290,14 +305,31 @@ def main(argv=None):
     return 0
 
 
+def _msgc_train_args(args):
+    """The MSGC options of `train`, refused for the IGC networks."""
+    from keras_igc.applications import host_name
+
+    given = {
+        "--dense-weights": args.dense_weights,
+        "--attention": args.attention or None,
+        "--mac-target": args.mac_target,
+    }
+    if host_name(args.model) is None:
+        used = [flag for flag, value in given.items() if value is not None]
+        if used:
+            raise ValueError(
+                f"{', '.join(used)} apply to the MSGC hosts (MSGC-ResNet18, "
+                f"MSGC-ResNet50, MSGC-MobileNetV2), not to {args.model!r}."
+            )
+        return {}
+    options = {"attention": args.attention}
+    if args.dense_weights is not None:
+        options["dense_weights"] = args.dense_weights
+    return {"model_options": options, "mac_target": args.mac_target}
+
+
 def _convert(args):
     import os
-
-    from keras_igc.applications import from_release_weights
-    from keras_igc.applications.release_weights import (
-        describe_release_weights,
-        read_mxnet_params,
-    )
 
     if not args.output.endswith(".keras"):
         raise ValueError(f"--output must end in .keras. Received: {args.output!r}.")
@@ -305,21 +337,55 @@ def _convert(args):
         raise FileExistsError(
             f"{args.output!r} exists; pass --overwrite to replace it."
         )
+    from keras_igc.applications import torch_weights
+
+    if torch_weights.is_torch_file(args.checkpoint):
+        model, paper_name, classes = _convert_msgc(args)
+    else:
+        model, paper_name, classes = _convert_igc(args)
+    # Written beside the target and renamed into place: no half-written file.
+    partial = f"{args.output}.partial.keras"
+    model.save(partial)
+    os.replace(partial, args.output)
+    print(
+        f"{paper_name}: {model.count_params():,} weights, "
+        f"{classes} classes -> {args.output}"
+    )
+
+
+def _convert_igc(args):
+    from keras_igc.applications import from_release_weights
+    from keras_igc.applications.release_weights import (
+        describe_release_weights,
+        read_mxnet_params,
+    )
+
     params = read_mxnet_params(args.checkpoint)
     network = describe_release_weights(params)
     if args.model is not None and args.model != network["paper_name"]:
         raise ValueError(
             f"{args.checkpoint!r} holds {network['paper_name']}, not {args.model!r}."
         )
-    model = from_release_weights(params)
-    # Written beside the target and renamed into place: no half-written file.
-    partial = f"{args.output}.partial.keras"
-    model.save(partial)
-    os.replace(partial, args.output)
-    print(
-        f"{network['paper_name']}: {model.count_params():,} weights, "
-        f"{network['classes']} classes -> {args.output}"
+    return from_release_weights(params), network["paper_name"], network["classes"]
+
+
+def _convert_msgc(args):
+    from keras_igc.applications import get_host, host_name, torch_weights
+
+    state = torch_weights.read_state_dict(args.checkpoint)
+    network = torch_weights.describe_state_dict(state)
+    if args.model is not None and host_name(args.model) != network["host"]:
+        raise ValueError(
+            f"{args.checkpoint!r} holds {network['host']}, not {args.model!r}."
+        )
+    model = get_host(
+        network["host"], attention=network["attention"], classes=network["classes"]
     )
+    torch_weights.load_torch_weights(model, state, dense=network["dense"])
+    name = network["host"] + (" with attention" if network["attention"] else "")
+    if network["dense"]:
+        name += " (dense weights: every gate starts open)"
+    return model, name, network["classes"]
 
 
 def _predict(args):

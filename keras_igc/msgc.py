@@ -9,6 +9,7 @@ ResNet and MobileNetV2 hosts); `compile_for_msgc` sets up the published
 recipe; `plot_topology` draws which input channels each head reads.
 """
 
+import dataclasses
 import re
 import warnings
 
@@ -251,7 +252,8 @@ class MACTargetScheduler(keras.callbacks.Callback):
     """Moves the MAC regularizer's `tau` linearly from 1 to `target`.
 
     Over the first `fraction` of the training steps (MSGC: half), then holds
-    it at `target`.
+    it at `target`; set before each step from the optimizer's step count, as
+    the release sets it from its progress (`main_dist.py`).
 
     Args:
         target: MAC ratio to reach, in (0, 1].
@@ -283,14 +285,15 @@ class MACTargetScheduler(keras.callbacks.Callback):
                 "it with keras_igc.msgc.convert or an MSGC application."
             )
         self._total = max(1, self.params["epochs"] * (self.params["steps"] or 1))
-        self._step = 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        progress = min(1.0, self._step / (self.fraction * self._total))
+        # The optimizer's step, not a count of this call's batches: a resumed
+        # run (BackupAndRestore) continues the schedule where it stopped.
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        progress = min(1.0, step / (self.fraction * self._total))
         tau = 1.0 - (1.0 - self.target) * progress
         for layer in self._regularizers:
             layer.tau.assign(tau)
-        self._step += 1
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -315,6 +318,52 @@ MASK_GENERATOR_PATTERN = r"(^|/)mask_generator/"
 NORMALIZATION_PATTERN = r"/(gamma|beta)$"
 
 
+@dataclasses.dataclass(frozen=True)
+class ReleaseRecipe:
+    """One host's run in the MSGC release (`scripts.sh`, `main_dist.py`)."""
+
+    epochs: int
+    target: float  # tau at the end of the MAC schedule
+    batch_size: int = 256  # 2 GPUs x 128 (torch.distributed.launch, -b 128)
+    mask_learning_rate: float = 0.075  # --lr
+    backbone_learning_rate: float = 0.015  # --lr x --lr-mul 0.2
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    mac_weight: float = 30.0  # --lmd
+    target_fraction: float = 0.5  # tau reaches the target at --pstop 0.5
+    devices: int = 2  # each GPU's BatchNorm normalises its 128 images
+
+    def scaled(self, batch_size):
+        """The recipe at another batch size: both rates scale linearly."""
+        factor = batch_size / self.batch_size
+        return dataclasses.replace(
+            self,
+            batch_size=batch_size,
+            mask_learning_rate=self.mask_learning_rate * factor,
+            backbone_learning_rate=self.backbone_learning_rate * factor,
+        )
+
+
+# (host, attention) -> the release's training command in scripts.sh.
+RELEASE_RECIPES = {
+    ("MSGCResNet18", False): ReleaseRecipe(epochs=120, target=0.49),
+    ("MSGCResNet18", True): ReleaseRecipe(epochs=120, target=0.488),
+    ("MSGCResNet50", False): ReleaseRecipe(epochs=120, target=0.457),
+    ("MSGCResNet50", True): ReleaseRecipe(epochs=120, target=0.457),
+    ("MSGCMobileNetV2", False): ReleaseRecipe(epochs=150, target=0.65),
+    ("MSGCMobileNetV2", True): ReleaseRecipe(epochs=150, target=0.628),
+}
+
+
+def release_recipe(host, attention=False):
+    """The MSGC release's recipe for a host (`applications.HOSTS`)."""
+    key = (host, bool(attention))
+    if key not in RELEASE_RECIPES:
+        hosts = sorted({h for h, _ in RELEASE_RECIPES})
+        raise ValueError(f"Unknown MSGC host {host!r}. Choose one of {hosts}.")
+    return RELEASE_RECIPES[key]
+
+
 def compile_for_msgc(
     model,
     steps_per_epoch,
@@ -336,8 +385,11 @@ def compile_for_msgc(
     The loss is label-smoothed cross-entropy (labels as integers), plus the MAC
     loss of the model's `MACRegularizer`; the metric is accuracy.
 
-    The release's runs: 120 epochs (MobileNetV2: 150), a batch of 2 x 128,
-    targets 0.49 (ResNet-18), 0.457 (ResNet-50) and 0.65 (MobileNetV2).
+    The defaults are the release's (`release_recipe(host)` has each host's
+    epochs, batch and MAC target: 120 epochs, MobileNetV2 150; a batch of
+    2 x 128; targets 0.49 / 0.457 / 0.65 for ResNet-18 / ResNet-50 /
+    MobileNetV2 without attention, 0.488 / 0.457 / 0.628 with it). Add
+    `MACTargetScheduler(target)` to `fit`'s callbacks.
     """
     owner = "compile_for_msgc"
     if not isinstance(model, MSGCModel):

@@ -158,11 +158,20 @@ def train(
     model_options=None,
     bn_batch=None,
     strategy=None,
+    mac_target=None,
 ):
     """Train a registered network on a dataset with the paper's recipe.
 
+    An MSGC host (`"MSGCResNet18"`, `"MSGC-ResNet50"`, ...) trains with the
+    MSGC release's recipe instead (`msgc.release_recipe`: its epochs, batch,
+    two rates on the per-epoch cosine, label smoothing, the MAC loss with tau
+    falling to `mac_target` over the first half); `model_options` then takes
+    the host's `attention` and `dense_weights` (e.g. torchvision's
+    `resnet18-f37072fd.pth`, as the release starts from).
+
     Args:
-        model: a name from `keras_igc.applications.list_models()`.
+        model: a name from `keras_igc.applications.list_models()`, or an MSGC
+            host.
         dataset: a name from `keras_igc.data.DATASETS`.
         output_dir: where checkpoints, logs, history and the model go. Running
             again with the same folder resumes an interrupted run.
@@ -181,14 +190,27 @@ def train(
             ImageNet: 4, so 64); `"device"` for each device's whole batch. The
             batch each device gets must be a multiple of it.
         strategy: a `tf.distribute` strategy; default: `distribution_strategy()`.
+        mac_target: MSGC hosts: the MAC ratio to reach (default: the
+            release's for the host, e.g. 0.49 for ResNet-18).
 
     Returns:
         `(model, history)`: the trained model and the `History` of this call.
     """
     import tensorflow as tf
 
-    recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
-    check_model_for_dataset(model, dataset)
+    host = applications.host_name(model)
+    if host is None:
+        recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
+        check_model_for_dataset(model, dataset)
+        if mac_target is not None:
+            raise ValueError(
+                f"mac_target applies to the MSGC hosts {list(applications.HOSTS)}; "
+                f"{model!r} is not one."
+            )
+    else:
+        recipe, msgc_recipe = _msgc_recipes(
+            host, model_options, epochs, batch_size, learning_rate, mac_target
+        )
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
     strategy = strategy or distribution_strategy()
     # Every worker trains; the chief writes the run into `output_dir`, the
@@ -218,14 +240,22 @@ def train(
     try:
         _set_precision(mixed_precision)
         with strategy.scope():
-            network = build_model(model, dataset, depth, **(model_options or {}))
-            replicas = strategy.num_replicas_in_sync
-            network = with_bn_batch(network, bn_group_size(recipe, replicas, bn_batch))
-            network.compile(
-                optimizer=make_optimizer(recipe, steps_per_epoch),
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-            )
+            if host is not None:
+                network, msgc_callbacks = _msgc_network(
+                    host, dataset, msgc_recipe, model_options, steps_per_epoch
+                )
+                run_callbacks = [*run_callbacks, *msgc_callbacks]
+            else:
+                network = build_model(model, dataset, depth, **(model_options or {}))
+                replicas = strategy.num_replicas_in_sync
+                network = with_bn_batch(
+                    network, bn_group_size(recipe, replicas, bn_batch)
+                )
+                network.compile(
+                    optimizer=make_optimizer(recipe, steps_per_epoch),
+                    loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"],
+                )
             if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 _multi_worker_workarounds(network, train_data)
         history = network.fit(
@@ -243,6 +273,69 @@ def train(
     if worker is None:
         plot_history(os.path.join(output_dir, "history.csv"))
     return network, history
+
+
+def _msgc_recipes(host, model_options, epochs, batch_size, learning_rate, target):
+    """`(Recipe, msgc.ReleaseRecipe)` for an MSGC host, with the overrides."""
+    from keras_igc import msgc
+
+    options = dict(model_options or {})
+    unknown = set(options) - {"attention", "dense_weights", "heads"}
+    if unknown:
+        raise ValueError(
+            f"MSGC hosts take the model options attention, dense_weights and "
+            f"heads. Received: {sorted(unknown)}."
+        )
+    release = msgc.release_recipe(host, options.get("attention", False))
+    release = release.scaled(
+        release.batch_size if batch_size is None
+        else positive_int(batch_size, "batch_size")
+    )  # fmt: skip
+    if learning_rate is not None:
+        # --learning-rate is the backbone's; the masks keep the release's 5x.
+        rate = finite_float(learning_rate, "learning_rate", positive=True)
+        factor = release.mask_learning_rate / release.backbone_learning_rate
+        release = dataclasses.replace(
+            release, backbone_learning_rate=rate, mask_learning_rate=factor * rate
+        )
+    if target is not None:
+        target = finite_float(target, "mac_target", positive=True)
+        if target > 1:
+            raise ValueError(
+                f"mac_target is a ratio of the dense network's MACs, in (0, 1]. "
+                f"Received: mac_target={target}."
+            )
+        release = dataclasses.replace(release, target=target)
+    epochs = release.epochs if epochs is None else positive_int(epochs, "epochs")
+    release = dataclasses.replace(release, epochs=epochs)
+    recipe = Recipe(
+        epochs, release.batch_size, release.backbone_learning_rate, (),
+        devices=release.devices,
+    )  # fmt: skip
+    return recipe, release
+
+
+def _msgc_network(host, dataset, release, model_options, steps_per_epoch):
+    """The host built for `dataset`, compiled with the release's recipe, and
+    the callback that lowers its MAC target."""
+    from keras_igc import msgc
+
+    spec = data.spec(dataset)
+    network = applications.get_host(
+        host,
+        input_shape=(spec.image_size, spec.image_size, spec.channels),
+        classes=spec.classes,
+        mac_weight=release.mac_weight,
+        **(model_options or {}),
+    )
+    msgc.compile_for_msgc(
+        network, steps_per_epoch, release.epochs,
+        mask_learning_rate=release.mask_learning_rate,
+        backbone_learning_rate=release.backbone_learning_rate,
+        weight_decay=release.weight_decay,
+        label_smoothing=release.label_smoothing,
+    )  # fmt: skip
+    return network, [msgc.MACTargetScheduler(release.target, release.target_fraction)]
 
 
 def _multi_worker_workarounds(network, train_data):

@@ -238,3 +238,22 @@ def test_a_checkpoint_that_does_not_fit_loads_nothing(tmp_path):
         host("resnet18", weights=str(text))
     with pytest.raises(ValueError, match="dense_weights.*torchvision state_dict"):
         host("resnet18", dense_weights=42)
+
+
+def test_cli_converts_a_release_checkpoint(tmp_path, capsys):
+    torch = pytest.importorskip("torch")  # in the test extra; needed to write .pth
+    from keras_igc import cli
+
+    state = state_dict("mobilenetv2_att")
+    path = str(tmp_path / "msgc_mobilenetv2_att.pth")
+    torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}, path)
+    out = str(tmp_path / "m.keras")
+    assert cli.main(["convert", path, "--model", "MSGC-ResNet18", "--output", out]) == 2
+    assert "holds MSGCMobileNetV2, not 'MSGC-ResNet18'" in capsys.readouterr().err
+    assert cli.main(["convert", path, "--output", out]) == 0
+    assert "MSGCMobileNetV2 with attention" in capsys.readouterr().out
+    model = keras.saving.load_model(out)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("block_3_project").kernel)
+    np.testing.assert_array_equal(
+        kernel, state["features.4.conv.2.weight"].transpose(2, 3, 1, 0)
+    )

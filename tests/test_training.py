@@ -212,3 +212,49 @@ def test_console_script_help(command):
     )
     assert "usage: keras-igc " + command in result.stdout
     assert "--dataset" in result.stdout or "--list" in result.stdout
+
+
+def test_msgc_recipes_are_the_releases_scaled_by_batch():
+    from keras_igc import msgc
+
+    resnet18 = msgc.release_recipe("MSGCResNet18")
+    assert (resnet18.epochs, resnet18.batch_size, resnet18.target) == (120, 256, 0.49)
+    assert msgc.release_recipe("MSGCMobileNetV2", attention=True).target == 0.628
+    assert msgc.release_recipe("MSGCResNet50").epochs == 120
+    assert msgc.release_recipe("MSGCMobileNetV2").epochs == 150
+    recipe, release = training._msgc_recipes("MSGCResNet18", None, None, 64, None, None)
+    assert release.mask_learning_rate == pytest.approx(0.075 / 4)
+    assert release.backbone_learning_rate == pytest.approx(0.015 / 4)
+    assert (recipe.epochs, recipe.batch_size) == (120, 64)
+    _, release = training._msgc_recipes("MSGCResNet18", None, 3, None, 0.01, 0.3)
+    assert (release.epochs, release.target) == (3, 0.3)
+    assert release.mask_learning_rate == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="mac_target=1.5"):
+        training._msgc_recipes("MSGCResNet18", None, None, None, None, 1.5)
+    with pytest.raises(ValueError, match="model options attention"):
+        training._msgc_recipes("MSGCResNet18", {"width": 3}, None, None, None, None)
+
+
+def test_cli_trains_an_msgc_host_from_dense_weights(tmp_path, capsys):
+    from keras_igc import applications, msgc
+
+    dense = applications.ResNet18(input_shape=(32, 32, 3), classes=10)
+    dense_path = str(tmp_path / "dense.keras")
+    dense.save(dense_path)
+    out = str(tmp_path / "run")
+    argv = ["train", "--model", "MSGC-ResNet18", "--dataset", "cifar10",
+            "--dense-weights", dense_path, "--mac-target", "0.6", "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "8", "--output", out]  # fmt: skip
+    with tfds.testing.mock_data(num_examples=16):
+        assert cli.main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert '"tau": 0.6' in printed and '"mac_ratio"' in printed
+    model = keras.saving.load_model(f"{out}/model.keras")
+    assert isinstance(model, msgc.MSGCModel)
+    assert model.get_layer("stage1_1_2_conv").heads == 4
+
+
+def test_cli_msgc_options_are_refused_for_igc_networks(capsys, tmp_path):
+    argv = ["train", "--dataset", "digits", "--attention", "--output", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert "--attention apply to the MSGC hosts" in capsys.readouterr().err
