@@ -157,7 +157,7 @@ def model_complexity(model, count_batch_norm=False):
     conv_params = 0
     macs = 0
     for layer in _leaf_layers(model):
-        if isinstance(layer, MSGCConv2D):  # outputs [feature map, MACs]
+        if isinstance(layer, MSGCConv2D):  # outputs [feature map, gates]
             weights, shape = _size(layer.kernel), layer.output[0].shape
         elif isinstance(layer, IGCConv2D):
             weights = _size(layer.primary.kernel) + _size(layer.secondary.kernel)

@@ -13,7 +13,9 @@
   HSL colour jitter (hue +-36, saturation and lightness +-50 in OpenCV's 8-bit
   units) and flip; short side 256 and a centre 224 crop for evaluation; the
   release's mean and std. TFDS needs the archives downloaded by hand (see
-  `DatasetUnavailableError`).
+  `DatasetUnavailableError`). With `recipe="msgc"`, the MSGC release's
+  instead (`main_dist.py`, torchvision): a random crop of 8-100 % of the area
+  with aspect ratio 3/4-4/3 resized to 224, flip, torchvision's mean and std.
 - `digits`: scikit-learn's handwritten digits (1,797 8x8 images, installed with
   the package), resized to 32x32, a fixed 80/20 split. Works with no network.
 
@@ -102,6 +104,7 @@ def load(
     shuffle_buffer=10_000,
     cache=None,
     repeat=False,
+    recipe="igc",
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)`.
 
@@ -118,6 +121,9 @@ def load(
         cache: cache decoded images in memory; default: every dataset but
             ImageNet.
         repeat: training only: an endless stream of epochs instead of one.
+        recipe: `"igc"` (the IGC release's augmentation and statistics) or
+            `"msgc"` (ImageNet as the MSGC release prepares it; other datasets
+            as for `"igc"`).
 
     Returns:
         Images are float32, normalised per channel, shaped
@@ -127,7 +133,7 @@ def load(
         been iterated before (a distribution strategy or a peek at it makes
         an iterator of its own).
     """
-    dataset_spec = spec(name)
+    dataset_spec = _with_recipe(spec(name), recipe)
     if split not in ("train", "eval"):
         raise ValueError(f'`split` must be "train" or "eval". Received: {split!r}.')
     training = split == "train"
@@ -154,6 +160,20 @@ def load(
     options = tf.data.Options()
     options.deterministic = seed is not None or not training
     return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+# torchvision's ImageNet statistics, which the MSGC release normalises with.
+TORCH_MEAN, TORCH_STD = (tuple(v / 255 for v in values) for values in PREPROCESSING["torch"])
+
+
+def _with_recipe(dataset_spec, recipe):
+    if recipe not in ("igc", "msgc"):
+        raise ValueError(f'`recipe` must be "igc" or "msgc". Received: {recipe!r}.')
+    if recipe == "igc" or dataset_spec.family != "imagenet":
+        return dataset_spec
+    return dataclasses.replace(
+        dataset_spec, augmentation="msgc_imagenet", mean=TORCH_MEAN, std=TORCH_STD
+    )
 
 
 def _epochs(images, seed, shuffle_buffer, repeat):
@@ -273,6 +293,9 @@ def _training_transform(dataset_spec):
         elif dataset_spec.augmentation == "igc_imagenet":
             image = _igc_imagenet_augment(dataset_spec, image, crop_seed)
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+        elif dataset_spec.augmentation == "msgc_imagenet":
+            image = _random_resized_crop(image, size, crop_seed)
+            image = tf.image.stateless_random_flip_left_right(image, flip_seed)
         return _normalise(dataset_spec, image), label
 
     return transform
@@ -282,11 +305,30 @@ def _eval_transform(dataset_spec):
     size = dataset_spec.image_size
 
     def transform(image, label):
-        if dataset_spec.augmentation == "igc_imagenet":
+        if dataset_spec.augmentation in ("igc_imagenet", "msgc_imagenet"):
             image = centre_crop(image, size)
         return _normalise(dataset_spec, image), label
 
     return transform
+
+
+def _random_resized_crop(image, size, seed):
+    """torchvision's `RandomResizedCrop(size)`: a box of 8-100 % of the area
+    with aspect ratio 3/4-4/3 (10 tries), resized to `size` x `size`. TF's
+    sampler falls back to the whole image where torchvision takes a centre
+    crop of clamped ratio (rare: after 10 failed tries)."""
+    begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.zeros((1, 0, 4)),
+        seed=seed,
+        area_range=(0.08, 1.0),
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    image = tf.slice(image, begin, box)
+    image = tf.image.resize(image, (size, size), antialias=True)
+    return tf.ensure_shape(image, (size, size, None))
 
 
 def centre_crop(image, size, short_side=256):

@@ -167,7 +167,8 @@ def train(
     two rates on the per-epoch cosine, label smoothing, the MAC loss with tau
     falling to `mac_target` over the first half); `model_options` then takes
     the host's `attention` and `dense_weights` (e.g. torchvision's
-    `resnet18-f37072fd.pth`, as the release starts from).
+    `resnet18-f37072fd.pth`, as the release starts from), and ImageNet is
+    prepared as the MSGC release prepares it (`data.load(..., recipe="msgc")`).
 
     Args:
         model: a name from `keras_igc.applications.list_models()`, or an MSGC
@@ -218,8 +219,9 @@ def train(
     worker = _worker_name(strategy)
     run_dir = output_dir if worker is None else os.path.join(output_dir, worker)
     train_data, eval_data, steps_per_epoch = fit_data(
-        dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed
-    )
+        dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed,
+        recipe="igc" if host is None else "msgc",
+    )  # fmt: skip
     finished = os.path.join(run_dir, "model.keras")
     backup = os.path.join(run_dir, "backup")
     if os.path.exists(finished) and not os.path.isdir(backup):
@@ -429,15 +431,18 @@ def with_bn_batch(model, bn_batch):
 
 
 def fit_data(
-    dataset, batch_size, steps_per_epoch=None, data_dir=None, download=False, seed=None
-):
+    dataset, batch_size, steps_per_epoch=None, data_dir=None, download=False, seed=None,
+    recipe="igc",
+):  # fmt: skip
     """`(train stream, evaluation split, steps per epoch)` for `model.fit`.
 
     The training split repeats without end (`data.load(..., repeat=True)`)
     and epochs are `steps_per_epoch` batches of it (default: the whole split),
     so a shortened epoch never leaves the next one without data.
     """
-    load = dict(batch_size=batch_size, data_dir=data_dir, download=download)
+    load = dict(
+        batch_size=batch_size, data_dir=data_dir, download=download, recipe=recipe
+    )
     eval_data = data.load(dataset, "eval", **load)
     if steps_per_epoch is None:
         steps_per_epoch = int(data.load(dataset, "train", **load).cardinality())

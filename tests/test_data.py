@@ -3,6 +3,7 @@
 import pathlib
 
 import numpy as np
+import tensorflow as tf
 import pytest
 import tensorflow_datasets as tfds
 
@@ -88,6 +89,37 @@ def test_imagenet_evaluation_is_a_centre_crop():
     with tfds.testing.mock_data(num_examples=2):
         images, _ = first_batches(data.load("imagenet2012", "eval", batch_size=2), 1)[0]
     assert images.shape == (2, 224, 224, 3)
+
+
+def test_msgc_imagenet_is_torchvisions_random_resized_crop_and_statistics():
+    with tfds.testing.mock_data(num_examples=2):
+        igc, _ = first_batches(data.load("imagenet2012", "eval", batch_size=2), 1)[0]
+        msgc, _ = first_batches(
+            data.load("imagenet2012", "eval", batch_size=2, recipe="msgc"), 1
+        )[0]
+        train, _ = first_batches(
+            data.load("imagenet2012", "train", batch_size=2, recipe="msgc", seed=0), 1
+        )[0]
+    assert train.shape == (2, 224, 224, 3)
+    # The same centre crop, normalised with torchvision's statistics.
+    pixels = np.asarray(igc) * data.IMAGENET_STD + np.array(data.IMAGENET_MEAN)
+    np.testing.assert_allclose(
+        np.asarray(msgc), (pixels - data.TORCH_MEAN) / data.TORCH_STD, atol=1e-4
+    )
+    # Boxes of 8-100 % of the area with ratios 3/4-4/3: on a ramp image the
+    # crop's corners give the box.
+    height, width = 300, 400
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    ramp = np.stack([rows, cols, 0 * rows], -1).astype("float32")
+    for seed in range(20):
+        crop = data._random_resized_crop(ramp, 32, tf.constant([seed, 1])).numpy()
+        box_h = crop[-1, 0, 0] - crop[0, 0, 0]  # corner to corner
+        box_w = crop[0, -1, 1] - crop[0, 0, 1]
+        area = (box_h * 32 / 31) * (box_w * 32 / 31) / (height * width)
+        assert 0.07 <= area <= 1.0
+        assert 3 / 4 * 0.8 <= box_w / box_h <= 4 / 3 * 1.25
+    with pytest.raises(ValueError, match="`recipe` must be"):
+        data.load("digits", recipe="torch")
 
 
 def test_unknown_dataset():
