@@ -27,6 +27,7 @@ TENSORFLOW_ONLY = [
     "tests/test_training.py",
     "tests/test_packaging.py",
     "tests/test_release_weights.py",
+    "tests/test_runs.py",
     "tests/test_tutorials.py",
     "tests/test_tuning.py",
 ]

@@ -24,11 +24,13 @@ after the last one finished, with its weights and optimizer state.
 """
 
 import dataclasses
+import functools
+import math
 import os
 
 import keras
 
-from keras_igc import applications, data
+from keras_igc import applications, data, runs
 from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
 from keras_igc.validation import finite_float, positive_int
@@ -222,59 +224,123 @@ def train(
         dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed,
         recipe="igc" if host is None else "msgc",
     )  # fmt: skip
-    finished = os.path.join(run_dir, "model.keras")
-    backup = os.path.join(run_dir, "backup")
-    if os.path.exists(finished) and not os.path.isdir(backup):
+    folder = runs.RunFolder(run_dir)
+    folder.check_writable()
+    if folder.is_finished():
         raise ValueError(
-            f"{output_dir!r} already holds a finished run ({finished}); training "
+            f"{run_dir!r} already holds a finished run ({folder.model}); training "
             f"again would overwrite its checkpoints and history. Choose another "
             f"output folder."
         )
-    if os.path.isdir(backup):
-        print(f"keras-igc: resuming the run in {run_dir} from {backup}")
-    os.makedirs(run_dir, exist_ok=True)
-    if worker is None:
-        run_callbacks = _run_callbacks(output_dir)
-    else:
-        run_callbacks = [keras.callbacks.BackupAndRestore(backup)]
-    # The policy is global in Keras: set it for this run only.
-    previous_policy = keras.config.dtype_policy()
+    folder.acquire()
     try:
-        _set_precision(mixed_precision)
-        with strategy.scope():
-            if host is not None:
-                network, msgc_callbacks = _msgc_network(
-                    host, dataset, msgc_recipe, model_options, steps_per_epoch
-                )
-                run_callbacks = [*run_callbacks, *msgc_callbacks]
-            else:
-                network = build_model(model, dataset, depth, **(model_options or {}))
-                replicas = strategy.num_replicas_in_sync
-                network = with_bn_batch(
-                    network, bn_group_size(recipe, replicas, bn_batch)
-                )
-                network.compile(
-                    optimizer=make_optimizer(recipe, steps_per_epoch),
-                    loss="sparse_categorical_crossentropy",
-                    metrics=["accuracy"],
-                )
-            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-                _multi_worker_workarounds(network, train_data)
-        history = network.fit(
-            train_data,
-            epochs=recipe.epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=eval_data,
-            shuffle=False,  # the pipeline shuffles
-            callbacks=[*run_callbacks, *callbacks],
-            verbose=verbose,
-        )
+        folder.clean_partial_files()
+        resumed = folder.resume_epoch()
+        if worker is None:
+            run_callbacks = [
+                runs.RunRecorder(
+                    folder, plot=functools.partial(
+                        plot_history, title=f"{model} on {dataset}",
+                        drops=recipe.boundaries,
+                    ),
+                ),  # fmt: skip
+                runs.AtomicBackup(folder.backup, after_save=folder.commit),
+                keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
+            ]
+        else:
+            run_callbacks = [runs.AtomicBackup(folder.backup)]
+        run_callbacks.append(keras.callbacks.TerminateOnNaN())
+        # The policy is global in Keras: set it for this run only.
+        previous_policy = keras.config.dtype_policy()
+        try:
+            _set_precision(mixed_precision)
+            with strategy.scope():
+                if host is not None:
+                    network, msgc_callbacks = _msgc_network(
+                        host, dataset, msgc_recipe, model_options, steps_per_epoch
+                    )
+                    run_callbacks = [*run_callbacks, *msgc_callbacks]
+                    schedule = msgc_recipe
+                else:
+                    network = build_model(
+                        model, dataset, depth, **(model_options or {})
+                    )
+                    replicas = strategy.num_replicas_in_sync
+                    network = with_bn_batch(
+                        network, bn_group_size(recipe, replicas, bn_batch)
+                    )
+                    network.compile(
+                        optimizer=make_optimizer(recipe, steps_per_epoch),
+                        loss="sparse_categorical_crossentropy",
+                        metrics=["accuracy"],
+                    )
+                    schedule = recipe
+                if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                    _multi_worker_workarounds(network, train_data)
+            if worker is None:
+                print(_banner(network, model, dataset, schedule, folder, resumed))
+            history = network.fit(
+                train_data,
+                epochs=recipe.epochs,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=eval_data,
+                shuffle=False,  # the pipeline shuffles
+                callbacks=[*run_callbacks, *callbacks],
+                verbose=verbose,
+            )
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        losses = history.history.get("loss", [])
+        if losses and not all(math.isfinite(v) for v in losses):
+            epoch = history.epoch[-1] + 1
+            raise ValueError(
+                f"The training loss became NaN or infinite in epoch {epoch}; the "
+                f"run stopped and is not marked finished ({run_dir} keeps the "
+                f"last good epoch). Lower the learning rate (it was "
+                f"{recipe.learning_rate:g}) and train into a new folder."
+            )
+        folder.finish(network, recipe.epochs)
     finally:
-        keras.config.set_dtype_policy(previous_policy)
-    network.save(finished)
-    if worker is None:
-        plot_history(os.path.join(output_dir, "history.csv"))
+        folder.release()
     return network, history
+
+
+def _banner(network, model, dataset, schedule, folder, resumed):
+    """What a run is about to do, before its first epoch."""
+    from keras_igc.complexity import model_complexity
+
+    try:
+        macs = f", {model_complexity(network)['macs'] / 1e9:.3g} G MACs"
+    except ValueError:
+        macs = ""
+    if isinstance(schedule, Recipe):
+        drops = ", ".join(str(b) for b in schedule.boundaries) or "none"
+        plan = (
+            f"{schedule.epochs} epochs, batch {schedule.batch_size}, Nesterov SGD "
+            f"(coupled decay {schedule.weight_decay:g}) at {schedule.learning_rate:g}"
+            f", /10 after epochs {drops}"
+        )
+    else:
+        plan = (
+            f"{schedule.epochs} epochs, batch {schedule.batch_size}, the MSGC "
+            f"release's recipe: cosine from {schedule.backbone_learning_rate:g} "
+            f"(masks {schedule.mask_learning_rate:g}), MAC target "
+            f"{schedule.target:g} by half-way"
+        )
+    if not resumed:
+        state = "new run"
+    elif resumed >= schedule.epochs:
+        state = f"all {schedule.epochs} epochs are in {folder.backup}; finishing"
+    else:
+        state = (
+            f"resuming at epoch {resumed + 1} of {schedule.epochs} from "
+            f"{folder.backup}"
+        )
+    return (
+        f"keras-igc: {model} on {dataset}: {network.count_params():,} weights{macs}\n"
+        f"keras-igc: {plan}\n"
+        f"keras-igc: {state}; writing {folder.root}"
+    )
 
 
 def _msgc_recipes(host, model_options, epochs, batch_size, learning_rate, target):
@@ -456,17 +522,6 @@ def fit_data(
     return train_data, eval_data, steps_per_epoch
 
 
-def _run_callbacks(output_dir):
-    return [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.keras")
-        ),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
-    ]
-
-
 def _set_precision(mixed_precision):
     choices = ("auto", "float32", "float64", "mixed_float16", "mixed_bfloat16")
     if mixed_precision not in choices:
@@ -494,31 +549,43 @@ def evaluate(model_path, dataset, *, batch_size=None, data_dir=None, download=Fa
     return network.evaluate(eval_data, return_dict=True, verbose=0)
 
 
-def plot_history(csv_path, png_path=None):
-    """Loss and accuracy curves from a CSVLogger file, as a PNG beside it."""
+def plot_history(csv_path, png_path=None, title=None, drops=()):
+    """Loss and accuracy curves from a run's `history.csv`, as a PNG beside it.
+
+    Loss on a log axis (the first epochs' loss would flatten the rest), whole
+    epochs on the x axis, the learning-rate drops (epochs after which the
+    rate falls) as dashed lines.
+    """
     import csv
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{csv_path!r} holds no epochs to plot.")
-    epochs = [int(row["epoch"]) + 1 for row in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [int(row["epoch"]) for row in rows]
+    figure = Figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, label in (("", "train"), ("val_", "validation")):
             if prefix + metric in rows[0]:
                 values = [float(row[prefix + metric]) for row in rows]
-                axis.plot(epochs, values, label=label)
+                axis.plot(epochs, values, marker="." if len(rows) < 30 else None,
+                          label=label)  # fmt: skip
+        for drop in drops:
+            if epochs[0] <= drop <= epochs[-1]:
+                axis.axvline(drop, color="grey", linestyle="--", linewidth=0.8)
+        if metric == "loss":
+            axis.set_yscale("log")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
-        axis.set_ylabel(metric)
+        axis.set_ylabel(metric + (" (log scale)" if metric == "loss" else ""))
         axis.legend()
+    if title:
+        figure.suptitle(title + (" (dashed: learning-rate drops)" if drops else ""))
     png_path = png_path or os.path.join(os.path.dirname(csv_path), "curves.png")
     figure.tight_layout()
-    figure.savefig(png_path, dpi=100)
-    plt.close(figure)
+    figure.savefig(png_path, dpi=100, format="png")
     return png_path

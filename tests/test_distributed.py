@@ -170,7 +170,7 @@ def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     chief_log = sorted(logs.glob("worker-0-*.log"))[-1].read_text()
     assert "resuming the run" in chief_log
 
-    assert _history_epochs(history) == [0, 1, 2]
+    assert _history_epochs(history) == [1, 2, 3]
     chief, chief_weights = _weights(output / "model.keras")
     assert int(chief.optimizer.iterations) == 3 * 12
     for epoch in (1, 2, 3):
@@ -181,7 +181,9 @@ def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     assert not (output / "backup").exists()
     assert not (output / "workers" / "worker-1" / "backup").exists()
     # Only the chief writes the run's history, checkpoints and logs.
-    assert sorted(os.listdir(output / "workers" / "worker-1")) == ["model.keras"]
+    assert sorted(os.listdir(output / "workers" / "worker-1")) == [
+        "FINISHED", "model.keras"
+    ]
 
 
 def _logs(folder):

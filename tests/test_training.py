@@ -141,7 +141,7 @@ def test_an_interrupted_run_resumes_at_the_next_epoch(tmp_path):
     for restored, saved in zip(recorder.weights, interrupt.weights, strict=True):
         np.testing.assert_array_equal(restored, saved)
     with open(tmp_path / "history.csv") as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2", "3"]
 
 
 def test_a_finished_run_is_not_overwritten(tmp_path):
