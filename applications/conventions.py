@@ -58,11 +58,41 @@ def build(
 
 def load_weights(model, weights):
     """A Keras weights file, or a release checkpoint (`*.params`, MXNet)."""
-    if os.fspath(weights).endswith(".params"):
+    path = os.fspath(weights)
+    if path.endswith(".params"):
         from keras_igc.applications.release_weights import load_release_weights
 
         return load_release_weights(model, weights)
-    return model.load_weights(weights)
+    return load_keras_weights(model, path)
+
+
+def load_keras_weights(model, path):
+    """`model.load_weights(path)` with errors that name the file and the fix:
+    a file that is no weights file, or the weights of another network."""
+    import warnings
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.endswith(".h5") and head != b"\x89HDF\r\n\x1a\n":
+        raise ValueError(
+            f"{path!r} is not an HDF5 weights file (saved with "
+            f"model.save_weights('name.weights.h5')); it starts with {head!r}."
+        )
+    if path.endswith(".keras") and not head.startswith(b"PK"):
+        raise ValueError(
+            f"{path!r} is not a .keras archive (a zip); it may be truncated."
+        )
+    try:
+        with warnings.catch_warnings():
+            # Keras warns per layer before it fails; the error below says it once.
+            warnings.simplefilter("ignore")
+            return model.load_weights(path)
+    except ValueError as error:
+        raise ValueError(
+            f"The weights in {path!r} do not fit {model.name!r} (the file was "
+            f"saved from another network, or with other classes, width or "
+            f"input shape): {str(error).splitlines()[0][:200]}"
+        ) from None
 
 
 RELEASE_CHECKPOINTS = {

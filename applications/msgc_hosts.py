@@ -34,11 +34,10 @@ import os
 import keras
 
 from keras_igc import msgc
-from keras_igc.applications import conventions
-from keras_igc.applications import torch_weights
+from keras_igc.applications import conventions, torch_weights
 from keras_igc.layers import MACRegularizer, MSGCConv2D
 from keras_igc.layers.mask_generator import kaiming_fan_out
-from keras_igc.validation import positive_int
+from keras_igc.validation import load_keras_model, positive_int
 
 HOSTS = ("MSGCResNet18", "MSGCResNet50", "MSGCMobileNetV2")
 REFERENCE_SIZE = 224  # the release counts MACs per 224x224 image
@@ -183,9 +182,7 @@ def _bottleneck(x, planes, stride, size, ledger, masks, name):
     conv2 = 9 * width * width * _area(out) + width * _area(out)
     conv3 = (width + 1) * 4 * planes * _area(out)
     if masks["msgc"]:
-        y, gates1, layer1 = _msgc_conv(
-            x, x, width, 1, 1, 1, 8, False, f"{name}_1_conv"
-        )
+        y, gates1, layer1 = _msgc_conv(x, x, width, 1, 1, 1, 8, False, f"{name}_1_conv")
         first = ledger.masked(gates1, conv1, 1)
     else:
         y = _conv(x, width, 1, 1, f"{name}_1_conv")
@@ -326,7 +323,9 @@ def _resnet(block, depths):
         x = keras.layers.MaxPooling2D(3, 2, padding=padding, name="stem_pool")(x)
         size = _out(size, 3, 2)
         ledger.fixed(4 * 64 * _area(size))  # the release's count for the pool
-        for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), depths)):
+        for stage, (planes, blocks) in enumerate(
+            zip((64, 128, 256, 512), depths, strict=True)
+        ):
             for b in range(blocks):
                 stride = 2 if stage > 0 and b == 0 else 1
                 x, size = block(
@@ -380,13 +379,13 @@ def _load_weights(model, weights):
     if torch_weights.is_torch_file(weights):
         torch_weights.load_torch_weights(model, weights)
     else:
-        model.load_weights(weights)
+        conventions.load_keras_weights(model, os.fspath(weights))
 
 
 def _load_dense_weights(model, source):
     """Dense weights into a host: the generators keep their initialisation."""
     if isinstance(source, str | os.PathLike) and os.fspath(source).endswith(".keras"):
-        source = keras.saving.load_model(source)
+        source = load_keras_model(source)
     if isinstance(source, keras.Model):
         msgc.copy_weights_by_name(source, model, require_all=True)
         return

@@ -71,6 +71,17 @@ def get_model(name, **kwargs):
             keras.applications arguments such as `classes` or `input_shape`).
     """
     builder, dataset = _lookup(name)
+    fixed = {
+        k: v for k, v in getattr(builder, "keywords", {}).items()
+        if k in kwargs and kwargs[k] != v
+    }  # fmt: skip
+    if fixed:
+        key = next(iter(fixed))
+        raise ValueError(
+            f"{name} fixes {key}={fixed[key]!r}; received {key}={kwargs[key]!r}. "
+            f"Pick the registered name with the value you want (see "
+            f"list_models()), or call the builder itself."
+        )
     if dataset == "cifar":
         kwargs.setdefault("depth", 20)
     elif "depth" in kwargs:

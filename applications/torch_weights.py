@@ -3,14 +3,16 @@
 The hosts' Keras layer names map one to one onto the release's module names
 (which are torchvision's, plus the generators `maskgenK` / `attgenK`):
 
-| Keras | PyTorch (ResNet) | PyTorch (MobileNetV2) |
-|---|---|---|
-| `stem_conv`, `stem_bn` | `conv1`, `bn1` | `features.0.0`, `.1` (`Conv1`, `bn_Conv1`) |
-| `stage{s}_{b}_{k}_conv`, `_bn` | `layer{s}.{b-1}.conv{k}`, `bn{k}` | |
-| `stage{s}_{b}_proj`, `_proj_bn` | `layer{s}.{b-1}.downsample.0`, `.1` | |
-| `block_{i}_expand`, `_depthwise`, `_project` (+ `_BN`) | | `features.{i+1}.conv.{0,1,2}` |
-| generators of conv `k` / of a projection | `maskgen{k}`, `attgen{k}` | `features.{i+1}.maskgen`, `attgen` |
-| `predictions` | `fc` | `classifier.1` |
+- `stem_conv`, `stem_bn`: `conv1`, `bn1` (MobileNetV2 `Conv1`, `bn_Conv1`:
+  `features.0.0`, `.1`);
+- `stage{s}_{b}_{k}_conv`, `_{k}_bn`: `layer{s}.{b-1}.conv{k}`, `.bn{k}`;
+- `stage{s}_{b}_proj`, `_proj_bn`: `layer{s}.{b-1}.downsample.0`, `.1`;
+- MobileNetV2 `block_{i}_expand`, `_depthwise`, `_project` (each with its
+  `_BN`): `features.{i+1}.conv.0.0`, `.0.1`, `.1.0`, `.1.1`, `.2`, `.3`;
+- the generators of convolution `k`: `maskgen{k}`, `attgen{k}` (MobileNetV2:
+  `features.{i+1}.maskgen`, `attgen`), their layers `conv.0`, `conv.1`,
+  `conv.3`;
+- `predictions`: `fc` (MobileNetV2 `classifier.1`).
 
 Layouts: convolutions `(O, I/g, kh, kw)` -> `(kh, kw, I/g, O)` (an MSGC
 convolution's grouped kernel has the dense kernel's shape, so a torchvision
@@ -181,7 +183,14 @@ def _mobilenet_name(name, blocks):
         return None
     index = 0 if match.group(2) is None else int(match.group(2))
     # The first block has no expansion: its modules are numbered one lower.
-    parts = ["expand", "expand_BN", "depthwise", "depthwise_BN", "project", "project_BN"]
+    parts = [
+        "expand",
+        "expand_BN",
+        "depthwise",
+        "depthwise_BN",
+        "project",
+        "project_BN",
+    ]
     modules = ["conv.0.0", "conv.0.1", "conv.1.0", "conv.1.1", "conv.2", "conv.3"]
     if index == 0:
         modules = [None, None, "conv.0.0", "conv.0.1", "conv.1", "conv.2"]
@@ -267,7 +276,8 @@ def load_torch_weights(model, source, dense=False):
         assignments.append((variable, value))
     if problems:
         raise ValueError(
-            f"{where} does not fit {model.name!r}: " + "; ".join(problems[:6])
+            f"{where} does not fit {model.name!r}: "
+            + "; ".join(problems[:6])
             + ". Nothing was loaded. Check the network, `attention`, `heads`, "
             "`classes` (1000 for ImageNet checkpoints) and `alpha`."
         )

@@ -108,7 +108,10 @@ def _parser():
         "and compare with the Keras model (max abs diff, latency); exit 1 if a "
         "difference exceeds --tolerance",
     )  # fmt: skip
-    export.add_argument("--tolerance", type=float, default=1e-4)
+    export.add_argument(
+        "--tolerance", type=_tolerance, default=1e-4,
+        help="largest difference allowed from the Keras model (default 1e-4)",
+    )  # fmt: skip
 
     convert = commands.add_parser(
         "convert",
@@ -175,8 +178,9 @@ def _parser():
     )
     tune.add_argument("--steps-per-epoch", type=int, help="default: whole split")
     tune.add_argument(
-        "--learning-rates", help="comma-separated candidates (default: the recipe's)"
-    )
+        "--learning-rates", type=_rates,
+        help="comma-separated candidates (default: the recipe's)",
+    )  # fmt: skip
     tune.add_argument("--tuner", default="grid", choices=["grid", "random",
                       "bayesian", "hyperband"])  # fmt: skip
     tune.add_argument("--max-trials", type=int, help="default: one per config")
@@ -258,7 +262,10 @@ def main(argv=None):
                 data_dir=args.data_dir,
                 download=args.download,
             )
-            print(json.dumps({k: round(float(v), 4) for k, v in result.items()}))
+            print(json.dumps({
+                k: v if isinstance(v, str | int) else round(float(v), 4)
+                for k, v in result.items()
+            }))  # fmt: skip
         elif args.command == "export":
             return _export(args)
         elif args.command == "convert":
@@ -279,8 +286,7 @@ def main(argv=None):
                 residual=args.residual,
                 epochs=args.epochs,
                 batch_size=args.batch_size,
-                learning_rates=args.learning_rates
-                and [float(v) for v in args.learning_rates.split(",")],
+                learning_rates=args.learning_rates,
                 tuner=args.tuner,
                 max_trials=args.max_trials,
                 steps_per_epoch=args.steps_per_epoch,
@@ -410,6 +416,34 @@ def _bn_batch(text):
         raise argparse.ArgumentTypeError(
             f"expected a number of examples or 'device', got {text!r}"
         ) from None
+
+
+def _rates(text):
+    """argparse type: comma-separated positive finite rates."""
+    import math
+
+    try:
+        rates = [float(v) for v in text.split(",")]
+    except ValueError:
+        rates = []
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive numbers, e.g. 0.05,0.1; got {text!r}"
+        )
+    return rates
+
+
+def _tolerance(text):
+    """argparse type: a finite number >= 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0; got {text!r}")
+    return value
 
 
 def _ints(text):

@@ -163,7 +163,9 @@ def load(
 
 
 # torchvision's ImageNet statistics, which the MSGC release normalises with.
-TORCH_MEAN, TORCH_STD = (tuple(v / 255 for v in values) for values in PREPROCESSING["torch"])
+TORCH_MEAN, TORCH_STD = (
+    tuple(v / 255 for v in values) for values in PREPROCESSING["torch"]
+)
 
 
 def _with_recipe(dataset_spec, recipe):
@@ -225,6 +227,19 @@ def _tfds(dataset_spec, training, data_dir, download, seed):
             f"{type(error).__name__}: {str(error).splitlines()[0][:300]}\n"
             f"{_how_to_prepare(name, data_dir)}"
         ) from None
+
+
+def split_size(name, split="eval", *, data_dir=None, download=False):
+    """`(split name, number of examples)` of a dataset's training or
+    evaluation split (what `load` reads, before batching)."""
+    dataset_spec = spec(name)
+    training = split == "train"
+    if dataset_spec.tfds_name is None:
+        images = _digits(split)
+    else:
+        images = _tfds(dataset_spec, training, data_dir, download, None)
+    split_name = dataset_spec.train_split if training else dataset_spec.eval_split
+    return split_name, int(images.cardinality())
 
 
 def _how_to_prepare(name, data_dir):

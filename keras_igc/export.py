@@ -32,6 +32,7 @@ from keras_igc import ops as igc_ops
 from keras_igc.complexity import model_complexity
 from keras_igc.layers import GroupConv2D, IGCConv2D
 from keras_igc.layers.igc_conv2d import select_implementation
+from keras_igc.validation import load_keras_model
 
 # Artifact name inside the export directory, by format.
 FORMATS = {"savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
@@ -364,7 +365,7 @@ def load_source(source, weights=None, **kwargs):
                 "A .keras file carries its own weights and configuration; "
                 "`weights` and builder arguments apply to application names only."
             )
-        return keras.saving.load_model(source)
+        return load_keras_model(source)
     from keras_igc import applications
 
     if source in applications.__all__ and source[0].isupper():

@@ -5,6 +5,8 @@ import os
 import keras
 import numpy as np
 
+from keras_igc.validation import load_keras_model
+
 
 def load_image(path, size, short_side=256):
     """An image file as a float32 RGB array: short side `short_side`, centre
@@ -33,9 +35,7 @@ def load_model(path):
 
     if os.fspath(path).endswith(".params"):
         return applications.from_release_weights(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No model file at {path!r}.")
-    return keras.saving.load_model(path)
+    return load_keras_model(path)
 
 
 def classify(model, images, top=5, mode="igc-release"):

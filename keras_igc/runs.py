@@ -110,7 +110,10 @@ class RunFolder:
                         f"{holder['pid']} on {holder['host']}). Wait for it to end, "
                         f"or train into another output folder."
                     ) from None
-                self.announce(f"keras-igc: removing the stale lock of a run that died ({self.lock_file})")
+                self.announce(
+                    f"keras-igc: removing the stale lock of a run that died "
+                    f"({self.lock_file})"
+                )
                 os.remove(self.lock_file)
                 continue
             with os.fdopen(fd, "w") as f:

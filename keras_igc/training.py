@@ -33,7 +33,7 @@ import keras
 from keras_igc import applications, data, runs
 from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
-from keras_igc.validation import finite_float, positive_int
+from keras_igc.validation import finite_float, load_keras_model, positive_int
 
 # The release's learning-rate drops, as (numerator, denominator) of the epochs,
 # in Python 2 integer arithmetic (`num_epochs*7/8` of 20 epochs is 17).
@@ -239,8 +239,10 @@ def train(
         if worker is None:
             run_callbacks = [
                 runs.RunRecorder(
-                    folder, plot=functools.partial(
-                        plot_history, title=f"{model} on {dataset}",
+                    folder,
+                    plot=functools.partial(
+                        plot_history,
+                        title=f"{model} on {dataset}",
                         drops=recipe.boundaries,
                     ),
                 ),  # fmt: skip
@@ -333,8 +335,7 @@ def _banner(network, model, dataset, schedule, folder, resumed):
         state = f"all {schedule.epochs} epochs are in {folder.backup}; finishing"
     else:
         state = (
-            f"resuming at epoch {resumed + 1} of {schedule.epochs} from "
-            f"{folder.backup}"
+            f"resuming at epoch {resumed + 1} of {schedule.epochs} from {folder.backup}"
         )
     return (
         f"keras-igc: {model} on {dataset}: {network.count_params():,} weights{macs}\n"
@@ -538,15 +539,19 @@ def _set_precision(mixed_precision):
 
 
 def evaluate(model_path, dataset, *, batch_size=None, data_dir=None, download=False):
-    """Loss and accuracy of a saved `.keras` model on a dataset's evaluation split."""
-    if not os.path.isfile(model_path):
-        raise ValueError(f"No model file at {model_path!r}; pass a saved .keras file.")
-    network = keras.saving.load_model(model_path)
+    """Loss and accuracy of a saved `.keras` model on a dataset's evaluation
+    split, with the split's name and size: `{"split", "examples", "loss",
+    "accuracy", ...}`."""
+    network = load_keras_model(model_path)
     eval_data = data.load(
         dataset, "eval", batch_size=batch_size or data.spec(dataset).batch_size,
         data_dir=data_dir, download=download,
     )  # fmt: skip
-    return network.evaluate(eval_data, return_dict=True, verbose=0)
+    split, examples = data.split_size(
+        dataset, "eval", data_dir=data_dir, download=download
+    )
+    result = network.evaluate(eval_data, return_dict=True, verbose=0)
+    return {"split": f"{dataset} {split}", "examples": examples, **result}
 
 
 def plot_history(csv_path, png_path=None, title=None, drops=()):

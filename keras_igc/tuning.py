@@ -324,7 +324,10 @@ def make_tuner(
     )
     if tuner == "hyperband":
         return cls(hypermodel, max_epochs=hypermodel.recipe.epochs, **common)
-    trials = max_trials or len(hypermodel.configs) * len(hypermodel.learning_rates)
+    trials = (
+        len(hypermodel.configs) * len(hypermodel.learning_rates)
+        if max_trials is None else max_trials
+    )  # fmt: skip
     return cls(hypermodel, max_trials=positive_int(trials, "max_trials"), **common)
 
 

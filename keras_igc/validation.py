@@ -5,14 +5,14 @@ import numbers
 
 
 def positive_int(value, name, owner=None):
-    """`value` if it is a positive integer (a bool is not), else a ValueError
-    that names the argument and the value received."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """`value` as an int if it is a positive integer (Python or NumPy; a bool
+    is not), else a ValueError that names the argument and the value."""
+    if not is_integer(value) or value < 1:
         prefix = f"{owner} " if owner else ""
         raise ValueError(
             f"{prefix}`{name}` must be a positive integer. Received: {name}={value!r}."
         )
-    return value
+    return int(value)
 
 
 def finite_float(value, name, owner=None, *, positive=False):
@@ -44,3 +44,34 @@ def non_negative_int(value, name, owner=None):
             f"{name}={value!r}."
         )
     return int(value)
+
+
+def load_keras_model(path, **kwargs):
+    """`keras.saving.load_model(path)` with errors that say what is wrong with
+    the file (missing, not a `.keras` archive, truncated)."""
+    import os
+    import zipfile
+
+    import keras
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"No model file at {path!r}; pass a saved .keras file.")
+    if not path.endswith(".keras"):
+        raise ValueError(
+            f"{path!r} is not a .keras file; pass a model saved with "
+            f"model.save('name.keras')."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is not a complete .keras archive ({os.path.getsize(path)} "
+            f"bytes; a .keras file is a zip): the save that wrote it was probably "
+            f"interrupted. Use another checkpoint or save the model again."
+        )
+    try:
+        return keras.saving.load_model(path, **kwargs)
+    except (OSError, zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(
+            f"{path!r} could not be read as a Keras model ({type(error).__name__}: "
+            f"{error}); it may be truncated."
+        ) from error

@@ -3,8 +3,8 @@
 import pathlib
 
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_igc import data

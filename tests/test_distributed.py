@@ -146,7 +146,7 @@ def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     ports = _free_ports(2)
     workers = _start_workers(str(output), ports, logs)
     history = output / "history.csv"
-    # Wait for the chief to finish epoch 0, then kill worker 1 in epoch 1.
+    # Wait for the chief to finish epoch 1, then kill worker 1 in epoch 2.
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if any(w.poll() is not None for w in workers):
@@ -157,7 +157,7 @@ def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     workers[1].send_signal(signal.SIGKILL)
     workers[1].wait()
     done_before_kill = _history_epochs(history)
-    assert done_before_kill == [0], (done_before_kill, _logs(logs))
+    assert done_before_kill == [1], (done_before_kill, _logs(logs))
     # The chief now waits on a collective that will never come: stop it too.
     time.sleep(1)
     workers[0].send_signal(signal.SIGKILL)
@@ -182,7 +182,8 @@ def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     assert not (output / "workers" / "worker-1" / "backup").exists()
     # Only the chief writes the run's history, checkpoints and logs.
     assert sorted(os.listdir(output / "workers" / "worker-1")) == [
-        "FINISHED", "model.keras"
+        "FINISHED",
+        "model.keras",
     ]
 
 

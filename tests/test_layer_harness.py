@@ -87,7 +87,8 @@ def test_mac_regularizer_passes_keras_run_layer_test():
     harness.run_layer_test(
         keras_igc.MACRegularizer,
         init_kwargs=dict(
-            dense_macs=1000.0, static_macs=10.0,
+            dense_macs=1000.0,
+            static_macs=10.0,
             convolutions=[{"macs": 900.0, "heads": 2}],
             bonuses=[{"reader": 0, "upstream_macs": 50.0}],
         ),  # fmt: skip

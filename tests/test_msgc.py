@@ -64,13 +64,16 @@ def test_hosts_mask_where_the_release_does():
     masked = {l.name: l for l in resnet.layers if isinstance(l, MSGCConv2D)}
     assert [masked[f"stage2_1_{k}_conv"].heads for k in (1, 2, 3)] == [1, 4, 1]
     assert [masked[f"stage2_1_{k}_conv"].attention for k in (1, 2, 3)] == [
-        False, True, False
+        False,
+        True,
+        False,
     ]
     assert "stage2_1_proj" not in masked
     # Every generator of a block reads the block input (256 channels here).
     for k in (1, 2, 3):
         assert masked[f"stage2_1_{k}_conv"].mask_generator.reduce.kernel.shape == (
-            256, 32
+            256,
+            32,
         )
     resnet18 = applications.MSGCResNet18(attention=True, **SMALL)
     assert all(

@@ -202,7 +202,9 @@ def test_regularizer_rejects_bad_counts_and_gates():
     with pytest.raises(ValueError, match="'reader': j"):
         keras_igc.MACRegularizer(1, convolutions=one, bonuses=[{"reader": 0}])
     with pytest.raises(ValueError, match="indexes the 1 convolutions"):
-        keras_igc.MACRegularizer(1, convolutions=one, bonuses=[{"reader": 0, "producer": 3}])
+        keras_igc.MACRegularizer(
+            1, convolutions=one, bonuses=[{"reader": 0, "producer": 3}]
+        )
     regularizer = keras_igc.MACRegularizer(dense_macs=1, convolutions=one)
     with pytest.raises(ValueError, match="counts 1 masked convolutions.*0 gate"):
         regularizer([np.ones((1, 2), "float32")])

@@ -83,7 +83,9 @@ def test_logits_masks_and_macs_equal_the_release(loaded):
     expected = FIXTURE[f"{variant}/logits"]
     np.testing.assert_allclose(logits, expected, atol=1e-4 * np.abs(expected).max())
     gates = gates_by_generator(model, x)
-    names = [k.split("/", 2)[2] for k in FIXTURE.files if k.startswith(f"{variant}/masks/")]
+    names = [
+        k.split("/", 2)[2] for k in FIXTURE.files if k.startswith(f"{variant}/masks/")
+    ]
     assert sorted(gates) == sorted(names)
     for name in names:
         np.testing.assert_array_equal(gates[name], FIXTURE[f"{variant}/masks/{name}"])
@@ -175,7 +177,9 @@ def open_all_gates(model):
     [("resnet18", "MSGCResNet18"), ("resnet50", "MSGCResNet50"),
      ("mobilenetv2", "MSGCMobileNetV2")],
 )  # fmt: skip
-def test_torchvision_weights_start_the_host_as_the_torchvision_network(network, builder):
+def test_torchvision_weights_start_the_host_as_the_torchvision_network(
+    network, builder
+):
     dense = state_dict(f"torchvision_{network}")
     model = applications.get_host(
         builder, input_shape=(SIZE, SIZE, 3), classifier_activation=None,

@@ -2,7 +2,9 @@
 same command again, ends with one complete run (TensorFlow only)."""
 
 import csv
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -108,7 +110,8 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
 def test_a_stale_lock_is_taken_over(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "run.lock").write_text('{"pid": 999999999, "host": "%s"}' % os.uname()[1])
+    stale = {"pid": 999999999, "host": socket.gethostname()}
+    (out / "run.lock").write_text(json.dumps(stale))
     training.train("RegConv-W16", "digits", str(out), **dict(ARGS, epochs=1))
     assert "stale lock" in capsys.readouterr().out
 

@@ -39,6 +39,11 @@ class ChannelShuffle(keras.layers.Layer):
         self.permutation = None
 
     def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"ChannelShuffle needs an input of rank 2 or more (batch, ..., "
+                f"channels). Received input_shape={tuple(input_shape)}."
+            )
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(
@@ -52,6 +57,7 @@ class ChannelShuffle(keras.layers.Layer):
                 f"of `groups`. Received input_shape={input_shape}."
             )
         self.permutation = shuffle_permutation(channels, self.groups)
+        self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: channels})
 
     def call(self, inputs):
         return ops.take(inputs, self.permutation, axis=-1)

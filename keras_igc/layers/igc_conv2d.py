@@ -216,6 +216,9 @@ class IGCConv2D(keras.layers.Layer):
 
     def build(self, input_shape):
         self._check_input_shape(input_shape)
+        _check_size(self, input_shape[-1])
+        # Called later on another width, Keras refuses it (as for Conv2D).
+        self.input_spec = keras.InputSpec(ndim=4, axes={-1: input_shape[-1]})
         self.primary.build(input_shape)
         mid_shape = self.primary.compute_output_shape(input_shape)
         self.permutation.build(mid_shape)
@@ -392,3 +395,20 @@ def _int_pair(name, value):
             f"positive integers. Received: {name}={value!r}."
         )
     return pair
+
+
+MAX_WEIGHTS = 2**31  # per layer: 8 GiB of float32
+
+
+def _check_size(layer, channels):
+    """Refuse a layer too large to allocate, before TensorFlow tries."""
+    L, M = layer.primary_partitions, layer.secondary_partitions
+    area = math.prod(layer.kernel_size)
+    weights = channels * M * area + L * M * L  # primary + secondary kernels
+    if weights > MAX_WEIGHTS:
+        raise ValueError(
+            f"IGCConv2D {layer.name!r} with {channels} input channels, L={L} and "
+            f"M={M} would hold {weights:,} weights ({weights * 4 / 2**30:.0f} GiB "
+            f"as float32), more than {MAX_WEIGHTS:,}. Check L and M: an IGC block "
+            f"of width G = L*M has about G*M*{area} + G*L weights."
+        )

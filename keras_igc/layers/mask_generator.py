@@ -23,9 +23,9 @@ class MaskGenerator(keras.layers.Layer):
     `(batch, heads, channels)`: the MSGC release's `MaskGen` (`AttGen` with
     `attention=True`), initialised as it initialises them. The last bias
     starts at `initial_bias` (MSGC: 2.0), so the gates start open and the
-    network starts as the dense one. With `attention=True` it is MSGC's attention generator instead: the
-    last layer starts at weight 0 and bias 1 and its real-valued output
-    scales the masks.
+    network starts as the dense one. With `attention=True` it is MSGC's
+    attention generator instead: the last layer starts at weight 0 and bias
+    1 and its real-valued output scales the masks.
 
     Args:
         heads: number of heads (groups) of the convolution it feeds.

@@ -138,10 +138,14 @@ class MSGCConv2D(keras.layers.Layer):
         copies = (*x_shape[:-1], self.heads * channels)
         self.conv.build(copies)
         self.output_size = tuple(self.conv.compute_output_shape(copies)[1:3])
-        self.input_spec = [
-            keras.InputSpec(ndim=4, axes={-1: channels}),
-            keras.InputSpec(ndim=4, axes={-1: source_shape[-1]}),
-        ] if _is_pair(input_shape) else keras.InputSpec(ndim=4, axes={-1: channels})
+        self.input_spec = (
+            [
+                keras.InputSpec(ndim=4, axes={-1: channels}),
+                keras.InputSpec(ndim=4, axes={-1: source_shape[-1]}),
+            ]
+            if _is_pair(input_shape)
+            else keras.InputSpec(ndim=4, axes={-1: channels})
+        )
 
     @property
     def kernel(self):
