@@ -19,6 +19,7 @@ TENSORFLOW_ONLY = [
     "keras_igc/export.py",
     "keras_igc/tuning.py",
     "tests/test_applications.py",
+    "tests/test_bad_inputs.py",
     "tests/test_data.py",
     "tests/test_distributed.py",
     "tests/test_export.py",

@@ -214,11 +214,14 @@ def _model_args(parser):
     )  # fmt: skip
 
 
-def _data_args(parser):
-    from keras_igc.data import DATASETS
+# `keras_igc.data.DATASETS`, named here so that parsing needs no TensorFlow
+# (tests/test_cli.py checks that the two agree).
+DATASET_NAMES = ("cifar10", "cifar100", "svhn_cropped", "imagenet2012", "digits")
 
+
+def _data_args(parser):
     parser.add_argument(
-        "--dataset", default="cifar10", choices=list(DATASETS),
+        "--dataset", default="cifar10", choices=DATASET_NAMES,
         help="digits works offline; the others are TFDS datasets (default cifar10)",
     )  # fmt: skip
     parser.add_argument("--data-dir", help="folder of prepared TFDS datasets")
@@ -230,6 +233,7 @@ def _data_args(parser):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    _start_keras()
     try:
         if args.command == "train":
             from keras_igc import training
@@ -309,6 +313,37 @@ def main(argv=None):
         print(f"keras-igc {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _start_keras():
+    """Import Keras and TensorFlow with their start-up logs held back (shown
+    only if the import fails), then the package (which registers its layers).
+    `KERAS_IGC_VERBOSE=1` shows them."""
+    import os
+    import tempfile
+
+    import keras_igc
+
+    if os.environ.get("KERAS_IGC_VERBOSE") or "tensorflow" in sys.modules:
+        keras_igc._load()
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import keras  # noqa: F401  (starts the backend)
+
+            keras_igc._load()
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _msgc_train_args(args):

@@ -249,9 +249,13 @@ class AtomicBackup(keras.callbacks.BackupAndRestore):
     (the run folder removes it once the final model is safe), and no backup
     of a diverged epoch."""
 
-    def __init__(self, backup_dir, after_save=None):
+    def __init__(self, backup_dir, after_save=None, read_only=False):
         super().__init__(backup_dir, delete_checkpoint=False)
         self.after_save = after_save  # e.g. RunFolder.commit
+        # Synchronous replicas hold the same state: the other workers of a
+        # multi-worker run restore from the chief's backup and write none, so
+        # every worker resumes at the epoch the chief does.
+        self.read_only = read_only
 
     def on_epoch_end(self, epoch, logs=None):
         if _diverged(logs):
@@ -259,6 +263,8 @@ class AtomicBackup(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
+        if self.read_only:
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
         with atomic_path(self._weights_path) as temporary:
             self.model.save_weights(temporary, overwrite=True)

@@ -217,7 +217,8 @@ def train(
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
     strategy = strategy or distribution_strategy()
     # Every worker trains; the chief writes the run into `output_dir`, the
-    # others keep their backup (and final model) in a folder of their own.
+    # others restore from its backup and keep their final model in a folder
+    # of their own.
     worker = _worker_name(strategy)
     run_dir = output_dir if worker is None else os.path.join(output_dir, worker)
     train_data, eval_data, steps_per_epoch = fit_data(
@@ -250,7 +251,8 @@ def train(
                 keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
             ]
         else:
-            run_callbacks = [runs.AtomicBackup(folder.backup)]
+            chief_backup = runs.RunFolder(output_dir).backup
+            run_callbacks = [runs.AtomicBackup(chief_backup, read_only=True)]
         run_callbacks.append(keras.callbacks.TerminateOnNaN())
         # The policy is global in Keras: set it for this run only.
         previous_policy = keras.config.dtype_policy()

@@ -1,0 +1,114 @@
+"""Every bad input a user reported gets a clear error naming the value and the
+fix, and nothing answers a question about arguments by starting TensorFlow
+(TensorFlow only: it runs the command line)."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_igc import ChannelShuffle, IGCConv2D, applications, cli, data, msgc, training
+
+
+def test_command_line_parses_without_tensorflow(tmp_path):
+    # A `tensorflow` that cannot be imported: --help and typos still answer.
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('TensorFlow was imported')")
+    script = os.path.join(os.path.dirname(sys.executable), "keras-igc")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "usage: keras-igc" in result.stdout
+    result = subprocess.run(
+        [script, "train", "--datset", "x"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2 and "unrecognized arguments: --datset" in result.stderr
+    assert "TensorFlow was imported" not in result.stderr
+
+
+def test_the_command_line_knows_every_dataset():
+    assert set(cli.DATASET_NAMES) == set(data.DATASETS)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["tune", "--learning-rates", "x"], "argument --learning-rates: expected"),
+        (["tune", "--learning-rates", "0.1,-1"], "argument --learning-rates"),
+        (["export", "IGC-L24M2", "--output", "o", "--tolerance", "-1"],
+         "argument --tolerance: expected a number >= 0"),
+    ],
+)  # fmt: skip
+def test_bad_flags_are_named_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("implementation", ["dense", "split", "grouped"])
+def test_a_built_igc_layer_refuses_another_width(implementation):
+    layer = IGCConv2D(4, 2, implementation=implementation)
+    layer(np.zeros((1, 6, 6, 8), "float32"))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 8"):
+        layer(np.zeros((1, 6, 6, 16), "float32"))
+
+
+def test_numpy_integers_are_integers():
+    layer = IGCConv2D(np.int64(4), np.int32(2), padding="same")
+    assert layer(np.zeros((1, 4, 4, 8), "float32")).shape == (1, 4, 4, 8)
+    assert type(layer.primary_partitions) is int
+
+
+def test_an_absurd_igc_layer_is_refused_before_allocating():
+    layer = IGCConv2D(4096, 4096)
+    with pytest.raises(ValueError, match="would hold .* weights.*Check L and M"):
+        layer.build((None, 8, 8, 4096 * 4096))
+
+
+def test_channel_shuffle_needs_channels():
+    with pytest.raises(ValueError, match="rank 2 or more"):
+        ChannelShuffle(2)(np.float32(1.0))
+
+
+def test_a_registered_name_keeps_its_partitions():
+    with pytest.raises(ValueError, match="IGC-L24M2 fixes primary_partitions=24"):
+        applications.get_model("IGC-L24M2", primary_partitions=4)
+
+
+def test_convert_names_bad_rules():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+    with pytest.raises(ValueError, match="`rules` is a function of a layer"):
+        msgc.convert(model, {"conv2d": {"heads": 2}})
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"plain text"])
+def test_broken_keras_files_are_named(tmp_path, content):
+    path = tmp_path / "model.keras"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="model.keras.*(not a complete|truncated)"):
+        training.evaluate(str(path), "digits")
+
+
+def test_weights_files_that_do_not_fit_are_named(tmp_path):
+    text = tmp_path / "notes.weights.h5"
+    text.write_text("not weights")
+    with pytest.raises(ValueError, match="notes.weights.h5.*not an HDF5 weights file"):
+        applications.get_model("IGC-L24M2", depth=8, weights=str(text))
+    other = tmp_path / "other.weights.h5"
+    applications.get_model("RegConv-W16", depth=8).save_weights(str(other))
+    with pytest.raises(ValueError, match="other.weights.h5.*do not fit"):
+        applications.get_model("IGC-L24M2", depth=8, weights=str(other))
+
+
+def test_evaluate_says_which_split_and_how_many_examples(tmp_path, capsys):
+    model = applications.get_model("RegConv-W16", depth=8, input_shape=(32, 32, 1))
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    assert cli.main(["evaluate", path, "--dataset", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert '"split": "digits test"' in out and '"examples": 360' in out
