@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from keras_igc.complexity import model_complexity
-from keras_igc.layers import MACRegularizer, MSGCConv2D
+from keras_igc.layers import MACRegularizer, MaskGenerator, MSGCConv2D
 from keras_igc.optimizers import CoupledSGD, EpochCosineDecay
 from keras_igc.validation import finite_float, positive_int
 
@@ -162,6 +162,18 @@ def inference_macs(model, x):
     gates = probe(x, training=False)
     gates = gates if isinstance(gates, list | tuple) else [gates]
     return keras.ops.convert_to_numpy(regularizer.count_macs(gates, per_sample=True))
+
+
+def open_gates(model, logit=100.0):
+    """Open every gate of an MSGC model: the mask generators' last bias set to
+    `logit`, so the network computes the dense network it started from (e.g.
+    to check that dense weights loaded). Attention generators are left as
+    they are."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, MaskGenerator) and not layer.attention:
+            layer.expand.bias.assign(
+                np.full(layer.expand.units, logit, layer.expand.bias.dtype)
+            )
 
 
 def _regularizer(model):

@@ -25,7 +25,9 @@ def test_command_line_parses_without_tensorflow(tmp_path):
     result = subprocess.run(
         [script, "train", "--datset", "x"], capture_output=True, text=True, env=env
     )
-    assert result.returncode == 2 and "unrecognized arguments: --datset" in result.stderr
+    assert (
+        result.returncode == 2 and "unrecognized arguments: --datset" in result.stderr
+    )
     assert "TensorFlow was imported" not in result.stderr
 
 
@@ -52,8 +54,28 @@ def test_bad_flags_are_named_by_the_parser(argv, message, capsys):
 def test_a_built_igc_layer_refuses_another_width(implementation):
     layer = IGCConv2D(4, 2, implementation=implementation)
     layer(np.zeros((1, 6, 6, 8), "float32"))
-    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 8"):
+    with pytest.raises(
+        ValueError, match="expected axis -1 of input shape to have value 8"
+    ):
         layer(np.zeros((1, 6, 6, 16), "float32"))
+
+
+def test_msgc_layers_refuse_another_width():
+    from keras_igc import MaskGenerator, MSGCConv2D
+
+    for layer, built, other in [
+        (MaskGenerator(2, 4), (1, 5, 5, 8), (1, 5, 5, 6)),
+        (MSGCConv2D(4, 3, heads=2), (1, 5, 5, 8), (1, 5, 5, 6)),
+    ]:
+        layer(np.zeros(built, "float32"))
+        with pytest.raises(ValueError, match="expected axis -1 of input shape"):
+            layer(np.zeros(other, "float32"))
+
+
+def test_tune_counts_are_checked(capsys):
+    argv = ["tune", "--dataset", "digits", "--max-trials", "0", "--directory"]
+    assert cli.main([*argv, "/tmp/keras-igc-never"]) == 2
+    assert "`max_trials` must be a positive integer" in capsys.readouterr().err
 
 
 def test_numpy_integers_are_integers():

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_igc import GumbelSigmoidGate, MaskGenerator, MSGCConv2D, applications, msgc
+from keras_igc import GumbelSigmoidGate, MSGCConv2D, applications, msgc
 from keras_igc.applications import torch_weights
 
 HERE = os.path.dirname(__file__)
@@ -166,12 +166,6 @@ def test_training_step_mac_loss_equals_the_release(loaded, monkeypatch):
     assert macs == pytest.approx(FIXTURE[f"{variant}/train_macs"][0], rel=tolerance)
 
 
-def open_all_gates(model):
-    for layer in model._flatten_layers():
-        if isinstance(layer, MaskGenerator) and not layer.attention:
-            layer.expand.bias.assign(np.full(layer.expand.units, 100.0, "float32"))
-
-
 @pytest.mark.parametrize(
     "network, builder",
     [("resnet18", "MSGCResNet18"), ("resnet50", "MSGCResNet50"),
@@ -185,7 +179,7 @@ def test_torchvision_weights_start_the_host_as_the_torchvision_network(
         builder, input_shape=(SIZE, SIZE, 3), classifier_activation=None,
         dense_weights=dense,
     )  # fmt: skip
-    open_all_gates(model)
+    msgc.open_gates(model)
     expected = FIXTURE[f"torchvision_{network}/logits"]
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(model(images())), expected,

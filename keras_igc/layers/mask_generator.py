@@ -83,6 +83,7 @@ class MaskGenerator(keras.layers.Layer):
                 f"channels. Received input_shape={tuple(input_shape)}."
             )
         hidden = self.hidden_units(input_shape[-1])
+        self.input_spec = keras.InputSpec(ndim=4, axes={-1: input_shape[-1]})
         self.reduce = keras.layers.Dense(
             hidden,
             use_bias=False,
