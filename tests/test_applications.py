@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -110,10 +112,13 @@ def small_input(name):
 
 def build(name, **kwargs):
     if applications.dataset_of(name) == "cifar":
-        kwargs.setdefault("depth", 8 if "Ident" not in name else 8)
-        if name.startswith(("IGC-L32", "IGC-L16")):
-            # Same structure at a width the CPU tests can afford.
-            kwargs.setdefault("primary_partitions", 4)
+        kwargs.setdefault("depth", 8)
+        wide = re.fullmatch(r"IGC-L(?:32|16)M(\d+)(\+Ident\.)?", name)
+        if wide:  # the same structure at a width the CPU tests can afford
+            return applications.cifar.igc_cifar_network(
+                primary_partitions=4, secondary_partitions=int(wide.group(1)),
+                residual=bool(wide.group(2)), **kwargs,
+            )  # fmt: skip
     return applications.get_model(name, **kwargs)
 
 
