@@ -10,8 +10,17 @@ from torch import nn
 
 
 def shuffle(x, groups):
-    """Channel shuffle of an NCHW tensor: the IGC permutation for `groups=L`."""
+    """Channel shuffle of an NCHW tensor: the IGC permutation for `groups=L`.
+
+    A channels_last tensor stays channels_last (the shuffle runs on its NHWC
+    view), so a network converted with `.to(memory_format=torch.channels_last)`
+    keeps oneDNN's native layout throughout, as a user tuning for speed would.
+    """
     n, c, h, w = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.permute(0, 2, 3, 1)
+        nhwc = nhwc.reshape(n, h, w, groups, c // groups).transpose(3, 4)
+        return nhwc.reshape(n, h, w, c).permute(0, 3, 1, 2)
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 

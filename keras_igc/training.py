@@ -263,7 +263,8 @@ def train(
                     network, msgc_callbacks = _msgc_network(
                         host, dataset, msgc_recipe, model_options, steps_per_epoch
                     )
-                    run_callbacks = [*run_callbacks, *msgc_callbacks]
+                    # First, so that the epoch's logs carry tau to the history.
+                    run_callbacks = [*msgc_callbacks, *run_callbacks]
                     schedule = msgc_recipe
                 else:
                     network = build_model(
