@@ -72,10 +72,15 @@ def test_msgc_layers_refuse_another_width():
             layer(np.zeros(other, "float32"))
 
 
-def test_tune_counts_are_checked(capsys):
-    argv = ["tune", "--dataset", "digits", "--max-trials", "0", "--directory"]
-    assert cli.main([*argv, "/tmp/keras-igc-never"]) == 2
-    assert "`max_trials` must be a positive integer" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "flag, message",
+    [(["--max-trials", "0"], "`max_trials` must be a positive integer"),
+     (["--epochs", "0"], "`epochs` must be a positive integer")],
+)  # fmt: skip
+def test_tune_counts_are_checked(flag, message, capsys, tmp_path):
+    argv = ["tune", "--dataset", "digits", *flag, "--directory", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_numpy_integers_are_integers():

@@ -125,9 +125,11 @@ def test_a_diverging_run_stops_and_is_not_finished(tmp_path):
     assert not (out / "FINISHED").exists() and not (out / "model.keras").exists()
 
 
-@pytest.mark.parametrize("kind", ["file", "read-only"])
+@pytest.mark.parametrize("kind", ["file", "read-only", "empty"])
 def test_an_output_that_cannot_hold_a_run_is_named(tmp_path, kind):
-    if kind == "file":
+    if kind == "empty":
+        out, message = "", "output folder is empty"
+    elif kind == "file":
         out = tmp_path / "taken"
         out.write_text("x")
         message = "is a file"
