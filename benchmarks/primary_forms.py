@@ -1,0 +1,100 @@
+"""Forms of the IGC primary (3x3 grouped) convolution in TensorFlow on CPU.
+
+    python benchmarks/primary_forms.py
+
+Times, in one tf.function each and one process, the primary convolution of
+IGC-L24M2's three CIFAR stages (batch 64) computed as: L separate
+convolutions concatenated ("split"), one block-diagonal dense convolution
+("dense"), an im2col gather with one batched matmul per partition
+("im2col"), and TensorFlow's grouped convolution under XLA ("xla grouped",
+the only way TensorFlow runs `Conv2D(groups)` on CPU). Each form is checked
+against the dense one. Results are in benchmarks/NOTES.md.
+"""
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+STAGES = [(64, 8, 192, 24), (64, 16, 96, 24), (64, 32, 48, 24)]  # N, HxW, C, L
+
+
+def median_ms(function, x, runs=30):
+    for _ in range(5):
+        function(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function(x).numpy()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def forms(batch, size, channels, partitions):
+    m = channels // partitions
+    rng = np.random.default_rng(0)
+    kernel = rng.random((3, 3, m, channels)).astype("float32")  # grouped HWIO
+    dense = np.zeros((3, 3, channels, channels), "float32")
+    for g in range(partitions):
+        block = slice(g * m, (g + 1) * m)
+        dense[:, :, block, block] = kernel[:, :, :, block]
+    kernel, dense = tf.constant(kernel), tf.constant(dense)
+    # (L, 9*M, M): each partition's kernel as one matrix for im2col.
+    per_partition = tf.reshape(
+        tf.transpose(tf.reshape(kernel, (3, 3, m, partitions, m)), (3, 0, 1, 2, 4)),
+        (partitions, 9 * m, m),
+    )
+
+    @tf.function
+    def split(x):
+        parts = zip(
+            tf.split(x, partitions, -1), tf.split(kernel, partitions, -1), strict=True
+        )
+        return tf.concat([tf.nn.conv2d(a, k, 1, "SAME") for a, k in parts], -1)
+
+    @tf.function
+    def dense_form(x):
+        return tf.nn.conv2d(x, dense, 1, "SAME")
+
+    @tf.function
+    def im2col(x):
+        padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        shifts = [
+            padded[:, i : i + size, j : j + size] for i in range(3) for j in range(3)
+        ]
+        columns = tf.reshape(tf.stack(shifts, 3), (-1, 9, partitions, m))
+        columns = tf.reshape(
+            tf.transpose(columns, (2, 0, 1, 3)), (partitions, -1, 9 * m)
+        )
+        out = tf.matmul(columns, per_partition)
+        return tf.reshape(tf.transpose(out, (1, 0, 2)), (batch, size, size, channels))
+
+    @tf.function(jit_compile=True)
+    def xla_grouped(x):
+        return tf.nn.conv2d(x, kernel, 1, "SAME")
+
+    return {"split": split, "dense": dense_form, "im2col": im2col,
+            "xla grouped": xla_grouped}  # fmt: skip
+
+
+def main():
+    for batch, size, channels, partitions in STAGES:
+        x = tf.constant(
+            np.random.default_rng(1).random((batch, size, size, channels), "float32")
+        )
+        found = forms(batch, size, channels, partitions)
+        expected = found["dense"](x).numpy()
+        for name, function in found.items():
+            error = np.abs(function(x).numpy() - expected).max()
+            print(
+                f"{size:>2}x{size} C={channels:<3} L={partitions}  {name:<12} "
+                f"{median_ms(function, x):7.2f} ms  (max diff {error:.1e})"
+            )
+
+
+if __name__ == "__main__":
+    main()
