@@ -9,6 +9,8 @@ import os
 import keras
 from keras.src.applications import imagenet_utils
 
+from keras_igc.validation import check_keras_archive
+
 POOLINGS = (None, "avg", "max")
 # The arguments every keras.applications builder takes, in order.
 APPLICATION_ARGS = (
@@ -78,10 +80,8 @@ def load_keras_weights(model, path):
             f"{path!r} is not an HDF5 weights file (saved with "
             f"model.save_weights('name.weights.h5')); it starts with {head!r}."
         )
-    if path.endswith(".keras") and not head.startswith(b"PK"):
-        raise ValueError(
-            f"{path!r} is not a .keras archive (a zip); it may be truncated."
-        )
+    if path.endswith(".keras"):
+        check_keras_archive(path)
     try:
         with warnings.catch_warnings():
             # Keras warns per layer before it fails; the error below says it once.

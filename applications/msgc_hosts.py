@@ -448,8 +448,8 @@ def MSGCResNet18(
         mac_weight=mac_weight,
     )  # fmt: skip
     return _network(
-        _resnet(_basic_block, (2, 2, 2, 2)), _arguments(locals()), masks,
-        "msgc_resnet18",
+        _resnet(_basic_block, (2, 2, 2, 2)),
+        conventions.application_args(locals()), masks, "msgc_resnet18",
     )  # fmt: skip
 
 
@@ -472,8 +472,8 @@ def MSGCResNet50(
         mac_weight=mac_weight,
     )  # fmt: skip
     return _network(
-        _resnet(_bottleneck, (3, 4, 6, 3)), _arguments(locals()), masks,
-        "msgc_resnet50",
+        _resnet(_bottleneck, (3, 4, 6, 3)),
+        conventions.application_args(locals()), masks, "msgc_resnet50",
     )  # fmt: skip
 
 
@@ -497,8 +497,9 @@ def MSGCMobileNetV2(
         mac_weight=mac_weight,
     )  # fmt: skip
     return _network(
-        _mobilenet_v2(alpha), _arguments(locals()), masks, "msgc_mobilenetv2"
-    )
+        _mobilenet_v2(alpha), conventions.application_args(locals()), masks,
+        "msgc_mobilenetv2",
+    )  # fmt: skip
 
 
 def ResNet50(
@@ -520,13 +521,9 @@ def ResNet50(
     `keras.applications.ResNet50`.
     """
     return _network(
-        _resnet(_bottleneck, (3, 4, 6, 3)), _arguments(locals()),
+        _resnet(_bottleneck, (3, 4, 6, 3)), conventions.application_args(locals()),
         dict(msgc=False, heads=1, attention=False), "resnet50_v1_5",
     )  # fmt: skip
-
-
-def _arguments(arguments):
-    return conventions.application_args(arguments)
 
 
 MSGCResNet18.__doc__ = _HOST_DOC.format(

@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import socket
 
 import keras
@@ -235,13 +236,7 @@ class RunFolder:
             keras.saving.load_model(temporary, compile=False)
         write_text(self.finished, json.dumps({"epochs": epochs}) + "\n")
         with contextlib.suppress(FileNotFoundError):
-            _remove_tree(self.backup)
-
-
-def _remove_tree(path):
-    import shutil
-
-    shutil.rmtree(path)
+            shutil.rmtree(self.backup)
 
 
 class AtomicBackup(keras.callbacks.BackupAndRestore):

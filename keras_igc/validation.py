@@ -62,12 +62,7 @@ def load_keras_model(path, **kwargs):
             f"{path!r} is not a .keras file; pass a model saved with "
             f"model.save('name.keras')."
         )
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path!r} is not a complete .keras archive ({os.path.getsize(path)} "
-            f"bytes; a .keras file is a zip): the save that wrote it was probably "
-            f"interrupted. Use another checkpoint or save the model again."
-        )
+    check_keras_archive(path)
     try:
         return keras.saving.load_model(path, **kwargs)
     except (OSError, zipfile.BadZipFile, KeyError) as error:
@@ -75,3 +70,17 @@ def load_keras_model(path, **kwargs):
             f"{path!r} could not be read as a Keras model ({type(error).__name__}: "
             f"{error}); it may be truncated."
         ) from error
+
+
+def check_keras_archive(path):
+    """A ValueError naming `path` if it is not a whole `.keras` archive (a zip),
+    e.g. one whose save was interrupted."""
+    import os
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is not a complete .keras archive ({os.path.getsize(path)} "
+            f"bytes; a .keras file is a zip): the save that wrote it was probably "
+            f"interrupted. Use another checkpoint or save the model again."
+        )

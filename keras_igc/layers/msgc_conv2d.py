@@ -155,21 +155,20 @@ class MSGCConv2D(keras.layers.Layer):
     def masks(self, inputs, training=False):
         """The heads' channel masks, `(batch, heads, C_in)` (attention included)."""
         _, source = _split(inputs)
+        return self._gates_and_masks(source, training)[1]
+
+    def _gates_and_masks(self, source, training):
+        """`(0/1 gates, gates scaled by the attention)` from the mask source."""
         gates = self.gate(
             self.mask_generator(source, training=training), training=training
         )
-        if self.attention:
-            gates = gates * self.attention_generator(source, training=training)
-        return gates
+        if not self.attention:
+            return gates, gates
+        return gates, gates * self.attention_generator(source, training=training)
 
     def call(self, inputs, training=None):
         x, source = _split(inputs)
-        gates = self.gate(
-            self.mask_generator(source, training=training), training=training
-        )
-        masks = gates
-        if self.attention:
-            masks = masks * self.attention_generator(source, training=training)
+        gates, masks = self._gates_and_masks(source, training)
         masks = ops.cast(masks, x.dtype)
         batch, height, width, channels = ops.shape(x)
         copies = ops.expand_dims(x, 3) * ops.reshape(
