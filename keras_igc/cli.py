@@ -206,7 +206,9 @@ def _parser():
 def _model_args(parser):
     parser.add_argument(
         "--model", default="IGC-L24M2", help="a registered network name, e.g. "
-        "IGC-L24M2, IGC-L4M8+Ident., RegConv-W16 (see `keras-igc info --list`)",
+        "IGC-L24M2, IGC-L4M8+Ident., RegConv-W16 (see `keras-igc info --list`); "
+        "train also takes the MSGC hosts MSGC-ResNet18, MSGC-ResNet50, "
+        "MSGC-MobileNetV2",
     )  # fmt: skip
     parser.add_argument(
         "--depth", type=int, default=20, help="depth of CIFAR networks: 3k+2 plain, "
