@@ -10,6 +10,7 @@ stage. In IGC nets L stays fixed and M doubles from stage to stage.
 
 import keras
 
+from keras_igc import statistics
 from keras_igc.applications import conventions
 from keras_igc.applications.blocks import plain_unit, residual_block
 from keras_igc.applications.conv_families import (
@@ -20,9 +21,7 @@ from keras_igc.applications.conv_families import (
 )
 from keras_igc.validation import positive_int
 
-# Per-channel statistics of the CIFAR-10 training images, on a [0, 1] scale.
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR_MEAN, CIFAR_STD = statistics.CIFAR10
 
 # The release's BatchNorm momentum: 0.99 in plain nets, 0.9 in residual nets.
 PLAIN_MOMENTUM, RESIDUAL_MOMENTUM = 0.99, 0.9

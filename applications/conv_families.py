@@ -9,8 +9,8 @@ residual shortcut where the width or resolution changes.
 
 import keras
 
-import keras_igc
 from keras_igc.applications.conventions import release_padding
+from keras_igc.layers import ChannelShuffle, GroupConv2D, IGCConv2D
 
 HE_NORMAL = "he_normal"  # the release initialises every convolution He-normal
 
@@ -22,7 +22,7 @@ def grouped_conv3x3(x, width, strides, groups, unit, name):
     """A 3x3 group convolution padded as the release pads (`unit` names the
     padding layer)."""
     x, padding = release_padding(x, 3, strides, unit)
-    return keras_igc.GroupConv2D(
+    return GroupConv2D(
         width,
         3,
         strides=strides,
@@ -86,7 +86,7 @@ class IGCConvs:
         if self.transition == "release" and widening and self.primary_partitions:
             return self._release_transition(x, width, strides, name)
         x, padding = release_padding(x, 3, strides, name)
-        return keras_igc.IGCConv2D(
+        return IGCConv2D(
             L,
             M,
             3,
@@ -102,8 +102,8 @@ class IGCConvs:
         L = self.primary_partitions
         previous_m = x.shape[-1] // L
         x = grouped_conv3x3(x, width, strides, L, name, f"{name}_primary")
-        x = keras_igc.ChannelShuffle(L, name=f"{name}_permutation")(x)
-        x = keras_igc.GroupConv2D(
+        x = ChannelShuffle(L, name=f"{name}_permutation")(x)
+        x = GroupConv2D(
             width,
             1,
             groups=previous_m,
@@ -111,11 +111,11 @@ class IGCConvs:
             kernel_initializer=HE_NORMAL,
             name=f"{name}_secondary",
         )(x)
-        return keras_igc.ChannelShuffle(previous_m, name=f"{name}_regroup")(x)
+        return ChannelShuffle(previous_m, name=f"{name}_regroup")(x)
 
     def projection(self, x, width, strides, name):
         L, _ = self.partitions(width)
-        return keras_igc.GroupConv2D(
+        return GroupConv2D(
             width,
             1,
             strides=strides,
@@ -179,7 +179,7 @@ class SumFusionConvs:
         )(x)
 
     def projection(self, x, width, strides, name):
-        return keras_igc.GroupConv2D(
+        return GroupConv2D(
             width,
             1,
             strides=strides,

@@ -12,6 +12,7 @@ import os
 
 import keras
 
+from keras_igc import statistics
 from keras_igc.applications import conventions
 from keras_igc.applications.blocks import residual_block
 from keras_igc.applications.conv_families import IGCConvs, RegularConvs
@@ -169,12 +170,10 @@ ResNet18.__doc__ = _IMAGENET_DOC.format(
 )
 
 
-# Per-channel statistics on a 0-255 scale.
+# `preprocess_input` modes: per-channel statistics (`keras_igc.statistics`).
 PREPROCESSING = {
-    # The IGC release's (`train_imagenet.py`): its checkpoints expect these.
-    "igc-release": ((123.370, 112.757, 99.406), (68.998, 66.093, 68.292)),
-    # torchvision's (`--fb-mean` in the release).
-    "torch": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+    "igc-release": statistics.IMAGENET_IGC_RELEASE,
+    "torch": statistics.IMAGENET_TORCHVISION,
 }
 
 
@@ -191,7 +190,7 @@ def preprocess_input(x, mode="igc-release"):
         raise ValueError(
             f"`mode` must be one of {sorted(PREPROCESSING)}. Received: mode={mode!r}."
         )
-    mean, std = PREPROCESSING[mode]
+    mean, std = (tuple(255 * v for v in values) for values in PREPROCESSING[mode])
     x = keras.ops.convert_to_tensor(x, "float32")
     return (x - keras.ops.convert_to_tensor(mean, "float32")) / (
         keras.ops.convert_to_tensor(std, "float32")

@@ -1,13 +1,18 @@
 """keras-igc: interleaved group convolutions (IGC) and learned grouped
-convolutions (MSGC) for Keras 3."""
+convolutions (MSGC) for Keras 3.
+
+The layers are at the top level (`keras_igc.IGCConv2D`, ...); the networks in
+`keras_igc.applications`; the rest in submodules named after their job
+(`paths`, `ops`, `complexity`, `data`, `training`, `tuning`, `msgc`,
+`export`).
+"""
 
 import os
 import sys
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "IMPLEMENTATIONS",
+_LAYERS = (
     "ChannelShuffle",
     "GhostBatchNormalization",
     "GroupConv2D",
@@ -16,21 +21,25 @@ __all__ = [
     "MACRegularizer",
     "MSGCConv2D",
     "MaskGenerator",
-    "applications",
-    "complexity",
-    "ops",
-]
+)
+_MODULES = ("paths", "ops", "complexity", "applications")
+__all__ = ["IMPLEMENTATIONS", *_LAYERS, *_MODULES]
 
 
 def _load():
-    """Import the package's contents (and so Keras and its backend), which
-    registers the layers for `keras.saving.load_model`."""
+    """Import Keras, the layers (which registers them for
+    `keras.saving.load_model`) and the applications.
+
+    Submodules never import `keras_igc` itself, only its submodules, so this
+    has no import cycle: the order below is the dependency order.
+    """
     import importlib
 
-    modules = ("applications", "complexity", "ops")
-    names = {m: importlib.import_module(f"keras_igc.{m}") for m in modules}
+    names = {m: importlib.import_module(f"keras_igc.{m}") for m in _MODULES[:3]}
     layers = importlib.import_module("keras_igc.layers")
-    names.update({name: getattr(layers, name) for name in __all__ if name not in names})
+    names.update({name: getattr(layers, name) for name in _LAYERS})
+    names["IMPLEMENTATIONS"] = names["paths"].IMPLEMENTATIONS
+    names["applications"] = importlib.import_module("keras_igc.applications")
     globals().update(names)
 
 

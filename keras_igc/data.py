@@ -30,55 +30,72 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_igc.applications.imagenet import PREPROCESSING
+from keras_igc import statistics
 from keras_igc.validation import positive_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
-    """What a dataset is and how the paper trains on it."""
+    """What a dataset is, and the paper's schedule for it.
+
+    Attributes:
+        tfds_name: the TFDS name (None for `digits`, built from scikit-learn).
+        image_size, channels, classes: the images and labels as the networks
+            see them.
+        train_split, eval_split: the TFDS splits.
+        augmentation: `"crop_flip"`, `"igc_imagenet"`, `"msgc_imagenet"` or
+            `"none"`.
+        mean, std: per-channel statistics on a 0-1 scale
+            (`keras_igc.statistics`).
+        epochs, batch_size: the paper's schedule (`training.paper_recipe`).
+        family: which applications fit it: `"cifar"` or `"imagenet"`.
+    """
 
     tfds_name: str | None
     image_size: int
     channels: int
     classes: int
-    train_split: str
-    eval_split: str
-    augmentation: str  # "crop_flip", "igc_imagenet" or "none"
+    train_split: str = "train"
+    eval_split: str = "test"
+    augmentation: str = "none"
     mean: tuple
     std: tuple
-    epochs: int  # the paper's recipe
+    epochs: int
     batch_size: int
-    family: str = "cifar"  # which applications fit it: "cifar" or "imagenet"
+    family: str = "cifar"
 
 
-# The IGC release's ImageNet statistics (`train_imagenet.py`), on a 0-1 scale.
-IMAGENET_MEAN, IMAGENET_STD = (
-    tuple(v / 255 for v in values) for values in PREPROCESSING["igc-release"]
-)
+def _cifar_sized(tfds_name, classes, stats, **fields):
+    mean, std = stats
+    return DatasetSpec(
+        tfds_name=tfds_name, image_size=32, channels=len(mean), classes=classes,
+        mean=mean, std=std, **fields,
+    )  # fmt: skip
+
+
 DATASETS = {
-    "cifar10": DatasetSpec(
-        "cifar10", 32, 3, 10, "train", "test", "crop_flip",
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 400, 64,
+    "cifar10": _cifar_sized(
+        "cifar10", 10, statistics.CIFAR10, augmentation="crop_flip",
+        epochs=400, batch_size=64,
     ),
-    "cifar100": DatasetSpec(
-        "cifar100", 32, 3, 100, "train", "test", "crop_flip",
-        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 400, 64,
+    "cifar100": _cifar_sized(
+        "cifar100", 100, statistics.CIFAR100, augmentation="crop_flip",
+        epochs=400, batch_size=64,
     ),
-    "svhn_cropped": DatasetSpec(
-        "svhn_cropped", 32, 3, 10, "train+extra", "test", "none",
-        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 40, 64,
+    "svhn_cropped": _cifar_sized(
+        "svhn_cropped", 10, statistics.SVHN, train_split="train+extra",
+        epochs=40, batch_size=64,
     ),
     "imagenet2012": DatasetSpec(
-        "imagenet2012", 224, 3, 1000, "train", "validation", "igc_imagenet",
-        IMAGENET_MEAN, IMAGENET_STD, 120, 256, family="imagenet",
+        tfds_name="imagenet2012", image_size=224, channels=3, classes=1000,
+        eval_split="validation", augmentation="igc_imagenet",
+        mean=statistics.IMAGENET_IGC_RELEASE[0],
+        std=statistics.IMAGENET_IGC_RELEASE[1],
+        epochs=120, batch_size=256, family="imagenet",
     ),
-    # Mean and std of the resized training split (tests/test_data.py checks them).
-    "digits": DatasetSpec(
-        None, 32, 1, 10, "train", "test", "none", (0.3054,), (0.3234,), 20, 32,
-    ),
+    "digits": _cifar_sized(None, 10, statistics.DIGITS, epochs=20, batch_size=32),
 }  # fmt: skip
 
 
@@ -162,19 +179,16 @@ def load(
     return dataset.with_options(options).prefetch(AUTOTUNE)
 
 
-# torchvision's ImageNet statistics, which the MSGC release normalises with.
-TORCH_MEAN, TORCH_STD = (
-    tuple(v / 255 for v in values) for values in PREPROCESSING["torch"]
-)
-
-
 def _with_recipe(dataset_spec, recipe):
     if recipe not in ("igc", "msgc"):
         raise ValueError(f'`recipe` must be "igc" or "msgc". Received: {recipe!r}.')
     if recipe == "igc" or dataset_spec.family != "imagenet":
         return dataset_spec
     return dataclasses.replace(
-        dataset_spec, augmentation="msgc_imagenet", mean=TORCH_MEAN, std=TORCH_STD
+        dataset_spec,
+        augmentation="msgc_imagenet",
+        mean=statistics.IMAGENET_TORCHVISION[0],
+        std=statistics.IMAGENET_TORCHVISION[1],
     )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from keras_igc.complexity import model_complexity
 from keras_igc.layers import MACRegularizer, MaskGenerator, MSGCConv2D
 from keras_igc.optimizers import CoupledSGD, EpochCosineDecay
+from keras_igc.plotting import plot_topology  # noqa: F401 (msgc.plot_topology)
 from keras_igc.validation import finite_float, positive_int
 
 
@@ -476,33 +477,3 @@ def head_masks(model, x):
         )
         for layer, tensors in zip(layers, inputs, strict=True)
     }
-
-
-def plot_topology(masks, path, title=None):
-    """Draw which input channels each head reads, averaged over samples.
-
-    Args:
-        masks: `{layer name: (batch, heads, C_in) masks}` from `head_masks`.
-        path: PNG to write.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(masks)
-    figure, axes = plt.subplots(
-        len(names), 1, figsize=(8, 1.2 + 0.9 * len(names)), squeeze=False
-    )
-    for axis, name in zip(axes[:, 0], names, strict=True):
-        usage = np.asarray(masks[name]).mean(axis=0)  # (heads, C_in)
-        axis.imshow(usage, aspect="auto", cmap="viridis", vmin=0, vmax=1)
-        axis.set_ylabel(re.sub(r"_conv$", "", name), rotation=0, ha="right")
-        axis.set_yticks(range(usage.shape[0]))
-    axes[-1, 0].set_xlabel("input channel (colour: fraction of samples that read it)")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path

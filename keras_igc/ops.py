@@ -16,9 +16,6 @@ backend (slow on CPU, and opaque to converters). They are differentiable, so
 the same weights train through any of them.
 """
 
-import contextlib
-import contextvars
-
 import keras
 import numpy as np
 from keras import ops
@@ -201,68 +198,13 @@ def grouped_conv_block_diagonal(
     )
 
 
-# A dense kernel up to this many weights (3x3, 48 -> 48 channels) runs on CPU as
-# fast as any sparse form of it (benchmarks/), so its extra MACs cost nothing.
-SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
-
-GROUPED_PATHS = {
+# The exact forms of a grouped convolution, by the path names of
+# `keras_igc.paths` ("grouped" is Keras' own `ops.conv`/`Conv2D`).
+GROUPED_CONVOLUTIONS = {
+    "dense": grouped_conv_block_diagonal,
     "depthwise": grouped_conv_depthwise,
     "split": grouped_conv_split,
-    "block_diagonal": grouped_conv_block_diagonal,
 }
-
-
-def select_grouped_path(groups, group_inputs, group_outputs, kernel_size, strides):
-    """The fastest exact path for a grouped convolution on this backend and device.
-
-    `"native"` (Keras' own grouped convolution) on the PyTorch backend (oneDNN,
-    cuDNN) and on any accelerator. On CPU with TensorFlow or JAX, XLA's grouped
-    convolution is slow, so (by the benchmarks in benchmarks/): a 1x1 or small
-    convolution runs as one block-diagonal dense kernel, narrow groups as a
-    depthwise convolution, wide groups as dense convolutions on slices.
-    """
-    if keras.backend.backend() == "torch" or (
-        _has_accelerator() and not _CPU_PATHS.get()
-    ):
-        return "native"
-    kh, kw = kernel_size
-    dense_weights = kh * kw * groups * group_inputs * groups * group_outputs
-    if (kh, kw) == (1, 1) or dense_weights <= SMALL_DENSE_KERNEL:
-        return "block_diagonal"
-    if group_inputs * group_outputs <= 16 and strides[0] == strides[1]:
-        return "depthwise"
-    return "split"
-
-
-_CPU_PATHS = contextvars.ContextVar("keras_igc_cpu_paths", default=False)
-
-
-@contextlib.contextmanager
-def cpu_paths():
-    """Layers built inside this block pick their paths as on a CPU.
-
-    Export uses it: on a GPU, "auto" picks the native grouped convolution,
-    which the TensorFlow backend wraps in an XLA-compiled function that
-    converters and CPU serving cannot run. The CPU paths run anywhere.
-    """
-    token = _CPU_PATHS.set(True)
-    try:
-        yield
-    finally:
-        _CPU_PATHS.reset(token)
-
-
-def _has_accelerator():
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_logical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() != "cpu"
-    return False
 
 
 def secondary_dense(y, secondary_kernel, L, M):

@@ -33,6 +33,7 @@ import keras
 from keras_igc import applications, data, runs
 from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
+from keras_igc.plotting import plot_history
 from keras_igc.validation import finite_float, load_keras_model, positive_int
 
 # The release's learning-rate drops, as (numerator, denominator) of the epochs,
@@ -555,45 +556,3 @@ def evaluate(model_path, dataset, *, batch_size=None, data_dir=None, download=Fa
     )
     result = network.evaluate(eval_data, return_dict=True, verbose=0)
     return {"split": f"{dataset} {split}", "examples": examples, **result}
-
-
-def plot_history(csv_path, png_path=None, title=None, drops=()):
-    """Loss and accuracy curves from a run's `history.csv`, as a PNG beside it.
-
-    Loss on a log axis (the first epochs' loss would flatten the rest), whole
-    epochs on the x axis, the learning-rate drops (epochs after which the
-    rate falls) as dashed lines.
-    """
-    import csv
-
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{csv_path!r} holds no epochs to plot.")
-    epochs = [int(row["epoch"]) for row in rows]
-    figure = Figure(figsize=(10, 4))
-    axes = figure.subplots(1, 2)
-    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        for prefix, label in (("", "train"), ("val_", "validation")):
-            if prefix + metric in rows[0]:
-                values = [float(row[prefix + metric]) for row in rows]
-                axis.plot(epochs, values, marker="." if len(rows) < 30 else None,
-                          label=label)  # fmt: skip
-        for drop in drops:
-            if epochs[0] <= drop <= epochs[-1]:
-                axis.axvline(drop, color="grey", linestyle="--", linewidth=0.8)
-        if metric == "loss":
-            axis.set_yscale("log")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(metric + (" (log scale)" if metric == "loss" else ""))
-        axis.legend()
-    if title:
-        figure.suptitle(title + (" (dashed: learning-rate drops)" if drops else ""))
-    png_path = png_path or os.path.join(os.path.dirname(csv_path), "curves.png")
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=100, format="png")
-    return png_path

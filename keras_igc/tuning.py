@@ -30,8 +30,11 @@ import keras_tuner
 from keras_igc import applications, data, training
 from keras_igc.applications.cifar import units_per_stage
 from keras_igc.complexity import model_complexity
+from keras_igc.plotting import plot_sweep
 from keras_igc.validation import positive_int
 
+# Trials train through `keras_igc.training` (tf.data, tf.distribute).
+SUPPORTED_BACKENDS = ("tensorflow",)
 MODES = ("width", "budget")
 TUNERS = {
     "grid": keras_tuner.GridSearch,
@@ -455,7 +458,7 @@ def report(tuner, directory):
         writer.writerows(rows)
     with open(os.path.join(directory, "report.md"), "w") as f:
         f.write(format_report(rows) + "\n")
-    _plot(rows, directory)
+    plot_sweep(rows, directory)
     return rows
 
 
@@ -481,38 +484,3 @@ def _cell(value):
 
 def _round(value):
     return None if value is None else round(value, 1)
-
-
-def _plot(rows, directory):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in rows if r["best_val_accuracy"] is not None]
-    # Accuracy against M is a curve (one network per M); against parameters,
-    # scattered points.
-    for x_key, label, filename, style in (
-        ("M", "secondary partitions M", "accuracy_vs_m.png", "o-"),
-        ("params", "parameters", "accuracy_vs_params.png", "o"),
-    ):
-        figure, axis = plt.subplots(figsize=(5, 4))
-        points = sorted(
-            (r[x_key], r["best_val_accuracy"], f"L{r['L']}M{r['M']}")
-            for r in done
-            if r[x_key] is not None
-        )
-        if points:
-            xs, ys, names = zip(*points, strict=True)
-            axis.plot(xs, ys, style)
-            for x, y, name in points:
-                axis.annotate(name, (x, y), fontsize=7, xytext=(3, 3),
-                              textcoords="offset points")  # fmt: skip
-            if min(xs) > 0:
-                axis.set_xscale("log", base=2 if x_key == "M" else 10)
-        axis.set_xlabel(label)
-        axis.set_ylabel("best validation accuracy")
-        axis.grid(alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(os.path.join(directory, filename), dpi=100)
-        plt.close(figure)

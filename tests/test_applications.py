@@ -9,6 +9,8 @@ from keras_igc import applications
 from keras_igc.applications.conv_families import IGCConvs
 from keras_igc.complexity import model_complexity
 
+pytestmark = pytest.mark.tensorflow_only
+
 # The reference tables (section 1 of ../shared/reference/papers.md), in millions.
 # "conv" counts convolution weights only; "total" adds BatchNorm scale/offset
 # and the classifier (10 classes); MACs are for one 32x32 (CIFAR) or 224x224

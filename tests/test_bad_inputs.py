@@ -12,6 +12,8 @@ import pytest
 
 from keras_igc import ChannelShuffle, IGCConv2D, applications, cli, data, msgc, training
 
+pytestmark = pytest.mark.tensorflow_only
+
 
 def test_command_line_parses_without_tensorflow(tmp_path):
     # A `tensorflow` that cannot be imported: --help and typos still answer.

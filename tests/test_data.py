@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_igc import data
+from keras_igc import data, statistics
+
+pytestmark = pytest.mark.tensorflow_only
 
 TFDS_NAMES = ["cifar10", "cifar100", "svhn_cropped", "imagenet2012"]
 
@@ -102,9 +104,11 @@ def test_msgc_imagenet_is_torchvisions_random_resized_crop_and_statistics():
         )[0]
     assert train.shape == (2, 224, 224, 3)
     # The same centre crop, normalised with torchvision's statistics.
-    pixels = np.asarray(igc) * data.IMAGENET_STD + np.array(data.IMAGENET_MEAN)
+    igc_mean, igc_std = statistics.IMAGENET_IGC_RELEASE
+    torch_mean, torch_std = statistics.IMAGENET_TORCHVISION
+    pixels = np.asarray(igc) * igc_std + np.array(igc_mean)
     np.testing.assert_allclose(
-        np.asarray(msgc), (pixels - data.TORCH_MEAN) / data.TORCH_STD, atol=1e-4
+        np.asarray(msgc), (pixels - torch_mean) / torch_std, atol=1e-4
     )
     # Boxes of 8-100 % of the area with ratios 3/4-4/3: on a ramp image the
     # crop's corners give the box.

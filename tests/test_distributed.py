@@ -18,6 +18,8 @@ import pytest
 
 import keras_igc  # noqa: F401  (registers the layers the saved models hold)
 
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
+
 # One epoch of digits (44 steps of 32) under MirroredStrategy over two logical
 # CPUs, and the same on one device with BatchNorm statistics over the same two
 # halves of each batch. In float64: in float32 this network's first steps

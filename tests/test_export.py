@@ -14,6 +14,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 import keras_igc
 from keras_igc import applications, cli, export
 
+pytestmark = pytest.mark.tensorflow_only
+
 RELOAD = textwrap.dedent(
     """
     import json, sys
@@ -198,7 +200,7 @@ def test_onnx_export_refuses_what_tf2onnx_cannot_convert(tmp_path):
     model = small_network(implementation="grouped")
     model(np.zeros((1, 16, 16, 8), "float32"))
     with pytest.raises(RuntimeError, match="PartitionedCall"):
-        export._write_onnx(model, str(tmp_path / "model.onnx"))
+        export.onnx.write(model, str(tmp_path / "model.onnx"))
     assert not (tmp_path / "model.onnx").exists()
 
 

@@ -61,7 +61,7 @@ def test_every_grouped_path_matches_the_definition(case):
     expected = grouped_reference(
         x, kernel, case["groups"], case["strides"], case["padding"], case["dilation"]
     )
-    for name, path in igc_ops.GROUPED_PATHS.items():
+    for name, path in igc_ops.GROUPED_CONVOLUTIONS.items():
         got = path(
             x,
             kernel,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import keras_igc
 from keras_igc.complexity import igc_params
 
-PATHS = [p for p in keras_igc.IMPLEMENTATIONS if p != "auto"]
+PATHS = list(keras_igc.paths.PATHS)
 
 
 def to_numpy(x):

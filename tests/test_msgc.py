@@ -7,6 +7,8 @@ import pytest
 from keras_igc import MACRegularizer, MSGCConv2D, applications, msgc
 from keras_igc.complexity import model_complexity
 
+pytestmark = pytest.mark.tensorflow_only
+
 
 @pytest.mark.parametrize(
     "build, reference",

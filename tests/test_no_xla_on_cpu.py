@@ -6,6 +6,8 @@ tests below record every backend convolution that `fit`, `predict` and
 `evaluate` make, and check that none is grouped.
 """
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -13,13 +15,15 @@ import tensorflow as tf
 from keras.src.backend.tensorflow import nn as tf_backend_nn
 
 import keras_igc
-from keras_igc import applications
-from keras_igc.layers.igc_conv2d import select_implementation
+from keras_igc import applications, paths
 
-pytestmark = pytest.mark.skipif(
-    bool(tf.config.list_physical_devices("GPU")),
-    reason="checks the CPU-only selection; on a GPU the grouped path is intended",
-)
+pytestmark = [
+    pytest.mark.tensorflow_only,
+    pytest.mark.skipif(
+        bool(tf.config.list_physical_devices("GPU")),
+        reason="checks the CPU-only selection; on a GPU the grouped path is intended",
+    ),
+]
 
 
 @pytest.fixture
@@ -75,11 +79,13 @@ def test_the_recorder_sees_the_grouped_path(grouped_conv_calls):
     assert any(grouped_conv_calls)
 
 
-@pytest.mark.parametrize("L", [1, 2, 3, 4, 8, 16, 24, 100])
-@pytest.mark.parametrize("M", [1, 2, 4, 8, 16, 32])
-@pytest.mark.parametrize("strides", [(1, 1), (2, 2), (1, 2)])
-def test_auto_never_selects_grouped_on_cpu(L, M, strides):
-    for channels in {L, L * M, L * M // 2 if M % 2 == 0 else L}:
-        for kernel_size in [(3, 3), (1, 1), (5, 1)]:
-            path = select_implementation(L, M, channels, kernel_size, strides)
-            assert path != "grouped"
+def test_auto_never_selects_grouped_on_cpu():
+    """The rule over every partition shape of the papers and more: one test,
+    since it is a pure function of its arguments."""
+    for L, M, strides in itertools.product(
+        [1, 2, 3, 4, 8, 16, 24, 100], [1, 2, 4, 8, 16, 32], [(1, 1), (2, 2), (1, 2)]
+    ):
+        for channels in {L, L * M, L * M // 2 if M % 2 == 0 else L}:
+            for kernel_size in [(3, 3), (1, 1), (5, 1)]:
+                path = paths.select_path(L, channels // L, M, kernel_size, strides)
+                assert path in paths.PATHS and path != "grouped", (L, M, channels)

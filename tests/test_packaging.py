@@ -5,6 +5,10 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only
+
 ROOT = pathlib.Path(__file__).parents[1]
 
 
@@ -36,3 +40,80 @@ def test_applications_is_importable_from_the_package():
     import keras_igc
 
     assert keras_igc.applications.__name__ == "keras_igc.applications"
+
+
+def _module_imports(path, modules):
+    """The keras_igc modules one source file imports at module level (not
+    inside functions, which run later). `from package import submodule`
+    depends on the submodule; `from module import name` on the module."""
+    import ast
+
+    imported = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "keras_igc"
+        ):
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                imported.add(submodule if submodule in modules else node.module)
+        elif isinstance(node, ast.Import):
+            names = (a.name for a in node.names)
+            imported.update(n for n in names if n.startswith("keras_igc"))
+    return imported
+
+
+def test_the_package_has_no_import_cycle():
+    """No submodule imports `keras_igc` itself, and the submodules' imports form
+    no cycle, so any of them imports first without a half-initialised module."""
+    root = pathlib.Path(__file__).parents[1]
+    sources = {}
+    for package, folder in (("keras_igc", "keras_igc"), ("keras_igc.applications",
+                                                        "applications")):  # fmt: skip
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = path.relative_to(root / folder).with_suffix("").parts
+            name = ".".join((package, *parts)).removesuffix(".__init__")
+            sources[name] = path
+    imports = {name: _module_imports(path, sources) for name, path in sources.items()}
+    for name, names in imports.items():
+        if name != "keras_igc":
+            assert "keras_igc" not in names, f"{name} imports from keras_igc itself"
+    graph = {
+        name: {m for m in names if m in sources and m != name}
+        for name, names in imports.items()
+    }
+    graph.pop("keras_igc", None)  # __init__ imports lazily, inside _load()
+    done, stack = set(), []
+
+    def visit(name):
+        if name in stack:
+            raise AssertionError(" -> ".join(stack[stack.index(name) :] + [name]))
+        if name in done:
+            return
+        stack.append(name)
+        for imported in graph.get(name, ()):
+            visit(imported)
+        stack.pop()
+        done.add(name)
+
+    for name in graph:
+        visit(name)
+
+
+def test_importing_keras_igc_leaves_matplotlib_alone():
+    """A user's matplotlib backend survives `import keras_igc` and the modules
+    that draw (they use `matplotlib.figure.Figure`, never `matplotlib.use`)."""
+    code = (
+        "import matplotlib; matplotlib.use('svg'); "
+        "import keras_igc, keras_igc.training, keras_igc.tuning, keras_igc.msgc; "
+        "print(matplotlib.get_backend())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["svg"]
+    root = pathlib.Path(__file__).parents[1]
+    for path in [*root.joinpath("keras_igc").rglob("*.py"),
+                 *root.joinpath("applications").rglob("*.py")]:  # fmt: skip
+        assert "matplotlib.use(" not in path.read_text(), path
+        assert "import matplotlib.pyplot" not in path.read_text(), path

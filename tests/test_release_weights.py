@@ -24,6 +24,8 @@ from keras_igc import applications
 from keras_igc.applications import release_weights
 from keras_igc.applications.release_weights import ReleaseWeightsError
 
+pytestmark = pytest.mark.tensorflow_only
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "release"
 NETWORKS = ["igc-l4m32", "igc-l16m16", "igc-l100m2", "resnet18-w64", "resnet18-w69"]
 # ImageNet fixtures only (the CIFAR ones are loaded with their builders).

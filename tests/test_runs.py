@@ -14,6 +14,8 @@ import pytest
 
 from keras_igc import runs, training
 
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
+
 ARGS = dict(depth=8, epochs=3, batch_size=16, steps_per_epoch=2, seed=0, verbose=0)
 
 # The child trains and kills itself (SIGKILL: no cleanup runs) at one point.

@@ -12,6 +12,8 @@ import tensorflow_datasets as tfds
 
 from keras_igc import cli, training
 
+pytestmark = pytest.mark.tensorflow_only
+
 QUICK = dict(depth=8, epochs=1, batch_size=16, steps_per_epoch=2, seed=0, verbose=0)
 
 

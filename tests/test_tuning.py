@@ -11,6 +11,8 @@ import pytest
 from keras_igc import applications, cli, tuning
 from keras_igc.complexity import model_complexity
 
+pytestmark = pytest.mark.tensorflow_only
+
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=64, seed=0, verbose=0)
 
 

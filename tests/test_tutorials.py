@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
+
 # Tutorials that train for a while read their length from the environment; the
 # suite checks that they run, the notes on the issues report full runs.
 FAST = {"MSGC_TUTORIAL_EPOCHS": "1", "FINETUNE_TUTORIAL_EPOCHS": "1"}

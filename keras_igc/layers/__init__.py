@@ -2,7 +2,7 @@ from keras_igc.layers.channel_shuffle import ChannelShuffle
 from keras_igc.layers.ghost_batch_normalization import GhostBatchNormalization
 from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
-from keras_igc.layers.igc_conv2d import IMPLEMENTATIONS, IGCConv2D
+from keras_igc.layers.igc_conv2d import IGCConv2D
 from keras_igc.layers.mac_regularizer import MACRegularizer
 from keras_igc.layers.mask_generator import MaskGenerator
 from keras_igc.layers.msgc_conv2d import MSGCConv2D
@@ -13,7 +13,6 @@ __all__ = [
     "GroupConv2D",
     "GumbelSigmoidGate",
     "IGCConv2D",
-    "IMPLEMENTATIONS",
     "MACRegularizer",
     "MSGCConv2D",
     "MaskGenerator",

@@ -1,6 +1,7 @@
 import keras
 
 from keras_igc import ops as igc_ops
+from keras_igc import paths
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -12,7 +13,8 @@ class GroupConv2D(keras.layers.Conv2D):
     runs every grouped convolution through an XLA-compiled function, which is
     very slow on CPU and ends up inside exported SavedModels. This layer
     computes it instead with exact dense, depthwise or block-diagonal kernels
-    where those are faster (`keras_igc.ops.select_grouped_path`), and with the
+    where those are faster (`keras_igc.paths.select_path`;
+    `active_implementation` names the path after `build`), and with the
     native grouped convolution on PyTorch and on accelerators. The IGC
     networks use it for their grouped shortcut projections.
 
@@ -30,9 +32,9 @@ class GroupConv2D(keras.layers.Conv2D):
     def build(self, input_shape):
         super().build(input_shape)
         channels = input_shape[-1]
-        path = "native"
+        path = "grouped"
         if self.groups > 1 and self.data_format == "channels_last":
-            path = igc_ops.select_grouped_path(
+            path = paths.select_path(
                 self.groups,
                 channels // self.groups,
                 self.filters // self.groups,
@@ -42,10 +44,10 @@ class GroupConv2D(keras.layers.Conv2D):
         self.active_implementation = path
 
     def convolution_op(self, inputs, kernel):
-        path = getattr(self, "active_implementation", "native")
-        if path == "native":
+        path = getattr(self, "active_implementation", "grouped")
+        if path == "grouped":
             return super().convolution_op(inputs, kernel)
-        return igc_ops.GROUPED_PATHS[path](
+        return igc_ops.GROUPED_CONVOLUTIONS[path](
             inputs,
             kernel,
             self.groups,

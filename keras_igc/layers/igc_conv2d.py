@@ -4,10 +4,10 @@ import keras
 from keras import ops
 
 from keras_igc import ops as igc_ops
+from keras_igc import paths
 from keras_igc.layers.channel_shuffle import ChannelShuffle
+from keras_igc.paths import IMPLEMENTATIONS
 from keras_igc.validation import positive_int
-
-IMPLEMENTATIONS = ("auto", "grouped", "depthwise", "split", "dense")
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -59,7 +59,7 @@ class IGCConv2D(keras.layers.Layer):
             secondary convolution; a primary bias would be redundant because
             the block is linear.
         implementation: how the block is computed; all give the same output
-            from the same weights (see `IMPLEMENTATIONS`).
+            from the same weights (`keras_igc.paths`).
             `"grouped"` calls the sublayers (native grouped convolutions:
             fastest where cuDNN or PyTorch run them, but on the TensorFlow
             backend Keras compiles them with XLA, slow on CPU).
@@ -68,8 +68,9 @@ class IGCConv2D(keras.layers.Layer):
             one matrix product. `"split"` runs the primary as `L` dense
             convolutions on channel slices. `"dense"` runs one convolution
             with the dense-equivalent kernel. `"auto"` (default) picks by
-            backend, device and partition sizes; `active_implementation`
-            tells which one after `build`.
+            backend, device and partition sizes
+            (`keras_igc.paths.select_path`); `active_implementation` tells
+            which one after `build`.
         kernel_initializer, kernel_regularizer, kernel_constraint: applied
             to both the primary and the secondary kernel.
         bias_initializer, bias_regularizer, bias_constraint: for the bias.
@@ -225,10 +226,10 @@ class IGCConv2D(keras.layers.Layer):
         self.secondary.build(mid_shape)
         self.inverse_permutation.build(mid_shape)
         self.active_implementation = (
-            select_implementation(
+            paths.select_path(
                 self.primary_partitions,
+                input_shape[-1] // self.primary_partitions,
                 self.secondary_partitions,
-                input_shape[-1],
                 self.kernel_size,
                 self.strides,
             )
@@ -288,7 +289,7 @@ class IGCConv2D(keras.layers.Layer):
             )
             outputs = ops.conv(inputs, kernel, **conv_args)
         else:
-            primary = igc_ops.GROUPED_PATHS[self.active_implementation]
+            primary = igc_ops.GROUPED_CONVOLUTIONS[self.active_implementation]
             outputs = primary(inputs, primary_kernel, L, **conv_args)
             outputs = igc_ops.secondary_dense(outputs, secondary_kernel, L, M)
         if self.use_bias:
@@ -356,30 +357,6 @@ class IGCConv2D(keras.layers.Layer):
             }
         )
         return config
-
-
-def select_implementation(
-    primary_partitions,
-    secondary_partitions,
-    input_channels,
-    kernel_size=(3, 3),
-    strides=(1, 1),
-):
-    """The execution path `implementation="auto"` uses on this backend and device.
-
-    The primary convolution decides (it does most of the work): the path that
-    `keras_igc.ops.select_grouped_path` picks for its partitions, where a
-    block-diagonal dense kernel becomes the whole block's dense-equivalent
-    kernel (same size, and the secondary comes for free).
-    """
-    path = igc_ops.select_grouped_path(
-        primary_partitions,
-        input_channels // primary_partitions,
-        secondary_partitions,
-        kernel_size,
-        strides,
-    )
-    return {"native": "grouped", "block_diagonal": "dense"}.get(path, path)
 
 
 def _int_pair(name, value):

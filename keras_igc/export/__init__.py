@@ -1,0 +1,44 @@
+"""Ship IGC networks: SavedModel, LiteRT and ONNX exports, folding and a check.
+
+`export(model, directory)` writes the artifacts that run without keras_igc:
+
+- `saved_model/`: a SavedModel with a batch-polymorphic `serve` signature, for
+  `tf.saved_model.load` and `keras.layers.TFSMLayer` (`savedmodel.py`);
+- `model.tflite`: LiteRT, builtin ops where the converter manages, the
+  select-TF fallback otherwise (the result names the ops that needed it)
+  (`litert.py`);
+- `model.onnx`: ONNX through Keras' exporter and tf2onnx, the `export` extra
+  (`onnx.py`).
+
+Before exporting, `prepare` (`folding.py`) clones the model so that every
+block runs anywhere, and with `fold=True` folds each BatchNorm into the
+convolution before it. `check` (`check.py`) loads each artifact in its own
+runtime and compares it with the Keras model. Export needs the TensorFlow
+backend.
+"""
+
+from keras_igc.export.artifacts import (
+    FORMATS,
+    REPORT_FILE,
+    ExportResult,
+    export,
+    load_source,
+)
+from keras_igc.export.check import check, format_check
+from keras_igc.export.dependencies import SUPPORTED_BACKENDS, MissingDependencyError
+from keras_igc.export.folding import DENSE_BLOCKS, FoldingReport, prepare
+
+__all__ = [
+    "DENSE_BLOCKS",
+    "FORMATS",
+    "REPORT_FILE",
+    "SUPPORTED_BACKENDS",
+    "ExportResult",
+    "FoldingReport",
+    "MissingDependencyError",
+    "check",
+    "export",
+    "format_check",
+    "load_source",
+    "prepare",
+]

@@ -1,0 +1,170 @@
+"""`export(model, directory)`: every format written, or none."""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+from keras_igc.export import litert, onnx, savedmodel
+from keras_igc.export.dependencies import SUPPORTED_BACKENDS, check_backend, require  # noqa: F401 (doctests)
+from keras_igc.export.folding import FoldingReport, prepare
+from keras_igc.validation import load_keras_model
+
+FORMATS = {"savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
+
+REPORT_FILE = "export_report.json"
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """Paths of the written artifacts and what the export did.
+
+    Attributes:
+        artifacts: path by format.
+        sizes: bytes on disk by format.
+        folding: the `FoldingReport` of the exported clone.
+        litert_select_ops: TensorFlow ops the LiteRT file runs through the
+            select-TF fallback (empty: builtin ops only).
+    """
+
+    artifacts: dict
+    sizes: dict
+    folding: FoldingReport
+    litert_select_ops: list
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def export(
+    model,
+    directory,
+    formats=tuple(FORMATS),
+    *,
+    fold=True,
+    dense_blocks="auto",
+    overwrite=False,
+    verbose=True,
+):
+    """Export a model to SavedModel, LiteRT and ONNX artifacts in `directory`.
+
+    Args:
+        model: a built Functional or Sequential Keras model, or a source
+            `load_source` accepts (a `.keras` path or an application name).
+        directory: folder for the artifacts (created if missing). Other files
+            in it are left alone.
+        formats: any of `"savedmodel"`, `"litert"`, `"onnx"`.
+        fold, dense_blocks: see `prepare`.
+        overwrite: replace artifacts that exist; otherwise an existing one is
+            an error and nothing is written.
+        verbose: print what was written.
+
+    Returns:
+        An `ExportResult`, also written as `export_report.json`.
+
+    Example:
+
+    >>> import tempfile, keras, keras_igc
+    >>> from keras_igc import export
+    >>> model = keras.Sequential([
+    ...     keras.Input((16, 16, 8)),
+    ...     keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False),
+    ...     keras.layers.BatchNormalization(),
+    ...     keras.layers.ReLU(),
+    ... ])
+    >>> result = export.export(model, tempfile.mkdtemp(), ["savedmodel"],
+    ...                        verbose=False)
+    >>> result.folding.folded[0]["form"]
+    'dense'
+    """
+    check_backend()
+    model = load_source(model) if isinstance(model, str) else model
+    formats = _check_formats(formats)
+    if "onnx" in formats:
+        require("tf2onnx", "ONNX export")
+    artifacts = {fmt: os.path.join(directory, FORMATS[fmt]) for fmt in formats}
+    existing = [p for p in artifacts.values() if os.path.exists(p)]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"Export would replace {existing}. Choose another directory, remove "
+            f"them, or pass overwrite=True (--overwrite) to replace them."
+        )
+    prepared, folding = prepare(model, fold=fold, dense_blocks=dense_blocks)
+    os.makedirs(directory, exist_ok=True)
+    select_ops = []
+    # Artifacts are staged and moved into place only when every format has
+    # succeeded, so a failed export leaves the directory as it was.
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".export-") as scratch:
+        staged = {fmt: os.path.join(scratch, FORMATS[fmt]) for fmt in FORMATS}
+        if "savedmodel" in formats or "litert" in formats:
+            savedmodel.write(prepared, staged["savedmodel"])
+        if "litert" in formats:
+            select_ops = litert.write(staged["savedmodel"], staged["litert"])
+        if "onnx" in formats:
+            onnx.write(prepared, staged["onnx"])
+        for path in existing:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        for fmt, path in artifacts.items():
+            os.replace(staged[fmt], path)
+    result = ExportResult(
+        artifacts=artifacts,
+        sizes={fmt: _disk_size(path) for fmt, path in artifacts.items()},
+        folding=folding,
+        litert_select_ops=select_ops,
+    )
+    with open(os.path.join(directory, REPORT_FILE), "w") as f:
+        f.write(result.to_json())
+    if verbose:
+        print(folding.summary())
+        for fmt, path in artifacts.items():
+            print(f"{fmt}: {path} ({result.sizes[fmt] / 2**20:.2f} MiB)")
+        if select_ops:
+            print(f"litert: select-TF fallback for {select_ops}")
+    return result
+
+
+def load_source(source, weights=None, **kwargs):
+    """A model from a `.keras` file or an application name.
+
+    Args:
+        source: a `.keras` path, a builder of `keras_igc.applications`
+            ("IGCNet38") or a registered name ("IGC-L24M2+Ident.").
+        weights: optional weights file for an application.
+        **kwargs: builder arguments for an application (e.g. `depth`).
+    """
+    if source.endswith(".keras"):
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"No such model file: {source!r}.")
+        if weights is not None or kwargs:
+            raise ValueError(
+                "A .keras file carries its own weights and configuration; "
+                "`weights` and builder arguments apply to application names only."
+            )
+        return load_keras_model(source)
+    from keras_igc import applications
+
+    if source in applications.__all__ and source[0].isupper():
+        return getattr(applications, source)(weights=weights, **kwargs)
+    return applications.get_model(source, weights=weights, **kwargs)
+
+
+def _check_formats(formats):
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(
+            f"Unknown export format(s) {unknown or formats!r}. Choose from "
+            f"{list(FORMATS)}."
+        )
+    return formats
+
+
+def _disk_size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(path)
+        for name in names
+    )

@@ -1,0 +1,271 @@
+"""A clone of a model that every runtime can run, with BatchNorm folded in.
+
+Grouped convolutions take their exact CPU forms (Keras' native grouped
+convolution is an XLA-compiled function that tf2onnx turns into an invalid
+graph and CPU serving may not compile), and each BatchNorm that follows a
+convolution becomes a scale and a bias of that convolution.
+"""
+
+import collections
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_igc import ops as igc_ops
+from keras_igc import paths
+from keras_igc.complexity import model_complexity
+from keras_igc.layers import GroupConv2D, IGCConv2D
+
+DENSE_BLOCKS = ("auto", "always", "never")
+
+
+@dataclasses.dataclass
+class FoldingReport:
+    """What `prepare` changed.
+
+    Attributes:
+        folded: one dict per BatchNorm folded away: `batch_norm`, `into` (the
+            layer before it) and `form` ("conv", or for an IGC block "igc"
+            or "dense" when it became its dense-equivalent convolution).
+        paths: the execution path of each IGC block and grouped convolution.
+        before, after: `model_complexity` of the model and its prepared clone.
+    """
+
+    folded: list
+    paths: dict
+    before: dict
+    after: dict
+
+    def summary(self):
+        forms = [entry["form"] for entry in self.folded]
+        counts = ", ".join(f"{forms.count(f)} {f}" for f in sorted(set(forms)))
+        return (
+            f"folded {len(self.folded)} BatchNorm layers ({counts or 'none'}); "
+            f"params {self.before['total_params']:,} -> "
+            f"{self.after['total_params']:,}, MACs {self.before['macs']:,} -> "
+            f"{self.after['macs']:,}"
+        )
+
+
+def prepare(model, fold=True, dense_blocks="auto"):
+    """A clone of `model` that exports and runs on any runtime, with equal outputs.
+
+    Every IGC block takes its fastest CPU path (`implementation="auto"` as
+    chosen on a CPU, never the XLA-compiled grouped convolution), and every
+    grouped `Conv2D` becomes a `GroupConv2D` with the same weights. With
+    `fold`, each BatchNormalization that directly follows a `Conv2D`,
+    `GroupConv2D` or `IGCConv2D` (and is that layer's only consumer) folds
+    into it as a scale of the output channels and a bias; the BatchNorm
+    becomes an `Identity`. Folding uses the moving statistics, so the clone
+    equals the model in inference mode. Mixed-precision layers become
+    float32, which every converter supports.
+
+    Args:
+        model: a built Functional or Sequential Keras model.
+        fold: fold BatchNorm layers.
+        dense_blocks: for IGC blocks with a folded BatchNorm: `"auto"`
+            replaces the block by its dense-equivalent `Conv2D` where the CPU
+            benchmarks found the dense kernel fastest (the rule of
+            `IGCConv2D(implementation="auto")`), `"always"` or `"never"`.
+            The dense form has more weights and MACs but runs as one
+            convolution.
+
+    Returns:
+        `(clone, FoldingReport)`.
+    """
+    check_model(model)
+    if dense_blocks not in DENSE_BLOCKS:
+        raise ValueError(
+            f"`dense_blocks` must be one of {DENSE_BLOCKS}. Received: "
+            f"dense_blocks={dense_blocks!r}."
+        )
+    if isinstance(model, keras.Sequential):
+        # clone_model replaces calls (BatchNorm by Identity) in graphs only.
+        (inputs,), (outputs,) = model.inputs, model.outputs
+        model = keras.Model(inputs, outputs, name=model.name)
+    pairs = _batch_norm_pairs(model) if fold else {}
+    folded_norms = {bn.name: producer for producer, bn in pairs.items()}
+    forms = {}
+    with paths.cpu_paths():
+        for name in pairs:
+            forms[name] = _fold_form(model.get_layer(name), dense_blocks)
+
+        def clone_layer(layer):
+            if layer.name in folded_norms:
+                return keras.layers.Identity(name=layer.name)
+            config = layer.get_config()
+            if _is_mixed(layer):
+                config["dtype"] = "float32"
+            cls = type(layer)
+            if isinstance(layer, IGCConv2D):
+                config["implementation"] = "auto"
+                if forms.get(layer.name) == "dense":
+                    return keras.layers.Conv2D.from_config(_dense_config(layer))
+            elif isinstance(layer, keras.layers.Conv2D) and layer.groups > 1:
+                cls = GroupConv2D
+            if layer.name in pairs:
+                config["use_bias"] = True
+            return cls.from_config(config)
+
+        def call_layer(layer, *args, **kwargs):
+            if layer.name in folded_norms:
+                # BatchNorm's call takes `training` and `mask`; Identity does not.
+                return layer(args[0])
+            return layer(*args, **kwargs)
+
+        clone = keras.models.clone_model(
+            model, clone_function=clone_layer, call_function=call_layer
+        )
+    for layer in clone.layers:
+        if not layer.weights:  # inputs, activations, folded BatchNorms
+            continue
+        original = model.get_layer(layer.name)
+        if layer.name in pairs:
+            layer.set_weights(_folded_weights(original, pairs[layer.name], layer))
+        else:
+            layer.set_weights(original.get_weights())
+    # Keras' exporters want a model that has run once.
+    clone(np.zeros((1, *model.input_shape[1:]), "float32"))
+    report = FoldingReport(
+        folded=[
+            {"batch_norm": bn.name, "into": name, "form": forms[name]}
+            for name, bn in pairs.items()
+        ],
+        paths=_execution_paths(clone),
+        before=model_complexity(model),
+        after=model_complexity(clone),
+    )
+    return clone, report
+
+
+def check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Expected a keras.Model to export. Received: {type(model).__name__}."
+        )
+    if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes"):
+        raise ValueError(
+            f"Export clones the model layer by layer, which needs a Functional "
+            f"or Sequential model; {model.name!r} is a subclassed "
+            f"{type(model).__name__}. Export it with model.export() instead "
+            f"(no folding), or rebuild it with the functional API."
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"Model {model.name!r} is not built, so its input shape is unknown. "
+            f"Start it with keras.Input(shape) (or call it on a batch) before "
+            f"exporting."
+        )
+
+
+def _batch_norm_pairs(model):
+    """`{producer name: BatchNormalization}` for every foldable pair."""
+    # Only this graph's nodes count: a loaded layer also keeps the node of
+    # the call that built it.
+    nodes = [node for depth in model._nodes_by_depth.values() for node in depth]
+    calls = collections.Counter(id(node.operation) for node in nodes)
+    consumers = collections.Counter(
+        id(parent.operation) for node in nodes for parent in node.parent_nodes
+    )
+    outputs = {id(t) for t in model.outputs}
+    pairs = {}
+    for node in nodes:
+        bn = node.operation
+        if (
+            not isinstance(bn, keras.layers.BatchNormalization)
+            or bn.axis not in (-1, 3)
+            or calls[id(bn)] != 1
+            or len(node.parent_nodes) != 1
+        ):
+            continue
+        (parent,) = node.parent_nodes
+        producer = parent.operation
+        foldable = isinstance(producer, IGCConv2D) or (
+            isinstance(producer, keras.layers.Conv2D)
+            and producer.activation is keras.activations.linear
+        )
+        if (
+            foldable
+            and calls[id(producer)] == 1
+            and consumers[id(producer)] == 1
+            and not any(id(t) in outputs for t in parent.output_tensors)
+        ):
+            pairs[producer.name] = bn
+    return pairs
+
+
+def _fold_form(layer, dense_blocks):
+    if not isinstance(layer, IGCConv2D):
+        return "conv"
+    if dense_blocks == "auto":
+        path = paths.select_path(
+            layer.primary_partitions,
+            layer.primary.kernel.shape[2],
+            layer.secondary_partitions,
+            layer.kernel_size,
+            layer.strides,
+        )
+        return "dense" if path == "dense" else "igc"
+    return "dense" if dense_blocks == "always" else "igc"
+
+
+def _dense_config(layer):
+    return {
+        "name": layer.name,
+        "filters": layer.filters,
+        "kernel_size": layer.kernel_size,
+        "strides": layer.strides,
+        "padding": layer.padding,
+        "dilation_rate": layer.dilation_rate,
+        "use_bias": True,
+    }
+
+
+def _folded_weights(layer, bn, clone):
+    """Weights of `clone` equal to `layer` followed by `bn` in inference mode."""
+    gamma, beta, mean, variance = (
+        np.asarray(w, "float64") if w is not None else None
+        for w in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
+    )
+    channels = mean.shape[0]
+    scale = (gamma if gamma is not None else 1.0) / np.sqrt(variance + bn.epsilon)
+    shift = (beta if beta is not None else 0.0) - mean * scale
+    if isinstance(layer, IGCConv2D):
+        bias = layer.dense_equivalent_bias()
+        bias = np.zeros(channels) if bias is None else np.asarray(bias, "float64")
+        if isinstance(clone, IGCConv2D):
+            # The secondary kernel and bias are stored in permuted order:
+            # output channel o is secondary channel order[o].
+            L, M = layer.primary_partitions, layer.secondary_partitions
+            order = np.asarray(igc_ops.output_bias(np.arange(channels), L, M))
+            secondary_scale = np.empty(channels)
+            secondary_scale[order] = scale
+            secondary_bias = np.empty(channels)
+            secondary_bias[order] = bias * scale + shift
+            weights = [
+                np.asarray(layer.primary.kernel),
+                np.asarray(layer.secondary.kernel, "float64") * secondary_scale,
+                secondary_bias,
+            ]
+        else:
+            kernel = np.asarray(layer.dense_equivalent_kernel(), "float64")
+            weights = [kernel * scale, bias * scale + shift]
+    else:
+        bias = np.asarray(layer.bias, "float64") if layer.use_bias else 0.0
+        kernel = np.asarray(layer.kernel, "float64") * scale
+        weights = [kernel, bias * scale + shift]
+    return [np.asarray(w, "float32") for w in weights]
+
+
+def _execution_paths(model):
+    return {
+        layer.name: layer.active_implementation
+        for layer in model.layers
+        if isinstance(layer, IGCConv2D | GroupConv2D)
+    }
+
+
+def _is_mixed(layer):
+    policy = getattr(layer, "dtype_policy", None)
+    return policy is not None and policy.name.startswith("mixed")

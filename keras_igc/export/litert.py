@@ -1,0 +1,71 @@
+"""LiteRT (`.tflite`), converted from the SavedModel."""
+
+import warnings
+
+
+def write(saved_model, path):
+    """Convert with builtin ops; fall back to select-TF ops only if needed."""
+    import tensorflow as tf
+
+    def convert(op_sets):
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved_model, signature_keys=["serve"]
+        )
+        converter.target_spec.supported_ops = op_sets
+        return converter.convert()
+
+    select_ops = []
+    try:
+        flatbuffer = convert([tf.lite.OpsSet.TFLITE_BUILTINS])
+    except Exception:
+        flatbuffer = convert(
+            [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        )
+        interpreter = make_interpreter(model_content=flatbuffer)
+        select_ops = sorted(
+            {
+                op["op_name"].removeprefix("Flex")
+                for op in interpreter._get_ops_details()
+                if op["op_name"].startswith("Flex")
+            }
+        )
+    with open(path, "wb") as f:
+        f.write(flatbuffer)
+    return select_ops
+
+
+def make_interpreter(**kwargs):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return tf.lite.Interpreter(**kwargs)
+    return Interpreter(**kwargs)
+
+
+def runner(path):
+    """A function that loads the artifact and returns its `predict`."""
+
+    def make():
+        interpreter = make_interpreter(model_path=path)
+        (source,), (target,) = (
+            interpreter.get_input_details(),
+            interpreter.get_output_details(),
+        )
+        shape = [None]
+
+        def run(x):
+            if shape[0] != x.shape:
+                interpreter.resize_tensor_input(source["index"], x.shape)
+                interpreter.allocate_tensors()
+                shape[0] = x.shape
+            interpreter.set_tensor(source["index"], x)
+            interpreter.invoke()
+            return interpreter.get_tensor(target["index"])
+
+        return run
+
+    return make
