@@ -1,17 +1,27 @@
-"""IGC networks as `keras.applications`-style builders (`keras_igc.applications`).
+"""The papers' networks as `keras.applications`-style builders
+(`keras_igc.applications`).
 
-CIFAR/SVHN (32x32): `IGCNet8`, `IGCNet20`, `IGCNet38` (plain), `IGCResNet20`,
-`IGCResNet38` (residual, "+Ident."), and any depth with
-`igc_cifar_network`, `regconv_cifar_network` (RegConv-Wc baselines) and
-`sum_fusion_cifar_network`. ImageNet (224x224): `IGCNetL4M32`, `IGCNetL16M16`,
-`IGCNetL100M2` and the `ResNet18` baselines, which also take the authors'
-MXNet checkpoints (`weights="...-0095.params"`, or `from_release_weights(path)`
-to build the network a checkpoint describes). Every paper row by name:
-`list_models()`, `get_model(name, **kwargs)`, `summary_table()`.
+IGC (Zhang et al., "Interleaved Group Convolutions for Deep Neural Networks",
+ICCV 2017):
 
-MSGC hosts (learned grouped convolutions, `keras_igc.msgc`): `MSGCResNet18`,
-`MSGCResNet50`, `MSGCMobileNetV2` (`get_host(name)`), and the dense
-`ResNet50` (v1.5) they start from.
+- CIFAR/SVHN (32x32, `cifar.py`): `IGCNet8`, `IGCNet20`, `IGCNet38` (plain),
+  `IGCResNet20`, `IGCResNet38` (residual, "+Ident."), and any depth with
+  `igc_cifar_network`, `regconv_cifar_network` (RegConv-Wc baselines) and
+  `sum_fusion_cifar_network`.
+- ImageNet (224x224, `imagenet.py`): `IGCNetL4M32`, `IGCNetL16M16`,
+  `IGCNetL100M2`, which also take the authors' MXNet checkpoints
+  (`weights="...-0095.params"`, or `from_release_weights(path)` to build the
+  network a checkpoint describes).
+
+MSGC (learned grouped convolutions, `msgc_hosts.py`; `keras_igc.msgc`):
+`MSGCResNet18`, `MSGCResNet50`, `MSGCMobileNetV2`.
+
+The dense baselines of both (`resnet.py`): `ResNet18` (IGC, width 64 or 69) and
+`ResNet50` (torchvision's v1.5, which the MSGC hosts start from).
+
+Every builder and every paper row by name (`registry.py`): `list_models()`,
+`get_model(name, **kwargs)` (e.g. `"IGC-L24M2+Ident."`, `"IGCNet38"`,
+`"MSGC-ResNet18"`), `summary_table()`.
 
 This folder installs as `keras_igc.applications` (see `package_dir` in
 setup.cfg).
@@ -32,7 +42,6 @@ from keras_igc.applications.imagenet import (
     IGCNetL4M32,
     IGCNetL16M16,
     IGCNetL100M2,
-    ResNet18,
     from_release_weights,
     imagenet_class_names,
     preprocess_input,
@@ -45,25 +54,19 @@ from keras_igc.applications.msgc_hosts import (
     MSGCMobileNetV2,
     MSGCResNet18,
     MSGCResNet50,
-    ResNet50,
-    get_host,
-    host_name,
 )
 from keras_igc.applications.registry import (
     dataset_of,
     get_model,
     list_models,
+    lookup,
+    msgc_host,
     summary_table,
 )
+from keras_igc.applications.resnet import ResNet18, ResNet50
 
 __all__ = [
     "HOSTS",
-    "MSGCMobileNetV2",
-    "MSGCResNet18",
-    "MSGCResNet50",
-    "ResNet50",
-    "get_host",
-    "host_name",
     "IGCNet8",
     "IGCNet20",
     "IGCNet38",
@@ -72,16 +75,22 @@ __all__ = [
     "IGCNetL100M2",
     "IGCResNet20",
     "IGCResNet38",
+    "MSGCMobileNetV2",
+    "MSGCResNet18",
+    "MSGCResNet50",
     "ResNet18",
+    "ResNet50",
     "dataset_of",
     "from_release_weights",
     "get_model",
     "igc_cifar_network",
     "imagenet_class_names",
     "list_models",
+    "lookup",
+    "msgc_host",
     "preprocess_cifar_input",
-    "preprocess_input",
     "preprocess_imagenet_input",
+    "preprocess_input",
     "regconv_cifar_network",
     "sum_fusion_cifar_network",
     "summary_table",

@@ -19,6 +19,7 @@ from keras_igc.applications.conv_families import (
     RegularConvs,
     SumFusionConvs,
 )
+from keras_igc.applications.registry import register
 from keras_igc.validation import positive_int
 
 CIFAR_MEAN, CIFAR_STD = statistics.CIFAR10
@@ -47,6 +48,7 @@ def units_per_stage(depth, residual):
 
 
 def _cifar_network(convs, stage1_width, depth, residual, **application_args):
+    """The CIFAR skeleton; `application_args` are the keras.applications ones."""
     units = units_per_stage(depth, residual)
     momentum = RESIDUAL_MOMENTUM if residual else PLAIN_MOMENTUM
     block = residual_block if residual else plain_unit
@@ -77,6 +79,23 @@ def _default_name(prefix, depth, residual):
     return f"{prefix}_d{depth}{'_ident' if residual else ''}"
 
 
+def _rows(prefix, **preset):
+    """A paper row in its plain and "+Ident." (residual) forms."""
+    return {
+        f"{prefix}{'+Ident.' if residual else ''}": {"residual": residual, **preset}
+        for residual in (False, True)
+    }
+
+
+@register(
+    "cifar",
+    rows={
+        **_rows("IGC-L24M2", primary_partitions=24, secondary_partitions=2),
+        **_rows("IGC-L4M8", primary_partitions=4, secondary_partitions=8),
+        **_rows("IGC-L32M26", primary_partitions=32, secondary_partitions=26),
+        **_rows("IGC-L16M32", primary_partitions=16, secondary_partitions=32),
+    },
+)
 def igc_cifar_network(
     depth,
     residual=False,
@@ -104,7 +123,6 @@ def igc_cifar_network(
     """
     L = positive_int(primary_partitions, "primary_partitions")
     M = positive_int(secondary_partitions, "secondary_partitions")
-    name = name or _default_name(f"igc_l{L}m{M}", depth, residual)
     return _cifar_network(
         # The release's plain networks widen as the paper does.
         IGCConvs(
@@ -115,10 +133,20 @@ def igc_cifar_network(
         L * M,
         depth,
         residual,
-        **conventions.application_args(locals()),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or _default_name(f"igc_l{L}m{M}", depth, residual),
     )
 
 
+@register(
+    "cifar", rows={**_rows("RegConv-W16", width=16), **_rows("RegConv-W18", width=18)}
+)
 def regconv_cifar_network(
     depth,
     residual=False,
@@ -133,12 +161,23 @@ def regconv_cifar_network(
     name=None,
 ):
     """The RegConv-Wc baseline: dense 3x3 convolutions of width c, 2c, 4c."""
-    name = name or _default_name(f"regconv_w{width}", depth, residual)
     return _cifar_network(
-        RegularConvs(), width, depth, residual, **conventions.application_args(locals())
+        RegularConvs(),
+        width,
+        depth,
+        residual,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or _default_name(f"regconv_w{width}", depth, residual),
     )
 
 
+@register("cifar", rows=_rows("SumFusion-L8W32", primary_partitions=8, width=32))
 def sum_fusion_cifar_network(
     depth,
     residual=False,
@@ -159,96 +198,250 @@ def sum_fusion_cifar_network(
     (at D=20: 0.264 M convolution weights against 0.268 M and 0.274 M), for the
     paper's comparison at matched parameters.
     """
-    name = name or _default_name(
-        f"sumfusion_l{primary_partitions}w{width}", depth, residual
-    )
     return _cifar_network(
         SumFusionConvs(primary_partitions),
         width,
         depth,
         residual,
-        **conventions.application_args(locals()),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name
+        or _default_name(f"sumfusion_l{primary_partitions}w{width}", depth, residual),
     )
 
 
-def _builder_name(depth, residual):
-    return f"IGCResNet{depth}" if residual else f"IGCNet{depth}"
+# The named builders: keras.applications signatures, the paper's IGC-L24M2 by
+# default, one shared docstring (`_BUILDER_DOC`).
 
 
-def _named(depth, residual):
-    def IGCNet(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=10,
-        classifier_activation="softmax",
-        name=None,
-        primary_partitions=24,
-        secondary_partitions=2,
-        implementation="auto",
-        transition="paper",
-    ):
-        return igc_cifar_network(
-            depth,
-            residual,
-            primary_partitions,
-            secondary_partitions,
-            implementation,
-            transition,
-            **conventions.application_args(locals()),
-        )
-
-    kind = "residual (+Ident.)" if residual else "plain"
-    units = (
-        f"{(depth - 2) // 6} two-unit blocks"
-        if residual
-        else f"{(depth - 2) // 3} units"
+@register("cifar")
+def IGCNet8(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+    primary_partitions=24,
+    secondary_partitions=2,
+    implementation="auto",
+    transition="paper",
+):
+    return igc_cifar_network(
+        8,
+        residual=False,
+        primary_partitions=primary_partitions,
+        secondary_partitions=secondary_partitions,
+        implementation=implementation,
+        transition=transition,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
     )
-    IGCNet.__doc__ = f"""Depth-{depth} {kind} IGC network for 32x32 images (CIFAR/SVHN).
-
-    Stem 3x3 to G = L*M, then three stages of {units} of widths G, 2G, 4G
-    (L fixed, M doubling), each IGCConv2D -> BatchNorm -> ReLU; global average
-    pooling and a classifier. The defaults are the paper's IGC-L24M2.
-
-    Args:
-        include_top: whether to include the classifier.
-        weights: `None`, the path to a weights file saved with
-            `model.save_weights()`, or a CIFAR checkpoint of the authors'
-            MXNet release (`*.params`).
-        input_tensor: optional Keras tensor to use as the image input.
-        input_shape: optional shape tuple; `(32, 32, 3)` with the top,
-            `(None, None, 3)` without. At least 8x8.
-        pooling: with `include_top=False`: `None` (4D output), `"avg"` or
-            `"max"`.
-        classes: number of classes, with `include_top=True`.
-        classifier_activation: activation of the classifier, or `None` for
-            logits.
-        name: model name.
-        primary_partitions: L (default 24). L = 1: regular convolutions with a
-            per-channel scale.
-        secondary_partitions: M of the first stage (default 2). M = 1: the
-            Xception-like block.
-        implementation: see `keras_igc.IGCConv2D`.
-        transition: `"paper"` or `"release"` (see `igc_cifar_network`).
-
-    Example:
-
-    >>> import keras_igc
-    >>> model = keras_igc.applications.{_builder_name(depth, residual)}()
-    >>> model.output_shape
-    (None, 10)
-    """
-    IGCNet.__name__ = IGCNet.__qualname__ = _builder_name(depth, residual)
-    return IGCNet
 
 
-IGCNet8 = _named(8, residual=False)
-IGCNet20 = _named(20, residual=False)
-IGCNet38 = _named(38, residual=False)
-IGCResNet20 = _named(20, residual=True)
-IGCResNet38 = _named(38, residual=True)
+@register("cifar")
+def IGCNet20(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+    primary_partitions=24,
+    secondary_partitions=2,
+    implementation="auto",
+    transition="paper",
+):
+    return igc_cifar_network(
+        20,
+        residual=False,
+        primary_partitions=primary_partitions,
+        secondary_partitions=secondary_partitions,
+        implementation=implementation,
+        transition=transition,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+@register("cifar")
+def IGCNet38(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+    primary_partitions=24,
+    secondary_partitions=2,
+    implementation="auto",
+    transition="paper",
+):
+    return igc_cifar_network(
+        38,
+        residual=False,
+        primary_partitions=primary_partitions,
+        secondary_partitions=secondary_partitions,
+        implementation=implementation,
+        transition=transition,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+@register("cifar")
+def IGCResNet20(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+    primary_partitions=24,
+    secondary_partitions=2,
+    implementation="auto",
+    transition="paper",
+):
+    return igc_cifar_network(
+        20,
+        residual=True,
+        primary_partitions=primary_partitions,
+        secondary_partitions=secondary_partitions,
+        implementation=implementation,
+        transition=transition,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+@register("cifar")
+def IGCResNet38(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+    primary_partitions=24,
+    secondary_partitions=2,
+    implementation="auto",
+    transition="paper",
+):
+    return igc_cifar_network(
+        38,
+        residual=True,
+        primary_partitions=primary_partitions,
+        secondary_partitions=secondary_partitions,
+        implementation=implementation,
+        transition=transition,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+_BUILDER_DOC = """Depth-{depth} {kind} IGC network for 32x32 images (CIFAR/SVHN).
+
+Stem 3x3 to G = L*M, then three stages of {units} of widths G, 2G, 4G
+(L fixed, M doubling), each IGCConv2D -> BatchNorm -> ReLU; global average
+pooling and a classifier. The defaults are the paper's IGC-L24M2 (Zhang et
+al., "Interleaved Group Convolutions for Deep Neural Networks", ICCV 2017,
+table 2).
+
+Args:
+    include_top: whether to include the classifier.
+    weights: `None`, the path to a weights file saved with
+        `model.save_weights()`, or a CIFAR checkpoint of the authors'
+        MXNet release (`*.params`).
+    input_tensor: optional Keras tensor to use as the image input.
+    input_shape: optional shape tuple; `(32, 32, 3)` with the top,
+        `(None, None, 3)` without. At least 8x8.
+    pooling: with `include_top=False`: `None` (4D output), `"avg"` or
+        `"max"`.
+    classes: number of classes, with `include_top=True`.
+    classifier_activation: activation of the classifier, or `None` for
+        logits.
+    name: model name.
+    primary_partitions: L (default 24). L = 1: regular convolutions with a
+        per-channel scale.
+    secondary_partitions: M of the first stage (default 2). M = 1: the
+        Xception-like block.
+    implementation: see `keras_igc.IGCConv2D`.
+    transition: `"paper"` or `"release"` (see `igc_cifar_network`).
+
+Example:
+
+>>> import keras_igc
+>>> model = keras_igc.applications.{builder}()
+>>> model.output_shape
+(None, 10)
+"""
+
+IGCNet8.__doc__ = _BUILDER_DOC.format(
+    depth=8, kind="plain", units="2 units", builder="IGCNet8"
+)
+IGCNet20.__doc__ = _BUILDER_DOC.format(
+    depth=20, kind="plain", units="6 units", builder="IGCNet20"
+)
+IGCNet38.__doc__ = _BUILDER_DOC.format(
+    depth=38, kind="plain", units="12 units", builder="IGCNet38"
+)
+IGCResNet20.__doc__ = _BUILDER_DOC.format(
+    depth=20,
+    kind="residual (+Ident.)",
+    units="3 two-unit blocks",
+    builder="IGCResNet20",
+)
+IGCResNet38.__doc__ = _BUILDER_DOC.format(
+    depth=38,
+    kind="residual (+Ident.)",
+    units="6 two-unit blocks",
+    builder="IGCResNet38",
+)
 
 
 def preprocess_input(x, mean=CIFAR_MEAN, std=CIFAR_STD):

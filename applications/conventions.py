@@ -12,22 +12,6 @@ from keras.src.applications import imagenet_utils
 from keras_igc.validation import check_keras_archive
 
 POOLINGS = (None, "avg", "max")
-# The arguments every keras.applications builder takes, in order.
-APPLICATION_ARGS = (
-    "include_top",
-    "weights",
-    "input_tensor",
-    "input_shape",
-    "pooling",
-    "classes",
-    "classifier_activation",
-    "name",
-)
-
-
-def application_args(arguments):
-    """The keras.applications arguments out of a builder's `locals()`."""
-    return {key: arguments[key] for key in APPLICATION_ARGS}
 
 
 def build(

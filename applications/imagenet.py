@@ -1,4 +1,4 @@
-"""The IGC paper's ImageNet networks and their ResNet-18 baselines.
+"""The IGC paper's ImageNet networks (the ResNet-18 baselines are in resnet.py).
 
 Skeleton (section 1 of the project reference): 7x7 stride-2 stem, BatchNorm,
 ReLU, 3x3 stride-2 max-pooling; four stages of two residual blocks (two
@@ -16,11 +16,15 @@ from keras_igc import statistics
 from keras_igc.applications import conventions
 from keras_igc.applications.blocks import residual_block
 from keras_igc.applications.conv_families import IGCConvs, RegularConvs
+from keras_igc.applications.registry import register
 
 MOMENTUM = 0.9
 
 
-def _imagenet_network(convs, stem_width, stage_widths, **application_args):
+def imagenet_network(convs, stem_width, stage_widths, **application_args):
+    """The IGC paper's ImageNet skeleton with `convs` (a `conv_families`
+    family); `application_args` are the keras.applications ones."""
+
     def features(image):
         x, padding = conventions.release_padding(image, 7, 2, "stem_conv")
         x = keras.layers.Conv2D(
@@ -49,7 +53,7 @@ def _imagenet_network(convs, stem_width, stage_widths, **application_args):
     return conventions.build(features, 224, 32, **application_args)
 
 
-_IMAGENET_DOC = """{title}
+IMAGENET_DOC = """{title}
 
 {description}
 
@@ -69,6 +73,7 @@ Args:
 _IMPLEMENTATION_ARG = "    implementation: see `keras_igc.IGCConv2D`.\n"
 
 
+@register("imagenet", rows={"IGC-L4M32+Ident.": {}})
 def IGCNetL4M32(
     include_top=True,
     weights=None,
@@ -80,14 +85,22 @@ def IGCNetL4M32(
     name="igc_l4m32_ident",
     implementation="auto",
 ):
-    return _imagenet_network(
+    return imagenet_network(
         IGCConvs(primary_partitions=4, implementation=implementation),
         128,
         (128, 256, 512, 1024),
-        **conventions.application_args(locals()),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
     )
 
 
+@register("imagenet", rows={"IGC-L16M16+Ident.": {}})
 def IGCNetL16M16(
     include_top=True,
     weights=None,
@@ -99,14 +112,22 @@ def IGCNetL16M16(
     name="igc_l16m16_ident",
     implementation="auto",
 ):
-    return _imagenet_network(
+    return imagenet_network(
         IGCConvs(primary_partitions=16, implementation=implementation),
         256,
         (256, 512, 1024, 2048),
-        **conventions.application_args(locals()),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
     )
 
 
+@register("imagenet", rows={"IGC-L100M2+Ident.": {}})
 def IGCNetL100M2(
     include_top=True,
     weights=None,
@@ -118,55 +139,36 @@ def IGCNetL100M2(
     name="igc_l100m2_ident",
     implementation="auto",
 ):
-    return _imagenet_network(
+    return imagenet_network(
         IGCConvs(secondary_partitions=2, implementation=implementation),
         100,
         (200, 400, 800, 1600),
-        **conventions.application_args(locals()),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
     )
 
 
-def ResNet18(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    width=64,
-):
-    name = name or f"resnet18_c{width}"
-    return _imagenet_network(
-        RegularConvs(),
-        width,
-        (width, 2 * width, 4 * width, 8 * width),
-        **conventions.application_args(locals()),
-    )
-
-
-IGCNetL4M32.__doc__ = _IMAGENET_DOC.format(
+IGCNetL4M32.__doc__ = IMAGENET_DOC.format(
     title="IGC-L4M32+Ident. for ImageNet (224x224).",
     description="Stem 128; stages 128/256/512/1024 with L = 4 (M = 32..256).",
     extra=_IMPLEMENTATION_ARG,
 )
-IGCNetL16M16.__doc__ = _IMAGENET_DOC.format(
+IGCNetL16M16.__doc__ = IMAGENET_DOC.format(
     title="IGC-L16M16+Ident. for ImageNet (224x224).",
     description="Stem 256; stages 256/512/1024/2048 with L = 16 (M = 16..128).",
     extra=_IMPLEMENTATION_ARG,
 )
-IGCNetL100M2.__doc__ = _IMAGENET_DOC.format(
+IGCNetL100M2.__doc__ = IMAGENET_DOC.format(
     title="IGC-L100M2+Ident. for ImageNet (224x224).",
     description="Stem 100; stages 200/400/800/1600 with M = 2 (L = 100..800); "
     "stage 1 projects 100 -> 200.",
     extra=_IMPLEMENTATION_ARG,
-)
-ResNet18.__doc__ = _IMAGENET_DOC.format(
-    title="ResNet-18, the IGC paper's ImageNet baseline.",
-    description="Basic blocks with dense 3x3 convolutions; stages C/2C/4C/8C "
-    "(C = 64, or 69 for the wider baseline).",
-    extra="    width: C, the stem and stage-1 width (64 or 69 in the paper).\n",
 )
 
 
@@ -245,7 +247,7 @@ def from_release_weights(
             secondary_partitions=network["secondary_partitions"],
             implementation=implementation,
         )
-    model = _imagenet_network(
+    model = imagenet_network(
         convs,
         network["stem"],
         network["widths"],

@@ -33,8 +33,9 @@ import os
 
 import keras
 
-from keras_igc import msgc
+from keras_igc import msgc as msgc_module
 from keras_igc.applications import conventions, torch_weights
+from keras_igc.applications.registry import register
 from keras_igc.layers import MACRegularizer, MSGCConv2D
 from keras_igc.layers.mask_generator import kaiming_fan_out
 from keras_igc.validation import load_keras_model, positive_int
@@ -172,7 +173,7 @@ def _basic_block(x, planes, stride, size, ledger, masks, name):
     return _residual(x, y, stride, out, ledger, name), out
 
 
-def _bottleneck(x, planes, stride, size, ledger, masks, name):
+def bottleneck(x, planes, stride, size, ledger, masks, name):
     """The release's `DyBottleneck` (torchvision's v1.5 Bottleneck if not
     `masks`): the stride sits in the 3x3 convolution."""
     inplanes, width = x.shape[-1], planes
@@ -269,50 +270,62 @@ def _inverted_residual(x, filters, stride, expansion, size, ledger, masks, name)
 # ---------------------------------------------------------------- networks
 
 
-def _network(features, args, masks, default_name):
-    """A host (or, without masks, its dense network) in the keras.applications
-    conventions; MSGC hosts end in the `MACRegularizer` and are `MSGCModel`s."""
-    conventions.check_arguments(
-        args["weights"], args["pooling"], args["include_top"], args["classes"],
-        release=".pth",
-    )  # fmt: skip
-    if masks["msgc"]:
-        positive_int(masks["heads"], "heads", default_name)
+def host_network(
+    features,
+    default_name,
+    *,
+    msgc,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
+    heads=1,
+    attention=False,
+    dense_weights=None,
+    mac_weight=0.0,
+):
+    """A host (or, with `msgc=False`, its dense network) in the
+    keras.applications conventions; MSGC hosts end in the `MACRegularizer`
+    and are `MSGCModel`s."""
+    conventions.check_arguments(weights, pooling, include_top, classes, release=".pth")
+    if msgc:
+        positive_int(heads, "heads", default_name)
+    masks = dict(msgc=msgc, heads=heads, attention=attention)
     image, inputs = conventions.image_input(
-        args["input_tensor"], args["input_shape"], REFERENCE_SIZE, 32,
-        args["include_top"],
-    )  # fmt: skip
+        input_tensor, input_shape, REFERENCE_SIZE, 32, include_top
+    )
     size = tuple(image.shape[1:3])
     if None in size:  # counted per 224x224 image, whatever the size it runs at
         size = (REFERENCE_SIZE, REFERENCE_SIZE)
     ledger = _Ledger()
     x, size = features(image, size, ledger, masks)
     channels = x.shape[-1]
-    if args["include_top"]:
-        ledger.fixed(channels * (_area(size) + args["classes"]))
-    elif args["pooling"] is not None:
+    if include_top:
+        ledger.fixed(channels * (_area(size) + classes))
+    elif pooling is not None:
         ledger.fixed(channels * _area(size))
-    outputs = conventions.head(
-        x, args["include_top"], args["pooling"], args["classes"],
-        args["classifier_activation"],
-    )  # fmt: skip
-    name = args["name"] or default_name
-    if not masks["msgc"]:
+    outputs = conventions.head(x, include_top, pooling, classes, classifier_activation)
+    name = name or default_name
+    if not msgc:
         model = keras.Model(inputs, outputs, name=name)
     else:
         outputs = MACRegularizer(
             ledger.dense, ledger.static, ledger.convolutions, ledger.bonuses,
-            weight=masks["mac_weight"], name="mac_regularizer",
+            weight=mac_weight, name="mac_regularizer",
         )([outputs, *ledger.gates])  # fmt: skip
-        model = msgc.MSGCModel(inputs, outputs, name=name)
-    if masks.get("dense_weights") is not None:
-        _load_dense_weights(model, masks["dense_weights"])
-    if args["weights"] is not None:
-        _load_weights(model, args["weights"])
+        model = msgc_module.MSGCModel(inputs, outputs, name=name)
+    if dense_weights is not None:
+        _load_dense_weights(model, dense_weights)
+    if weights is not None:
+        _load_weights(model, weights)
     return model
 
 
-def _resnet(block, depths):
+def resnet_features(block, depths):
     def features(image, size, ledger, masks):
         x = _conv(image, 64, 7, 2, "stem_conv")
         size = _out(size, 7, 2)
@@ -387,7 +400,7 @@ def _load_dense_weights(model, source):
     if isinstance(source, str | os.PathLike) and os.fspath(source).endswith(".keras"):
         source = load_keras_model(source)
     if isinstance(source, keras.Model):
-        msgc.copy_weights_by_name(source, model, require_all=True)
+        msgc_module.copy_weights_by_name(source, model, require_all=True)
         return
     if isinstance(source, dict) or torch_weights.is_torch_file(source):
         torch_weights.load_torch_weights(model, source, dense=True)
@@ -429,6 +442,7 @@ True
 """
 
 
+@register("imagenet", family="msgc", rows={"MSGC-ResNet18": {}})
 def MSGCResNet18(
     include_top=True,
     weights=None,
@@ -443,16 +457,26 @@ def MSGCResNet18(
     dense_weights=None,
     mac_weight=30.0,
 ):
-    masks = dict(
-        msgc=True, heads=heads, attention=attention, dense_weights=dense_weights,
+    return host_network(
+        resnet_features(_basic_block, (2, 2, 2, 2)),
+        "msgc_resnet18",
+        msgc=True,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        heads=heads,
+        attention=attention,
+        dense_weights=dense_weights,
         mac_weight=mac_weight,
-    )  # fmt: skip
-    return _network(
-        _resnet(_basic_block, (2, 2, 2, 2)),
-        conventions.application_args(locals()), masks, "msgc_resnet18",
-    )  # fmt: skip
+    )
 
 
+@register("imagenet", family="msgc", rows={"MSGC-ResNet50": {}})
 def MSGCResNet50(
     include_top=True,
     weights=None,
@@ -467,16 +491,26 @@ def MSGCResNet50(
     dense_weights=None,
     mac_weight=30.0,
 ):
-    masks = dict(
-        msgc=True, heads=heads, attention=attention, dense_weights=dense_weights,
+    return host_network(
+        resnet_features(bottleneck, (3, 4, 6, 3)),
+        "msgc_resnet50",
+        msgc=True,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        heads=heads,
+        attention=attention,
+        dense_weights=dense_weights,
         mac_weight=mac_weight,
-    )  # fmt: skip
-    return _network(
-        _resnet(_bottleneck, (3, 4, 6, 3)),
-        conventions.application_args(locals()), masks, "msgc_resnet50",
-    )  # fmt: skip
+    )
 
 
+@register("imagenet", family="msgc", rows={"MSGC-MobileNetV2": {}})
 def MSGCMobileNetV2(
     include_top=True,
     weights=None,
@@ -492,38 +526,23 @@ def MSGCMobileNetV2(
     dense_weights=None,
     mac_weight=30.0,
 ):
-    masks = dict(
-        msgc=True, heads=heads, attention=attention, dense_weights=dense_weights,
-        mac_weight=mac_weight,
-    )  # fmt: skip
-    return _network(
-        _mobilenet_v2(alpha), conventions.application_args(locals()), masks,
+    return host_network(
+        _mobilenet_v2(alpha),
         "msgc_mobilenetv2",
-    )  # fmt: skip
-
-
-def ResNet50(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet50_v1_5",
-):
-    """torchvision's dense ResNet-50 (v1.5: the stride in the 3x3) in Keras.
-
-    The MSGC-ResNet-50 baseline (4.1 G multiply-accumulates at 224x224), with
-    the host's layer names: `MSGCResNet50(dense_weights=ResNet50(...))` starts
-    from it. `weights` may be a Keras weights file or torchvision's
-    `resnet50-0676ba61.pth` (needs PyTorch to read). Arguments as for
-    `keras.applications.ResNet50`.
-    """
-    return _network(
-        _resnet(_bottleneck, (3, 4, 6, 3)), conventions.application_args(locals()),
-        dict(msgc=False, heads=1, attention=False), "resnet50_v1_5",
-    )  # fmt: skip
+        msgc=True,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        heads=heads,
+        attention=attention,
+        dense_weights=dense_weights,
+        mac_weight=mac_weight,
+    )
 
 
 MSGCResNet18.__doc__ = _HOST_DOC.format(
@@ -550,21 +569,3 @@ MSGCMobileNetV2.__doc__ = _HOST_DOC.format(
     extra="    alpha: the width multiplier.\n",
     builder="MSGCMobileNetV2",
 )
-
-
-def host_name(name):
-    """`"MSGCResNet18"` for `"MSGCResNet18"` or `"MSGC-ResNet18"`; else None."""
-    name = str(name).replace("MSGC-", "MSGC")
-    return name if name in HOSTS else None
-
-
-def get_host(name, **kwargs):
-    """An MSGC host by name: one of `HOSTS` (or `"MSGC-ResNet18"` etc.)."""
-    builders = {
-        "MSGCResNet18": MSGCResNet18,
-        "MSGCResNet50": MSGCResNet50,
-        "MSGCMobileNetV2": MSGCMobileNetV2,
-    }
-    if host_name(name) is None:
-        raise ValueError(f"Unknown MSGC host {name!r}. Choose one of {list(HOSTS)}.")
-    return builders[host_name(name)](**kwargs)

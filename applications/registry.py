@@ -1,120 +1,177 @@
-"""The paper's rows by name: `list_models()`, `get_model(name, **kwargs)`.
+"""Every network of `keras_igc.applications` by name: one registry, one lookup.
 
-CIFAR/SVHN rows take `depth` (default 20) and build the plain net, or the
-residual net for names ending in "+Ident.". ImageNet rows are fixed networks.
+A builder joins with the `register` decorator, under its own name
+(`"IGCNet38"`, `"MSGCResNet18"`) and under the names of the paper rows it
+builds (`"IGC-L24M2+Ident."`, `"MSGC-ResNet18"`), each with the arguments
+that row fixes. `get_model(name, **kwargs)` builds any of them; names are
+case-insensitive.
 """
 
+import dataclasses
 import difflib
-import functools
+import inspect
 
-from keras_igc.applications import cifar, imagenet
-from keras_igc.complexity import model_complexity
+DATASETS = ("cifar", "imagenet")
+FAMILIES = ("igc", "msgc")
+# Paper rows of a network of any depth are built at this depth unless told.
+DEFAULT_DEPTH = 20
 
 _REGISTRY = {}
 
 
-def register(name, builder, dataset, **preset):
-    _REGISTRY[name] = (functools.partial(builder, **preset), dataset)
+@dataclasses.dataclass(frozen=True)
+class RegisteredModel:
+    """A name `get_model` builds.
+
+    Attributes:
+        name: the registered name.
+        builder: the function that builds it.
+        dataset: the input family, `"cifar"` (32x32) or `"imagenet"` (224x224).
+        family: `"igc"` (the IGC paper's networks and baselines) or `"msgc"`
+            (the MSGC paper's hosts).
+        preset: the builder arguments the name fixes.
+        paper_row: whether the name is a row of a paper's tables.
+    """
+
+    name: str
+    builder: object
+    dataset: str
+    family: str
+    preset: dict
+    paper_row: bool
+
+    def takes(self, argument):
+        return argument in inspect.signature(self.builder).parameters
 
 
-for _residual in (False, True):
-    _suffix = "+Ident." if _residual else ""
-    for _L, _M in [(24, 2), (4, 8), (32, 26), (16, 32)]:
-        register(
-            f"IGC-L{_L}M{_M}{_suffix}",
-            cifar.igc_cifar_network,
-            "cifar",
-            residual=_residual,
-            primary_partitions=_L,
-            secondary_partitions=_M,
-        )
-    for _width in (16, 18):
-        register(
-            f"RegConv-W{_width}{_suffix}",
-            cifar.regconv_cifar_network,
-            "cifar",
-            residual=_residual,
-            width=_width,
-        )
-    register(
-        f"SumFusion-L8W32{_suffix}",
-        cifar.sum_fusion_cifar_network,
-        "cifar",
-        residual=_residual,
-        primary_partitions=8,
-        width=32,
+def register(dataset, family="igc", rows=None):
+    """Decorator: register a builder under its name and the paper rows it builds.
+
+    Args:
+        dataset: `"cifar"` or `"imagenet"`.
+        family: `"igc"` or `"msgc"`.
+        rows: `{paper name: {argument: value}}`, the rows the builder builds
+            with those arguments fixed.
+    """
+    if dataset not in DATASETS or family not in FAMILIES:
+        raise ValueError(f"register: dataset={dataset!r}, family={family!r}.")
+
+    def decorate(builder):
+        entries = [(builder.__name__, {}, False)]
+        entries += [(row, dict(preset), True) for row, preset in (rows or {}).items()]
+        for name, preset, paper_row in entries:
+            known = _REGISTRY.get(name.lower())
+            if known is not None:
+                if _same_source(known.builder, builder):
+                    continue  # the file imported again (pytest's doctests do)
+                raise ValueError(f"{name!r} is registered twice.")
+            _REGISTRY[name.lower()] = RegisteredModel(
+                name, builder, dataset, family, preset, paper_row
+            )
+        return builder
+
+    return decorate
+
+
+def _same_source(first, second):
+    return (first.__qualname__, first.__code__.co_filename) == (
+        second.__qualname__,
+        second.__code__.co_filename,
     )
-register("IGC-L4M32+Ident.", imagenet.IGCNetL4M32, "imagenet")
-register("IGC-L16M16+Ident.", imagenet.IGCNetL16M16, "imagenet")
-register("IGC-L100M2+Ident.", imagenet.IGCNetL100M2, "imagenet")
-register("ResNet-18-C64", imagenet.ResNet18, "imagenet", width=64)
-register("ResNet-18-C69", imagenet.ResNet18, "imagenet", width=69)
 
 
-def list_models(dataset=None):
-    """Names of the registered networks, optionally of one dataset family
-    (`"cifar"` for CIFAR/SVHN-sized inputs, `"imagenet"`)."""
-    if dataset not in (None, "cifar", "imagenet"):
+def list_models(dataset=None, family=None, builders=False):
+    """Names `get_model` builds.
+
+    Args:
+        dataset: `None`, `"cifar"` (CIFAR/SVHN-sized inputs) or `"imagenet"`.
+        family: `None`, `"igc"` or `"msgc"`.
+        builders: also list the builder names (`"IGCNet38"`, ...), not only
+            the papers' rows.
+    """
+    if dataset not in (None, *DATASETS):
         raise ValueError(
             f"`dataset` must be None, 'cifar' or 'imagenet'. Received: {dataset!r}."
         )
-    return [n for n, (_, d) in _REGISTRY.items() if dataset in (None, d)]
+    if family not in (None, *FAMILIES):
+        raise ValueError(
+            f"`family` must be None, 'igc' or 'msgc'. Received: {family!r}."
+        )
+    return [
+        entry.name
+        for entry in _REGISTRY.values()
+        if dataset in (None, entry.dataset)
+        and family in (None, entry.family)
+        and (builders or entry.paper_row)
+    ]
+
+
+def lookup(name):
+    """The `RegisteredModel` of a name, or a ValueError that suggests names."""
+    entry = _REGISTRY.get(str(name).lower())
+    if entry is None:
+        known = [e.name for e in _REGISTRY.values()]
+        close = difflib.get_close_matches(str(name), known, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"Unknown model name {name!r}.{hint} Known names: {', '.join(known)} "
+            f"(see keras_igc.applications.list_models(builders=True))."
+        )
+    return entry
 
 
 def get_model(name, **kwargs):
     """Build a registered network by name.
 
     Args:
-        name: a name from `list_models()`, e.g. "IGC-L24M2", "IGC-L24M2+Ident.",
-            "RegConv-W16" or "IGC-L100M2+Ident." (case-insensitive).
-        **kwargs: builder arguments (`depth` for CIFAR rows, default 20; the
-            keras.applications arguments such as `classes` or `input_shape`).
+        name: a paper row ("IGC-L24M2", "IGC-L24M2+Ident.", "RegConv-W16",
+            "IGC-L100M2+Ident.", "MSGC-ResNet18") or a builder ("IGCNet38",
+            "ResNet18", "MSGCResNet50"); case-insensitive.
+        **kwargs: builder arguments: `depth` for the CIFAR rows (default 20),
+            the keras.applications arguments such as `classes` or
+            `input_shape`, and the builder's own.
     """
-    builder, dataset = _lookup(name)
-    fixed = {
-        k: v for k, v in getattr(builder, "keywords", {}).items()
-        if k in kwargs and kwargs[k] != v
-    }  # fmt: skip
+    entry = lookup(name)
+    fixed = {k: v for k, v in entry.preset.items() if k in kwargs and kwargs[k] != v}
     if fixed:
         key = next(iter(fixed))
         raise ValueError(
-            f"{name} fixes {key}={fixed[key]!r}; received {key}={kwargs[key]!r}. "
-            f"Pick the registered name with the value you want (see "
-            f"list_models()), or call the builder itself."
+            f"{entry.name} fixes {key}={fixed[key]!r}; received "
+            f"{key}={kwargs[key]!r}. Pick the registered name with the value you "
+            f"want (see list_models()), or call the builder itself."
         )
-    if dataset == "cifar":
-        kwargs.setdefault("depth", 20)
-    elif "depth" in kwargs:
+    if "depth" in kwargs and not entry.takes("depth"):
         raise ValueError(
-            f"{name} is a fixed ImageNet network and takes no `depth`. Received: "
+            f"{entry.name} is a fixed network and takes no `depth`. Received: "
             f"depth={kwargs['depth']!r}."
         )
-    return builder(**kwargs)
+    if entry.takes("depth"):
+        kwargs.setdefault("depth", DEFAULT_DEPTH)
+    return entry.builder(**entry.preset, **kwargs)
+
+
+def msgc_host(name):
+    """The builder name of an MSGC host (`"MSGCResNet18"` for `"MSGC-ResNet18"`
+    or `"msgcresnet18"`), or None for any other name."""
+    try:
+        entry = lookup(name)
+    except ValueError:
+        return None
+    # The hosts carry the MAC loss; the dense ResNet50 of the MSGC family not.
+    is_host = entry.family == "msgc" and entry.takes("mac_weight")
+    return entry.builder.__name__ if is_host else None
 
 
 def dataset_of(name):
     """`"cifar"` or `"imagenet"`: the input family of a registered network."""
-    return _lookup(name)[1]
+    return lookup(name).dataset
 
 
-def _lookup(name):
-    by_lower = {n.lower(): n for n in _REGISTRY}
-    key = by_lower.get(str(name).lower())
-    if key is None:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"Unknown model name {name!r}.{hint} Known names: "
-            f"{', '.join(_REGISTRY)} (see keras_igc.applications.list_models())."
-        )
-    return _REGISTRY[key]
-
-
-def summary_table(names=None, depth=20, classes=None):
-    """A Markdown table of width, parameters and MACs per network.
+def summary_table(names=None, depth=DEFAULT_DEPTH, classes=None):
+    """A Markdown table of width, parameters and MACs per IGC network.
 
     Args:
-        names: registered names (default: all).
+        names: registered names (default: the IGC paper's rows).
         depth: depth of the CIFAR rows.
         classes: classifier size (default 10 for CIFAR rows, 1000 for ImageNet).
 
@@ -124,15 +181,17 @@ def summary_table(names=None, depth=20, classes=None):
     """
     import keras
 
+    from keras_igc.complexity import model_complexity
+
     lines = [
         "| model | input | stage-1 width | conv params (M) | total params (M) "
         "| MACs (M) |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for name in names or list_models():
-        dataset = dataset_of(name)
-        kwargs = {"classes": classes or (10 if dataset == "cifar" else 1000)}
-        if dataset == "cifar":
+    for name in names or list_models(family="igc"):
+        entry = lookup(name)
+        kwargs = {"classes": classes or (10 if entry.dataset == "cifar" else 1000)}
+        if entry.takes("depth"):
             kwargs["depth"] = depth
         model = get_model(name, **kwargs)
         counts = model_complexity(model)
@@ -141,7 +200,7 @@ def summary_table(names=None, depth=20, classes=None):
         # a plain unit.
         first = "stage1_1_out" if "stage1_1_out" in names_in_model else "stage1_1_relu"
         width = model.get_layer(first)
-        label = f"{name} D={depth}" if dataset == "cifar" else name
+        label = f"{entry.name} D={depth}" if entry.takes("depth") else entry.name
         lines.append(
             f"| {label} | {model.input_shape[1]}x{model.input_shape[2]} "
             f"| {width.output.shape[-1]} | {counts['conv_params'] / 1e6:.3f} "

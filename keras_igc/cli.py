@@ -350,14 +350,14 @@ def _start_keras():
 
 def _msgc_train_args(args):
     """The MSGC options of `train`, refused for the IGC networks."""
-    from keras_igc.applications import host_name
+    from keras_igc.applications import msgc_host
 
     given = {
         "--dense-weights": args.dense_weights,
         "--attention": args.attention or None,
         "--mac-target": args.mac_target,
     }
-    if host_name(args.model) is None:
+    if msgc_host(args.model) is None:
         used = [flag for flag, value in given.items() if value is not None]
         if used:
             raise ValueError(
@@ -413,15 +413,15 @@ def _convert_igc(args):
 
 
 def _convert_msgc(args):
-    from keras_igc.applications import get_host, host_name, torch_weights
+    from keras_igc.applications import get_model, msgc_host, torch_weights
 
     state = torch_weights.read_state_dict(args.checkpoint)
     network = torch_weights.describe_state_dict(state)
-    if args.model is not None and host_name(args.model) != network["host"]:
+    if args.model is not None and msgc_host(args.model) != network["host"]:
         raise ValueError(
             f"{args.checkpoint!r} holds {network['host']}, not {args.model!r}."
         )
-    model = get_host(
+    model = get_model(
         network["host"], attention=network["attention"], classes=network["classes"]
     )
     torch_weights.load_torch_weights(model, state, dense=network["dense"])

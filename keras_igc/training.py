@@ -202,7 +202,7 @@ def train(
     """
     import tensorflow as tf
 
-    host = applications.host_name(model)
+    host = applications.msgc_host(model)
     if host is None:
         recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
         check_model_for_dataset(model, dataset)
@@ -394,7 +394,7 @@ def _msgc_network(host, dataset, release, model_options, steps_per_epoch):
     from keras_igc import msgc
 
     spec = data.spec(dataset)
-    network = applications.get_host(
+    network = applications.get_model(
         host,
         input_shape=(spec.image_size, spec.image_size, spec.channels),
         classes=spec.classes,

@@ -113,7 +113,7 @@ def small_input(name):
 
 
 def build(name, **kwargs):
-    if applications.dataset_of(name) == "cifar":
+    if applications.lookup(name).takes("depth"):
         kwargs.setdefault("depth", 8)
         wide = re.fullmatch(r"IGC-L(?:32|16)M(\d+)(\+Ident\.)?", name)
         if wide:  # the same structure at a width the CPU tests can afford
@@ -124,8 +124,10 @@ def build(name, **kwargs):
     return applications.get_model(name, **kwargs)
 
 
-@pytest.mark.parametrize("name", applications.list_models())
+@pytest.mark.parametrize("name", applications.list_models(builders=True))
 def test_every_builder_classifies(name):
+    """Every registered name, paper rows and builders alike (timm's one test
+    over `list_models()`)."""
     model = build(name, classes=7, input_shape=small_input(name))
     x = np.random.default_rng(0).uniform(0, 1, size=(2,) + small_input(name))
     probabilities = keras.ops.convert_to_numpy(model(x.astype("float32")))
@@ -296,3 +298,34 @@ def test_list_models_covers_the_papers_rows():
     ]:
         assert row in names
     assert set(applications.list_models("imagenet")) < names
+    assert "MSGC-ResNet18" in names and "IGCNet38" not in names
+    assert set(applications.list_models(family="msgc")) == {
+        "MSGC-ResNet18", "MSGC-MobileNetV2", "MSGC-ResNet50"
+    }  # fmt: skip
+
+
+def test_one_registry_holds_every_builder():
+    """Every public builder of keras_igc.applications is reachable by name,
+    and a builder name builds what the builder builds."""
+    builders = [
+        name for name in applications.__all__
+        if name[0].isupper() and callable(getattr(applications, name))
+    ]  # fmt: skip
+    assert len(builders) == 13
+    registered = set(applications.list_models(builders=True))
+    assert set(builders) <= registered
+    for name in builders:
+        assert applications.lookup(name).builder is getattr(applications, name)
+    by_name = applications.get_model("IGCNet8", classes=3)
+    direct = applications.IGCNet8(classes=3)
+    assert by_name.name == direct.name
+    assert [w.shape for w in by_name.weights] == [w.shape for w in direct.weights]
+    assert [type(layer) for layer in by_name.layers] == [
+        type(layer) for layer in direct.layers
+    ]
+    assert applications.get_model("msgc-resnet18").name == "msgc_resnet18"
+    assert applications.msgc_host("MSGC-ResNet50") == "MSGCResNet50"
+    assert applications.msgc_host("ResNet50") is None
+    assert applications.msgc_host("IGC-L24M2") is None
+    with pytest.raises(ValueError, match="IGCNet38 is a fixed network.*depth=20"):
+        applications.get_model("IGCNet38", depth=20)

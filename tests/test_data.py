@@ -91,6 +91,17 @@ def test_imagenet_evaluation_is_a_centre_crop():
     with tfds.testing.mock_data(num_examples=2):
         images, _ = first_batches(data.load("imagenet2012", "eval", batch_size=2), 1)[0]
     assert images.shape == (2, 224, 224, 3)
+    # Short side already 256: no resize, the crop starts at ((256-224)/2, (320-224)/2).
+    rows, columns = np.meshgrid(np.arange(256), np.arange(320), indexing="ij")
+    image = np.stack([rows, columns, rows + columns], -1).astype("float32")
+    crop = data.centre_crop(tf.constant(image), 224).numpy()
+    np.testing.assert_array_equal(crop, image[16:240, 48:272])
+    # A larger image is first resized to a short side of 256, keeping its aspect.
+    big = np.zeros((512, 1024, 3), "float32")
+    big[:, 512 - 8 : 512 + 8] = 255  # a vertical band through the centre
+    crop = data.centre_crop(tf.constant(big), 224).numpy()
+    band = np.flatnonzero(crop[112, :, 0] > 127)
+    assert crop.shape == (224, 224, 3) and 104 <= band.min() and band.max() <= 119
 
 
 def test_msgc_imagenet_is_torchvisions_random_resized_crop_and_statistics():

@@ -280,6 +280,12 @@ def test_mixed_precision_model_exports_in_float32(tmp_path):
         keras.config.set_dtype_policy("float32")
     folded, _ = export.prepare(model)
     assert {layer.compute_dtype for layer in folded.layers} == {"float32"}
+    # The float32 clone computes what the float16 model approximates.
+    x = np.random.default_rng(6).normal(size=(2, 16, 16, 8)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x, training=False)).astype("float32")
+    got = keras.ops.convert_to_numpy(folded(x))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=2e-2 * np.abs(expected).max())
 
 
 def test_existing_artifacts_need_overwrite_and_other_files_survive(tmp_path):

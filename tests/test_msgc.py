@@ -35,7 +35,7 @@ SMALL = dict(input_shape=(32, 32, 3), classes=10)
 @pytest.mark.parametrize("host", applications.HOSTS)
 def test_hosts_start_from_a_dense_keras_model_by_layer_name(host, tmp_path):
     dense = DENSE[host](**SMALL)
-    model = applications.get_host(host, dense_weights=dense, **SMALL)
+    model = applications.get_model(host, dense_weights=dense, **SMALL)
     masked = [l for l in model.layers if isinstance(l, MSGCConv2D)]
     assert masked
     for layer in model.layers:
@@ -147,8 +147,8 @@ def test_bad_targets_hosts_and_heads_are_errors():
     for target in (0, 1.5):
         with pytest.raises(ValueError, match="target.*\\(0, 1\\]"):
             msgc.MACTargetScheduler(target=target)
-    with pytest.raises(ValueError, match="Unknown MSGC host 'MSGCVGG16'"):
-        applications.get_host("MSGCVGG16")
+    with pytest.raises(ValueError, match="Unknown model name 'MSGCVGG16'"):
+        applications.get_model("MSGCVGG16")
     with pytest.raises(ValueError, match="heads=5.*divisors of 64"):
         applications.MSGCResNet18(heads=5, **SMALL)
     with pytest.raises(ValueError, match="weights.*'imagenet'"):
@@ -191,14 +191,14 @@ def test_the_classifier_of_a_host_is_reached_by_name():
 @pytest.mark.parametrize("pooling, rank", [(None, 4), ("avg", 2), ("max", 2)])
 @pytest.mark.parametrize("host", applications.HOSTS)
 def test_hosts_without_top_take_any_input_size(host, pooling, rank):
-    model = applications.get_host(host, include_top=False, pooling=pooling)
+    model = applications.get_model(host, include_top=False, pooling=pooling)
     assert model.input_shape == (None, None, None, 3)
     outputs = model(np.zeros((1, 64, 64, 3), "float32"))
     assert len(outputs.shape) == rank
     if rank == 4:
         assert outputs.shape[1:3] == (2, 2)
     # MACs are counted per 224x224 image, as for a host built on that size.
-    fixed = applications.get_host(
+    fixed = applications.get_model(
         host, include_top=False, pooling=pooling, input_shape=(224, 224, 3)
     )
     regularizers = [m.get_layer("mac_regularizer") for m in (model, fixed)]
@@ -210,7 +210,7 @@ def test_hosts_without_top_take_any_input_size(host, pooling, rank):
 
 @pytest.mark.parametrize("host", applications.HOSTS)
 def test_hosts_classify_with_any_classes_and_give_logits_on_request(host):
-    model = applications.get_host(
+    model = applications.get_model(
         host, input_shape=(32, 32, 3), classes=7, classifier_activation=None
     )
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")

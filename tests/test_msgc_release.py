@@ -51,7 +51,7 @@ def state_dict(prefix):
 
 def host(variant, **kwargs):
     builder, attention = VARIANTS[variant]
-    return applications.get_host(
+    return applications.get_model(
         builder, input_shape=(SIZE, SIZE, 3), attention=attention,
         classifier_activation=None, **kwargs,
     )  # fmt: skip
@@ -104,7 +104,7 @@ def test_logits_masks_and_macs_equal_the_release(loaded):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_dense_reference_and_static_macs_at_224_equal_the_release(variant):
     builder, attention = VARIANTS[variant]
-    regularizer = applications.get_host(builder, attention=attention).get_layer(
+    regularizer = applications.get_model(builder, attention=attention).get_layer(
         "mac_regularizer"
     )
     dense, _, main, dgc, mask = FIXTURE[f"{variant}/flops_224"]
@@ -175,7 +175,7 @@ def test_torchvision_weights_start_the_host_as_the_torchvision_network(
     network, builder
 ):
     dense = state_dict(f"torchvision_{network}")
-    model = applications.get_host(
+    model = applications.get_model(
         builder, input_shape=(SIZE, SIZE, 3), classifier_activation=None,
         dense_weights=dense,
     )  # fmt: skip

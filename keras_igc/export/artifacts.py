@@ -144,8 +144,6 @@ def load_source(source, weights=None, **kwargs):
         return load_keras_model(source)
     from keras_igc import applications
 
-    if source in applications.__all__ and source[0].isupper():
-        return getattr(applications, source)(weights=weights, **kwargs)
     return applications.get_model(source, weights=weights, **kwargs)
 
 
