@@ -47,9 +47,41 @@ def units_per_stage(depth, residual):
     return (depth - 2) // per_unit
 
 
+def _units(stage1_width, depth, residual):
+    """The skeleton: `(width, strides, name)` of every unit (plain) or block
+    (residual), in order."""
+    units = units_per_stage(depth, residual)
+    for stage in range(3):
+        for unit in range(units):
+            strides = 2 if stage > 0 and unit == 0 else 1
+            yield stage1_width * 2**stage, strides, f"stage{stage + 1}_{unit + 1}"
+
+
+def conv_weights(convs, stage1_width, depth, residual=False, input_channels=3):
+    """Convolution weights of the network `_cifar_network` builds from the
+    same arguments, counted without building it (the convention of
+    `complexity.model_complexity`: stem, blocks and projections; no biases,
+    BatchNorm or classifier)."""
+    total = 9 * input_channels * stage1_width  # the stem
+    inputs = stage1_width
+    for width, strides, _ in _units(stage1_width, depth, residual):
+        total += convs.conv_weights(inputs, width)
+        if residual:  # mirrors blocks.residual_block
+            total += convs.conv_weights(width, width)
+            if strides != 1 or inputs != width:
+                total += convs.projection_weights(inputs, width)
+        inputs = width
+    return total
+
+
+def igc_conv_weights(L, M, depth, residual=False, input_channels=3):
+    """Convolution weights of `igc_cifar_network(depth, residual, L, M)`."""
+    return conv_weights(IGCConvs(L), L * M, depth, residual, input_channels)
+
+
 def _cifar_network(convs, stage1_width, depth, residual, **application_args):
     """The CIFAR skeleton; `application_args` are the keras.applications ones."""
-    units = units_per_stage(depth, residual)
+    units_per_stage(depth, residual)  # a clear error before any layer
     momentum = RESIDUAL_MOMENTUM if residual else PLAIN_MOMENTUM
     block = residual_block if residual else plain_unit
 
@@ -64,12 +96,8 @@ def _cifar_network(convs, stage1_width, depth, residual, **application_args):
         )(image)
         x = conventions.batch_norm(x, momentum, "stem_bn")
         x = keras.layers.ReLU(name="stem_relu")(x)
-        for stage in range(3):
-            width = stage1_width * 2**stage
-            for unit in range(units):
-                strides = 2 if stage > 0 and unit == 0 else 1
-                name = f"stage{stage + 1}_{unit + 1}"
-                x = block(x, convs, width, strides, momentum, name)
+        for width, strides, name in _units(stage1_width, depth, residual):
+            x = block(x, convs, width, strides, momentum, name)
         return x
 
     return conventions.build(features, 32, 8, **application_args)

@@ -4,12 +4,15 @@ The paper's networks share one skeleton and differ only in the convolution
 that fills it: an IGC block, a regular (dense) convolution, or a grouped
 convolution with summation fusion. A family object answers two questions for
 a given output width: the main convolution, and the 1x1 projection used on a
-residual shortcut where the width or resolution changes.
+residual shortcut where the width or resolution changes; and it counts the
+weights of each (`conv_weights`, `projection_weights`), so that a network's
+size is known without building it (the KerasTuner budget sweeps).
 """
 
 import keras
 
 from keras_igc.applications.conventions import release_padding
+from keras_igc.complexity import igc_params
 from keras_igc.layers import ChannelShuffle, GroupConv2D, IGCConv2D
 
 HE_NORMAL = "he_normal"  # the release initialises every convolution He-normal
@@ -113,6 +116,17 @@ class IGCConvs:
         )(x)
         return ChannelShuffle(previous_m, name=f"{name}_regroup")(x)
 
+    def conv_weights(self, inputs, width):
+        L, M = self.partitions(width)
+        widening = inputs != width
+        if self.transition == "release" and widening and self.primary_partitions:
+            return 9 * (inputs // L) * width + width * width // (inputs // L)
+        return igc_params(L, M, 3, input_channels=inputs)
+
+    def projection_weights(self, inputs, width):
+        L, _ = self.partitions(width)
+        return inputs // L * width
+
     def projection(self, x, width, strides, name):
         L, _ = self.partitions(width)
         return GroupConv2D(
@@ -140,6 +154,12 @@ class RegularConvs:
             kernel_initializer=HE_NORMAL,
             name=name,
         )(x)
+
+    def conv_weights(self, inputs, width):
+        return 9 * inputs * width
+
+    def projection_weights(self, inputs, width):
+        return inputs * width
 
     def projection(self, x, width, strides, name):
         return keras.layers.Conv2D(
@@ -177,6 +197,12 @@ class SumFusionConvs:
         return keras.layers.Conv2D(
             width, 1, use_bias=False, kernel_initializer=HE_NORMAL, name=f"{name}_sum"
         )(x)
+
+    def conv_weights(self, inputs, width):
+        return 9 * (inputs // self.primary_partitions) * width + width * width
+
+    def projection_weights(self, inputs, width):
+        return inputs // self.primary_partitions * width
 
     def projection(self, x, width, strides, name):
         return GroupConv2D(

@@ -28,7 +28,7 @@ import keras
 import keras_tuner
 
 from keras_igc import applications, data, training
-from keras_igc.applications.cifar import units_per_stage
+from keras_igc.applications.cifar import igc_conv_weights, units_per_stage
 from keras_igc.complexity import model_complexity
 from keras_igc.plotting import plot_sweep
 from keras_igc.validation import positive_int
@@ -62,32 +62,6 @@ def fixed_width_pairs(width):
     return [(width // m, m) for m in range(1, width + 1) if width % m == 0]
 
 
-def network_conv_params(L, M, depth, residual=False, input_channels=3):
-    """Convolution weights of `applications.igc_cifar_network(depth, residual,
-    L, M)`, counted without building it (the convention of
-    `complexity.model_complexity`: stem, IGC blocks and projections; no
-    biases, BatchNorm or classifier)."""
-    G = L * M
-    units = units_per_stage(depth, residual)
-
-    def igc(inputs, width):  # primary 3x3 on inputs/L channels + secondary L x L
-        return 9 * (inputs // L) * width + L * width
-
-    total = 9 * input_channels * G
-    inputs = G
-    for stage in range(3):
-        width = G * 2**stage
-        for unit in range(units):
-            if residual:
-                total += igc(inputs, width) + igc(width, width)
-                if inputs != width or (stage > 0 and unit == 0):
-                    total += inputs * width // L  # grouped 1x1 projection
-            else:
-                total += igc(inputs, width)
-            inputs = width
-    return total
-
-
 def fixed_budget_pairs(
     budget,
     depth,
@@ -119,7 +93,7 @@ def fixed_budget_pairs(
         M = positive_int(M, "secondary_partitions")
 
         def params(L, M=M):
-            return network_conv_params(L, M, depth, residual, input_channels)
+            return igc_conv_weights(L, M, depth, residual, input_channels)
 
         if params(1) > budget:
             continue
@@ -132,7 +106,7 @@ def fixed_budget_pairs(
         pairs.append((low, M))
     if not pairs:
         smallest = min(
-            network_conv_params(1, M, depth, residual, input_channels)
+            igc_conv_weights(1, M, depth, residual, input_channels)
             for M in secondary_partitions
         )
         raise ValueError(

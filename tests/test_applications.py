@@ -1,3 +1,4 @@
+import functools
 import re
 
 import keras
@@ -6,7 +7,7 @@ import pytest
 
 import keras_igc
 from keras_igc import applications
-from keras_igc.applications.conv_families import IGCConvs
+from keras_igc.applications.conv_families import IGCConvs, RegularConvs, SumFusionConvs
 from keras_igc.complexity import model_complexity
 
 pytestmark = pytest.mark.tensorflow_only
@@ -329,3 +330,31 @@ def test_one_registry_holds_every_builder():
     assert applications.msgc_host("IGC-L24M2") is None
     with pytest.raises(ValueError, match="IGCNet38 is a fixed network.*depth=20"):
         applications.get_model("IGCNet38", depth=20)
+
+
+@pytest.mark.parametrize(
+    "convs, width, builder, residual",
+    [
+        (RegularConvs(), 16, applications.regconv_cifar_network, False),
+        (RegularConvs(), 16, applications.regconv_cifar_network, True),
+        (SumFusionConvs(8), 32, applications.sum_fusion_cifar_network, False),
+        (SumFusionConvs(8), 32, applications.sum_fusion_cifar_network, True),
+        (  # the release's widening unit exists in residual networks only
+            IGCConvs(4, transition="release"),
+            32,
+            functools.partial(
+                applications.igc_cifar_network,
+                primary_partitions=4,
+                secondary_partitions=8,
+                transition="release",
+            ),
+            True,
+        ),  # fmt: skip
+    ],
+)
+def test_every_family_counts_its_weights_without_building(
+    convs, width, builder, residual
+):
+    counted = applications.cifar.conv_weights(convs, width, 8, residual)
+    built = model_complexity(builder(8, residual=residual))["conv_params"]
+    assert counted == built

@@ -29,10 +29,10 @@ def test_fixed_width_gives_exactly_the_divisor_pairs():
     "L, M, depth, residual",
     [(24, 2, 8, False), (4, 8, 20, False), (24, 2, 20, True), (3, 5, 8, True)],
 )
-def test_network_conv_params_match_the_built_network(L, M, depth, residual):
+def test_conv_weights_match_the_built_network(L, M, depth, residual):
     model = applications.igc_cifar_network(depth, residual, L, M)
     assert (
-        tuning.network_conv_params(L, M, depth, residual)
+        applications.cifar.igc_conv_weights(L, M, depth, residual)
         == (model_complexity(model)["conv_params"])
     )
 
@@ -43,11 +43,11 @@ def test_budget_pairs_stay_within_the_budget_and_are_the_widest(depth, residual)
     pairs = tuning.fixed_budget_pairs(budget, depth, residual)
     assert pairs, "RegConv-W16's budget fits IGC networks"
     for L, M in pairs:
-        assert tuning.network_conv_params(L, M, depth, residual) <= budget
-        assert tuning.network_conv_params(L + 1, M, depth, residual) > budget
+        assert applications.cifar.igc_conv_weights(L, M, depth, residual) <= budget
+        assert applications.cifar.igc_conv_weights(L + 1, M, depth, residual) > budget
     left_out = set(tuning.BUDGET_SECONDARY_PARTITIONS) - {M for _, M in pairs}
     for M in left_out:
-        assert tuning.network_conv_params(1, M, depth, residual) > budget
+        assert applications.cifar.igc_conv_weights(1, M, depth, residual) > budget
     # The paper's finding at this budget: M = 2 is the widest split.
     widths = {M: L * M for L, M in pairs}
     assert max(widths, key=widths.get) == 2
@@ -67,7 +67,7 @@ def test_width_without_pairs_is_an_error():
 
 
 def test_budget_below_the_smallest_network_is_an_error():
-    smallest = tuning.network_conv_params(1, 1, 8)
+    smallest = applications.cifar.igc_conv_weights(1, 1, 8)
     with pytest.raises(ValueError, match=f"smallest candidate.*{smallest:,}"):
         tuning.fixed_budget_pairs(smallest - 1, 8)
 
