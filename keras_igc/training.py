@@ -129,6 +129,34 @@ def check_model_for_dataset(model, dataset):
     return family
 
 
+def check_network_for_dataset(network, dataset):
+    """A `keras.Model` of yours fits `dataset`: its image size, channels and
+    classes, or a ValueError that names the values."""
+    spec = data.spec(dataset)
+    if not isinstance(network, keras.Model) or not network.inputs:
+        raise ValueError(
+            f"`model` must be a registered name or a built keras.Model (start it "
+            f"with keras.Input). Received: {network!r}."
+        )
+    wanted = (spec.image_size, spec.image_size, spec.channels)
+    given = tuple(network.input_shape[1:])
+    if len(given) != 3 or any(
+        g not in (None, w) for g, w in zip(given, wanted, strict=True)
+    ):
+        raise ValueError(
+            f"Model {network.name!r} takes inputs of shape {given}; {dataset!r} "
+            f"gives images of shape {wanted}. Build it with "
+            f"keras.Input({wanted}) (or None for the height and width)."
+        )
+    classes = network.output_shape[-1]
+    if classes != spec.classes:
+        raise ValueError(
+            f"Model {network.name!r} has {classes} outputs; {dataset!r} has "
+            f"{spec.classes} classes. Give it a classifier of {spec.classes} "
+            f"units (a softmax, for the sparse categorical cross-entropy)."
+        )
+
+
 def build_model(model, dataset, depth=20, **kwargs):
     """A registered network (`applications.list_models()`) sized for `dataset`."""
     spec = data.spec(dataset)
@@ -174,8 +202,12 @@ def train(
     prepared as the MSGC release prepares it (`data.load(..., recipe="msgc")`).
 
     Args:
-        model: a name from `keras_igc.applications.list_models()`, or an MSGC
-            host.
+        model: a name from `keras_igc.applications.list_models(builders=True)`
+            (an MSGC host trains with the MSGC recipe), or a built
+            `keras.Model` of yours with a softmax classifier, trained with the
+            paper's recipe for `dataset` (on one device: a model built
+            outside the distribution strategy's scope cannot be mirrored; it
+            keeps its own dtype policy).
         dataset: a name from `keras_igc.data.DATASETS`.
         output_dir: where checkpoints, logs, history and the model go. Running
             again with the same folder resumes an interrupted run.
@@ -202,10 +234,20 @@ def train(
     """
     import tensorflow as tf
 
-    host = applications.msgc_host(model)
+    given = model if isinstance(model, keras.Model) else None
+    if given is not None:
+        check_network_for_dataset(given, dataset)
+        if model_options or depth != 20:
+            raise ValueError(
+                "`model_options` and `depth` are builder arguments; a keras.Model "
+                "is already built. Leave them out."
+            )
+        model = given.name
+    host = None if given is not None else applications.msgc_host(model)
     if host is None:
         recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
-        check_model_for_dataset(model, dataset)
+        if given is None:
+            check_model_for_dataset(model, dataset)
         if mac_target is not None:
             raise ValueError(
                 f"mac_target applies to the MSGC hosts {list(applications.HOSTS)}; "
@@ -268,10 +310,17 @@ def train(
                     run_callbacks = [*msgc_callbacks, *run_callbacks]
                     schedule = msgc_recipe
                 else:
-                    network = build_model(
+                    replicas = strategy.num_replicas_in_sync
+                    if given is not None and replicas > 1:
+                        raise ValueError(
+                            f"A keras.Model built outside the strategy's scope "
+                            f"cannot train on {replicas} replicas. Pass a "
+                            f"registered name (keras_igc.applications), or train "
+                            f"with model.fit under strategy.scope()."
+                        )
+                    network = given or build_model(
                         model, dataset, depth, **(model_options or {})
                     )
-                    replicas = strategy.num_replicas_in_sync
                     network = with_bn_batch(
                         network, bn_group_size(recipe, replicas, bn_batch)
                     )

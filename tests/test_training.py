@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import keras_igc
 from keras_igc import cli, training
 
 pytestmark = pytest.mark.tensorflow_only
@@ -94,6 +95,44 @@ def test_fit_on_digits_leaves_model_history_checkpoints_and_plot(tmp_path):
         assert os.path.isfile(tmp_path / path), path
     assert os.listdir(tmp_path / "logs")
     assert not os.path.exists(tmp_path / "backup")  # removed once training ends
+
+
+def _own_network(input_shape=(32, 32, 1), classes=10):
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
+            keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ],
+        name="own_igc",
+    )
+
+
+def test_train_takes_a_model_of_yours(tmp_path):
+    quick = {k: v for k, v in QUICK.items() if k != "depth"}
+    own = _own_network()
+    model, history = training.train(own, "digits", str(tmp_path), **quick)
+    assert isinstance(model.optimizer, keras_igc.optimizers.CoupledSGD)
+    assert np.isfinite(history.history["loss"][0])
+    saved = keras.saving.load_model(tmp_path / "model.keras")
+    assert saved.name == "own_igc"
+    x = np.random.default_rng(0).uniform(size=(2, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(saved(x), model(x), atol=1e-6)
+    for wrong, message in (
+        (_own_network(classes=7), "7 outputs; 'digits' has 10 classes"),
+        (_own_network(input_shape=(28, 28, 1)), "\\(28, 28, 1\\).*\\(32, 32, 1\\)"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            training.train(wrong, "digits", str(tmp_path / "wrong"), **quick)
+    with pytest.raises(ValueError, match="model_options.*already built"):
+        training.train(
+            own, "digits", str(tmp_path / "options"), model_options={"width": 8},
+            **quick,
+        )  # fmt: skip
 
 
 def test_fit_on_mock_cifar(tmp_path):
