@@ -7,8 +7,8 @@ loading live here once, so each network file only describes its layers.
 import os
 
 import keras
-from keras.src.applications import imagenet_utils
 
+from keras_igc import keras_internals
 from keras_igc.validation import check_keras_archive
 
 POOLINGS = (None, "avg", "max")
@@ -134,13 +134,8 @@ def image_input(input_tensor, input_shape, default_size, min_size, include_top):
         (image tensor to build on, inputs of the keras.Model).
     """
     check_channels_last()
-    input_shape = imagenet_utils.obtain_input_shape(
-        input_shape,
-        default_size=default_size,
-        min_size=min_size,
-        data_format="channels_last",
-        require_flatten=include_top,
-        weights=None,
+    input_shape = keras_internals.obtain_input_shape(
+        input_shape, default_size, min_size, require_flatten=include_top
     )
     if input_tensor is None:
         image = keras.layers.Input(shape=input_shape)
@@ -155,7 +150,7 @@ def image_input(input_tensor, input_shape, default_size, min_size, include_top):
 def head(x, include_top, pooling, classes, classifier_activation):
     """Global average pooling and the classifier, or the requested pooling."""
     if include_top:
-        imagenet_utils.validate_activation(classifier_activation, None)
+        keras_internals.validate_classifier_activation(classifier_activation)
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         return keras.layers.Dense(
             classes, activation=classifier_activation, name="predictions"

@@ -16,6 +16,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_igc import keras_internals
 from keras_igc.complexity import model_complexity
 from keras_igc.layers import MACRegularizer, MaskGenerator, MSGCConv2D
 from keras_igc.optimizers import CoupledSGD, EpochCosineDecay
@@ -52,7 +53,7 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
         upstream work. The MSGC hosts of `keras_igc.applications` count
         exactly as the release does instead.
     """
-    if not hasattr(model, "_nodes_by_depth") or isinstance(model, keras.Sequential):
+    if not keras_internals.is_graph_model(model):
         raise ValueError(
             f"msgc.convert needs a Functional model; received "
             f"{type(model).__name__} {model.name!r}."
@@ -158,8 +159,7 @@ def inference_macs(model, x):
         A NumPy array of one MAC count per sample.
     """
     regularizer = _regularizer(model)
-    node = regularizer._inbound_nodes[0]
-    probe = keras.Model(model.input, list(node.input_tensors[1:]))
+    probe = keras.Model(model.input, list(keras_internals.call_inputs(regularizer)[1:]))
     gates = probe(x, training=False)
     gates = gates if isinstance(gates, list | tuple) else [gates]
     return keras.ops.convert_to_numpy(regularizer.count_macs(gates, per_sample=True))
@@ -170,7 +170,7 @@ def open_gates(model, logit=100.0):
     `logit`, so the network computes the dense network it started from (e.g.
     to check that dense weights loaded). Attention generators are left as
     they are."""
-    for layer in model._flatten_layers():
+    for layer in keras_internals.all_layers(model):
         if isinstance(layer, MaskGenerator) and not layer.attention:
             layer.expand.bias.assign(
                 np.full(layer.expand.units, logit, layer.expand.bias.dtype)
@@ -178,7 +178,9 @@ def open_gates(model, logit=100.0):
 
 
 def _regularizer(model):
-    found = [l for l in model._flatten_layers() if isinstance(l, MACRegularizer)]
+    found = [
+        l for l in keras_internals.all_layers(model) if isinstance(l, MACRegularizer)
+    ]
     if len(found) != 1:
         raise ValueError(
             f"{model.name!r} has {len(found)} MACRegularizer layers; MAC counts "
@@ -211,7 +213,7 @@ class MSGCModel(keras.Model):
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
         # Here the forward pass's variable updates are visible on every backend.
-        for layer in self._flatten_layers():
+        for layer in keras_internals.all_layers(self):
             if isinstance(layer, MACRegularizer):
                 self.macs_tracker.update_state(layer.last_macs)
                 self.ratio_tracker.update_state(layer.last_ratio)
@@ -289,7 +291,7 @@ class MACTargetScheduler(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._regularizers = [
             layer
-            for layer in self.model._flatten_layers()
+            for layer in keras_internals.all_layers(self.model)
             if isinstance(layer, MACRegularizer)
         ]
         if not self._regularizers:
@@ -465,10 +467,10 @@ class _SmoothedSparseCrossEntropy(keras.losses.Loss):
 
 def head_masks(model, x):
     """`{layer name: masks (batch, heads, C_in)}` of every MSGC layer on `x`."""
-    layers = [l for l in model._flatten_layers() if isinstance(l, MSGCConv2D)]
+    layers = [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
     # One pass computes every MSGC layer's inputs.
     probe = keras.Model(
-        model.input, [layer._inbound_nodes[0].input_tensors for layer in layers]
+        model.input, [keras_internals.call_inputs(layer) for layer in layers]
     )
     inputs = probe(x, training=False)
     return {

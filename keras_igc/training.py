@@ -30,7 +30,7 @@ import os
 
 import keras
 
-from keras_igc import applications, data, runs
+from keras_igc import applications, data, keras_internals, runs
 from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
 from keras_igc.plotting import plot_history
@@ -471,8 +471,7 @@ def _multi_worker_workarounds(network, train_data):
       axis 0; the steps here return them with a batch axis of 1, which that
       reduction removes again.
     """
-    network._symbolic_build(data_batch=train_data.element_spec)
-    network._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    keras_internals.build_for_data(network, train_data.element_spec)
     for name in ("train_step", "test_step"):
         step = getattr(network, name)
 

@@ -117,3 +117,17 @@ def test_importing_keras_igc_leaves_matplotlib_alone():
                  *root.joinpath("applications").rglob("*.py")]:  # fmt: skip
         assert "matplotlib.use(" not in path.read_text(), path
         assert "import matplotlib.pyplot" not in path.read_text(), path
+
+
+def test_private_keras_apis_are_reached_in_one_place():
+    """`keras.src` and Keras' private attributes only through
+    `keras_igc/keras_internals.py`, so a Keras upgrade breaks one file."""
+    root = pathlib.Path(__file__).parents[1]
+    private = ("keras.src", "_nodes_by_depth", "_inbound_nodes", "_flatten_layers",
+               "_symbolic_build")  # fmt: skip
+    for path in [*root.joinpath("keras_igc").rglob("*.py"),
+                 *root.joinpath("applications").rglob("*.py")]:  # fmt: skip
+        if path.name == "keras_internals.py":
+            continue
+        text = path.read_text()
+        assert not [name for name in private if name in text], path

@@ -12,8 +12,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_igc import keras_internals, paths
 from keras_igc import ops as igc_ops
-from keras_igc import paths
 from keras_igc.complexity import model_complexity
 from keras_igc.layers import GroupConv2D, IGCConv2D
 
@@ -144,7 +144,9 @@ def check_model(model):
         raise TypeError(
             f"Expected a keras.Model to export. Received: {type(model).__name__}."
         )
-    if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes"):
+    if not isinstance(model, keras.Sequential) and not keras_internals.is_graph_model(
+        model
+    ):
         raise ValueError(
             f"Export clones the model layer by layer, which needs a Functional "
             f"or Sequential model; {model.name!r} is a subclassed "
@@ -161,9 +163,7 @@ def check_model(model):
 
 def _batch_norm_pairs(model):
     """`{producer name: BatchNormalization}` for every foldable pair."""
-    # Only this graph's nodes count: a loaded layer also keeps the node of
-    # the call that built it.
-    nodes = [node for depth in model._nodes_by_depth.values() for node in depth]
+    nodes = keras_internals.graph_nodes(model)
     calls = collections.Counter(id(node.operation) for node in nodes)
     consumers = collections.Counter(
         id(parent.operation) for node in nodes for parent in node.parent_nodes

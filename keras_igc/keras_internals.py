@@ -1,0 +1,59 @@
+"""Every private Keras API keras_igc relies on, in one place.
+
+Keras 3 has no public way to do these; each helper says what it needs, so a
+Keras upgrade that moves them breaks this file alone (checked against Keras
+3.15; `tests/test_packaging.py` keeps other modules off `keras.src` and
+private attributes).
+"""
+
+import keras
+
+
+def obtain_input_shape(input_shape, default_size, min_size, require_flatten):
+    """keras.applications' input-shape rule, with its errors (channels last)."""
+    from keras.src.applications import imagenet_utils
+
+    return imagenet_utils.obtain_input_shape(
+        input_shape,
+        default_size=default_size,
+        min_size=min_size,
+        data_format="channels_last",
+        require_flatten=require_flatten,
+        weights=None,
+    )
+
+
+def validate_classifier_activation(activation):
+    """keras.applications' check of `classifier_activation`."""
+    from keras.src.applications import imagenet_utils
+
+    imagenet_utils.validate_activation(activation, None)
+
+
+def is_graph_model(model):
+    """Whether `model` is a Functional graph (not subclassed), whose nodes
+    can be walked and whose layers' inputs can be tapped."""
+    return hasattr(model, "_nodes_by_depth") and not isinstance(model, keras.Sequential)
+
+
+def graph_nodes(model):
+    """The nodes of this model's graph only (a loaded layer also keeps the
+    node of the call that built it)."""
+    return [node for depth in model._nodes_by_depth.values() for node in depth]
+
+
+def call_inputs(layer):
+    """The input tensors of a layer's first call in a Functional graph."""
+    return layer._inbound_nodes[0].input_tensors
+
+
+def all_layers(model):
+    """Every layer of `model`, nested ones included."""
+    return list(model._flatten_layers())
+
+
+def build_for_data(model, element_spec):
+    """Build the model, its metrics and optimizer from a dataset's element
+    spec, and stop `fit` from building them again (it would peek a batch)."""
+    model._symbolic_build(data_batch=element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
