@@ -4,6 +4,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from harness import assert_round_trip
 
 import keras_igc
 from keras_igc import applications
@@ -165,11 +166,7 @@ def test_logits_without_classifier_activation():
 def test_keras_file_round_trip_and_weights_file(tmp_path):
     model = applications.IGCResNet20(classes=4)
     x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32")
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x))
-    )
+    assert_round_trip(model, x, tmp_path)
     model.save_weights(tmp_path / "m.weights.h5")
     again = applications.IGCResNet20(classes=4, weights=str(tmp_path / "m.weights.h5"))
     np.testing.assert_array_equal(

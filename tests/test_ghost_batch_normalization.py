@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from harness import assert_round_trip
 
 from keras_igc import GhostBatchNormalization
 
@@ -67,10 +68,5 @@ def test_in_a_model_that_trains_and_saves(tmp_path):
     model = keras.Model(inputs, outputs)
     model.compile("sgd", "mse")
     model.fit(_data(), np.zeros((8, 2), "float32"), batch_size=8, verbose=0)
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
+    loaded = assert_round_trip(model, _data(), tmp_path, atol=1e-5)
     assert loaded.get_layer("gbn").virtual_batch_size == 4
-    np.testing.assert_allclose(
-        _numpy(loaded(_data())), _numpy(model(_data())), atol=1e-5
-    )

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import reference
+from harness import assert_round_trip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -226,10 +227,7 @@ def test_keras_file_round_trip_in_safe_mode(build, tmp_path):
     model = build()
     x = np.random.default_rng(5).normal(size=(2,) + model.input_shape[1:])
     x = x.astype("float32")
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(model(x)))
+    assert_round_trip(model, x, tmp_path)
 
 
 GRADIENT_CASES = [

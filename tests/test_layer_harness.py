@@ -100,3 +100,9 @@ def test_mac_regularizer_passes_keras_run_layer_test():
         run_training_check=False,  # nothing to train
     )
     keras.config.set_dtype_policy("float32")
+
+
+def test_every_public_layer_is_in_the_harness():
+    """A new layer of keras_igc.layers joins the harness, or this fails."""
+    tested = set(LAYERS) | {"MSGCConv2D", "MACRegularizer"}
+    assert set(keras_igc.layers.__all__) == tested

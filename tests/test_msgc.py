@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from harness import assert_round_trip
 
 from keras_igc import MACRegularizer, MSGCConv2D, applications, msgc
 from keras_igc.complexity import model_complexity
@@ -50,9 +51,7 @@ def test_hosts_start_from_a_dense_keras_model_by_layer_name(host, tmp_path):
     if host == "MSGCResNet50":  # same conventions: with open gates, same function
         msgc.open_gates(model)
         np.testing.assert_allclose(model(x), dense(x), atol=1e-5)
-    path = str(tmp_path / "host.keras")
-    model.save(path)
-    np.testing.assert_allclose(keras.saving.load_model(path)(x), model(x), atol=1e-6)
+    assert_round_trip(model, x, tmp_path, atol=1e-6)
 
 
 def test_hosts_mask_where_the_release_does():

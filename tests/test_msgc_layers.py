@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from harness import assert_round_trip
 from keras import ops
 
 import keras_igc
@@ -162,10 +163,7 @@ def test_msgc_layers_round_trip_through_config_and_saving(tmp_path):
     )([y, gates1, gates2])  # fmt: skip
     model = keras.Model(inputs, y)
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 8)).astype("float32")
-    path = str(tmp_path / "msgc.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(numpy(loaded(x)), numpy(model(x)), atol=1e-6)
+    assert_round_trip(model, x, tmp_path, atol=1e-6)
     for layer in model.layers:
         config = layer.get_config()
         assert type(layer).from_config(config).get_config() == config
@@ -272,14 +270,8 @@ def test_a_converted_cnn_fits_evaluates_and_round_trips_on_every_backend(tmp_pat
     assert 0 < history.history["mac_ratio"][0] < 2
     result = model.evaluate(x, y, verbose=0, return_dict=True)
     assert result["macs"] > 0
-    path = str(tmp_path / "msgc.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
+    loaded = assert_round_trip(model, x, tmp_path, atol=1e-6, predict=True)
     assert type(loaded).__name__ == "MSGCModel"
-    np.testing.assert_allclose(
-        numpy(loaded.predict(x, verbose=0)), numpy(model.predict(x, verbose=0)),
-        atol=1e-6,
-    )  # fmt: skip
     loaded.fit(x, y, batch_size=4, epochs=1, verbose=0)
 
 
@@ -294,10 +286,4 @@ def test_msgc_resnet18_fits_evaluates_and_round_trips_on_every_backend(tmp_path)
     assert {"loss", "accuracy", "macs", "mac_ratio"} <= set(history.history)
     assert np.isfinite(history.history["loss"][0])
     assert model.evaluate(x, y, verbose=0, return_dict=True)["macs"] > 0
-    path = str(tmp_path / "msgc_resnet18.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        numpy(loaded.predict(x, verbose=0)), numpy(model.predict(x, verbose=0)),
-        atol=1e-5,
-    )  # fmt: skip
+    assert_round_trip(model, x, tmp_path, atol=1e-5, predict=True)

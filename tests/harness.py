@@ -1,0 +1,48 @@
+"""Checks that many test files share: the `.keras` round trip.
+
+(Keras' own `run_layer_test` covers each layer alone, in
+test_layer_harness.py; this is the model-level check.)
+"""
+
+import json
+
+import keras
+import numpy as np
+
+
+def _as_json(config):
+    return json.loads(json.dumps(config, default=repr))
+
+
+def numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def assert_round_trip(model, x, directory, *, atol=0.0, predict=False):
+    """`model` saved as `.keras` and loaded back in safe mode is the same
+    model: same classes, layer by layer the same config, and the same outputs
+    on `x` (exactly, or within `atol`). Returns the loaded model.
+
+    `predict=True` compares `model.predict` (models whose call returns more
+    than the prediction, or that need the compiled predict step)."""
+    path = directory / f"{model.name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model)
+    assert [type(layer) for layer in loaded.layers] == [
+        type(layer) for layer in model.layers
+    ]
+    for original, restored in zip(model.layers, loaded.layers, strict=True):
+        # As JSON: a restored nested model may give lists where tuples were.
+        assert _as_json(restored.get_config()) == _as_json(original.get_config()), (
+            original.name
+        )
+    if predict:
+        got, expected = loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    else:
+        got, expected = loaded(x), model(x)
+    if atol:
+        np.testing.assert_allclose(numpy(got), numpy(expected), atol=atol)
+    else:
+        np.testing.assert_array_equal(numpy(got), numpy(expected))
+    return loaded
