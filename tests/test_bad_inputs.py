@@ -52,28 +52,6 @@ def test_bad_flags_are_named_by_the_parser(argv, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("implementation", ["dense", "split", "grouped"])
-def test_a_built_igc_layer_refuses_another_width(implementation):
-    layer = IGCConv2D(4, 2, implementation=implementation)
-    layer(np.zeros((1, 6, 6, 8), "float32"))
-    with pytest.raises(
-        ValueError, match="expected axis -1 of input shape to have value 8"
-    ):
-        layer(np.zeros((1, 6, 6, 16), "float32"))
-
-
-def test_msgc_layers_refuse_another_width():
-    from keras_igc import MaskGenerator, MSGCConv2D
-
-    for layer, built, other in [
-        (MaskGenerator(2, 4), (1, 5, 5, 8), (1, 5, 5, 6)),
-        (MSGCConv2D(4, 3, heads=2), (1, 5, 5, 8), (1, 5, 5, 6)),
-    ]:
-        layer(np.zeros(built, "float32"))
-        with pytest.raises(ValueError, match="expected axis -1 of input shape"):
-            layer(np.zeros(other, "float32"))
-
-
 @pytest.mark.parametrize(
     "flag, message",
     [(["--max-trials", "0"], "`max_trials` must be a positive integer"),
