@@ -1,6 +1,8 @@
 """The IGC paper's CIFAR-10/100 and SVHN networks and their baselines.
 
-Skeleton (section 1 of the project reference): a 3x3 stem to the stage-1
+Skeleton (Zhang et al., "Interleaved Group Convolutions for Deep Neural
+Networks", ICCV 2017, arXiv:1707.02725, as its authors' MXNet release builds
+it): a 3x3 stem to the stage-1
 width, three stages of widths w, 2w, 4w on 32x32, 16x16 and 8x8 maps (stride 2
 in the first convolution of stages 2 and 3), global average pooling and a
 classifier. Plain nets have (D-2)/3 units per stage, each convolution ->
@@ -418,7 +420,7 @@ Stem 3x3 to G = L*M, then three stages of {units} of widths G, 2G, 4G
 (L fixed, M doubling), each IGCConv2D -> BatchNorm -> ReLU; global average
 pooling and a classifier. The defaults are the paper's IGC-L24M2 (Zhang et
 al., "Interleaved Group Convolutions for Deep Neural Networks", ICCV 2017,
-table 2).
+CIFAR table).
 
 Args:
     include_top: whether to include the classifier.

@@ -1,6 +1,7 @@
 """The IGC paper's ImageNet networks (the ResNet-18 baselines are in resnet.py).
 
-Skeleton (section 1 of the project reference): 7x7 stride-2 stem, BatchNorm,
+Skeleton (Zhang et al., ICCV 2017, arXiv:1707.02725, as its authors' MXNet
+release builds it): 7x7 stride-2 stem, BatchNorm,
 ReLU, 3x3 stride-2 max-pooling; four stages of two residual blocks (two
 convolution units each), stride 2 in the first block of stages 2-4;
 projection shortcuts (a 1x1 group convolution with L groups for IGC, a dense

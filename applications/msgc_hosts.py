@@ -1,5 +1,8 @@
 """MSGC host networks, wired and counted as the authors' release builds them.
 
+MSGC: Su et al., "Boosting Convolutional Neural Networks with Middle Spectrum
+Grouped Convolution", IEEE TNNLS 2024, arXiv:2304.06305.
+
 The MSGC release (hellozhuo/msgc, PyTorch) fine-tunes torchvision's ImageNet
 ResNet-18, ResNet-50 (v1.5) and MobileNetV2. These builders are those networks
 in Keras, layer for layer (symmetric padding, BatchNorm with PyTorch's epsilon

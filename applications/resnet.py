@@ -1,7 +1,7 @@
 """The dense ResNet baselines of both papers.
 
 - `ResNet18`: the IGC paper's ImageNet baseline (Zhang et al., ICCV 2017,
-  table 5), built as the IGC release (MXNet) builds it, at width 64 or 69.
+  ImageNet table), built as the IGC release (MXNet) builds it, at width 64 or 69.
 - `ResNet50`: torchvision's ResNet-50 v1.5, the dense network the MSGC
   release starts from, with the MSGC host's layer names
   (`MSGCResNet50(dense_weights=ResNet50(...))`).

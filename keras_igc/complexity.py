@@ -1,6 +1,7 @@
 """Parameter and multiply-accumulate counts for IGC and regular convolutions.
 
-The formulas of the IGC paper (section 1 of the project reference): an IGC
+The formulas of the IGC paper (Zhang et al., "Interleaved Group Convolutions
+for Deep Neural Networks", ICCV 2017, arXiv:1707.02725): an IGC
 block with `L` primary and `M` secondary partitions, kernel area `S` and
 `G = L*M` input channels has `T = L*M*M*S + M*L*L = G^2 (S/L + 1/M)` weights;
 a regular convolution of width `C` has `S*C^2`. Multiply-accumulates (MACs)

@@ -25,7 +25,7 @@ download.
 import os
 import tempfile
 
-from keras_igc import tuning
+from keras_igc import applications, tuning
 
 """
 ## The candidates
@@ -39,7 +39,7 @@ budget = tuning.reference_budget("RegConv-W16", depth=8, input_shape=(32, 32, 1)
 pairs = tuning.fixed_budget_pairs(budget, depth=8, input_channels=1)
 print(f"budget: {budget:,} convolution weights")
 for L, M in pairs:
-    params = tuning.network_conv_params(L, M, depth=8, input_channels=1)
+    params = applications.cifar.igc_conv_weights(L, M, depth=8, input_channels=1)
     print(f"M={M:2d}: L={L:2d}, width {L * M:3d}, {params:,} weights")
 
 """
