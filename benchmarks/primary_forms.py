@@ -6,9 +6,11 @@ Times, in one tf.function each and one process, the primary convolution of
 IGC-L24M2's three CIFAR stages (batch 64) computed as: L separate
 convolutions concatenated ("split"), one block-diagonal dense convolution
 ("dense"), an im2col gather with one batched matmul per partition
-("im2col"), and TensorFlow's grouped convolution under XLA ("xla grouped",
-the only way TensorFlow runs `Conv2D(groups)` on CPU). Each form is checked
-against the dense one. Results are in benchmarks/NOTES.md.
+("im2col"), TensorFlow's grouped convolution under XLA ("xla grouped", how
+Keras runs `Conv2D(groups)` on TensorFlow), and the same `tf.nn.conv2d`
+without XLA ("onednn grouped": oneDNN's grouped kernel, keras_igc's
+"grouped" path). Each form is checked against the dense one. Results are in
+benchmarks/NOTES.md.
 """
 
 import os
@@ -77,8 +79,12 @@ def forms(batch, size, channels, partitions):
     def xla_grouped(x):
         return tf.nn.conv2d(x, kernel, 1, "SAME")
 
+    @tf.function
+    def onednn_grouped(x):
+        return tf.nn.conv2d(x, kernel, 1, "SAME")
+
     return {"split": split, "dense": dense_form, "im2col": im2col,
-            "xla grouped": xla_grouped}  # fmt: skip
+            "xla grouped": xla_grouped, "onednn grouped": onednn_grouped}  # fmt: skip
 
 
 def main():

@@ -52,7 +52,7 @@ BLOCKS = {
     "L100M2 imagenet": (8, 56, 200, 100, 2),
 }
 NETWORK = "IGC-L24M2 D=20 net"
-PATHS = ["auto", "depthwise", "split", "dense"]
+PATHS = ["auto", "grouped", "depthwise", "split", "dense"]
 # PyTorch runs on the GPU when there is one (Keras follows its backend's device).
 TORCH_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -98,8 +98,8 @@ def make_block(case, variant):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(batch, size, size, channels)).astype("float32")
     label = variant
-    if variant.startswith("keras_igc") or variant == PLAIN:
-        path = "grouped" if variant == PLAIN else variant.split()[-1]
+    if variant.startswith("keras_igc"):
+        path = variant.split()[-1]
         layer = keras_igc.IGCConv2D(
             L, M, 3, padding="same", use_bias=False, implementation=path
         )
@@ -108,6 +108,14 @@ def make_block(case, variant):
         if path == "auto":
             label = f"{variant} ({layer.active_implementation})"
         return keras_fns(layer, x, L * M) + (label,)
+    if variant == PLAIN:  # the block as a user would write it in Keras
+        layers = [
+            keras.layers.Conv2D(L * M, 3, padding="same", groups=L, use_bias=False),
+            keras_igc.ChannelShuffle(L),
+            keras.layers.Conv2D(L * M, 1, groups=M, use_bias=False),
+            keras_igc.ChannelShuffle(M),
+        ]
+        return keras_fns(layers, x, L * M) + (label,)
     if variant in TORCH_BASELINES:
         module = torch_twin.TorchIGC(channels, L, M)
         reference = keras_igc.IGCConv2D(L, M, 3, padding="same", use_bias=False)
@@ -126,11 +134,12 @@ def make_block(case, variant):
     return torch_fns(torch_twin.dense_conv(channels, width), x, width) + (label,)
 
 
-def keras_fns(layer, x, width):
+def keras_fns(layers, x, width):
     y = np.random.default_rng(2).normal(size=x.shape[:3] + (width,)).astype("float32")
     # Tensors made once, as for PyTorch: the timing is of the step, not a copy.
     x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    layers = layers if isinstance(layers, list) else [layers]
+    model = keras.Sequential([keras.Input(x.shape[1:]), *layers])
     model.compile(keras.optimizers.SGD(1e-3), "mse")
     return (lambda: model.predict_on_batch(x), lambda: model.train_on_batch(x, y))
 

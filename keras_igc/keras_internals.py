@@ -1,10 +1,12 @@
-"""Every private Keras API keras_igc relies on, in one place.
+"""Every private Keras (and TensorFlow) API keras_igc relies on, in one place.
 
-Keras 3 has no public way to do these; each helper says what it needs, so a
-Keras upgrade that moves them breaks this file alone (checked against Keras
-3.15; `tests/test_packaging.py` keeps other modules off `keras.src` and
-private attributes).
+Keras 3 has no public way to do these; each helper says what it needs, so an
+upgrade that moves them breaks this file alone (checked against Keras 3.15 and
+TensorFlow 2.21; `tests/test_packaging.py` keeps other modules off `keras.src`
+and private attributes).
 """
+
+import functools
 
 import keras
 
@@ -57,3 +59,15 @@ def build_for_data(model, element_spec):
     spec, and stop `fit` from building them again (it would peek a batch)."""
     model._symbolic_build(data_batch=element_spec)
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+@functools.cache
+def tensorflow_onednn():
+    """Whether TensorFlow runs its CPU kernels through oneDNN (the default on
+    x86; `TF_ENABLE_ONEDNN_OPTS=0` turns it off). Only then does
+    `tf.nn.conv2d` have a fast grouped kernel on CPU, with gradients."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())

@@ -10,15 +10,17 @@ the layout of its two `keras.layers.Conv2D` sublayers:
   permutation, so secondary partition `m` reads channel `m` of every primary
   partition.
 
-The execution paths below are exact rewrites of that composition that avoid
-the grouped convolution, which Keras runs through XLA on the TensorFlow
-backend (slow on CPU, and opaque to converters). They are differentiable, so
-the same weights train through any of them.
+The execution paths below (named in `keras_igc.paths`) are exact rewrites of
+that composition that avoid Keras' grouped convolution, which the TensorFlow
+backend runs through XLA (slow on CPU, and opaque to converters). They are
+differentiable, so the same weights train through any of them.
 """
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_igc import paths
 
 
 def shuffle_permutation(channels, groups):
@@ -189,8 +191,9 @@ def grouped_conv_block_diagonal(
     """
     k, out = kernel.shape[2], kernel.shape[3]
     n = out // groups
-    mask = np.kron(np.eye(groups), np.ones((k, n))).astype(
-        keras.backend.standardize_dtype(kernel.dtype)
+    mask = ops.convert_to_tensor(
+        np.kron(np.eye(groups), np.ones((k, n))),
+        keras.backend.standardize_dtype(kernel.dtype),
     )
     dense = ops.tile(kernel, (1, 1, groups, 1)) * mask
     return ops.conv(
@@ -198,9 +201,41 @@ def grouped_conv_block_diagonal(
     )
 
 
+def grouped_conv_native(x, kernel, groups, strides=1, padding="valid", dilation_rate=1):
+    """Grouped convolution by the backend's own kernel.
+
+    On TensorFlow this calls `tf.nn.conv2d` directly where TensorFlow has a
+    fast grouped kernel (`paths.tensorflow_grouped_kernel`: oneDNN on CPU,
+    cuDNN on GPU); Keras' `ops.conv` would wrap the same convolution in an
+    XLA-compiled function, slow on CPU and opaque to converters. Everywhere
+    else, Keras' `ops.conv`.
+    """
+    del groups  # the kernel's shape says it: (kh, kw, channels / groups, out)
+    if keras.backend.backend() == "tensorflow" and paths.tensorflow_grouped_kernel(
+        x.dtype
+    ):
+        import tensorflow as tf
+
+        return tf.nn.conv2d(
+            x,
+            kernel,
+            strides=_pair(strides),
+            padding=padding.upper(),
+            dilations=_pair(dilation_rate),
+        )
+    return ops.conv(
+        x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate
+    )
+
+
+def _pair(value):
+    return [value, value] if isinstance(value, int) else list(value)
+
+
 # The exact forms of a grouped convolution, by the path names of
-# `keras_igc.paths` ("grouped" is Keras' own `ops.conv`/`Conv2D`).
+# `keras_igc.paths`.
 GROUPED_CONVOLUTIONS = {
+    "grouped": grouped_conv_native,
     "dense": grouped_conv_block_diagonal,
     "depthwise": grouped_conv_depthwise,
     "split": grouped_conv_split,

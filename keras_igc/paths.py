@@ -5,8 +5,10 @@ One vocabulary for both layers. Every path is exact (same outputs and
 gradients from the same weights); they differ only in speed and in what
 converters can read:
 
-- `"grouped"`: Keras' own grouped convolution (`Conv2D(groups=...)`; for
-  `IGCConv2D`, its sublayers in order).
+- `"grouped"`: the backend's own grouped-convolution kernel (oneDNN or cuDNN;
+  on TensorFlow called directly, without the XLA-compiled function Keras'
+  `Conv2D(groups=...)` wraps it in), then for `IGCConv2D` the secondary and
+  both permutations as one matrix product.
 - `"dense"`: one dense convolution (a block-diagonal kernel; for `IGCConv2D`,
   the block's dense-equivalent kernel, which then includes the secondary).
 - `"depthwise"`: a depthwise convolution and a sum (narrow groups).
@@ -21,6 +23,8 @@ import contextvars
 
 import keras
 
+from keras_igc import keras_internals
+
 PATHS = ("grouped", "dense", "depthwise", "split")
 IMPLEMENTATIONS = ("auto",) + PATHS
 
@@ -28,26 +32,34 @@ IMPLEMENTATIONS = ("auto",) + PATHS
 # fast as any sparse form of it (benchmarks/), so its extra MACs cost nothing.
 SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
 
-_CPU_PATHS = contextvars.ContextVar("keras_igc_cpu_paths", default=False)
+_PORTABLE = contextvars.ContextVar("keras_igc_portable_paths", default=False)
 
 
-def select_path(groups, group_inputs, group_outputs, kernel_size, strides):
+def select_path(
+    groups, group_inputs, group_outputs, kernel_size, strides, dtype="float32"
+):
     """The fastest exact path for a grouped convolution on this backend and device.
 
-    `"grouped"` on the PyTorch backend (oneDNN, cuDNN) and on any accelerator.
-    On CPU with TensorFlow or JAX, XLA's grouped convolution is slow, so (by
-    the benchmarks in benchmarks/): a 1x1 or small convolution runs as one
-    dense kernel, narrow groups as a depthwise convolution, wide groups as
-    dense convolutions on slices.
+    By the benchmarks in benchmarks/ (their NOTES.md has the figures):
+
+    - `"grouped"` wherever the backend has a fast grouped kernel: PyTorch
+      (oneDNN, cuDNN), any accelerator, and TensorFlow on CPU with oneDNN in
+      float32 or bfloat16 (`tensorflow_grouped_kernel`);
+    - otherwise (JAX on CPU, whose XLA grouped convolution is slow; TensorFlow
+      without oneDNN, or in float16): a 1x1 or small convolution as one dense
+      kernel, narrow groups as a depthwise convolution, wide groups as dense
+      convolutions on slices.
 
     For an IGC block, pass the primary convolution (`groups=L`,
     `group_outputs=M`): it does most of the work, and its dense form becomes
     the whole block's dense-equivalent kernel (same size; the secondary comes
     for free).
     """
-    if keras.backend.backend() == "torch" or (
-        has_accelerator() and not _CPU_PATHS.get()
-    ):
+    portable = _PORTABLE.get()
+    backend = keras.backend.backend()
+    if not portable and (backend == "torch" or has_accelerator()):
+        return "grouped"
+    if not portable and backend == "tensorflow" and tensorflow_grouped_kernel(dtype):
         return "grouped"
     kh, kw = kernel_size
     dense_weights = kh * kw * groups * group_inputs * groups * group_outputs
@@ -58,19 +70,31 @@ def select_path(groups, group_inputs, group_outputs, kernel_size, strides):
     return "split"
 
 
-@contextlib.contextmanager
-def cpu_paths():
-    """Layers built inside this block pick their paths as on a CPU.
+def tensorflow_grouped_kernel(dtype):
+    """Whether TensorFlow computes a grouped convolution in `dtype`, and its
+    gradients, with a fast kernel of its own: cuDNN on a GPU, oneDNN on CPU
+    for float32 and bfloat16. (Without oneDNN, or in float16, its CPU kernel
+    is slow and has no gradient.)"""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if has_accelerator():
+        return True
+    return keras_internals.tensorflow_onednn() and dtype in ("float32", "bfloat16")
 
-    Export uses it: on a GPU, "auto" picks the native grouped convolution,
-    which the TensorFlow backend wraps in an XLA-compiled function that
-    converters and CPU serving cannot run. The CPU paths run anywhere.
+
+@contextlib.contextmanager
+def portable_paths():
+    """Layers built inside this block pick paths that every runtime runs.
+
+    Export uses it: a grouped-convolution kernel is what converters (tf2onnx,
+    LiteRT) and CPU serving without oneDNN may not run, and on a GPU the
+    TensorFlow backend would wrap it in an XLA-compiled function. The other
+    paths are plain dense and depthwise convolutions and matrix products.
     """
-    token = _CPU_PATHS.set(True)
+    token = _PORTABLE.set(True)
     try:
         yield
     finally:
-        _CPU_PATHS.reset(token)
+        _PORTABLE.reset(token)
 
 
 def has_accelerator():

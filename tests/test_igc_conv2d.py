@@ -241,7 +241,7 @@ GRADIENT_CASES = [
 
 @pytest.mark.parametrize("L, M, channels, kwargs", GRADIENT_CASES)
 @pytest.mark.parametrize("path", PATHS)
-def test_gradients_match_the_grouped_composition(path, L, M, channels, kwargs):
+def test_gradients_match_the_keras_composition(path, L, M, channels, kwargs):
     """One SGD step with lr=1 moves each weight by exactly its gradient."""
     rng = np.random.default_rng(6)
     x = rng.normal(size=(3, 7, 7, channels)).astype("float32")
@@ -251,15 +251,22 @@ def test_gradients_match_the_grouped_composition(path, L, M, channels, kwargs):
     probe.build(x.shape)
     initial = [rng.normal(size=w.shape).astype("float32") for w in probe.get_weights()]
 
-    def trained(implementation):
-        layer = keras_igc.IGCConv2D(L, M, implementation=implementation, **kwargs)
-        model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    def trained(layers):
+        model = keras.Sequential([keras.Input(x.shape[1:]), *layers])
         model.set_weights(initial)
         model.compile(keras.optimizers.SGD(1.0), "mse")
         model.train_on_batch(x, y)
         return model.get_weights()
 
-    for got, want in zip(trained(path), trained("grouped"), strict=True):
+    igc = [keras_igc.IGCConv2D(L, M, implementation=path, **kwargs)]
+    # The definition in plain Keras layers: weights in the same order.
+    composition = [
+        keras.layers.Conv2D(L * M, groups=L, use_bias=False, **kwargs),
+        keras_igc.ChannelShuffle(L),
+        keras.layers.Conv2D(L * M, 1, groups=M),
+        keras_igc.ChannelShuffle(M),
+    ]
+    for got, want in zip(trained(igc), trained(composition), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 

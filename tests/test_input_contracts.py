@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_igc
-from keras_igc import IGCConv2D
+from keras_igc import IGCConv2D, paths
 
 
 def _igc(path):
@@ -21,7 +21,11 @@ def _group_conv(kernel, groups, channels):
 BUILT_FOR = {
     **{f"IGCConv2D {p}": (_igc(p), (1, 6, 6, 8), (1, 6, 6, 16), p)
        for p in ("grouped", "dense", "depthwise", "split")},
-    # GroupConv2D's path is chosen by shape (keras_igc.paths.select_path).
+    # GroupConv2D's path is chosen by backend and shape (select_path): its
+    # grouped kernel where the backend has a fast one, else by shape, as under
+    # paths.portable_paths(), which the other three cases are built in.
+    "GroupConv2D grouped": (_group_conv(3, 4, 16), (1, 4, 4, 16), (1, 4, 4, 8),
+                            "grouped"),
     "GroupConv2D dense": (_group_conv(1, 4, 16), (1, 4, 4, 16), (1, 4, 4, 8), "dense"),
     "GroupConv2D depthwise": (
         _group_conv(3, 32, 64), (1, 4, 4, 64), (1, 4, 4, 32), "depthwise"),
@@ -44,9 +48,17 @@ def test_a_built_layer_refuses_an_input_it_was_not_built_for(name):
     input once gave a result on the dense and split paths)."""
     make, built, other, path = BUILT_FOR[name]
     layer = make()
-    layer(np.zeros(built, "float32"))
-    if path is not None and keras.backend.backend() != "torch":
-        assert layer.active_implementation == path  # on torch: always "grouped"
+    if name.startswith("GroupConv2D") and path != "grouped":
+        with paths.portable_paths():
+            layer(np.zeros(built, "float32"))
+    else:
+        layer(np.zeros(built, "float32"))
+    fast_grouped_kernel = keras.backend.backend() == "torch" or (
+        paths.tensorflow_grouped_kernel("float32")
+        and keras.backend.backend() == "tensorflow"
+    )
+    if path is not None and (path != "grouped" or fast_grouped_kernel):
+        assert layer.active_implementation == path
     with pytest.raises(ValueError, match="expected axis -1 of input shape"):
         layer(np.zeros(other, "float32"))
     # Another rank: ChannelShuffle works on any rank from 2 (it permutes the

@@ -73,19 +73,35 @@ def test_residual_application_with_grouped_projections(grouped_conv_calls):
     assert grouped_conv_calls and not any(grouped_conv_calls)
 
 
-def test_the_recorder_sees_the_grouped_path(grouped_conv_calls):
-    """Guards the test above: the plain composition is seen as grouped."""
-    igc_network("grouped").predict(np.zeros((1, 16, 16, 3), "float32"), verbose=0)
+def test_the_recorder_sees_keras_grouped_convolution(grouped_conv_calls):
+    """Guards the tests above: what a user would write in plain Keras is seen."""
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 8)),
+            keras.layers.Conv2D(8, 3, groups=4),
+            keras_igc.ChannelShuffle(4),
+            keras.layers.Conv2D(8, 1, groups=2),
+        ]
+    )
+    model.predict(np.zeros((1, 16, 16, 8), "float32"), verbose=0)
     assert any(grouped_conv_calls)
 
 
-def test_auto_never_selects_grouped_on_cpu():
-    """The rule over every partition shape of the papers and more: one test,
-    since it is a pure function of its arguments."""
+def test_auto_takes_a_grouped_kernel_only_where_it_is_fast_and_not_xla():
+    """On TensorFlow's CPU "grouped" is oneDNN's kernel called directly
+    (float32 and bfloat16); in float16, without oneDNN and under
+    `portable_paths` (export) the CPU rewrites are taken instead. One test:
+    the rule is a pure function of its arguments."""
+    onednn = paths.tensorflow_grouped_kernel("float32")
     for L, M, strides in itertools.product(
         [1, 2, 3, 4, 8, 16, 24, 100], [1, 2, 4, 8, 16, 32], [(1, 1), (2, 2), (1, 2)]
     ):
         for channels in {L, L * M, L * M // 2 if M % 2 == 0 else L}:
             for kernel_size in [(3, 3), (1, 1), (5, 1)]:
-                path = paths.select_path(L, channels // L, M, kernel_size, strides)
-                assert path in paths.PATHS and path != "grouped", (L, M, channels)
+                args = (L, channels // L, M, kernel_size, strides)
+                for dtype in ("float32", "bfloat16"):
+                    path = paths.select_path(*args, dtype=dtype)
+                    assert path == "grouped" if onednn else path != "grouped"
+                assert paths.select_path(*args, dtype="float16") != "grouped"
+                with paths.portable_paths():
+                    assert paths.select_path(*args) in ("dense", "depthwise", "split")

@@ -87,7 +87,7 @@ def prepare(model, fold=True, dense_blocks="auto"):
     pairs = _batch_norm_pairs(model) if fold else {}
     folded_norms = {bn.name: producer for producer, bn in pairs.items()}
     forms = {}
-    with paths.cpu_paths():
+    with paths.portable_paths():
         for name in pairs:
             forms[name] = _fold_form(model.get_layer(name), dense_blocks)
 

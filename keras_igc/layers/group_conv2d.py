@@ -12,10 +12,10 @@ class GroupConv2D(keras.layers.Conv2D):
     grouped convolution is computed changes. On the TensorFlow backend Keras
     runs every grouped convolution through an XLA-compiled function, which is
     very slow on CPU and ends up inside exported SavedModels. This layer
-    computes it instead with exact dense, depthwise or block-diagonal kernels
-    where those are faster (`keras_igc.paths.select_path`;
-    `active_implementation` names the path after `build`), and with the
-    native grouped convolution on PyTorch and on accelerators. The IGC
+    takes the path `keras_igc.paths.select_path` picks
+    (`active_implementation` names it after `build`): the backend's own
+    grouped kernel where it is fast (oneDNN, cuDNN; on TensorFlow called
+    without XLA), else exact dense, depthwise or sliced convolutions. The IGC
     networks use it for their grouped shortcut projections.
 
     Only `data_format="channels_last"` takes the alternative paths; anything
@@ -40,13 +40,14 @@ class GroupConv2D(keras.layers.Conv2D):
                 self.filters // self.groups,
                 self.kernel_size,
                 self.strides,
+                dtype=self.compute_dtype,
             )
         self.active_implementation = path
 
     def convolution_op(self, inputs, kernel):
-        path = getattr(self, "active_implementation", "grouped")
-        if path == "grouped":
+        if self.groups == 1 or self.data_format != "channels_last":
             return super().convolution_op(inputs, kernel)
+        path = getattr(self, "active_implementation", "grouped")
         return igc_ops.GROUPED_CONVOLUTIONS[path](
             inputs,
             kernel,

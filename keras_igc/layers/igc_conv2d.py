@@ -60,13 +60,13 @@ class IGCConv2D(keras.layers.Layer):
             the block is linear.
         implementation: how the block is computed; all give the same output
             from the same weights (`keras_igc.paths`).
-            `"grouped"` calls the sublayers (native grouped convolutions:
-            fastest where cuDNN or PyTorch run them, but on the TensorFlow
-            backend Keras compiles them with XLA, slow on CPU).
-            `"depthwise"` runs the primary as a depthwise convolution with
-            depth multiplier `M` and the secondary with both permutations as
-            one matrix product. `"split"` runs the primary as `L` dense
-            convolutions on channel slices. `"dense"` runs one convolution
+            `"grouped"` runs the primary with the backend's own grouped
+            kernel (oneDNN or cuDNN; on TensorFlow without the XLA function
+            Keras' `Conv2D(groups)` compiles) and the secondary with both
+            permutations as one matrix product. `"depthwise"` runs the
+            primary as a depthwise convolution with depth multiplier `M`,
+            `"split"` as `L` dense convolutions on channel slices (each then
+            with the same product). `"dense"` runs one convolution
             with the dense-equivalent kernel. `"auto"` (default) picks by
             backend, device and partition sizes
             (`keras_igc.paths.select_path`); `active_implementation` tells
@@ -232,6 +232,7 @@ class IGCConv2D(keras.layers.Layer):
                 self.secondary_partitions,
                 self.kernel_size,
                 self.strides,
+                dtype=self.compute_dtype,
             )
             if self.implementation == "auto"
             else self.implementation
@@ -269,12 +270,6 @@ class IGCConv2D(keras.layers.Layer):
                 f"{dtype!r}. Cast the input first, e.g. with "
                 f"keras.layers.Rescaling(1 / 255) for uint8 images."
             )
-        if self.active_implementation == "grouped":
-            x = self.primary(inputs)
-            x = self.permutation(x)
-            x = self.secondary(x)
-            return self.inverse_permutation(x)
-
         L, M = self.primary_partitions, self.secondary_partitions
         primary_kernel = ops.cast(self.primary.kernel, self.compute_dtype)
         secondary_kernel = ops.cast(self.secondary.kernel, self.compute_dtype)
