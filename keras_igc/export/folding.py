@@ -1,9 +1,10 @@
 """A clone of a model that every runtime can run, with BatchNorm folded in.
 
-Grouped convolutions take their exact CPU forms (Keras' native grouped
-convolution is an XLA-compiled function that tf2onnx turns into an invalid
-graph and CPU serving may not compile), and each BatchNorm that follows a
-convolution becomes a scale and a bias of that convolution.
+Grouped convolutions take portable forms (`paths.portable_paths`: never a
+grouped kernel, since Keras' native grouped convolution is an XLA-compiled
+function that tf2onnx turns into an invalid graph and CPU serving may not
+compile), and each BatchNorm that follows a convolution becomes a scale and a
+bias of that convolution.
 """
 
 import collections
@@ -51,8 +52,8 @@ class FoldingReport:
 def prepare(model, fold=True, dense_blocks="auto"):
     """A clone of `model` that exports and runs on any runtime, with equal outputs.
 
-    Every IGC block takes its fastest CPU path (`implementation="auto"` as
-    chosen on a CPU, never the XLA-compiled grouped convolution), and every
+    Every IGC block takes its fastest portable path (`implementation="auto"`
+    under `paths.portable_paths()`: no grouped kernel), and every
     grouped `Conv2D` becomes a `GroupConv2D` with the same weights. With
     `fold`, each BatchNormalization that directly follows a `Conv2D`,
     `GroupConv2D` or `IGCConv2D` (and is that layer's only consumer) folds
