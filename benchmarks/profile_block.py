@@ -22,9 +22,7 @@ benchmarks/NOTES.md).
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,21 +34,14 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_twin  # noqa: E402
-from run import BLOCKS  # noqa: E402
+from run import BLOCKS, timed  # noqa: E402
 
 import keras_igc  # noqa: E402
 from keras_igc import ops as igc_ops  # noqa: E402
 
 
 def median_ms(function, runs=20):
-    for _ in range(3):
-        function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * timed(function, warmup=3, repeats=runs)
 
 
 class _Scale(keras.layers.Layer):
