@@ -97,7 +97,7 @@ def main():
         for name, function in found.items():
             error = np.abs(function(x).numpy() - expected).max()
             print(
-                f"{size:>2}x{size} C={channels:<3} L={partitions}  {name:<12} "
+                f"{size:>2}x{size} C={channels:<3} L={partitions}  {name:<14} "
                 f"{median_ms(function, x):7.2f} ms  (max diff {error:.1e})"
             )
 
