@@ -153,13 +153,11 @@ def get_model(name, **kwargs):
 def msgc_host(name):
     """The builder name of an MSGC host (`"MSGCResNet18"` for `"MSGC-ResNet18"`
     or `"msgcresnet18"`), or None for any other name."""
-    try:
-        entry = lookup(name)
-    except ValueError:
-        return None
-    # The hosts carry the MAC loss; the dense ResNet50 of the MSGC family not.
-    is_host = entry.family == "msgc" and entry.takes("mac_weight")
-    return entry.builder.__name__ if is_host else None
+    from keras_igc.applications.msgc_hosts import HOSTS
+
+    entry = _REGISTRY.get(str(name).lower())
+    builder = entry and entry.builder.__name__
+    return builder if builder in HOSTS else None
 
 
 def dataset_of(name):

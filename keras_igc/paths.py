@@ -20,6 +20,7 @@ device policy that `implementation="auto"` follows.
 
 import contextlib
 import contextvars
+import functools
 
 import keras
 
@@ -55,11 +56,12 @@ def select_path(
     the whole block's dense-equivalent kernel (same size; the secondary comes
     for free).
     """
-    portable = _PORTABLE.get()
     backend = keras.backend.backend()
-    if not portable and (backend == "torch" or has_accelerator()):
-        return "grouped"
-    if not portable and backend == "tensorflow" and tensorflow_grouped_kernel(dtype):
+    if not _PORTABLE.get() and (
+        backend == "torch"
+        or has_accelerator()
+        or (backend == "tensorflow" and tensorflow_grouped_kernel(dtype))
+    ):
         return "grouped"
     kh, kw = kernel_size
     dense_weights = kh * kw * groups * group_inputs * groups * group_outputs
@@ -99,7 +101,13 @@ def portable_paths():
 
 def has_accelerator():
     """Whether the current Keras backend computes on a GPU or TPU."""
-    backend = keras.backend.backend()
+    return _has_accelerator(keras.backend.backend())
+
+
+# Per backend, once: the devices are fixed once the runtime has started (and
+# asking starts it), and the grouped path asks on every eager call.
+@functools.cache
+def _has_accelerator(backend):
     if backend == "tensorflow":
         import tensorflow as tf
 

@@ -259,6 +259,13 @@ def train(
         )
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
     strategy = strategy or distribution_strategy()
+    if given is not None and strategy.num_replicas_in_sync > 1:
+        raise ValueError(
+            f"A keras.Model built outside the strategy's scope cannot train on "
+            f"{strategy.num_replicas_in_sync} replicas. Pass a registered name "
+            f"(keras_igc.applications), or train with model.fit under "
+            f"strategy.scope()."
+        )
     # Every worker trains; the chief writes the run into `output_dir`, the
     # others restore from its backup and keep their final model in a folder
     # of their own.
@@ -311,13 +318,6 @@ def train(
                     schedule = msgc_recipe
                 else:
                     replicas = strategy.num_replicas_in_sync
-                    if given is not None and replicas > 1:
-                        raise ValueError(
-                            f"A keras.Model built outside the strategy's scope "
-                            f"cannot train on {replicas} replicas. Pass a "
-                            f"registered name (keras_igc.applications), or train "
-                            f"with model.fit under strategy.scope()."
-                        )
                     network = given or build_model(
                         model, dataset, depth, **(model_options or {})
                     )
