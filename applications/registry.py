@@ -188,6 +188,12 @@ def summary_table(names=None, depth=DEFAULT_DEPTH, classes=None):
     ]
     for name in names or list_models(family="igc"):
         entry = lookup(name)
+        if entry.family != "igc":
+            raise ValueError(
+                f"{entry.name} is of the MSGC family; the table covers the IGC "
+                f"networks, list_models(family='igc'). For an MSGC network's MACs "
+                f"use keras_igc.msgc.inference_macs."
+            )
         kwargs = {"classes": classes or (10 if entry.dataset == "cifar" else 1000)}
         if entry.takes("depth"):
             kwargs["depth"] = depth

@@ -307,7 +307,7 @@ def main(argv=None):
             from keras_igc import applications
 
             if args.list:
-                print("\n".join(applications.list_models()))
+                print("\n".join(applications.list_models(family="igc")))
             else:
                 print(applications.summary_table(args.models or None, depth=args.depth))
     except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:

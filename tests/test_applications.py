@@ -327,6 +327,8 @@ def test_one_registry_holds_every_builder():
     assert applications.msgc_host("IGC-L24M2") is None
     with pytest.raises(ValueError, match="IGCNet38 is a fixed network.*depth=20"):
         applications.get_model("IGCNet38", depth=20)
+    with pytest.raises(ValueError, match="MSGC-ResNet18 is of the MSGC family"):
+        applications.summary_table(["MSGC-ResNet18"])
 
 
 @pytest.mark.parametrize(
