@@ -19,7 +19,8 @@ def _parser():
         description="Train a registered network through model.fit with the paper's "
         "recipe (Nesterov SGD with coupled weight decay 1e-4, lr divided by 10 "
         "after 1/2, 3/4 and 7/8 of the epochs). Running the same command again with "
-        "the same --output resumes an interrupted run at the next epoch. With "
+        "the same --output resumes an interrupted run exactly where its last "
+        "backup left it (the weights of an uninterrupted run). With "
         "TF_CONFIG set, every worker runs this same command "
         "(MultiWorkerMirroredStrategy); the chief writes --output.",
     )
@@ -38,7 +39,16 @@ def _parser():
         help="default: 0.1 scaled by batch size / paper's",
     )
     train.add_argument("--steps-per-epoch", type=int, help="default: whole split")
-    train.add_argument("--seed", type=int, help="reproducible order and augmentation")
+    train.add_argument(
+        "--seed", type=int, help="the initial weights, data order, augmentation "
+        "and noise: the same seed gives the same weights (default: drawn, and "
+        "recorded in the backup so that a resumed run continues it)",
+    )  # fmt: skip
+    train.add_argument(
+        "--backup-every", type=_backup_every, help="steps between backups inside "
+        "an epoch (a kill loses at most that many), or 'epoch' for epoch ends "
+        "only (default: every 10 minutes; every epoch end is backed up)",
+    )  # fmt: skip
     train.add_argument(
         "--mixed-precision",
         default="auto",
@@ -254,6 +264,7 @@ def main(argv=None):
                 steps_per_epoch=args.steps_per_epoch,
                 mixed_precision=args.mixed_precision,
                 bn_batch=args.bn_batch,
+                backup_every=args.backup_every,
                 **_msgc_train_args(args),
             )
             last = {k: round(v[-1], 4) for k, v in history.history.items()}
@@ -442,6 +453,20 @@ def _predict(args):
         print(path)
         for label, probability in top:
             print(f"  {probability:7.2%}  {label}")
+
+
+def _backup_every(text):
+    if text == "epoch":
+        return text
+    try:
+        steps = int(text)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of steps or 'epoch', got {text!r}"
+        )
+    return steps
 
 
 def _bn_batch(text):

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_igc import statistics
-from keras_igc.validation import positive_int
+from keras_igc.validation import is_integer, non_negative_int, positive_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -122,6 +122,7 @@ def load(
     cache=None,
     repeat=False,
     recipe="igc",
+    start=0,
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)`.
 
@@ -141,21 +142,37 @@ def load(
         recipe: `"igc"` (the IGC release's augmentation and statistics) or
             `"msgc"` (ImageNet as the MSGC release prepares it; other datasets
             as for `"igc"`).
+        start: training only: the number of batches to skip, so that the
+            stream begins where an earlier one stopped (a resumed run). Skipped
+            examples are not augmented; with a `seed`, batch `start + i` of
+            this stream equals batch `start + i` of the stream from 0.
 
     Returns:
         Images are float32, normalised per channel, shaped
         `(batch, size, size, channels)`; labels are int64. In training every
         iterator starts from `seed`: with a seed, the same batches come in the
-        same order, epoch after epoch, however many times the dataset has
-        been iterated before (a distribution strategy or a peek at it makes
-        an iterator of its own).
+        same order however many times the dataset has been iterated before (a
+        distribution strategy or a peek at it makes an iterator of its own).
+        Each pass over the split has an order and augmentation of its own,
+        a function of `seed` and the example's position in the stream alone,
+        so a stream started at `start` continues one started at 0 exactly.
     """
     dataset_spec = _with_recipe(spec(name), recipe)
     if split not in ("train", "eval"):
         raise ValueError(f'`split` must be "train" or "eval". Received: {split!r}.')
     training = split == "train"
-    batch_size = batch_size or dataset_spec.batch_size
-    positive_int(batch_size, "batch_size")
+    if batch_size is None:
+        batch_size = dataset_spec.batch_size
+    batch_size = positive_int(batch_size, "batch_size")
+    shuffle_buffer = positive_int(shuffle_buffer, "shuffle_buffer")
+    start = non_negative_int(start, "start")
+    if seed is not None and not is_integer(seed):
+        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}.")
+    if start and not training:
+        raise ValueError(
+            f"`start` positions a training stream; the evaluation split is read "
+            f"whole, in order. Received: split={split!r}, start={start}."
+        )
     if data_dir is not None and not os.path.isdir(data_dir):
         raise DatasetUnavailableError(
             f"data_dir={data_dir!r} does not exist. Pass the folder where the "
@@ -168,14 +185,14 @@ def load(
     if cache if cache is not None else dataset_spec.family != "imagenet":
         images = images.cache()
     if training:
-        images = _epochs(images, seed, shuffle_buffer, repeat)
+        images = _epochs(images, seed, shuffle_buffer, repeat, start * batch_size)
         prepare = _training_transform(dataset_spec)
     else:
         prepare = _eval_transform(dataset_spec)
     dataset = images.map(prepare, num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     options = tf.data.Options()
-    options.deterministic = seed is not None or not training
+    options.deterministic = True
     return dataset.with_options(options).prefetch(AUTOTUNE)
 
 
@@ -192,30 +209,52 @@ def _with_recipe(dataset_spec, recipe):
     )
 
 
-def _epochs(images, seed, shuffle_buffer, repeat):
-    """`((image, label), example seed)` for one or endless epochs.
+def _epochs(images, seed, shuffle_buffer, repeat, skip=0):
+    """`((image, label), example seed)` for one or endless passes over
+    `images`, from example `skip` of that stream on.
 
-    The shuffle and the per-example seeds keep random state; they are made
-    inside `flat_map`, so each iterator gets its own, starting from `seed`.
+    Nothing here carries random state from one example to the next: pass `k`
+    is shuffled with a seed drawn from `(seed, k)` and the example at
+    position `p` of the stream is augmented with the stateless seed
+    `(seed, p)`. So any position can be reached by skipping, and skipping
+    costs no augmentation (only reading the examples of the current pass).
     """
-
-    def pipeline(_):
-        shuffled = images.shuffle(
-            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
+    if seed is None:
+        seed = int(np.random.randint(2**31))
+    examples = int(images.cardinality())
+    if skip and examples < 0:
+        raise ValueError(
+            "Cannot start a training stream mid-way: the dataset does not know "
+            "its size. Pass start=0."
         )
-        if repeat:
-            shuffled = shuffled.repeat()
-        # One stateless seed per example, from a stream that itself is
-        # reproducible with `seed` and differs from epoch to epoch.
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        return tf.data.Dataset.zip(shuffled, seeds)
+    first_pass, offset = divmod(skip, examples) if skip else (0, 0)
+    if not repeat and first_pass:
+        raise ValueError(
+            f"start={skip} examples is past the end of the split "
+            f"({examples} examples); pass repeat=True for an endless stream."
+        )
+    seed = tf.constant(seed, tf.int64)
 
-    stream = tf.data.Dataset.range(1).flat_map(pipeline)
+    def one_pass(k):
+        # The graph seed of this pass's function only: with it the order
+        # depends on `seed` alone, not on the process's global seed (and
+        # TensorFlow cannot take a tensor op seed when the global one is 0).
+        tf.compat.v1.set_random_seed(1)
+        order = tf.random.stateless_uniform(
+            (), tf.stack([seed, k]), minval=None, maxval=None, dtype=tf.int64
+        )
+        return images.shuffle(
+            shuffle_buffer, seed=order, reshuffle_each_iteration=False
+        )
+
+    passes = tf.data.Dataset.range(first_pass, first_pass + 1)
     if repeat:
-        return stream.repeat()  # endless already: this only records it
-    examples = images.cardinality()
-    if examples >= 0:
-        stream = stream.apply(tf.data.experimental.assert_cardinality(examples))
+        passes = tf.data.Dataset.counter(first_pass)
+    stream = passes.flat_map(one_pass).skip(offset)
+    positions = tf.data.Dataset.counter(skip).map(lambda p: tf.stack([seed, p]))
+    stream = tf.data.Dataset.zip(stream, positions)
+    if not repeat and examples >= 0:
+        stream = stream.apply(tf.data.experimental.assert_cardinality(examples - skip))
     return stream
 
 
@@ -232,7 +271,12 @@ def _tfds(dataset_spec, training, data_dir, download, seed):
             download=download,
             as_supervised=True,
             shuffle_files=training,
-            read_config=tfds.ReadConfig(shuffle_seed=seed),
+            # One file order for every pass (each pass shuffles its examples
+            # with a seed of its own), so a resumed stream reads what an
+            # uninterrupted one would.
+            read_config=tfds.ReadConfig(
+                shuffle_seed=seed, shuffle_reshuffle_each_iteration=False
+            ),
         )
     except Exception as error:  # TFDS raises many types from deep inside
         raise DatasetUnavailableError(

@@ -6,6 +6,7 @@ TensorFlow 2.21; `tests/test_packaging.py` keeps other modules off `keras.src`
 and private attributes).
 """
 
+import contextlib
 import functools
 
 import keras
@@ -54,10 +55,16 @@ def all_layers(model):
     return list(model._flatten_layers())
 
 
-def build_for_data(model, element_spec):
-    """Build the model, its metrics and optimizer from a dataset's element
-    spec, and stop `fit` from building them again (it would peek a batch)."""
+def build_metrics(model, element_spec):
+    """Build the model, its compiled metrics and optimizer from a dataset's
+    element spec now (on one device `fit` builds them in its first step)."""
     model._symbolic_build(data_batch=element_spec)
+
+
+def build_for_data(model, element_spec):
+    """`build_metrics`, and stop `fit` from building them again (it would
+    peek a batch)."""
+    build_metrics(model, element_spec)
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
 
@@ -71,3 +78,30 @@ def tensorflow_onednn():
     except ImportError:
         return False
     return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def seed_generators(model):
+    """Every `keras.random.SeedGenerator` the layers of `model` draw from
+    (dropout, Gumbel noise), in layer order. Their states are variables that
+    `save_weights` leaves out, so an exact resume saves them itself."""
+    return [
+        generator
+        for layer in all_layers(model)
+        for generator in getattr(layer, "_seed_generators", [])
+    ]
+
+
+@contextlib.contextmanager
+def op_determinism():
+    """TensorFlow's op determinism for the duration (every kernel either
+    deterministic or an error), set back as it was afterwards: TensorFlow has
+    `enable_op_determinism` only in its public API."""
+    from tensorflow.python.framework import config
+
+    was = config.is_op_determinism_enabled()
+    config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was:
+            config.disable_op_determinism()

@@ -273,9 +273,12 @@ class MACTargetScheduler(keras.callbacks.Callback):
     Args:
         target: MAC ratio to reach, in (0, 1].
         fraction: part of training over which tau decreases, in (0, 1].
+        total_steps: the steps of the whole training; default: the `fit`
+            call's epochs times its steps (give it where a run is several
+            calls, e.g. one that resumes mid-epoch).
     """
 
-    def __init__(self, target, fraction=0.5):
+    def __init__(self, target, fraction=0.5, total_steps=None):
         super().__init__()
         for value, what in ((target, "target"), (fraction, "fraction")):
             if not isinstance(value, int | float) or not 0 < value <= 1:
@@ -286,6 +289,9 @@ class MACTargetScheduler(keras.callbacks.Callback):
                 )
         self.target = float(target)
         self.fraction = float(fraction)
+        if total_steps is not None:
+            total_steps = positive_int(total_steps, "total_steps", "MACTargetScheduler")
+        self.total_steps = total_steps
         self._regularizers = []
 
     def on_train_begin(self, logs=None):
@@ -299,7 +305,10 @@ class MACTargetScheduler(keras.callbacks.Callback):
                 "MACTargetScheduler found no MACRegularizer in the model; build "
                 "it with keras_igc.msgc.convert or an MSGC application."
             )
-        self._total = max(1, self.params["epochs"] * (self.params["steps"] or 1))
+        total = self.total_steps
+        if total is None:
+            total = self.params["epochs"] * (self.params["steps"] or 1)
+        self._total = max(1, total)
 
     def on_train_batch_begin(self, batch, logs=None):
         # The optimizer's step, not a count of this call's batches: a resumed

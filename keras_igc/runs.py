@@ -3,7 +3,9 @@
 Layout of `output_dir`:
 
     run.lock             the process training into it (removed at the end)
-    backup/              Keras' BackupAndRestore state (the resume point)
+    backup/step-NNNNNNNNN/   the resume point after that many steps: weights
+                         and optimizer, random generators, the epoch's metric
+                         totals, the position in the data stream
     checkpoints/epoch-NNN.keras
     history.csv          one row per finished epoch, epochs counted from 1
     curves.png
@@ -16,19 +18,47 @@ the end of an epoch the checkpoint and a pending history row are written, then
 the backup, then the row joins `history.csv`: a rerun resumes from the backup,
 commits a pending row whose epoch the backup holds, and drops the files of an
 epoch it does not hold (that epoch is trained again; the output says so).
+Backups are also taken inside epochs (`RunBackup`'s `every`); each one is a
+folder renamed into place, so the newest whole one is the resume point.
 """
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import os
 import shutil
 import socket
+import time
 
 import keras
+import numpy as np
+
+from keras_igc import keras_internals
+from keras_igc.validation import positive_int
 
 PARTIAL = ".partial"
+SNAPSHOT = "step-"  # backup/step-NNNNNNNNN: the state after that many steps
+WEIGHTS = "weights.weights.h5"
+STATE = "state.json"
+# The default time between backups inside an epoch: an ImageNet epoch is
+# hours, and a ResNet-50 backup (weights and momentum) takes seconds.
+BACKUP_SECONDS = 600
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """A whole backup: `epoch` epochs and `step` steps of the next one done."""
+
+    path: str
+    epoch: int
+    step: int
+    state: dict
+
+    @property
+    def weights(self):
+        return os.path.join(self.path, WEIGHTS)
 
 
 @contextlib.contextmanager
@@ -145,12 +175,16 @@ class RunFolder:
 
     def clean_partial_files(self):
         """Remove what an interrupted write left, and say so."""
-        for folder in (self.root, self.checkpoints):
+        for folder in (self.root, self.checkpoints, self.backup):
             if not os.path.isdir(folder):
                 continue
             for name in sorted(os.listdir(folder)):
                 if PARTIAL in name:
-                    os.remove(os.path.join(folder, name))
+                    path = os.path.join(folder, name)
+                    if os.path.isdir(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.remove(path)
                     self.announce(
                         f"keras-igc: removed {os.path.join(folder, name)}, left by "
                         f"an interrupted write"
@@ -163,14 +197,65 @@ class RunFolder:
                 f"it finished; it is written again at the end"
             )
 
+    def latest_snapshot(self):
+        """The newest whole backup (`Snapshot`), or None for a new run."""
+        names = os.listdir(self.backup) if os.path.isdir(self.backup) else []
+        steps = sorted(
+            int(name[len(SNAPSHOT) :])
+            for name in names
+            if name.startswith(SNAPSHOT) and name[len(SNAPSHOT) :].isdigit()
+        )
+        for step in reversed(steps):
+            path = os.path.join(self.backup, f"{SNAPSHOT}{step:09d}")
+            try:
+                with open(os.path.join(path, STATE)) as f:
+                    state = json.load(f)
+                if not os.path.isfile(os.path.join(path, WEIGHTS)):
+                    continue
+            except (OSError, ValueError):
+                continue  # renamed into place whole: only a hand edit does this
+            return Snapshot(path, int(state["epoch"]), int(state["step"]), state)
+        legacy = os.path.join(self.backup, "training_metadata.json")
+        if os.path.isfile(legacy):  # Keras' BackupAndRestore, keras-igc <= 0.9
+            with open(legacy) as f:
+                epoch = int(json.load(f)["epoch"])
+            weights = os.path.join(self.backup, "latest.weights.h5")
+            return Snapshot(self.backup, epoch, 0, {"weights": weights})
+        return None
+
     def resume_epoch(self):
         """Epochs the backup holds (0 for a new run)."""
-        metadata = os.path.join(self.backup, "training_metadata.json")
+        snapshot = self.latest_snapshot()
+        return 0 if snapshot is None else snapshot.epoch
+
+    def finished_model_problem(self):
+        """What is wrong with a finished run's `model.keras` (None if it
+        loads): a finished folder whose model was deleted or damaged since."""
+        if not os.path.isfile(self.model):
+            return "its model.keras is missing"
         try:
-            with open(metadata) as f:
-                return int(json.load(f)["epoch"])
-        except (OSError, ValueError, KeyError):
-            return 0
+            keras.saving.load_model(self.model, compile=False)
+        except Exception as error:  # a damaged archive raises many types
+            return (
+                f"its model.keras does not load ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200] if str(error) else ''})"
+            )
+        return None
+
+    def rebuild_model(self, epochs):
+        """Write `model.keras` again from the last epoch's checkpoint (the
+        same model: both are saved after the last step). Returns the
+        checkpoint's path, or None if it is missing or does not load."""
+        checkpoint = self.checkpoint(epochs)
+        if not os.path.isfile(checkpoint):
+            return None
+        try:
+            keras.saving.load_model(checkpoint, compile=False)
+        except Exception:
+            return None
+        with atomic_path(self.model) as temporary:
+            shutil.copyfile(checkpoint, temporary)
+        return checkpoint
 
     def history_rows(self):
         if not os.path.isfile(self.history):
@@ -239,41 +324,157 @@ class RunFolder:
             shutil.rmtree(self.backup)
 
 
-class AtomicBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore with renamed-into-place files, kept at the end
-    (the run folder removes it once the final model is safe), and no backup
-    of a diverged epoch."""
+class RunBackup(keras.callbacks.Callback):
+    """Backs a run up, and restores it exactly at the start of `fit`.
 
-    def __init__(self, backup_dir, after_save=None, read_only=False):
-        super().__init__(backup_dir, delete_checkpoint=False)
-        self.after_save = after_save  # e.g. RunFolder.commit
-        # Synchronous replicas hold the same state: the other workers of a
-        # multi-worker run restore from the chief's backup and write none, so
-        # every worker resumes at the epoch the chief does.
+    A backup (`backup/step-N/`, written under a temporary name and renamed
+    into place) holds what the next step depends on beyond the data: the
+    weights and the optimizer's state, the states of the layers' random
+    generators (`save_weights` leaves them out), the epoch's metric totals
+    (so the resumed epoch logs what the whole epoch would have), and the
+    position, `epoch` epochs and `step` steps into the next. With the data
+    stream started at that position (`data.load(..., start=...)`) the
+    resumed run takes the uninterrupted run's steps.
+
+    Backups are taken at every epoch end and, inside epochs, every `every`
+    steps (an int), every `BACKUP_SECONDS` (None) or never ("epoch"). One
+    `fit` call may start mid-epoch: its `steps` are then the epoch's
+    remaining steps.
+
+    Args:
+        folder: the `RunFolder` whose backup is read and written.
+        steps_per_epoch: the run's steps per epoch.
+        every: see above.
+        state: more plain values to store with each backup (the seed, the
+            batch size), returned by `folder.latest_snapshot().state`.
+        after_save: called after each backup (`RunFolder.commit`).
+        read_only: restore but never write (the other workers of a
+            multi-worker run restore from the chief's backup).
+        element_spec: the training data's; lets the metrics be built (and
+            their totals restored) before the first step.
+    """
+
+    def __init__(
+        self, folder, steps_per_epoch, every=None, *, state=None, after_save=None,
+        read_only=False, element_spec=None,
+    ):  # fmt: skip
+        super().__init__()
+        self.folder = folder
+        self.steps_per_epoch = positive_int(steps_per_epoch, "steps_per_epoch")
+        if every not in (None, "epoch"):
+            positive_int(every, "backup_every")
+        self.every = every
+        self.state = dict(state or {})
+        self.after_save = after_save
         self.read_only = read_only
+        self.element_spec = element_spec
+        self._restored = False
+        self._metrics = None  # the resumed epoch's totals, set at its start
+        self._epoch = 0
+        self._offset = 0
+
+    def on_train_begin(self, logs=None):
+        self._offset = self.steps_per_epoch - (self.params.get("steps") or 0)
+        self._last_save = time.monotonic()
+        if not self._restored:
+            self._restored = True
+            snapshot = self.folder.latest_snapshot()
+            if snapshot is not None:
+                self._restore(snapshot)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self._metrics is not None:  # after fit reset them for this epoch
+            variables = _metric_variables(self.model)
+            for variable, value in zip(variables, self._metrics, strict=True):
+                variable.assign(np.asarray(value, variable.dtype))
+            self._metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._offset + batch + 1
+        if step >= self.steps_per_epoch or _diverged(logs):
+            return  # the epoch's end saves
+        if self.every is None:
+            due = time.monotonic() - self._last_save >= BACKUP_SECONDS
+        elif self.every == "epoch":
+            due = False
+        else:
+            due = (self._epoch * self.steps_per_epoch + step) % self.every == 0
+        if due:
+            self.save(self._epoch, step)
 
     def on_epoch_end(self, epoch, logs=None):
-        if _diverged(logs):
-            return
-        super().on_epoch_end(epoch, logs)
+        self._offset = 0  # only the first epoch of a call starts mid-way
+        if not _diverged(logs):
+            self.save(epoch + 1, 0)
 
-    def _save_model(self):
+    def save(self, epoch, step):
         if self.read_only:
             return
-        os.makedirs(self.backup_dir, exist_ok=True)
-        with atomic_path(self._weights_path) as temporary:
-            self.model.save_weights(temporary, overwrite=True)
-        write_text(
-            self._training_metadata_path,
-            json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}),
-        )
+        position = epoch * self.steps_per_epoch + step
+        final = os.path.join(self.folder.backup, f"{SNAPSHOT}{position:09d}")
+        temporary = final + PARTIAL
+        for stale in (temporary, final):
+            if os.path.exists(stale):
+                shutil.rmtree(stale)
+        os.makedirs(temporary)
+        self.model.save_weights(os.path.join(temporary, WEIGHTS))
+        state = {
+            **self.state,
+            "epoch": epoch,
+            "step": step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "seed_generators": [
+                keras.ops.convert_to_numpy(g.state).tolist()
+                for g in keras_internals.seed_generators(self.model)
+            ],
+            # Per-replica totals cannot be read back into one replica each.
+            "metrics": [
+                keras.ops.convert_to_numpy(v).tolist()
+                for v in _metric_variables(self.model)
+            ]
+            if step and self.model.distribute_strategy.num_replicas_in_sync == 1
+            else None,
+        }
+        write_text(os.path.join(temporary, STATE), json.dumps(state))
+        os.rename(temporary, final)
+        for name in os.listdir(self.folder.backup):
+            path = os.path.join(self.folder.backup, name)
+            if path != final and PARTIAL not in name:
+                (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+        self._last_save = time.monotonic()
         if self.after_save is not None:
             self.after_save()
+
+    def _restore(self, snapshot):
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        weights = snapshot.state.get("weights", snapshot.weights)
+        self.model.load_weights(weights)
+        generators = keras_internals.seed_generators(self.model)
+        states = snapshot.state.get("seed_generators")
+        if states is not None:
+            if len(states) != len(generators):
+                raise ValueError(
+                    f"The backup in {snapshot.path} holds {len(states)} random "
+                    f"generator states; this model has {len(generators)}. It was "
+                    f"taken from another network: train into another folder."
+                )
+            for generator, value in zip(generators, states, strict=True):
+                generator.state.assign(np.asarray(value, generator.state.dtype))
+        self._metrics = snapshot.state.get("metrics") if snapshot.step else None
+        if self._metrics is not None and self.element_spec is not None:
+            keras_internals.build_metrics(self.model, self.element_spec)
+
+
+def _metric_variables(model):
+    return [variable for metric in model.metrics for variable in metric.variables]
 
 
 class RunRecorder(keras.callbacks.Callback):
     """Per epoch: the checkpoint, the history row (epochs from 1) and the plot,
-    each renamed into place. Put it before an `AtomicBackup` whose
+    each renamed into place. Put it before a `RunBackup` whose
     `after_save` is the folder's `commit`."""
 
     def __init__(self, folder, plot=None):

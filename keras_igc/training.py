@@ -13,18 +13,20 @@ paper's for each dataset (`keras_igc.data.DATASETS`).
 A run writes into its output folder:
 
     checkpoints/epoch-NNN.keras   the model after every epoch
-    backup/                       BackupAndRestore state (removed when done)
+    backup/                       the resume point (removed when done)
     logs/                         TensorBoard
     history.csv                   loss and accuracy per epoch
     curves.png                    loss and accuracy curves
     model.keras                   the final model
 
-Running the same command again after an interruption resumes at the epoch
-after the last one finished, with its weights and optimizer state.
+Running the same command again after an interruption resumes at the newest
+backup (every epoch end, and inside epochs every `backup_every` steps or 10
+minutes) and ends with the weights the uninterrupted run would have.
 """
 
 import dataclasses
 import functools
+import json
 import math
 import os
 
@@ -190,6 +192,7 @@ def train(
     bn_batch=None,
     strategy=None,
     mac_target=None,
+    backup_every=None,
 ):
     """Train a registered network on a dataset with the paper's recipe.
 
@@ -213,7 +216,9 @@ def train(
             again with the same folder resumes an interrupted run.
         depth: depth of CIFAR-family networks.
         epochs, batch_size, learning_rate: override the paper's recipe.
-        data_dir, download, seed: see `keras_igc.data.load`.
+        data_dir, download: see `keras_igc.data.load`.
+        seed: the initial weights, data order and augmentation, dropout and
+            Gumbel noise all follow from it.
         steps_per_epoch: limit each epoch (default: the whole training split).
         mixed_precision: "auto" (mixed_float16 on a GPU, float32 on CPU),
             "float32", "mixed_float16" or "mixed_bfloat16".
@@ -228,6 +233,17 @@ def train(
         strategy: a `tf.distribute` strategy; default: `distribution_strategy()`.
         mac_target: MSGC hosts: the MAC ratio to reach (default: the
             release's for the host, e.g. 0.49 for ResNet-18).
+        backup_every: steps between backups inside an epoch (a kill loses at
+            most that many), `"epoch"` for epoch ends only; default: every
+            10 minutes (`runs.BACKUP_SECONDS`). Every epoch end is backed up.
+
+    Runs are reproducible and resume exactly: the same command (the same
+    `seed`, or the seed a resumed run's backup recorded) gives the same
+    weights, on one machine and backend, and a run killed at any point and
+    started again ends with the weights of the run that was never killed.
+    The weights, optimizer, random generators and data position come back
+    from the newest backup (`runs.RunBackup`); TensorFlow's op determinism is
+    on while training. Without `seed` a run draws one and records it.
 
     Returns:
         `(model, history)`: the trained model and the `History` of this call.
@@ -271,22 +287,33 @@ def train(
     # of their own.
     worker = _worker_name(strategy)
     run_dir = output_dir if worker is None else os.path.join(output_dir, worker)
-    train_data, eval_data, steps_per_epoch = fit_data(
-        dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed,
-        recipe="igc" if host is None else "msgc",
-    )  # fmt: skip
+    if seed is None and _workers(strategy) > 1:
+        raise ValueError(
+            "A multi-worker run needs a seed: every worker must read the same "
+            "shuffled stream to take its share of each batch. Pass --seed N "
+            "(seed=N), the same on every worker."
+        )
     folder = runs.RunFolder(run_dir)
     folder.check_writable()
     if folder.is_finished():
-        raise ValueError(
-            f"{run_dir!r} already holds a finished run ({folder.model}); training "
-            f"again would overwrite its checkpoints and history. Choose another "
-            f"output folder."
-        )
+        _refuse_finished(folder)
     folder.acquire()
     try:
         folder.clean_partial_files()
-        resumed = folder.resume_epoch()
+        chief = folder if worker is None else runs.RunFolder(output_dir)
+        snapshot = chief.latest_snapshot()
+        seed = _run_seed(seed, snapshot, recipe.batch_size, chief)
+        train_data, eval_data, steps_per_epoch = fit_data(
+            dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed,
+            recipe="igc" if host is None else "msgc",
+        )  # fmt: skip
+        _check_snapshot(snapshot, steps_per_epoch)
+        backup = runs.RunBackup(
+            chief, steps_per_epoch, backup_every,
+            state={"seed": seed, "batch_size": recipe.batch_size},
+            after_save=folder.commit, read_only=worker is not None,
+            element_spec=train_data.element_spec,
+        )  # fmt: skip
         if worker is None:
             run_callbacks = [
                 runs.RunRecorder(
@@ -297,18 +324,20 @@ def train(
                         drops=recipe.boundaries,
                     ),
                 ),  # fmt: skip
-                runs.AtomicBackup(folder.backup, after_save=folder.commit),
+                backup,
                 keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
             ]
         else:
-            chief_backup = runs.RunFolder(output_dir).backup
-            run_callbacks = [runs.AtomicBackup(chief_backup, read_only=True)]
+            run_callbacks = [backup]
         run_callbacks.append(keras.callbacks.TerminateOnNaN())
         # The policy is global in Keras: set it for this run only.
         previous_policy = keras.config.dtype_policy()
         try:
             _set_precision(mixed_precision)
-            with strategy.scope():
+            # Same seed, same weights: the initial weights, dropout and Gumbel
+            # noise come from it, and every kernel is deterministic.
+            keras.utils.set_random_seed(seed)
+            with keras_internals.op_determinism(), strategy.scope():
                 if host is not None:
                     network, msgc_callbacks = _msgc_network(
                         host, dataset, msgc_recipe, model_options, steps_per_epoch
@@ -333,16 +362,30 @@ def train(
                 if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
                     _multi_worker_workarounds(network, train_data)
             if worker is None:
-                print(_banner(network, model, dataset, schedule, folder, resumed))
-            history = network.fit(
-                train_data,
-                epochs=recipe.epochs,
-                steps_per_epoch=steps_per_epoch,
-                validation_data=eval_data,
-                shuffle=False,  # the pipeline shuffles
-                callbacks=[*run_callbacks, *callbacks],
-                verbose=verbose,
-            )
+                print(_banner(network, model, dataset, schedule, folder, snapshot))
+            history = None
+            with keras_internals.op_determinism():
+                for first, last, steps, start in fit_phases(
+                    snapshot, recipe.epochs, steps_per_epoch
+                ):
+                    stream = train_data if start == 0 else fit_data(
+                        dataset, recipe.batch_size, steps_per_epoch, data_dir,
+                        download, seed, recipe="igc" if host is None else "msgc",
+                        start=start,
+                    )[0]  # fmt: skip
+                    phase = network.fit(
+                        stream,
+                        initial_epoch=first,
+                        epochs=last,
+                        steps_per_epoch=steps,
+                        validation_data=eval_data,
+                        shuffle=False,  # the pipeline shuffles
+                        callbacks=[*run_callbacks, *callbacks],
+                        verbose=verbose,
+                    )
+                    history = _joined(history, phase)
+                    if network.stop_training:
+                        break
         finally:
             keras.config.set_dtype_policy(previous_policy)
         losses = history.history.get("loss", [])
@@ -360,7 +403,106 @@ def train(
     return network, history
 
 
-def _banner(network, model, dataset, schedule, folder, resumed):
+def fit_phases(snapshot, epochs, steps_per_epoch):
+    """The `fit` calls that take a run from its backup to the end:
+    `(initial_epoch, epochs, steps_per_epoch, first batch of the stream)`.
+
+    A backup taken inside an epoch first finishes that epoch (its remaining
+    steps), then the other epochs follow; `fit` cannot start mid-epoch.
+    """
+    epoch, step = (0, 0) if snapshot is None else (snapshot.epoch, snapshot.step)
+    phases = []
+    if step:
+        phases.append((epoch, epoch + 1, steps_per_epoch - step,
+                       epoch * steps_per_epoch + step))  # fmt: skip
+        epoch += 1
+    if epoch < epochs or not phases:
+        phases.append((epoch, epochs, steps_per_epoch, epoch * steps_per_epoch))
+    return phases
+
+
+def _joined(history, phase):
+    """One `History` of the calls of a resumed run."""
+    if history is None:
+        return phase
+    history.epoch += phase.epoch
+    for key, values in phase.history.items():
+        history.history.setdefault(key, []).extend(values)
+    return history
+
+
+def _workers(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values())
+
+
+def _run_seed(seed, snapshot, batch_size, folder):
+    """The run's seed: the one its backup was taken with (a resumed run must
+    read the same stream), else `seed`, else a new one."""
+    recorded = None if snapshot is None else snapshot.state.get("seed")
+    if recorded is not None:
+        if seed is not None and seed != recorded:
+            raise ValueError(
+                f"The run in {folder.root!r} was started with seed={recorded}; "
+                f"resuming it with seed={seed} would not continue it. Pass "
+                f"--seed {recorded} (or none), or train into another folder."
+            )
+        wanted = snapshot.state.get("batch_size")
+        if wanted is not None and wanted != batch_size:
+            raise ValueError(
+                f"The run in {folder.root!r} was started with batch_size={wanted}; "
+                f"resuming it with batch_size={batch_size} would not continue it. "
+                f"Pass --batch-size {wanted}, or train into another folder."
+            )
+        return int(recorded)
+    if seed is not None:
+        return int(seed)
+    import secrets
+
+    return secrets.randbelow(2**31)
+
+
+def _check_snapshot(snapshot, steps_per_epoch):
+    wanted = None if snapshot is None else snapshot.state.get("steps_per_epoch")
+    if wanted is not None and wanted != steps_per_epoch:
+        raise ValueError(
+            f"The backup in {snapshot.path!r} was taken with steps_per_epoch="
+            f"{wanted}; this command gives {steps_per_epoch}, which would move "
+            f"every later epoch. Pass --steps-per-epoch {wanted}, or train into "
+            f"another folder."
+        )
+
+
+def _refuse_finished(folder):
+    """A finished folder is never trained into again; a final model deleted
+    or damaged since is rebuilt from the last checkpoint first."""
+    problem = folder.finished_model_problem()
+    if problem is None:
+        raise ValueError(
+            f"{folder.root!r} already holds a finished run ({folder.model}); "
+            f"training again would overwrite its checkpoints and history. Choose "
+            f"another output folder."
+        )
+    with open(folder.finished) as f:
+        epochs = int(json.load(f)["epochs"])
+    rebuilt = folder.rebuild_model(epochs)
+    if rebuilt is None:
+        raise ValueError(
+            f"{folder.root!r} holds a finished run (FINISHED), but {problem}, and "
+            f"the last epoch's checkpoint {folder.checkpoint(epochs)} is missing "
+            f"or does not load either, so it cannot be rebuilt. Train into "
+            f"another output folder."
+        )
+    raise ValueError(
+        f"{folder.root!r} already holds a finished run; {problem}, so it was "
+        f"rebuilt from {rebuilt} (the same model: both are saved after the last "
+        f"step). Choose another output folder to train again."
+    )
+
+
+def _banner(network, model, dataset, schedule, folder, snapshot):
     """What a run is about to do, before its first epoch."""
     from keras_igc.complexity import model_complexity
 
@@ -382,13 +524,15 @@ def _banner(network, model, dataset, schedule, folder, resumed):
             f"(masks {schedule.mask_learning_rate:g}), MAC target "
             f"{schedule.target:g} by half-way"
         )
-    if not resumed:
+    if snapshot is None:
         state = "new run"
-    elif resumed >= schedule.epochs:
+    elif snapshot.epoch >= schedule.epochs:
         state = f"all {schedule.epochs} epochs are in {folder.backup}; finishing"
     else:
+        step = f", step {snapshot.step + 1}" if snapshot.step else ""
         state = (
-            f"resuming at epoch {resumed + 1} of {schedule.epochs} from {folder.backup}"
+            f"resuming at epoch {snapshot.epoch + 1} of {schedule.epochs}{step} "
+            f"from {folder.backup}"
         )
     return (
         f"keras-igc: {model} on {dataset}: {network.count_params():,} weights{macs}\n"
@@ -457,7 +601,11 @@ def _msgc_network(host, dataset, release, model_options, steps_per_epoch):
         weight_decay=release.weight_decay,
         label_smoothing=release.label_smoothing,
     )  # fmt: skip
-    return network, [msgc.MACTargetScheduler(release.target, release.target_fraction)]
+    scheduler = msgc.MACTargetScheduler(
+        release.target, release.target_fraction,
+        total_steps=release.epochs * steps_per_epoch,
+    )  # fmt: skip
+    return network, [scheduler]
 
 
 def _multi_worker_workarounds(network, train_data):
@@ -551,13 +699,14 @@ def with_bn_batch(model, bn_batch):
 
 def fit_data(
     dataset, batch_size, steps_per_epoch=None, data_dir=None, download=False, seed=None,
-    recipe="igc",
+    recipe="igc", start=0,
 ):  # fmt: skip
     """`(train stream, evaluation split, steps per epoch)` for `model.fit`.
 
     The training split repeats without end (`data.load(..., repeat=True)`)
     and epochs are `steps_per_epoch` batches of it (default: the whole split),
-    so a shortened epoch never leaves the next one without data.
+    so a shortened epoch never leaves the next one without data. The stream
+    begins at its batch `start` (a resumed run).
     """
     load = dict(
         batch_size=batch_size, data_dir=data_dir, download=download, recipe=recipe
@@ -571,7 +720,9 @@ def fit_data(
                 f"of {batch_size}; lower batch_size."
             )
     positive_int(steps_per_epoch, "steps_per_epoch")
-    train_data = data.load(dataset, "train", seed=seed, repeat=True, **load)
+    train_data = data.load(
+        dataset, "train", seed=seed, repeat=True, start=start, **load
+    )
     return train_data, eval_data, steps_per_epoch
 
 
@@ -596,7 +747,7 @@ def evaluate(model_path, dataset, *, batch_size=None, data_dir=None, download=Fa
     "accuracy", ...}`."""
     network = load_keras_model(model_path)
     eval_data = data.load(
-        dataset, "eval", batch_size=batch_size or data.spec(dataset).batch_size,
+        dataset, "eval", batch_size=batch_size,
         data_dir=data_dir, download=download,
     )  # fmt: skip
     split, examples = data.split_size(

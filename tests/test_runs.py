@@ -1,5 +1,6 @@
 """Crash-safe training runs: a process killed at the worst moments, then the
-same command again, ends with one complete run (TensorFlow only)."""
+same command again, ends with one complete run, and with the weights and
+history of the run that was never killed (TensorFlow only)."""
 
 import csv
 import json
@@ -10,13 +11,18 @@ import sys
 import textwrap
 
 import keras
+import numpy as np
 import pytest
 
 from keras_igc import runs, training
 
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
 
-ARGS = dict(depth=8, epochs=3, batch_size=16, steps_per_epoch=2, seed=0, verbose=0)
+# Backups every 2 steps of 4: at 2 inside each epoch and at each epoch end.
+ARGS = dict(
+    depth=8, epochs=3, batch_size=16, steps_per_epoch=4, seed=0, verbose=0,
+    backup_every=2,
+)  # fmt: skip
 
 # The child trains and kills itself (SIGKILL: no cleanup runs) at one point.
 CHILD = textwrap.dedent(
@@ -44,14 +50,28 @@ CHILD = textwrap.dedent(
             return original_save(self, path, *args, **kwargs)
         keras.Model.save = save
     if where == "between-checkpoint-and-backup":
-        original_save_model = runs.AtomicBackup._save_model
-        def save_model(self):
-            if self._current_epoch == 2:  # epochs done: 2
+        original_backup = runs.RunBackup.save
+        def save(self, epoch, step):
+            if (epoch, step) == (2, 0):  # the backup of epoch 2's end
                 die()
-            original_save_model(self)
-        runs.AtomicBackup._save_model = save_model
+            original_backup(self, epoch, step)
+        runs.RunBackup.save = save
+    if where == "backup-half-written":  # inside epoch 2, step 2's backup
+        original_save_weights = keras.Model.save_weights
+        def save_weights(self, path, *args, **kwargs):
+            original_save_weights(self, path, *args, **kwargs)
+            if "step-000000006" in str(path):
+                die()
+        keras.Model.save_weights = save_weights
+    callbacks = []
+    if where == "mid-epoch":  # step 3 of epoch 2, after step 2's backup
+        class Kill(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if int(self.model.optimizer.iterations) == 7:
+                    die()
+        callbacks = [Kill()]
 
-    training.train("RegConv-W16", "digits", out, **{args})
+    training.train("RegConv-W16", "digits", out, callbacks=callbacks, **{args})
     """
 ).replace("{args}", repr(ARGS))
 
@@ -65,9 +85,41 @@ def killed_run(out, where):
     assert process.returncode == -9, process.stderr[-3000:]
 
 
-def assert_complete(out):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run that is never killed: what every resumed run must end with."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    training.train("RegConv-W16", "digits", str(out), **ARGS)
+    return out
+
+
+def history(out):
     with open(out / "history.csv") as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3]
+        return list(csv.DictReader(f))
+
+
+def weights(path):
+    model = keras.saving.load_model(path, safe_mode=True)
+    return model, [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+def assert_same_run(out, reference):
+    """The same weights (within 1e-6 of the largest) and the same history
+    as the reference run."""
+    _, got = weights(out / "model.keras")
+    _, wanted = weights(reference / "model.keras")
+    scale = max(float(np.max(np.abs(w))) for w in wanted)
+    for x, y in zip(got, wanted, strict=True):
+        assert np.max(np.abs(x - y)) <= 1e-6 * scale
+    rows, wanted_rows = history(out), history(reference)
+    assert [r.keys() for r in rows] == [r.keys() for r in wanted_rows]
+    for row, wanted_row in zip(rows, wanted_rows, strict=True):
+        for key, value in wanted_row.items():
+            assert float(row[key]) == pytest.approx(float(value), rel=1e-6), key
+
+
+def assert_complete(out):
+    assert [int(row["epoch"]) for row in history(out)] == [1, 2, 3]
     for epoch in (1, 2, 3):
         keras.saving.load_model(out / "checkpoints" / f"epoch-{epoch:03d}.keras")
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
@@ -85,15 +137,33 @@ def assert_complete(out):
         ("model-half-written", "model.partial.keras, left by an interrupted write"),
         ("checkpoint-opened", "epoch-002.partial.keras, left by an interrupted"),
         ("between-checkpoint-and-backup", "epoch(s) [2] had files but no saved"),
+        ("mid-epoch", "resuming at epoch 2 of 3, step 3"),
+        ("backup-half-written", "step-000000006.partial, left by an interrupted"),
     ],
 )
-def test_a_killed_run_completes_when_run_again(tmp_path, where, said, capsys):
+def test_a_killed_run_ends_as_the_uninterrupted_run(
+    tmp_path, where, said, capsys, uninterrupted
+):
     out = tmp_path / "run"
     killed_run(out, where)
     assert not (out / "FINISHED").exists()
     training.train("RegConv-W16", "digits", str(out), **ARGS)
     assert said in capsys.readouterr().out
     assert_complete(out)
+    assert_same_run(out, uninterrupted)
+
+
+def test_the_same_seed_gives_the_same_weights_and_another_does_not(
+    tmp_path, uninterrupted
+):
+    again = tmp_path / "again"
+    training.train("RegConv-W16", "digits", str(again), **ARGS)
+    assert_same_run(again, uninterrupted)
+    other = tmp_path / "other"
+    training.train("RegConv-W16", "digits", str(other), **dict(ARGS, seed=1))
+    _, a = weights(other / "model.keras")
+    _, b = weights(uninterrupted / "model.keras")
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
