@@ -216,17 +216,12 @@ class RunFolder:
                 continue  # renamed into place whole: only a hand edit does this
             return Snapshot(path, int(state["epoch"]), int(state["step"]), state)
         legacy = os.path.join(self.backup, "training_metadata.json")
-        if os.path.isfile(legacy):  # Keras' BackupAndRestore, keras-igc <= 0.9
+        if os.path.isfile(legacy):  # Keras' BackupAndRestore: keras-igc 0.1.0
             with open(legacy) as f:
                 epoch = int(json.load(f)["epoch"])
             weights = os.path.join(self.backup, "latest.weights.h5")
             return Snapshot(self.backup, epoch, 0, {"weights": weights})
         return None
-
-    def resume_epoch(self):
-        """Epochs the backup holds (0 for a new run)."""
-        snapshot = self.latest_snapshot()
-        return 0 if snapshot is None else snapshot.epoch
 
     def finished_model_problem(self):
         """What is wrong with a finished run's `model.keras` (None if it

@@ -368,11 +368,10 @@ def train(
                 for first, last, steps, start in fit_phases(
                     snapshot, recipe.epochs, steps_per_epoch
                 ):
-                    stream = train_data if start == 0 else fit_data(
-                        dataset, recipe.batch_size, steps_per_epoch, data_dir,
-                        download, seed, recipe="igc" if host is None else "msgc",
-                        start=start,
-                    )[0]  # fmt: skip
+                    stream = train_data if start == 0 else train_stream(
+                        dataset, recipe.batch_size, data_dir, download, seed,
+                        recipe="igc" if host is None else "msgc", start=start,
+                    )  # fmt: skip
                     phase = network.fit(
                         stream,
                         initial_epoch=first,
@@ -697,16 +696,27 @@ def with_bn_batch(model, bn_batch):
     return clone_model
 
 
+def train_stream(
+    dataset, batch_size, data_dir=None, download=False, seed=None, recipe="igc",
+    start=0,
+):  # fmt: skip
+    """The training split repeated without end, from its batch `start` on
+    (a resumed run starts where the backup left it)."""
+    return data.load(
+        dataset, "train", batch_size=batch_size, data_dir=data_dir,
+        download=download, seed=seed, repeat=True, recipe=recipe, start=start,
+    )  # fmt: skip
+
+
 def fit_data(
     dataset, batch_size, steps_per_epoch=None, data_dir=None, download=False, seed=None,
-    recipe="igc", start=0,
+    recipe="igc",
 ):  # fmt: skip
     """`(train stream, evaluation split, steps per epoch)` for `model.fit`.
 
-    The training split repeats without end (`data.load(..., repeat=True)`)
-    and epochs are `steps_per_epoch` batches of it (default: the whole split),
-    so a shortened epoch never leaves the next one without data. The stream
-    begins at its batch `start` (a resumed run).
+    The training split repeats without end (`train_stream`) and epochs are
+    `steps_per_epoch` batches of it (default: the whole split), so a
+    shortened epoch never leaves the next one without data.
     """
     load = dict(
         batch_size=batch_size, data_dir=data_dir, download=download, recipe=recipe
@@ -720,9 +730,7 @@ def fit_data(
                 f"of {batch_size}; lower batch_size."
             )
     positive_int(steps_per_epoch, "steps_per_epoch")
-    train_data = data.load(
-        dataset, "train", seed=seed, repeat=True, start=start, **load
-    )
+    train_data = train_stream(dataset, batch_size, data_dir, download, seed, recipe)
     return train_data, eval_data, steps_per_epoch
 
 

@@ -137,6 +137,48 @@ def test_msgc_imagenet_is_torchvisions_random_resized_crop_and_statistics():
         data.load("digits", recipe="torch")
 
 
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(batch_size=0), "batch_size=0"),
+        (dict(batch_size=-3), "batch_size=-3"),
+        (dict(batch_size=2.5), "batch_size=2.5"),
+        (dict(shuffle_buffer=0), "shuffle_buffer=0"),
+        (dict(start=-1), "start=-1"),
+        (dict(seed="7"), "seed='7'"),
+        (dict(split="eval", start=3), "evaluation split is read whole"),
+        (dict(start=100), "past the end of the split"),
+    ],
+)
+def test_bad_counts_are_errors_naming_them(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        data.load("digits", **{"split": "train", "batch_size": 32, **arguments})
+
+
+@pytest.mark.parametrize("name", ["digits", "cifar10"])
+def test_a_stream_started_mid_way_continues_the_stream_from_zero(name):
+    """Batch `start + i` is the same whether the stream started at 0 or at
+    `start`, across the end of a pass over the split (digits: 1,437 training
+    images, 44.9 batches of 32); each pass has its own order."""
+    batch, start = (32, 43) if name == "digits" else (4, 7)
+
+    def stream(begin, count):
+        load = dict(batch_size=batch, seed=5, repeat=True, start=begin)
+        return first_batches(data.load(name, "train", **load), count)
+
+    with tfds.testing.mock_data(num_examples=10):
+        whole, resumed = stream(0, start + 4), stream(start, 4)
+    for (x, y), (xr, yr) in zip(whole[start:], resumed, strict=True):
+        np.testing.assert_array_equal(x, xr)
+        np.testing.assert_array_equal(y, yr)
+    if name == "digits":
+        passes = first_batches(
+            data.load(name, "train", batch_size=1437, seed=5, repeat=True), 2
+        )
+        assert sorted(passes[0][1]) == sorted(passes[1][1])
+        assert not np.array_equal(passes[0][1], passes[1][1])
+
+
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="Unknown dataset 'mnist'.*cifar10"):
         data.load("mnist")

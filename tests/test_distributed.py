@@ -6,6 +6,7 @@ processes: TensorFlow fixes its devices and collectives when it starts."""
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -105,10 +106,11 @@ def _free_ports(count):
     return ports
 
 
-# Exactly what the README's multi-machine section shows, on one machine.
+# Exactly what docs/training.md's multi-machine section shows, on one machine.
 TRAIN = [
     "train", "--model", "IGC-L24M2", "--dataset", "digits", "--depth", "8",
     "--epochs", "3", "--steps-per-epoch", "12", "--batch-size", "32", "--seed", "0",
+    "--backup-every", "4",
 ]  # fmt: skip
 
 
@@ -145,15 +147,19 @@ def _wait(workers, timeout):
 def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     output, logs = tmp_path / "run", tmp_path / "logs"
     logs.mkdir()
+    # The run that is never killed, to compare the resumed one with.
+    uninterrupted = tmp_path / "uninterrupted"
+    workers = _start_workers(str(uninterrupted), _free_ports(2), logs)
+    assert _wait(workers, timeout=300) == [0, 0], _logs(logs)
     ports = _free_ports(2)
     workers = _start_workers(str(output), ports, logs)
     history = output / "history.csv"
-    # Wait for the chief to finish epoch 1, then kill worker 1 in epoch 2.
+    # Wait for the chief's backup at step 4 of epoch 2, then kill worker 1.
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if any(w.poll() is not None for w in workers):
             break
-        if history.exists() and len(_history_epochs(history)) >= 1:
+        if (output / "backup" / "step-000000016").exists():
             break
         time.sleep(0.02)
     workers[1].send_signal(signal.SIGKILL)
@@ -170,7 +176,7 @@ def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     workers = _start_workers(str(output), _free_ports(2), logs)
     assert _wait(workers, timeout=300) == [0, 0], _logs(logs)
     chief_log = sorted(logs.glob("worker-0-*.log"))[-1].read_text()
-    assert "resuming at epoch 2 of 3" in chief_log
+    assert re.search(r"resuming at epoch 2 of 3, step (5|9) ", chief_log), chief_log
 
     assert _history_epochs(history) == [1, 2, 3]
     chief, chief_weights = _weights(output / "model.keras")
@@ -180,6 +186,11 @@ def test_two_workers_on_loopback_train_resume_after_a_kill_and_agree(tmp_path):
     _, worker_weights = _weights(output / "workers" / "worker-1" / "model.keras")
     for x, y in zip(chief_weights, worker_weights, strict=True):
         np.testing.assert_array_equal(x, y)
+    # Resumed exactly: the weights of the run that was never killed.
+    _, wanted = _weights(uninterrupted / "model.keras")
+    scale = max(float(np.max(np.abs(w))) for w in wanted)
+    for x, y in zip(chief_weights, wanted, strict=True):
+        assert np.max(np.abs(x - y)) <= 1e-6 * scale
     assert not (output / "backup").exists()
     assert not (output / "workers" / "worker-1" / "backup").exists()
     # Only the chief writes the run's history, checkpoints and logs.

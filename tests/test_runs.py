@@ -76,9 +76,9 @@ CHILD = textwrap.dedent(
 ).replace("{args}", repr(ARGS))
 
 
-def killed_run(out, where):
+def killed_run(out, where, child=CHILD):
     process = subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), where],
+        [sys.executable, "-c", child, str(out), where],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )  # fmt: skip
@@ -214,3 +214,47 @@ def test_an_output_that_cannot_hold_a_run_is_named(tmp_path, kind):
             out, message = locked / "run", "Cannot write into"
     with pytest.raises(ValueError, match=message):
         training.train("RegConv-W16", "digits", str(out), **ARGS)
+
+
+# A network of the user's whose training draws random numbers (dropout): its
+# generator's state is part of what a resume restores.
+DROPOUT_NETWORK = textwrap.dedent(
+    """
+    import keras
+
+    def dropout_network():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((32, 32, 1))
+        x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+        x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(x))
+        outputs = keras.layers.Dense(10, activation="softmax")(x)
+        return keras.Model(inputs, outputs)
+    """
+)
+DROPOUT_CHILD = DROPOUT_NETWORK + textwrap.dedent(
+    """
+    import os, signal, sys
+    from keras_igc import training
+
+    class Kill(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations) == 7:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    training.train(
+        dropout_network(), "digits", sys.argv[1], callbacks=[Kill()], **{args}
+    )
+    """
+).replace("{args}", repr({k: v for k, v in ARGS.items() if k != "depth"}))
+
+
+def test_a_killed_run_with_dropout_continues_its_random_stream(tmp_path):
+    scope = {}
+    exec(DROPOUT_NETWORK, scope)
+    args = {k: v for k, v in ARGS.items() if k != "depth"}
+    reference = tmp_path / "uninterrupted"
+    training.train(scope["dropout_network"](), "digits", str(reference), **args)
+    out = tmp_path / "run"
+    killed_run(out, "mid-epoch", DROPOUT_CHILD)
+    training.train(scope["dropout_network"](), "digits", str(out), **args)
+    assert_same_run(out, reference)

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 
@@ -189,6 +190,65 @@ def test_a_finished_run_is_not_overwritten(tmp_path):
     training.train("RegConv-W16", "digits", str(tmp_path), **QUICK)
     with pytest.raises(ValueError, match="already holds a finished run"):
         training.train("RegConv-W16", "digits", str(tmp_path), **QUICK)
+
+    # Its final model deleted, or damaged: rebuilt from the last checkpoint.
+    model = tmp_path / "model.keras"
+    wanted = model.read_bytes()
+    for damage in (model.unlink, lambda: model.write_bytes(wanted[:1000])):
+        damage()
+        with pytest.raises(ValueError) as error:
+            training.train("RegConv-W16", "digits", str(tmp_path), **QUICK)
+        problem = "is missing" if damage == model.unlink else "does not load"
+        assert f"its model.keras {problem}" in str(error.value)
+        assert "rebuilt from" in str(error.value)
+        assert "epoch-001.keras" in str(error.value)
+        assert model.read_bytes() == wanted
+
+    # Nothing to rebuild it from: refused, saying what is wrong.
+    model.unlink()
+    (tmp_path / "checkpoints" / "epoch-001.keras").unlink()
+    with pytest.raises(ValueError, match="model.keras is missing, and the last"):
+        training.train("RegConv-W16", "digits", str(tmp_path), **QUICK)
+    assert not model.exists()
+
+
+def test_a_backup_of_keras_igc_0_1_0_resumes_at_its_epoch(tmp_path):
+    """Keras' BackupAndRestore files, as keras-igc 0.1.0 wrote them."""
+    args = dict(QUICK, epochs=2)
+    interrupt = Interrupt(after_epoch=0)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            "RegConv-W16", "digits", str(tmp_path), callbacks=[interrupt], **args
+        )
+    backup = tmp_path / "backup"
+    [snapshot] = list(backup.iterdir())
+    os.replace(snapshot / "weights.weights.h5", backup / "latest.weights.h5")
+    shutil.rmtree(snapshot)
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 1}')
+    recorder = Recorder()
+    training.train("RegConv-W16", "digits", str(tmp_path), callbacks=[recorder], **args)
+    assert recorder.epochs == [1]
+    assert recorder.iterations == interrupt.iterations == 2
+    for restored, saved in zip(recorder.weights, interrupt.weights, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+
+
+def test_a_resumed_run_keeps_its_seed_batch_and_steps(tmp_path):
+    interrupt = Interrupt(after_epoch=0)
+    args = dict(QUICK, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            "RegConv-W16", "digits", str(tmp_path), callbacks=[interrupt], **args
+        )
+    for change, message in [
+        (dict(seed=1), "started with seed=0.*--seed 0"),
+        (dict(batch_size=8), "started with batch_size=16.*--batch-size 16"),
+        (dict(steps_per_epoch=3), "steps_per_epoch=2.*--steps-per-epoch 2"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            training.train("RegConv-W16", "digits", str(tmp_path), **{**args, **change})
+    # Without --seed, the recorded one.
+    training.train("RegConv-W16", "digits", str(tmp_path), **dict(args, seed=None))
 
 
 @pytest.mark.parametrize(
