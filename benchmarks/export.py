@@ -1,23 +1,37 @@
-"""Size, CPU latency and exactness of IGCNet38's exported artifacts.
+"""Size, CPU latency and exactness of exported IGC networks, against PyTorch.
 
-    python benchmarks/export.py               # IGCNet38, batch 1 and 64
-    python benchmarks/export.py --runs 20     # quicker
+    python benchmarks/export.py               # both networks, 30 runs each
+    python benchmarks/export.py --runs 10 --networks IGCNet38
 
-Exports `keras_igc.applications.IGCNet38` (logits, BatchNorm statistics of one
-random batch so that inference-mode activations stay in range) with and
-without folding, runs every artifact in its runtime (`keras_igc.export.check`)
-and reports median latency as a ratio to Keras' `predict_on_batch` and to
-PyTorch's eager twin of the network (`torch_twin.TorchIGCNet(12, 24, 2)`, in
-`torch.no_grad`, in its faster layout of NCHW and channels_last), all measured
-in the same run. Writes benchmarks/results/export-cpu.json. Needs the
-`export` and `bench` extras (tf2onnx, onnxruntime; torch).
+Networks: IGCNet38 (CIFAR, batch 1 and 64) and IGC-L100M2+Ident. (ImageNet,
+224x224, batch 1 and 16), logits, BatchNorm statistics of one random batch so
+that inference-mode activations stay in range. Each is exported by
+`keras_igc.export.export` (every format with its own block forms) and every
+artifact runs in its runtime (`keras_igc.export.check`: SavedModel in
+TensorFlow, LiteRT with XNNPACK, ONNX in ONNX Runtime), beside two PyTorch
+peers with the same weights (`torch_twin.KerasTwin`):
+
+- PyTorch eager, `torch.no_grad`, in its faster layout (NCHW or
+  channels_last);
+- the same module exported with PyTorch's own ONNX exporter and run in ONNX
+  Runtime with the same session options as keras_igc's ONNX file.
+
+Every time is a median over `--runs` calls in the same process, the runtimes
+taking turns of an untimed and four timed calls (the machine is shared and
+drifts); ratios are to the fastest peer of that network and batch. Writes
+benchmarks/results/export-cpu.json. Needs the `export` and `bench` extras.
 """
 
 import argparse
+import copy
 import json
 import os
 import platform
+import statistics
+import sys
 import tempfile
+import time
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,88 +40,137 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_igc import applications, export  # noqa: E402
+from keras_igc.export.check import RUNTIMES  # noqa: E402
 
-BATCHES = (1, 64)
-
-
-def torch_best_ms(batch_sizes, runs):
-    """`{batch: (ms, layout)}`: PyTorch's eager IGCNet38 in its faster layout."""
-    import statistics
-    import sys
-    import time
-
-    import torch
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import torch_twin
-
-    best = {}
-    for layout in (torch.contiguous_format, torch.channels_last):
-        module = torch_twin.TorchIGCNet(12, 24, 2).eval().to(memory_format=layout)
-        for batch in batch_sizes:
-            x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=layout)
-            times = []
-            with torch.no_grad():
-                for i in range(runs + 3):
-                    start = time.perf_counter()
-                    module(x)
-                    if i >= 3:  # warm-up calls are not timed
-                        times.append((time.perf_counter() - start) * 1e3)
-            ms = statistics.median(times)
-            name = "channels_last" if layout == torch.channels_last else "NCHW"
-            if batch not in best or ms < best[batch][0]:
-                best[batch] = (ms, name)
-    return best
+NETWORKS = {
+    "IGCNet38": (applications.IGCNet38, (32, 32, 3), (1, 64)),
+    "IGC-L100M2+Ident.": (applications.IGCNetL100M2, (224, 224, 3), (1, 16)),
+}
 
 
-def calibrated_igcnet38():
-    model = applications.IGCNet38(classifier_activation=None)
+def calibrated(builder, shape):
+    model = builder(classifier_activation=None)
     norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     for layer in norms:
         layer.momentum = 0.0  # moving statistics := this batch's
-    x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(8, *shape)).astype("float32")
     model(x, training=True)
     for layer in norms:
         layer.momentum = 0.99
     return model
 
 
-def main():
+def runners(model, artifacts, directory):
+    """`{name: (predict, layout)}`: every artifact in its runtime, Keras, and
+    the PyTorch peers (eager in both layouts, its own ONNX export in ORT)."""
+    import onnxruntime as ort
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_twin
+
+    found = {"keras": (model.predict_on_batch, "nhwc")}
+    for fmt, path in artifacts.items():
+        found[fmt] = (RUNTIMES[fmt].runner(path)(), "nhwc")
+    twin = torch_twin.KerasTwin(model).eval()
+    path = os.path.join(directory, "torch.onnx")
+    sample = torch.zeros(1, model.input_shape[3], *model.input_shape[1:3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            twin, (sample,), path, dynamo=False, input_names=["x"],
+            dynamic_axes={"x": {0: "batch"}},
+        )  # fmt: skip
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    found["torch onnx in ORT"] = (lambda a: session.run(None, {"x": a})[0], "nchw")
+    for layout, name in [
+        (torch.contiguous_format, "NCHW"),
+        (torch.channels_last, "channels_last"),
+    ]:
+        module = copy.deepcopy(twin).to(memory_format=layout)
+
+        def eager(a, module=module, layout=layout):
+            with torch.no_grad():
+                tensor = torch.from_numpy(a).contiguous(memory_format=layout)
+                return module(tensor).numpy()
+
+        found[f"torch eager {name}"] = (eager, "nchw")
+    return found, os.path.getsize(path)
+
+
+def timed(found, x, runs, block=4):
+    """`{name: (median ms, output)}`, the runners taking turns: each turn one
+    untimed call (calling another runtime in between evicts caches) and
+    `block` timed ones."""
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    inputs = {
+        name: x if layout == "nhwc" else nchw for name, (_, layout) in found.items()
+    }
+    outputs = {name: np.asarray(run(inputs[name])) for name, (run, _) in found.items()}
+    times = {name: [] for name in found}
+    for _ in range(-(-runs // block)):
+        for name, (run, _) in found.items():
+            run(inputs[name])
+            for _ in range(block):
+                start = time.perf_counter()
+                run(inputs[name])
+                times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: (statistics.median(t), outputs[name]) for name, t in times.items()}
+
+
+PEERS = ("torch eager NCHW", "torch eager channels_last", "torch onnx in ORT")
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--networks", nargs="*", default=list(NETWORKS))
     parser.add_argument(
         "--output",
         default=os.path.join(os.path.dirname(__file__), "results", "export-cpu.json"),
     )
-    args = parser.parse_args()
-    model = calibrated_igcnet38()
+    args = parser.parse_args(argv)
     results = {"machine": platform.processor() or platform.machine(), "rows": []}
-    for fold in (True, False):
+    print(
+        "| network | batch | runtime | ms | / fastest peer | max diff / max logit "
+        "| MiB |\n|---|---:|---|---:|---:|---:|---:|"
+    )
+    for name in args.networks:
+        builder, shape, batches = NETWORKS[name]
+        model = calibrated(builder, shape)
         with tempfile.TemporaryDirectory() as directory:
-            exported = export.export(model, directory, fold=fold, verbose=False)
-            rows = export.check(model, exported.artifacts, BATCHES, runs=args.runs)
-        torch_ms = torch_best_ms(BATCHES, args.runs)
-        for row in rows:
-            ms, layout = torch_ms[row["batch"]]
-            row.update(
-                fold=fold, bytes=exported.sizes.get(row["format"]),
-                torch_ms=ms, torch_layout=layout,
-                ratio_to_torch=row["latency_ms"] / ms,
-            )  # fmt: skip
-        results["rows"] += rows
-        results[f"folding={fold}"] = exported.folding.summary()
-        print(f"\nfold={fold}: {exported.folding.summary()}")
-        print(f"select-TF ops: {exported.litert_select_ops or 'none'}")
-        print(export.format_check(rows))
-        for row in rows:
-            print(
-                f"{row['format']:>10} batch {row['batch']:>3}: "
-                f"{row['ratio_to_torch']:.2f}x PyTorch eager "
-                f"({row['torch_ms']:.2f} ms, {row['torch_layout']})"
-            )
-        print({fmt: f"{size / 2**20:.2f} MiB" for fmt, size in exported.sizes.items()})
+            exported = export.export(model, directory, verbose=False)
+            found, torch_bytes = runners(model, exported.artifacts, directory)
+            sizes = {**exported.sizes, "torch onnx in ORT": torch_bytes}
+            results[name] = {
+                fmt: {"summary": report.summary(), "blocks": report.blocks}
+                for fmt, report in exported.folding.items()
+            }
+            for batch in batches:
+                x = np.random.default_rng(1).normal(size=(batch, *shape))
+                x = x.astype("float32")
+                expected = np.asarray(model(x, training=False))
+                scale = float(np.max(np.abs(expected)))
+                measured = timed(found, x, args.runs)
+                fastest = min(measured[peer][0] for peer in PEERS)
+                for runtime, (ms, output) in measured.items():
+                    diff = float(np.max(np.abs(output - expected)))
+                    row = dict(
+                        network=name, batch=batch, runtime=runtime, ms=ms,
+                        ratio_to_fastest_peer=ms / fastest, max_abs_diff=diff,
+                        relative_diff=diff / scale, bytes=sizes.get(runtime),
+                    )  # fmt: skip
+                    results["rows"].append(row)
+                    size = sizes.get(runtime)
+                    mib = "" if size is None else f"{size / 2**20:.2f}"
+                    print(
+                        f"| {name} | {batch} | {runtime} | {ms:.2f} | "
+                        f"{ms / fastest:.2f} | {diff / scale:.1e} | {mib} |",
+                        flush=True,
+                    )
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

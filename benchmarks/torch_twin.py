@@ -25,12 +25,13 @@ def shuffle(x, groups):
 
 
 class TorchIGC(nn.Module):
-    def __init__(self, in_channels, L, M, stride=1):
+    def __init__(self, in_channels, L, M, stride=1, kernel_size=3, padding=1):
         super().__init__()
         self.L, self.M = L, M
         self.primary = nn.Conv2d(
-            in_channels, L * M, 3, stride, padding=1, groups=L, bias=False
-        )
+            in_channels, L * M, kernel_size, stride, padding=padding, groups=L,
+            bias=False,
+        )  # fmt: skip
         self.secondary = nn.Conv2d(L * M, L * M, 1, groups=M, bias=False)
 
     def forward(self, x):
@@ -79,3 +80,117 @@ class TorchIGCNet(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+def _torch_conv(layer, weight):
+    """An `nn.Conv2d` of a Keras (Group)Conv2D, weights copied."""
+    kh, kw, group_inputs, filters = weight.shape
+    conv = nn.Conv2d(
+        group_inputs * layer.groups, filters, (kh, kw), layer.strides,
+        padding=_padding(layer), groups=layer.groups, bias=layer.use_bias,
+    )  # fmt: skip
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(weight.transpose(3, 2, 0, 1)))
+        if layer.use_bias:
+            conv.bias.copy_(torch.from_numpy(np.asarray(layer.bias)))
+    return conv
+
+
+def _padding(layer):
+    if layer.padding == "valid":
+        return 0
+    if layer.strides != (1, 1) or any(k % 2 == 0 for k in layer.kernel_size):
+        raise NotImplementedError(f"{layer.name}: 'same' padding with strides")
+    return tuple(k // 2 for k in layer.kernel_size)
+
+
+class _Op(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+def _module(layer):
+    """The PyTorch module (NCHW) computing what a Keras layer computes."""
+    import keras
+
+    import keras_igc
+
+    kind = type(layer).__name__
+    if isinstance(layer, keras_igc.IGCConv2D):
+        if layer.use_bias:
+            raise NotImplementedError(f"{layer.name}: IGCConv2D with a bias")
+        primary = np.asarray(layer.primary.kernel)
+        twin = TorchIGC(
+            primary.shape[2] * layer.primary_partitions, layer.primary_partitions,
+            layer.secondary_partitions, layer.strides[0], layer.kernel_size,
+            _padding(layer),
+        )  # fmt: skip
+        twin.load_keras(layer)
+        return twin
+    if isinstance(layer, keras.layers.Conv2D):
+        return _torch_conv(layer, np.asarray(layer.kernel))
+    if isinstance(layer, keras.layers.BatchNormalization):
+        norm = nn.BatchNorm2d(layer.moving_mean.shape[0], eps=layer.epsilon)
+        with torch.no_grad():
+            for target, source in [
+                (norm.weight, layer.gamma), (norm.bias, layer.beta),
+                (norm.running_mean, layer.moving_mean),
+                (norm.running_var, layer.moving_variance),
+            ]:  # fmt: skip
+                if source is not None:
+                    target.copy_(torch.from_numpy(np.asarray(source)))
+        return norm
+    if isinstance(layer, keras.layers.Dense):
+        linear = nn.Linear(*np.asarray(layer.kernel).shape, bias=layer.use_bias)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.asarray(layer.kernel).T))
+            if layer.use_bias:
+                linear.bias.copy_(torch.from_numpy(np.asarray(layer.bias)))
+        return linear
+    if kind == "ZeroPadding2D":
+        (top, bottom), (left, right) = layer.padding
+        return nn.ZeroPad2d((left, right, top, bottom))
+    if kind == "MaxPooling2D" and layer.padding == "valid":
+        return nn.MaxPool2d(layer.pool_size, layer.strides)
+    if kind == "ReLU" and layer.max_value is None and not layer.negative_slope:
+        return nn.ReLU()
+    if kind == "GlobalAveragePooling2D" and not layer.keepdims:
+        return _Op(lambda x: x.mean((2, 3)))
+    if kind == "Add":
+        return _Op(lambda *xs: sum(xs))
+    if kind in ("InputLayer", "Identity"):
+        return nn.Identity()
+    raise NotImplementedError(f"no PyTorch twin for {kind} ({layer.name})")
+
+
+class KerasTwin(nn.Module):
+    """A Functional Keras model as a PyTorch module (NCHW in, same weights):
+    the graph walked in order, each layer by its PyTorch equivalent. Covers
+    the layers of keras_igc's IGC networks (CIFAR and ImageNet)."""
+
+    def __init__(self, model):
+        super().__init__()
+        from keras_igc import keras_internals
+
+        self.layers = nn.ModuleDict()
+        self.steps = []  # (layer name, input tensor ids, output tensor id)
+        for node in keras_internals.graph_nodes_in_order(model):
+            layer = node.operation
+            if layer.name not in self.layers:
+                self.layers[layer.name] = _module(layer)
+            inputs = [id(t) for t in node.input_tensors]
+            (output,) = node.output_tensors
+            self.steps.append((layer.name, inputs, id(output)))
+        self.input_id = id(model.inputs[0])
+        self.output_id = id(model.outputs[0])
+
+    def forward(self, x):
+        values = {self.input_id: x}
+        for name, inputs, output in self.steps:
+            args = [values[i] for i in inputs] or [x]
+            values[output] = self.layers[name](*args)
+        return values[self.output_id]

@@ -106,9 +106,19 @@ def _parser():
         "--no-fold", action="store_true", help="keep BatchNorm layers as they are"
     )
     export.add_argument(
+        "--block-form", default="auto",
+        choices=["auto", "grouped", "grouped_primary", "dense", "igc"],
+        help="the form of every IGC block: grouped (primary and secondary as "
+        "the runtime's grouped convolutions, the permutations between), "
+        "grouped_primary (a grouped primary, then one dense 1x1), dense (its "
+        "dense-equivalent convolution, where a BatchNorm folds into it), igc "
+        "(plain convolutions, then one 1x1); auto: per format, the one its "
+        "runtime measured fastest (default; export_report.json says which and why)",
+    )  # fmt: skip
+    export.add_argument(
         "--dense-blocks", default="auto", choices=["auto", "always", "never"],
-        help="replace folded IGC blocks by their dense-equivalent convolution: "
-        "auto where the CPU benchmarks found it faster (default)",
+        help="always/never: every folded IGC block as / never as its "
+        "dense-equivalent convolution, overriding --block-form (default auto)",
     )  # fmt: skip
     export.add_argument(
         "--overwrite", action="store_true", help="replace existing artifacts"
@@ -528,6 +538,7 @@ def _export(args):
         args.formats.split(","),
         fold=not args.no_fold,
         dense_blocks=args.dense_blocks,
+        block_form=args.block_form,
         overwrite=args.overwrite,
     )
     if not args.check:

@@ -45,6 +45,13 @@ def graph_nodes(model):
     return [node for depth in model._nodes_by_depth.values() for node in depth]
 
 
+def graph_nodes_in_order(model):
+    """The nodes of this model's graph, each after the nodes it reads."""
+    by_depth = model._nodes_by_depth
+    order = sorted(by_depth, reverse=True)
+    return [node for depth in order for node in by_depth[depth]]
+
+
 def call_inputs(layer):
     """The input tensors of a layer's first call in a Functional graph."""
     return layer._inbound_nodes[0].input_tensors

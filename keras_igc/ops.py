@@ -201,18 +201,21 @@ def grouped_conv_block_diagonal(
     )
 
 
-def grouped_conv_native(x, kernel, groups, strides=1, padding="valid", dilation_rate=1):
+def grouped_conv_native(
+    x, kernel, groups, strides=1, padding="valid", dilation_rate=1, graph_op=False
+):  # fmt: skip
     """Grouped convolution by the backend's own kernel.
 
     On TensorFlow this calls `tf.nn.conv2d` directly where TensorFlow has a
     fast grouped kernel (`paths.tensorflow_grouped_kernel`: oneDNN on CPU,
-    cuDNN on GPU); Keras' `ops.conv` would wrap the same convolution in an
-    XLA-compiled function, slow on CPU and opaque to converters. Everywhere
-    else, Keras' `ops.conv`.
+    cuDNN on GPU), or wherever `graph_op` asks for that op (an export: the
+    converters read the op, the serving runtime brings the kernel); Keras'
+    `ops.conv` would wrap the same convolution in an XLA-compiled function,
+    slow on CPU and opaque to converters. Everywhere else, Keras' `ops.conv`.
     """
     del groups  # the kernel's shape says it: (kh, kw, channels / groups, out)
-    if keras.backend.backend() == "tensorflow" and paths.tensorflow_grouped_kernel(
-        x.dtype
+    if keras.backend.backend() == "tensorflow" and (
+        graph_op or paths.tensorflow_grouped_kernel(x.dtype)
     ):
         import tensorflow as tf
 
@@ -240,6 +243,34 @@ GROUPED_CONVOLUTIONS = {
     "depthwise": grouped_conv_depthwise,
     "split": grouped_conv_split,
 }
+
+
+def shuffle_channels(x, groups):
+    """`x[..., shuffle_permutation(channels, groups)]` as a reshape, a
+    transpose and a reshape: what converters emit as their runtime's own
+    channel shuffle (no gather)."""
+    shape = ops.shape(x)
+    channels = x.shape[-1]
+    grouped = ops.reshape(x, (-1, groups, channels // groups))
+    return ops.reshape(ops.transpose(grouped, (0, 2, 1)), shape)
+
+
+def secondary_grouped(y, secondary_kernel, L, M):
+    """Permutation, the secondary as a grouped 1x1 convolution (M groups of L
+    channels) and the inverse permutation: the block as the paper draws it,
+    for converters (the grouped op is emitted whatever kernels this machine
+    has)."""
+    y = shuffle_channels(y, L)
+    y = grouped_conv_native(y, secondary_kernel, M, graph_op=True)
+    return shuffle_channels(y, M)
+
+
+def secondary_conv(y, secondary_kernel, L, M):
+    """Permutation, secondary 1x1 and inverse permutation as one 1x1
+    convolution: what converters map onto their runtimes' 1x1 convolution
+    in the layout of the convolutions around it (no transposes)."""
+    kernel = secondary_block_diagonal(secondary_kernel, L, M)
+    return ops.conv(y, ops.reshape(kernel, (1, 1, L * M, L * M)))
 
 
 def secondary_dense(y, secondary_kernel, L, M):

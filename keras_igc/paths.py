@@ -85,18 +85,27 @@ def tensorflow_grouped_kernel(dtype):
 
 @contextlib.contextmanager
 def portable_paths():
-    """Layers built inside this block pick paths that every runtime runs.
+    """Layers built inside this block are built for converters.
 
-    Export uses it: a grouped-convolution kernel is what converters (tf2onnx,
-    LiteRT) and CPU serving without oneDNN may not run, and on a GPU the
-    TensorFlow backend would wrap it in an XLA-compiled function. The other
-    paths are plain dense and depthwise convolutions and matrix products.
+    Export uses it. `"auto"` then never picks `"grouped"`: the exporting
+    machine's kernels say nothing about the serving runtime's, which export
+    chooses for itself (`keras_igc.export.folding`). A layer given
+    `"grouped"` explicitly emits TensorFlow's plain grouped `Conv2D` op
+    (`tf.nn.conv2d`, whatever this machine's kernels; never Keras'
+    XLA-compiled one), which tf2onnx turns into an ONNX `Conv` with `group`
+    and the LiteRT converter into a grouped `CONV_2D`; an IGC block's
+    secondary and permutations become one 1x1 convolution.
     """
     token = _PORTABLE.set(True)
     try:
         yield
     finally:
         _PORTABLE.reset(token)
+
+
+def is_portable():
+    """Whether layers built now are built for converters (`portable_paths`)."""
+    return _PORTABLE.get()
 
 
 def has_accelerator():

@@ -182,10 +182,138 @@ def test_savedmodel_runs_in_a_fresh_process_without_keras_igc_or_xla(tmp_path, b
 
 def test_export_replaces_the_xla_grouped_path(tmp_path):
     model = small_network(implementation="grouped")
-    result = export.export(model, str(tmp_path), ["savedmodel"], verbose=False)
-    assert xla_compiled_functions(result.artifacts["savedmodel"]) == []
-    assert "grouped" not in result.folding.paths.values()
-    assert "native" not in result.folding.paths.values()
+    for form in ("grouped", "igc"):
+        result = export.export(
+            model, str(tmp_path / form), ["savedmodel"], block_form=form,
+            verbose=False,
+        )  # fmt: skip
+        assert xla_compiled_functions(result.artifacts["savedmodel"]) == []
+        blocks = result.folding["savedmodel"].blocks
+        assert [b["form"] for b in blocks] == [form, form]
+
+
+def onnx_group_sizes(path):
+    import onnx
+
+    return sorted(
+        attribute.i
+        for node in onnx.load(path).graph.node
+        if node.op_type == "Conv"
+        for attribute in node.attribute
+        if attribute.name == "group" and attribute.i > 1
+    )
+
+
+def litert_conv_filters(path):
+    """`(op name, filter shape)` of every convolution in a LiteRT file."""
+    interpreter = export.litert.make_interpreter(model_path=path)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return sorted(
+        (op["op_name"], tuple(tensors[op["inputs"][1]]["shape"]))
+        for op in interpreter._get_ops_details()
+        if "CONV" in op["op_name"]
+    )
+
+
+@pytest.mark.parametrize(
+    "form, groups, secondary_filters",
+    [
+        # Two IGC blocks: L=8 (M=2) and L=2 (M=16).
+        ("grouped", [2, 2, 8, 16], [(16, 1, 1, 8), (32, 1, 1, 2)]),
+        ("grouped_primary", [2, 8], [(16, 1, 1, 16), (32, 1, 1, 32)]),
+    ],
+)
+@pytest.mark.parametrize("onednn", [True, False])
+def test_grouped_forms_are_each_runtimes_grouped_convolutions(
+    tmp_path, monkeypatch, onednn, form, groups, secondary_filters
+):
+    """ONNX `Conv` with `group`, LiteRT's grouped `CONV_2D` (filters of M
+    input channels for the primary, L for a grouped secondary), whatever
+    kernels the exporting machine has."""
+    if not onednn:  # as without oneDNN: no fast grouped kernel here
+        monkeypatch.setattr(
+            keras_igc.paths, "tensorflow_grouped_kernel", lambda dtype: False
+        )
+    model = small_network()
+    result = export.export(
+        model, str(tmp_path), ["litert", "onnx"], block_form=form, verbose=False
+    )
+    assert onnx_group_sizes(result.artifacts["onnx"]) == groups
+    convolutions = litert_conv_filters(result.artifacts["litert"])
+    for filters in [(16, 3, 3, 2), (32, 3, 3, 8), *secondary_filters]:
+        assert ("CONV_2D", filters) in convolutions
+    assert result.litert_select_ops == []
+    for row in export.check(model, result.artifacts, batch_sizes=(1, 4), runs=1):
+        assert row["max_abs_diff"] <= 1e-4, row
+
+
+@pytest.mark.parametrize(
+    "runtime, L, M, form",
+    [
+        ("onnx", 24, 2, "grouped_primary"),  # IGCNet38 stage 1
+        ("onnx", 24, 8, "grouped_primary"),  # L*(M-1) = 168
+        ("onnx", 100, 4, "grouped_primary"),  # L*(M-1) = 300
+        ("onnx", 100, 8, "grouped"),  # L*(M-1) = 700
+        ("litert", 100, 4, "grouped"),
+        ("litert", 100, 16, "grouped"),
+        ("litert", 4, 8, "dense"),  # IGC-L4M8 stage 1: 3x3x32x32 dense kernel
+        ("litert", 4, 16, "grouped_primary"),
+        ("savedmodel", 100, 16, "grouped_primary"),
+        (None, 24, 2, "dense"),  # the Keras CPU rule: a small dense kernel
+        (None, 100, 2, "igc"),
+    ],
+)
+def test_the_measured_rule_picks_each_runtimes_fastest_form(runtime, L, M, form):
+    chosen, why = export.export_form(runtime, L, M, (3, 3), (1, 1))
+    assert chosen == form
+    assert why
+
+
+@pytest.mark.parametrize("runtime", [None, *export.folding.RUNTIMES])
+@pytest.mark.parametrize("form", export.BLOCK_FORMS)
+def test_every_block_form_keeps_the_outputs(runtime, form):
+    model = small_igcnet()
+    folded, report = export.prepare(model, runtime=runtime, block_form=form)
+    x = np.random.default_rng(7).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-4)
+    igc = [l.name for l in model.layers if isinstance(l, keras_igc.IGCConv2D)]
+    assert [b["layer"] for b in report.blocks] == igc
+    assert all(b["why"] for b in report.blocks)
+    if form != "auto":
+        assert {b["form"] for b in report.blocks} == {form}
+
+
+def test_the_report_says_each_formats_block_forms_and_why(tmp_path):
+    model = small_igcnet()
+    result = export.export(model, str(tmp_path), verbose=False)
+    with open(tmp_path / export.REPORT_FILE) as f:
+        report = json.load(f)
+    igc = [l for l in model.layers if isinstance(l, keras_igc.IGCConv2D)]
+    for fmt in export.FORMATS:
+        blocks = report["folding"][fmt]["blocks"]
+        assert len(blocks) == len(igc) and report["folding"][fmt]["runtime"] == fmt
+        for block in blocks:
+            form, why = export.export_form(fmt, *_partitions(model, block["layer"]))
+            assert (block["form"], block["why"]) == (form, why)
+        assert result.folding[fmt].blocks == blocks
+
+
+def _partitions(model, name):
+    layer = model.get_layer(name)
+    return (
+        layer.primary_partitions,
+        layer.secondary_partitions,
+        layer.kernel_size,
+        layer.strides,
+    )
+
+
+def test_bad_block_forms_and_runtimes_are_named():
+    model = small_network()
+    with pytest.raises(ValueError, match="block_form='sparse'"):
+        export.prepare(model, block_form="sparse")
+    with pytest.raises(ValueError, match="runtime='tflite'"):
+        export.prepare(model, runtime="tflite")
 
 
 def test_the_xla_check_sees_the_native_grouped_path(tmp_path):

@@ -23,7 +23,8 @@ class ExportResult:
     Attributes:
         artifacts: path by format.
         sizes: bytes on disk by format.
-        folding: the `FoldingReport` of the exported clone.
+        folding: the `FoldingReport` of each format's clone, by format: its
+            `blocks` say which form each IGC block got in that format and why.
         litert_select_ops: TensorFlow ops the LiteRT file runs through the
             select-TF fallback (empty: builtin ops only).
     """
@@ -44,10 +45,16 @@ def export(
     *,
     fold=True,
     dense_blocks="auto",
+    block_form="auto",
     overwrite=False,
     verbose=True,
 ):
     """Export a model to SavedModel, LiteRT and ONNX artifacts in `directory`.
+
+    Each format gets its own clone (`prepare(..., runtime=format)`), with
+    every IGC block in the form that format's runtime runs fastest: for
+    ONNX and LiteRT the primary as their grouped convolution where that
+    measured faster (`folding.export_form`).
 
     Args:
         model: a built Functional or Sequential Keras model, or a source
@@ -55,7 +62,7 @@ def export(
         directory: folder for the artifacts (created if missing). Other files
             in it are left alone.
         formats: any of `"savedmodel"`, `"litert"`, `"onnx"`.
-        fold, dense_blocks: see `prepare`.
+        fold, dense_blocks, block_form: see `prepare`.
         overwrite: replace artifacts that exist; otherwise an existing one is
             an error and nothing is written.
         verbose: print what was written.
@@ -75,8 +82,8 @@ def export(
     ... ])
     >>> result = export.export(model, tempfile.mkdtemp(), ["savedmodel"],
     ...                        verbose=False)
-    >>> result.folding.folded[0]["form"]
-    'dense'
+    >>> result.folding["savedmodel"].blocks[0]["form"]
+    'grouped_primary'
     """
     check_backend()
     model = load_source(model) if isinstance(model, str) else model
@@ -90,19 +97,32 @@ def export(
             f"Export would replace {existing}. Choose another directory, remove "
             f"them, or pass overwrite=True (--overwrite) to replace them."
         )
-    prepared, folding = prepare(model, fold=fold, dense_blocks=dense_blocks)
+    prepared, folding = {}, {}
+    for fmt in formats:
+        prepared[fmt], folding[fmt] = prepare(
+            model, fold=fold, dense_blocks=dense_blocks, runtime=fmt,
+            block_form=block_form,
+        )  # fmt: skip
     os.makedirs(directory, exist_ok=True)
     select_ops = []
     # Artifacts are staged and moved into place only when every format has
     # succeeded, so a failed export leaves the directory as it was.
     with tempfile.TemporaryDirectory(dir=directory, prefix=".export-") as scratch:
         staged = {fmt: os.path.join(scratch, FORMATS[fmt]) for fmt in FORMATS}
-        if "savedmodel" in formats or "litert" in formats:
-            savedmodel.write(prepared, staged["savedmodel"])
+        if "savedmodel" in formats:
+            savedmodel.write(prepared["savedmodel"], staged["savedmodel"])
         if "litert" in formats:
-            select_ops = litert.write(staged["savedmodel"], staged["litert"])
+            # LiteRT converts a SavedModel: the SavedModel's own where its
+            # blocks took the same forms, else one of LiteRT's clone.
+            source = staged["savedmodel"]
+            if "savedmodel" not in formats or _forms(folding["litert"]) != _forms(
+                folding["savedmodel"]
+            ):
+                source = os.path.join(scratch, "litert_saved_model")
+                savedmodel.write(prepared["litert"], source)
+            select_ops = litert.write(source, staged["litert"])
         if "onnx" in formats:
-            onnx.write(prepared, staged["onnx"])
+            onnx.write(prepared["onnx"], staged["onnx"])
         for path in existing:
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         for fmt, path in artifacts.items():
@@ -116,12 +136,17 @@ def export(
     with open(os.path.join(directory, REPORT_FILE), "w") as f:
         f.write(result.to_json())
     if verbose:
-        print(folding.summary())
+        for fmt, report in folding.items():
+            print(f"{fmt}: {report.summary()}")
         for fmt, path in artifacts.items():
             print(f"{fmt}: {path} ({result.sizes[fmt] / 2**20:.2f} MiB)")
         if select_ops:
             print(f"litert: select-TF fallback for {select_ops}")
     return result
+
+
+def _forms(report):
+    return [block["form"] for block in report.blocks]
 
 
 def load_source(source, weights=None, **kwargs):

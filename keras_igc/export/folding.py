@@ -1,10 +1,25 @@
 """A clone of a model that every runtime can run, with BatchNorm folded in.
 
-Grouped convolutions take portable forms (`paths.portable_paths`: never a
-grouped kernel, since Keras' native grouped convolution is an XLA-compiled
-function that tf2onnx turns into an invalid graph and CPU serving may not
-compile), and each BatchNorm that follows a convolution becomes a scale and a
-bias of that convolution.
+The clone is built under `paths.portable_paths`: no layer takes Keras'
+native grouped convolution (an XLA-compiled function that tf2onnx turns into
+an invalid graph and CPU serving may not compile). Each IGC block takes the
+form its target runtime runs fastest (`block_form`), and each BatchNorm that
+follows a convolution becomes a scale and a bias of that convolution.
+
+The forms of an IGC block, all exact:
+
+- `"grouped"`: the block as the paper draws it: the primary as the runtime's
+  grouped convolution (ONNX `Conv` with `group`, LiteRT's grouped
+  `CONV_2D`), the permutation (reshape, transpose, reshape), the secondary as
+  a grouped 1x1 convolution (the BatchNorm folded into it), the inverse
+  permutation. The block's own MACs.
+- `"grouped_primary"`: the primary grouped, then the permutation, secondary
+  and inverse permutation as one dense 1x1 convolution: `G*G` MACs per pixel
+  for the second half (M times the secondary's), no transposes.
+- `"dense"`: one convolution with the block's dense-equivalent kernel (the
+  BatchNorm folded in): `G*G*S` MACs per pixel, but a single kernel.
+- `"igc"`: the primary as plain dense or depthwise convolutions
+  (`paths.select_path` without grouped kernels), then the 1x1.
 """
 
 import collections
@@ -19,6 +34,8 @@ from keras_igc.complexity import model_complexity
 from keras_igc.layers import GroupConv2D, IGCConv2D
 
 DENSE_BLOCKS = ("auto", "always", "never")
+BLOCK_FORMS = ("auto", "grouped", "grouped_primary", "dense", "igc")
+RUNTIMES = ("savedmodel", "litert", "onnx")
 
 
 @dataclasses.dataclass
@@ -27,21 +44,28 @@ class FoldingReport:
 
     Attributes:
         folded: one dict per BatchNorm folded away: `batch_norm`, `into` (the
-            layer before it) and `form` ("conv", or for an IGC block "igc"
-            or "dense" when it became its dense-equivalent convolution).
+            layer before it) and `form` ("conv", or for an IGC block its
+            form: "grouped", "dense" or "igc").
         paths: the execution path of each IGC block and grouped convolution.
         before, after: `model_complexity` of the model and its prepared clone.
+        blocks: one dict per IGC block: `layer`, `form` and `why`.
+        runtime: the runtime the forms were chosen for (None: any).
     """
 
     folded: list
     paths: dict
     before: dict
     after: dict
+    blocks: list = dataclasses.field(default_factory=list)
+    runtime: str | None = None
 
     def summary(self):
         forms = [entry["form"] for entry in self.folded]
         counts = ", ".join(f"{forms.count(f)} {f}" for f in sorted(set(forms)))
+        blocks = [entry["form"] for entry in self.blocks]
+        shapes = ", ".join(f"{blocks.count(f)} {f}" for f in sorted(set(blocks)))
         return (
+            f"IGC blocks: {shapes or 'none'}; "
             f"folded {len(self.folded)} BatchNorm layers ({counts or 'none'}); "
             f"params {self.before['total_params']:,} -> "
             f"{self.after['total_params']:,}, MACs {self.before['macs']:,} -> "
@@ -49,12 +73,12 @@ class FoldingReport:
         )
 
 
-def prepare(model, fold=True, dense_blocks="auto"):
+def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="auto"):
     """A clone of `model` that exports and runs on any runtime, with equal outputs.
 
-    Every IGC block takes its fastest portable path (`implementation="auto"`
-    under `paths.portable_paths()`: no grouped kernel), and every
-    grouped `Conv2D` becomes a `GroupConv2D` with the same weights. With
+    Every IGC block takes the form `block_form` says (see the module's
+    docstring), and every grouped `Conv2D` becomes a `GroupConv2D` with the
+    same weights on a portable path (plain dense or depthwise convolutions). With
     `fold`, each BatchNormalization that directly follows a `Conv2D`,
     `GroupConv2D` or `IGCConv2D` (and is that layer's only consumer) folds
     into it as a scale of the output channels and a bias; the BatchNorm
@@ -70,7 +94,13 @@ def prepare(model, fold=True, dense_blocks="auto"):
             benchmarks found the dense kernel fastest (the rule of
             `IGCConv2D(implementation="auto")`), `"always"` or `"never"`.
             The dense form has more weights and MACs but runs as one
-            convolution.
+            convolution. `"always"` and `"never"` override `block_form`.
+        runtime: the runtime the artifact is for (`RUNTIMES`), whose measured
+            rule (`export_form`) `block_form="auto"` follows; None for the
+            rule of the Keras CPU paths (dense where the dense kernel is
+            small, else "igc").
+        block_form: `"auto"`, or one form for every IGC block ("grouped",
+            "dense" where a BatchNorm folds into the block, else "igc").
 
     Returns:
         `(clone, FoldingReport)`.
@@ -81,16 +111,29 @@ def prepare(model, fold=True, dense_blocks="auto"):
             f"`dense_blocks` must be one of {DENSE_BLOCKS}. Received: "
             f"dense_blocks={dense_blocks!r}."
         )
+    if block_form not in BLOCK_FORMS:
+        raise ValueError(
+            f"`block_form` must be one of {BLOCK_FORMS}. Received: "
+            f"block_form={block_form!r}."
+        )
+    if runtime not in (None, *RUNTIMES):
+        raise ValueError(
+            f"`runtime` must be None or one of {RUNTIMES}. Received: "
+            f"runtime={runtime!r}."
+        )
     if isinstance(model, keras.Sequential):
         # clone_model replaces calls (BatchNorm by Identity) in graphs only.
         (inputs,), (outputs,) = model.inputs, model.outputs
         model = keras.Model(inputs, outputs, name=model.name)
     pairs = _batch_norm_pairs(model) if fold else {}
     folded_norms = {bn.name: producer for producer, bn in pairs.items()}
-    forms = {}
+    forms, reasons = {name: "conv" for name in pairs}, {}
     with paths.portable_paths():
-        for name in pairs:
-            forms[name] = _fold_form(model.get_layer(name), dense_blocks)
+        for layer in keras_internals.all_layers(model):
+            if isinstance(layer, IGCConv2D):
+                forms[layer.name], reasons[layer.name] = _block_form(
+                    layer, layer.name in pairs, runtime, block_form, dense_blocks
+                )
 
         def clone_layer(layer):
             if layer.name in folded_norms:
@@ -100,9 +143,16 @@ def prepare(model, fold=True, dense_blocks="auto"):
                 config["dtype"] = "float32"
             cls = type(layer)
             if isinstance(layer, IGCConv2D):
-                config["implementation"] = "auto"
-                if forms.get(layer.name) == "dense":
+                form = forms[layer.name]
+                if form == "dense":
                     return keras.layers.Conv2D.from_config(_dense_config(layer))
+                grouped = form in ("grouped", "grouped_primary")
+                config["implementation"] = "grouped" if grouped else "auto"
+                if layer.name in pairs:
+                    config["use_bias"] = True
+                block = IGCConv2D.from_config(config)
+                block._portable_secondary = "grouped" if form == "grouped" else "dense"
+                return block
             elif isinstance(layer, keras.layers.Conv2D) and layer.groups > 1:
                 cls = GroupConv2D
             if layer.name in pairs:
@@ -136,6 +186,11 @@ def prepare(model, fold=True, dense_blocks="auto"):
         paths=_execution_paths(clone),
         before=model_complexity(model),
         after=model_complexity(clone),
+        blocks=[
+            {"layer": name, "form": forms[name], "why": why}
+            for name, why in reasons.items()
+        ],
+        runtime=runtime,
     )
     return clone, report
 
@@ -196,19 +251,40 @@ def _batch_norm_pairs(model):
     return pairs
 
 
-def _fold_form(layer, dense_blocks):
-    if not isinstance(layer, IGCConv2D):
-        return "conv"
-    if dense_blocks == "auto":
-        path = paths.select_path(
-            layer.primary_partitions,
-            layer.primary.kernel.shape[2],
-            layer.secondary_partitions,
-            layer.kernel_size,
-            layer.strides,
+def _block_form(layer, folded, runtime, block_form, dense_blocks):
+    """`(form, why)` of an IGC block in an export for `runtime`."""
+    if dense_blocks == "always" and folded:
+        return "dense", "dense_blocks='always'"
+    if block_form != "auto":
+        if block_form == "dense" and not folded:
+            return "igc", "block_form='dense', but no BatchNorm folds into it"
+        return block_form, f"block_form={block_form!r}"
+    form, why = export_form(
+        runtime,
+        layer.primary_partitions,
+        layer.secondary_partitions,
+        layer.kernel_size,
+        layer.strides,
+    )
+    if form == "dense" and (not folded or dense_blocks == "never"):
+        return "igc", why + "; kept an IGC block (no folded BatchNorm or " + (
+            "dense_blocks='never')"
         )
-        return "dense" if path == "dense" else "igc"
-    return "dense" if dense_blocks == "always" else "igc"
+    return form, why
+
+
+def export_form(runtime, L, M, kernel_size, strides):
+    """`(form, why)`: the fastest form of an IGC block in `runtime`'s CPU
+    kernels, by `benchmarks/export_forms.py` (results/export-forms-cpu.json).
+    """
+    kh, kw = kernel_size
+    if runtime is None:
+        with paths.portable_paths():
+            path = paths.select_path(L, M, M, kernel_size, strides)
+        form = "dense" if path == "dense" else "igc"
+        return form, "the Keras CPU rule (paths.select_path) without grouped kernels"
+    dense_weights = kh * kw * (L * M) ** 2
+    return _MEASURED_RULES[runtime](L, M, dense_weights)
 
 
 def _dense_config(layer):
@@ -270,3 +346,51 @@ def _execution_paths(model):
 def _is_mixed(layer):
     policy = getattr(layer, "dtype_policy", None)
     return policy is not None and policy.name.startswith("mixed")
+
+
+# Where a grouped secondary pays for its two permutations: it saves
+# L*L*M*(M-1) MACs per pixel over the dense 1x1 and the permutations move
+# about 2*L*M values, so it wins once L*(M-1) is large enough
+# (benchmarks/export_forms.py). LiteRT: from IGC-L100M2's M=4 stage (300)
+# on, not at IGC-L24M2's M=8 stage (168). ONNX Runtime, whose permutations
+# cost layout transposes: from the M=8 stage (700) on, not at M=4 (1.8x
+# slower at batch 16).
+GROUPED_SECONDARY_FROM = {"litert": 256, "onnx": 512}
+
+
+def _converted_rule(runtime):
+    """ONNX Runtime's and LiteRT's (XNNPACK) fastest form on CPU, by
+    benchmarks/export_forms.py (results/export-forms-cpu.json)."""
+
+    def rule(L, M, dense_weights):
+        if L <= 4 and dense_weights <= paths.SMALL_DENSE_KERNEL:
+            return "dense", (
+                f"{runtime}: {L} groups with a small dense kernel "
+                f"({dense_weights} weights) run fastest as one dense convolution"
+            )
+        threshold = GROUPED_SECONDARY_FROM[runtime]
+        if L * (M - 1) >= threshold:
+            return "grouped", (
+                f"{runtime}: L*(M-1) = {L * (M - 1)} >= {threshold}: the grouped "
+                f"secondary saves more than its permutations cost"
+            )
+        return "grouped_primary", (
+            f"{runtime}: L*(M-1) = {L * (M - 1)} < {threshold}: a grouped "
+            f"primary, then one dense 1x1 (no permutations)"
+        )
+
+    return rule
+
+
+def _savedmodel_rule(L, M, dense_weights):
+    return "grouped_primary", (
+        "savedmodel: TensorFlow's grouped Conv2D (oneDNN on x86 CPUs, cuDNN on "
+        "GPUs) and one 1x1, the Keras model's own path (paths.select_path)"
+    )
+
+
+_MEASURED_RULES = {
+    "savedmodel": _savedmodel_rule,
+    "litert": _converted_rule("litert"),
+    "onnx": _converted_rule("onnx"),
+}

@@ -1,5 +1,6 @@
 """LiteRT (`.tflite`), converted from the SavedModel."""
 
+import os
 import warnings
 
 
@@ -50,7 +51,9 @@ def runner(path):
     """A function that loads the artifact and returns its `predict`."""
 
     def make():
-        interpreter = make_interpreter(model_path=path)
+        # Every core, as ONNX Runtime and PyTorch use by default (LiteRT's
+        # default can be one thread).
+        interpreter = make_interpreter(model_path=path, num_threads=os.cpu_count())
         (source,), (target,) = (
             interpreter.get_input_details(),
             interpreter.get_output_details(),

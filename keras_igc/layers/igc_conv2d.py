@@ -165,6 +165,10 @@ class IGCConv2D(keras.layers.Layer):
             )
         self.implementation = implementation
         self.active_implementation = None
+        self._portable = False
+        # Built for a converter: the secondary as one dense 1x1 ("dense") or
+        # as a grouped 1x1 between the permutations ("grouped"); export sets it.
+        self._portable_secondary = "dense"
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -225,6 +229,8 @@ class IGCConv2D(keras.layers.Layer):
         self.permutation.build(mid_shape)
         self.secondary.build(mid_shape)
         self.inverse_permutation.build(mid_shape)
+        # Built for a converter: graph ops that map onto its runtime's.
+        self._portable = paths.is_portable()
         self.active_implementation = (
             paths.select_path(
                 self.primary_partitions,
@@ -285,8 +291,16 @@ class IGCConv2D(keras.layers.Layer):
             outputs = ops.conv(inputs, kernel, **conv_args)
         else:
             primary = igc_ops.GROUPED_CONVOLUTIONS[self.active_implementation]
+            if self.active_implementation == "grouped" and self._portable:
+                conv_args["graph_op"] = True
             outputs = primary(inputs, primary_kernel, L, **conv_args)
-            outputs = igc_ops.secondary_dense(outputs, secondary_kernel, L, M)
+            if not self._portable:
+                secondary = igc_ops.secondary_dense
+            elif self._portable_secondary == "grouped":
+                secondary = igc_ops.secondary_grouped
+            else:
+                secondary = igc_ops.secondary_conv
+            outputs = secondary(outputs, secondary_kernel, L, M)
         if self.use_bias:
             bias = ops.cast(self.secondary.bias, self.compute_dtype)
             outputs = outputs + igc_ops.output_bias(bias, L, M)
