@@ -204,6 +204,17 @@ def onnx_group_sizes(path):
     )
 
 
+def onnx_transposes(path):
+    import onnx
+
+    return [
+        list(attribute.ints)
+        for node in onnx.load(path).graph.node
+        if node.op_type == "Transpose"
+        for attribute in node.attribute
+    ]
+
+
 def litert_conv_filters(path):
     """`(op name, filter shape)` of every convolution in a LiteRT file."""
     interpreter = export.litert.make_interpreter(model_path=path)
@@ -239,6 +250,11 @@ def test_grouped_forms_are_each_runtimes_grouped_convolutions(
         model, str(tmp_path), ["litert", "onnx"], block_form=form, verbose=False
     )
     assert onnx_group_sizes(result.artifacts["onnx"]) == groups
+    # Each permutation is one transpose of the NCHW tensor (4 in the grouped
+    # form: two blocks, two permutations each), none of tf2onnx's NHWC ones.
+    transposes = onnx_transposes(result.artifacts["onnx"])
+    assert transposes.count([0, 2, 1, 3]) == (4 if form == "grouped" else 0)
+    assert [0, 2, 1] not in transposes
     convolutions = litert_conv_filters(result.artifacts["litert"])
     for filters in [(16, 3, 3, 2), (32, 3, 3, 8), *secondary_filters]:
         assert ("CONV_2D", filters) in convolutions
@@ -250,11 +266,11 @@ def test_grouped_forms_are_each_runtimes_grouped_convolutions(
 @pytest.mark.parametrize(
     "runtime, L, M, form",
     [
-        ("onnx", 24, 2, "grouped_primary"),  # IGCNet38 stage 1
-        ("onnx", 24, 8, "grouped_primary"),  # L*(M-1) = 168
-        ("onnx", 100, 4, "grouped_primary"),  # L*(M-1) = 300
-        ("onnx", 100, 8, "grouped"),  # L*(M-1) = 700
-        ("litert", 100, 4, "grouped"),
+        ("onnx", 24, 2, "grouped_primary"),  # IGCNet38 stage 1: L*(M-1) = 24
+        ("onnx", 24, 4, "grouped"),  # L*(M-1) = 72
+        ("onnx", 100, 2, "grouped"),
+        ("litert", 24, 8, "grouped_primary"),  # L*(M-1) = 168
+        ("litert", 100, 4, "grouped"),  # L*(M-1) = 300
         ("litert", 100, 16, "grouped"),
         ("litert", 4, 8, "dense"),  # IGC-L4M8 stage 1: 3x3x32x32 dense kernel
         ("litert", 4, 16, "grouped_primary"),

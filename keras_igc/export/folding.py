@@ -351,11 +351,11 @@ def _is_mixed(layer):
 # Where a grouped secondary pays for its two permutations: it saves
 # L*L*M*(M-1) MACs per pixel over the dense 1x1 and the permutations move
 # about 2*L*M values, so it wins once L*(M-1) is large enough
-# (benchmarks/export_forms.py). LiteRT: from IGC-L100M2's M=4 stage (300)
-# on, not at IGC-L24M2's M=8 stage (168). ONNX Runtime, whose permutations
-# cost layout transposes: from the M=8 stage (700) on, not at M=4 (1.8x
-# slower at batch 16).
-GROUPED_SECONDARY_FROM = {"litert": 256, "onnx": 512}
+# (benchmarks/export_forms.py). ONNX Runtime, each permutation one NCHW
+# transpose (`onnx.native_shuffles`): from IGC-L4M8's M=16 stage (60) on,
+# not at IGC-L24M2's M=2 stage (24). LiteRT: from IGC-L100M2's M=4 stage
+# (300) on, not at IGC-L24M2's M=8 stage (168).
+GROUPED_SECONDARY_FROM = {"litert": 256, "onnx": 48}
 
 
 def _converted_rule(runtime):

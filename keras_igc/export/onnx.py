@@ -1,7 +1,17 @@
-"""ONNX, through Keras' exporter and tf2onnx (the `export` extra)."""
+"""ONNX, through Keras' exporter and tf2onnx (the `export` extra).
+
+tf2onnx converts an NHWC graph: around each convolution it transposes to
+NCHW and back, and a channel shuffle written on NHWC tensors (reshape to
+`(-1, g, C/g)`, transpose, reshape) becomes three transposes. `write` turns
+each such shuffle into one transpose of the NCHW tensor (reshape to
+`(N, g, C/g, H*W)`, swap, reshape back), as PyTorch's exporter writes it,
+and a transpose back to NHWC that cancels against the next convolution's.
+"""
 
 import os
 import warnings
+
+import numpy as np
 
 from keras_igc.export.dependencies import require
 
@@ -26,6 +36,121 @@ def write(model, path):
             f"tf2onnx could not convert {leftovers} nodes (XLA-compiled "
             f"functions). Report this with the model's summary."
         )
+    model = onnx.load(path)
+    if native_shuffles(model):
+        onnx.checker.check_model(model)
+        onnx.save(model, path)
+
+
+def native_shuffles(model):
+    """Rewrite `model` (an `onnx.ModelProto`) in place; returns how many
+    shuffles were rewritten."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+
+    def consumers(name):
+        return [node for node in graph.node if name in node.input]
+
+    rewritten = 0
+    for second in list(graph.node):
+        # The shuffle's core: Transpose(0,2,3,1) -> Reshape(-1, g, C/g)
+        # -> Transpose(0,2,1) -> Reshape(the NHWC shape).
+        if second.op_type != "Transpose" or _perm(second) != [0, 2, 1]:
+            continue
+        grouped = producers.get(second.input[0])
+        if grouped is None or grouped.op_type != "Reshape":
+            continue
+        shape = constants.get(grouped.input[1])
+        to_nhwc = producers.get(grouped.input[0])
+        if (
+            shape is None
+            or list(shape[:1]) != [-1]
+            or len(shape) != 3
+            or to_nhwc is None
+            or to_nhwc.op_type != "Transpose"
+            or _perm(to_nhwc) != [0, 2, 3, 1]
+        ):
+            continue
+        (back,) = consumers(second.output[0]) or [None]
+        if back is None or back.op_type != "Reshape":
+            continue
+        if (
+            len(consumers(grouped.output[0])) != 1
+            or len(consumers(to_nhwc.output[0])) != 1
+        ):
+            continue
+        groups, width = int(shape[1]), int(shape[2])
+        source = to_nhwc.input[0]  # NCHW
+        tag = f"native_shuffle_{rewritten}"
+        target = np.array([0, groups, width, -1], dtype=np.int64)
+        graph.initializer.append(numpy_helper.from_array(target, f"{tag}_shape"))
+        new = [
+            helper.make_node("Reshape", [source, f"{tag}_shape"], [f"{tag}_4d"]),
+            helper.make_node(
+                "Transpose", [f"{tag}_4d"], [f"{tag}_t"], perm=[0, 2, 1, 3]
+            ),
+            helper.make_node("Shape", [source], [f"{tag}_nchw_shape"]),
+            helper.make_node(
+                "Reshape", [f"{tag}_t", f"{tag}_nchw_shape"], [f"{tag}_nchw"]
+            ),
+            helper.make_node(
+                "Transpose", [f"{tag}_nchw"], [back.output[0]], perm=[0, 2, 3, 1]
+            ),
+        ]
+        # The new nodes read only `source`: they go where the first of the
+        # old ones was, before anything that reads the shuffle's output.
+        index = list(graph.node).index(to_nhwc)
+        for node in (to_nhwc, grouped, second, back):
+            graph.node.remove(node)
+        for offset, node in enumerate(new):
+            graph.node.insert(index + offset, node)
+        rewritten += 1
+        producers = {out: node for node in graph.node for out in node.output}
+    _cancel_transposes(graph)
+    _remove_dead_nodes(graph)
+    return rewritten
+
+
+def _perm(node):
+    return [list(a.ints) for a in node.attribute if a.name == "perm"][0]
+
+
+def _cancel_transposes(graph):
+    """Transpose(0,2,3,1) then Transpose(0,3,1,2): the second's readers read
+    the first's input instead."""
+    producers = {out: node for node in graph.node for out in node.output}
+    outputs = {output.name for output in graph.output}
+    for node in list(graph.node):
+        if node.op_type != "Transpose" or _perm(node) != [0, 3, 1, 2]:
+            continue
+        before = producers.get(node.input[0])
+        if before is None or before.op_type != "Transpose":
+            continue
+        if _perm(before) != [0, 2, 3, 1] or node.output[0] in outputs:
+            continue
+        for other in graph.node:
+            for i, name in enumerate(other.input):
+                if name == node.output[0]:
+                    other.input[i] = before.input[0]
+        graph.node.remove(node)
+
+
+def _remove_dead_nodes(graph):
+    """Drop the nodes nothing reads (the old shuffles' shape arithmetic)."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
 
 
 def runner(path):
