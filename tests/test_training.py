@@ -169,19 +169,30 @@ class Recorder(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
-def test_an_interrupted_run_resumes_at_the_next_epoch(tmp_path):
-    args = dict(QUICK, epochs=3)
-    interrupt = Interrupt(after_epoch=1)
+def interrupted(out, epochs, after_epoch):
+    """`(Interrupt, train arguments)` of a run stopped after `after_epoch`."""
+    args = dict(QUICK, epochs=epochs)
+    interrupt = Interrupt(after_epoch=after_epoch)
     with pytest.raises(KeyboardInterrupt):
-        training.train(
-            "RegConv-W16", "digits", str(tmp_path), callbacks=[interrupt], **args
-        )
+        training.train("RegConv-W16", "digits", str(out), callbacks=[interrupt], **args)
+    return interrupt, args
+
+
+def resumed(out, args, interrupt, epoch):
+    """Run again; it starts at `epoch` with the interrupted run's state."""
     recorder = Recorder()
-    training.train("RegConv-W16", "digits", str(tmp_path), callbacks=[recorder], **args)
-    assert recorder.epochs == [2]
-    assert recorder.iterations == interrupt.iterations == 4
+    training.train("RegConv-W16", "digits", str(out), callbacks=[recorder], **args)
+    assert recorder.epochs[0] == epoch
+    assert recorder.iterations == interrupt.iterations == epoch * 2
     for restored, saved in zip(recorder.weights, interrupt.weights, strict=True):
         np.testing.assert_array_equal(restored, saved)
+    return recorder
+
+
+def test_an_interrupted_run_resumes_at_the_next_epoch(tmp_path):
+    interrupt, args = interrupted(tmp_path, epochs=3, after_epoch=1)
+    recorder = resumed(tmp_path, args, interrupt, epoch=2)
+    assert recorder.epochs == [2]
     with open(tmp_path / "history.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2", "3"]
 
@@ -217,32 +228,18 @@ def test_a_finished_run_is_not_overwritten(tmp_path):
 
 def test_a_backup_of_keras_igc_0_1_0_resumes_at_its_epoch(tmp_path):
     """Keras' BackupAndRestore files, as keras-igc 0.1.0 wrote them."""
-    args = dict(QUICK, epochs=2)
-    interrupt = Interrupt(after_epoch=0)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(
-            "RegConv-W16", "digits", str(tmp_path), callbacks=[interrupt], **args
-        )
+    interrupt, args = interrupted(tmp_path, epochs=2, after_epoch=0)
     backup = tmp_path / "backup"
     [snapshot] = list(backup.iterdir())
     os.replace(snapshot / "weights.weights.h5", backup / "latest.weights.h5")
     shutil.rmtree(snapshot)
     (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 1}')
-    recorder = Recorder()
-    training.train("RegConv-W16", "digits", str(tmp_path), callbacks=[recorder], **args)
+    recorder = resumed(tmp_path, args, interrupt, epoch=1)
     assert recorder.epochs == [1]
-    assert recorder.iterations == interrupt.iterations == 2
-    for restored, saved in zip(recorder.weights, interrupt.weights, strict=True):
-        np.testing.assert_array_equal(restored, saved)
 
 
 def test_a_resumed_run_keeps_its_seed_batch_and_steps(tmp_path):
-    interrupt = Interrupt(after_epoch=0)
-    args = dict(QUICK, epochs=2)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(
-            "RegConv-W16", "digits", str(tmp_path), callbacks=[interrupt], **args
-        )
+    _, args = interrupted(tmp_path, epochs=2, after_epoch=0)
     for change, message in [
         (dict(seed=1), "started with seed=0.*--seed 0"),
         (dict(batch_size=8), "started with batch_size=16.*--batch-size 16"),
