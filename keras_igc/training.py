@@ -36,7 +36,12 @@ from keras_igc import applications, data, keras_internals, runs
 from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
 from keras_igc.plotting import plot_history
-from keras_igc.validation import finite_float, load_keras_model, positive_int
+from keras_igc.validation import (
+    finite_float,
+    is_integer,
+    load_keras_model,
+    positive_int,
+)
 
 # The release's learning-rate drops, as (numerator, denominator) of the epochs,
 # in Python 2 integer arithmetic (`num_epochs*7/8` of 20 epochs is 17).
@@ -302,12 +307,13 @@ def train(
         folder.clean_partial_files()
         chief = folder if worker is None else runs.RunFolder(output_dir)
         snapshot = chief.latest_snapshot()
-        seed = _run_seed(seed, snapshot, recipe.batch_size, chief)
+        seed = _run_seed(seed, snapshot, chief)
+        data_recipe = "igc" if host is None else "msgc"
         train_data, eval_data, steps_per_epoch = fit_data(
             dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed,
-            recipe="igc" if host is None else "msgc",
+            recipe=data_recipe,
         )  # fmt: skip
-        _check_snapshot(snapshot, steps_per_epoch)
+        _check_snapshot(snapshot, steps_per_epoch, recipe.batch_size)
         backup = runs.RunBackup(
             chief, steps_per_epoch, backup_every,
             state={"seed": seed, "batch_size": recipe.batch_size},
@@ -370,7 +376,7 @@ def train(
                 ):
                     stream = train_data if start == 0 else train_stream(
                         dataset, recipe.batch_size, data_dir, download, seed,
-                        recipe="igc" if host is None else "msgc", start=start,
+                        recipe=data_recipe, start=start,
                     )  # fmt: skip
                     phase = network.fit(
                         stream,
@@ -431,15 +437,18 @@ def _joined(history, phase):
 
 
 def _workers(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+    """How many machines train (1 without a cluster)."""
+    resolver = _cluster_resolver(strategy)
+    if resolver is None:
         return 1
     return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values())
 
 
-def _run_seed(seed, snapshot, batch_size, folder):
+def _run_seed(seed, snapshot, folder):
     """The run's seed: the one its backup was taken with (a resumed run must
     read the same stream), else `seed`, else a new one."""
+    if seed is not None and not is_integer(seed):
+        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}.")
     recorded = None if snapshot is None else snapshot.state.get("seed")
     if recorded is not None:
         if seed is not None and seed != recorded:
@@ -447,13 +456,6 @@ def _run_seed(seed, snapshot, batch_size, folder):
                 f"The run in {folder.root!r} was started with seed={recorded}; "
                 f"resuming it with seed={seed} would not continue it. Pass "
                 f"--seed {recorded} (or none), or train into another folder."
-            )
-        wanted = snapshot.state.get("batch_size")
-        if wanted is not None and wanted != batch_size:
-            raise ValueError(
-                f"The run in {folder.root!r} was started with batch_size={wanted}; "
-                f"resuming it with batch_size={batch_size} would not continue it. "
-                f"Pass --batch-size {wanted}, or train into another folder."
             )
         return int(recorded)
     if seed is not None:
@@ -463,15 +465,21 @@ def _run_seed(seed, snapshot, batch_size, folder):
     return secrets.randbelow(2**31)
 
 
-def _check_snapshot(snapshot, steps_per_epoch):
-    wanted = None if snapshot is None else snapshot.state.get("steps_per_epoch")
-    if wanted is not None and wanted != steps_per_epoch:
-        raise ValueError(
-            f"The backup in {snapshot.path!r} was taken with steps_per_epoch="
-            f"{wanted}; this command gives {steps_per_epoch}, which would move "
-            f"every later epoch. Pass --steps-per-epoch {wanted}, or train into "
-            f"another folder."
-        )
+def _check_snapshot(snapshot, steps_per_epoch, batch_size):
+    """The command continues the backup's run: the same batches per epoch,
+    of the same size (else every later position would move)."""
+    state = {} if snapshot is None else snapshot.state
+    for name, value, flag in [
+        ("batch_size", batch_size, "--batch-size"),
+        ("steps_per_epoch", steps_per_epoch, "--steps-per-epoch"),
+    ]:
+        wanted = state.get(name)
+        if wanted is not None and wanted != value:
+            raise ValueError(
+                f"The run in {snapshot.path!r} was started with {name}={wanted}; "
+                f"resuming it with {name}={value} would not continue it. Pass "
+                f"{flag} {wanted}, or train into another folder."
+            )
 
 
 def _refuse_finished(folder):
@@ -630,10 +638,18 @@ def _multi_worker_workarounds(network, train_data):
         setattr(network, name, with_batch_axis)
 
 
-def _worker_name(strategy):
-    """None for the chief (or a single machine), else `"workers/worker-N"`."""
+def _cluster_resolver(strategy):
+    """The strategy's cluster, or None on a single machine."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
+        return None
+    return resolver
+
+
+def _worker_name(strategy):
+    """None for the chief (or a single machine), else `"workers/worker-N"`."""
+    resolver = _cluster_resolver(strategy)
+    if resolver is None:
         return None
     cluster = resolver.cluster_spec().as_dict()
     task_type, task_id = resolver.task_type, resolver.task_id

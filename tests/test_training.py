@@ -243,6 +243,7 @@ def test_a_resumed_run_keeps_its_seed_batch_and_steps(tmp_path):
     for change, message in [
         (dict(seed=1), "started with seed=0.*--seed 0"),
         (dict(batch_size=8), "started with batch_size=16.*--batch-size 16"),
+        (dict(seed="0"), "`seed` must be an integer"),
         (dict(steps_per_epoch=3), "steps_per_epoch=2.*--steps-per-epoch 2"),
     ]:
         with pytest.raises(ValueError, match=message):
