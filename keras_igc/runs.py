@@ -55,10 +55,7 @@ class Snapshot:
     epoch: int
     step: int
     state: dict
-
-    @property
-    def weights(self):
-        return os.path.join(self.path, WEIGHTS)
+    weights: str  # the weights and optimizer file
 
 
 @contextlib.contextmanager
@@ -181,13 +178,9 @@ class RunFolder:
             for name in sorted(os.listdir(folder)):
                 if PARTIAL in name:
                     path = os.path.join(folder, name)
-                    if os.path.isdir(path):
-                        shutil.rmtree(path)
-                    else:
-                        os.remove(path)
+                    _remove(path)
                     self.announce(
-                        f"keras-igc: removed {os.path.join(folder, name)}, left by "
-                        f"an interrupted write"
+                        f"keras-igc: removed {path}, left by an interrupted write"
                     )
         if os.path.exists(self.model) and not self.is_finished():
             # Renamed into place, but the run died before checking it loads.
@@ -207,20 +200,20 @@ class RunFolder:
         )
         for step in reversed(steps):
             path = os.path.join(self.backup, f"{SNAPSHOT}{step:09d}")
+            weights = os.path.join(path, WEIGHTS)
             try:
                 with open(os.path.join(path, STATE)) as f:
                     state = json.load(f)
-                if not os.path.isfile(os.path.join(path, WEIGHTS)):
-                    continue
             except (OSError, ValueError):
                 continue  # renamed into place whole: only a hand edit does this
-            return Snapshot(path, int(state["epoch"]), int(state["step"]), state)
+            if os.path.isfile(weights):
+                return Snapshot(path, state["epoch"], state["step"], state, weights)
         legacy = os.path.join(self.backup, "training_metadata.json")
         if os.path.isfile(legacy):  # Keras' BackupAndRestore: keras-igc 0.1.0
             with open(legacy) as f:
                 epoch = int(json.load(f)["epoch"])
             weights = os.path.join(self.backup, "latest.weights.h5")
-            return Snapshot(self.backup, epoch, 0, {"weights": weights})
+            return Snapshot(self.backup, epoch, 0, {}, weights)
         return None
 
     def finished_model_problem(self):
@@ -436,7 +429,7 @@ class RunBackup(keras.callbacks.Callback):
         for name in os.listdir(self.folder.backup):
             path = os.path.join(self.folder.backup, name)
             if path != final and PARTIAL not in name:
-                (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+                _remove(path)
         self._last_save = time.monotonic()
         if self.after_save is not None:
             self.after_save()
@@ -445,8 +438,7 @@ class RunBackup(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
-        weights = snapshot.state.get("weights", snapshot.weights)
-        self.model.load_weights(weights)
+        self.model.load_weights(snapshot.weights)
         generators = keras_internals.seed_generators(self.model)
         states = snapshot.state.get("seed_generators")
         if states is not None:
@@ -461,6 +453,14 @@ class RunBackup(keras.callbacks.Callback):
         self._metrics = snapshot.state.get("metrics") if snapshot.step else None
         if self._metrics is not None and self.element_spec is not None:
             keras_internals.build_metrics(self.model, self.element_spec)
+
+
+def _remove(path):
+    """A file, or a folder with everything in it."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def _metric_variables(model):

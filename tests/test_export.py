@@ -309,13 +309,15 @@ def test_the_report_says_each_formats_block_forms_and_why(tmp_path):
         blocks = report["folding"][fmt]["blocks"]
         assert len(blocks) == len(igc) and report["folding"][fmt]["runtime"] == fmt
         for block in blocks:
-            form, why = export.export_form(fmt, *_partitions(model, block["layer"]))
+            layer = model.get_layer(block["layer"])
+            form, why = export.export_form(
+                fmt, *_partitions(layer), group_inputs=layer.primary.kernel.shape[2]
+            )
             assert (block["form"], block["why"]) == (form, why)
         assert result.folding[fmt].blocks == blocks
 
 
-def _partitions(model, name):
-    layer = model.get_layer(name)
+def _partitions(layer):
     return (
         layer.primary_partitions,
         layer.secondary_partitions,

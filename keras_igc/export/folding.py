@@ -141,6 +141,8 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
             config = layer.get_config()
             if _is_mixed(layer):
                 config["dtype"] = "float32"
+            if layer.name in pairs:  # the BatchNorm's shift becomes a bias
+                config["use_bias"] = True
             cls = type(layer)
             if isinstance(layer, IGCConv2D):
                 form = forms[layer.name]
@@ -148,15 +150,11 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
                     return keras.layers.Conv2D.from_config(_dense_config(layer))
                 grouped = form in ("grouped", "grouped_primary")
                 config["implementation"] = "grouped" if grouped else "auto"
-                if layer.name in pairs:
-                    config["use_bias"] = True
                 block = IGCConv2D.from_config(config)
                 block._portable_secondary = "grouped" if form == "grouped" else "dense"
                 return block
             elif isinstance(layer, keras.layers.Conv2D) and layer.groups > 1:
                 cls = GroupConv2D
-            if layer.name in pairs:
-                config["use_bias"] = True
             return cls.from_config(config)
 
         def call_layer(layer, *args, **kwargs):
@@ -265,25 +263,30 @@ def _block_form(layer, folded, runtime, block_form, dense_blocks):
         layer.secondary_partitions,
         layer.kernel_size,
         layer.strides,
+        group_inputs=layer.primary.kernel.shape[2],
     )
-    if form == "dense" and (not folded or dense_blocks == "never"):
-        return "igc", why + "; kept an IGC block (no folded BatchNorm or " + (
-            "dense_blocks='never')"
-        )
+    if form == "dense" and not folded:
+        return "igc", f"{why}; kept an IGC block: no BatchNorm folds into it"
+    if form == "dense" and dense_blocks == "never":
+        return "igc", f"{why}; kept an IGC block: dense_blocks='never'"
     return form, why
 
 
-def export_form(runtime, L, M, kernel_size, strides):
+def export_form(runtime, L, M, kernel_size, strides, group_inputs=None):
     """`(form, why)`: the fastest form of an IGC block in `runtime`'s CPU
     kernels, by `benchmarks/export_forms.py` (results/export-forms-cpu.json).
+
+    `group_inputs`: input channels per primary partition (default M, a
+    block as wide as its input).
     """
-    kh, kw = kernel_size
+    group_inputs = M if group_inputs is None else group_inputs
     if runtime is None:
         with paths.portable_paths():
-            path = paths.select_path(L, M, M, kernel_size, strides)
+            path = paths.select_path(L, group_inputs, M, kernel_size, strides)
         form = "dense" if path == "dense" else "igc"
         return form, "the Keras CPU rule (paths.select_path) without grouped kernels"
-    dense_weights = kh * kw * (L * M) ** 2
+    kh, kw = kernel_size
+    dense_weights = kh * kw * L * group_inputs * L * M
     return _MEASURED_RULES[runtime](L, M, dense_weights)
 
 
