@@ -9,9 +9,9 @@ ICCV 2017):
   `igc_cifar_network`, `regconv_cifar_network` (RegConv-Wc baselines) and
   `sum_fusion_cifar_network`.
 - ImageNet (224x224, `imagenet.py`): `IGCNetL4M32`, `IGCNetL16M16`,
-  `IGCNetL100M2`, which also take the authors' MXNet checkpoints
-  (`weights="...-0095.params"`, or `from_release_weights(path)` to build the
-  network a checkpoint describes).
+  `IGCNetL100M2` and, at any widths, `igc_imagenet_network`; they take the
+  authors' MXNet checkpoints (`weights="...-0095.params"`, or
+  `from_release_weights(path)` to build the network a checkpoint describes).
 
 MSGC (learned grouped convolutions, `msgc_hosts.py`; `keras_igc.msgc`):
 `MSGCResNet18`, `MSGCResNet50`, `MSGCMobileNetV2`.
@@ -43,6 +43,7 @@ from keras_igc.applications.imagenet import (
     IGCNetL16M16,
     IGCNetL100M2,
     from_release_weights,
+    igc_imagenet_network,
     imagenet_class_names,
     preprocess_input,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "from_release_weights",
     "get_model",
     "igc_cifar_network",
+    "igc_imagenet_network",
     "imagenet_class_names",
     "list_models",
     "lookup",

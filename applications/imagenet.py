@@ -18,6 +18,7 @@ from keras_igc.applications import conventions
 from keras_igc.applications.blocks import residual_block
 from keras_igc.applications.conv_families import IGCConvs, RegularConvs
 from keras_igc.applications.registry import register
+from keras_igc.validation import positive_int
 
 MOMENTUM = 0.9
 
@@ -173,10 +174,78 @@ IGCNetL100M2.__doc__ = IMAGENET_DOC.format(
 )
 
 
+@register("imagenet")
+def igc_imagenet_network(
+    stem_width,
+    stage_widths,
+    primary_partitions=None,
+    secondary_partitions=None,
+    implementation="auto",
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+):
+    return imagenet_network(
+        _convs(primary_partitions, secondary_partitions, implementation),
+        positive_int(stem_width, "stem_width", "igc_imagenet_network"),
+        _stage_widths(stage_widths),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or f"igc_imagenet_s{stem_width}",
+    )
+
+
+igc_imagenet_network.__doc__ = IMAGENET_DOC.format(
+    title="The IGC paper's ImageNet network at any widths (224x224).",
+    description="The skeleton of `IGCNetL4M32` and the others: `stem_width`, four "
+    "`stage_widths`, and IGC blocks with `primary_partitions` L fixed in every "
+    "stage, or `secondary_partitions` M fixed; with neither, regular "
+    "convolutions (the ResNet-18 baselines). `from_release_weights` builds "
+    "narrowed release graphs with it.",
+    extra=_IMPLEMENTATION_ARG,
+)
+
+
+def _convs(L, M, implementation):
+    if L is not None and M is not None:
+        raise ValueError(
+            "igc_imagenet_network fixes one of `primary_partitions` (L) and "
+            "`secondary_partitions` (M) in every stage, the other follows from "
+            f"the width. Received: primary_partitions={L!r}, "
+            f"secondary_partitions={M!r}."
+        )
+    if L is None and M is None:
+        return RegularConvs()
+    if L is not None:
+        positive_int(L, "primary_partitions", "igc_imagenet_network")
+    else:
+        positive_int(M, "secondary_partitions", "igc_imagenet_network")
+    return IGCConvs(L, M, implementation=implementation)
+
+
+def _stage_widths(widths):
+    if not isinstance(widths, list | tuple) or len(widths) != 4:
+        raise ValueError(
+            "`stage_widths` must be the four stage widths, e.g. (128, 256, 512, "
+            f"1024). Received: stage_widths={widths!r}."
+        )
+    owner = "igc_imagenet_network"
+    return tuple(positive_int(w, "stage_widths", owner) for w in widths)
+
+
 # `preprocess_input` modes: per-channel statistics (`keras_igc.statistics`).
 PREPROCESSING = {
-    "igc-release": statistics.IMAGENET_IGC_RELEASE,
-    "torch": statistics.IMAGENET_TORCHVISION,
+    mode: statistics.NORMALIZATIONS[mode] for mode in ("igc-release", "torch")
 }
 
 
@@ -239,19 +308,12 @@ def from_release_weights(
 
     params = path if isinstance(path, dict) else read_mxnet_params(os.fspath(path))
     network = describe_release_weights(params)
-    if network["family"] == "imagenet-resnet":
-        convs = RegularConvs()
-    elif network["primary_partitions"] is not None:
-        convs = IGCConvs(network["primary_partitions"], implementation=implementation)
-    else:
-        convs = IGCConvs(
-            secondary_partitions=network["secondary_partitions"],
-            implementation=implementation,
-        )
-    model = imagenet_network(
-        convs,
+    model = igc_imagenet_network(
         network["stem"],
         network["widths"],
+        network["primary_partitions"],
+        network["secondary_partitions"],
+        implementation=implementation,
         include_top=include_top,
         weights=None,
         input_tensor=input_tensor,

@@ -135,22 +135,31 @@ def _parser():
 
     convert = commands.add_parser(
         "convert",
-        help="turn an authors' checkpoint into a .keras model",
+        help="turn an authors' checkpoint into a .keras model or a keras-hub preset",
         description="Build the ImageNet network that a checkpoint of the IGC "
         "authors' release (models/*/...-0095.params, MXNet; input: images "
         "normalised with keras_igc.applications.preprocess_input(x, "
         "mode='igc-release')) or of the MSGC authors' release (checkpoints/*.pth, "
         "PyTorch, needs torch to read; input: mode='torch') describes, load its "
-        "weights and save it as a .keras model.",
+        "weights and save it as a .keras model (--output) or as a keras-hub "
+        "preset folder (--preset; needs keras-igc[hub]): a classifier with its "
+        "preprocessor that keras_hub.models.ImageClassifier.from_preset(DIR) "
+        "loads after `import keras_igc.hub`.",
     )
     convert.add_argument("checkpoint", help="the release's .params or .pth file")
     convert.add_argument(
         "--model", help="check that the file holds this network, e.g. "
         "IGC-L100M2+Ident., IGC-L4M32+Ident., ResNet-18 (C=64), MSGC-ResNet18",
     )  # fmt: skip
-    convert.add_argument("--output", required=True, help="the .keras file to write")
+    target = convert.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output", help="the .keras file to write")
+    target.add_argument("--preset", help="the keras-hub preset folder to write")
     convert.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output"
+        "--image-size", type=_ints, default=(224, 224),
+        help="with --preset: HEIGHT,WIDTH the preprocessor resizes to (224,224)",
+    )  # fmt: skip
+    convert.add_argument(
+        "--overwrite", action="store_true", help="replace an existing target"
     )
 
     predict = commands.add_parser(
@@ -395,61 +404,42 @@ def _msgc_train_args(args):
 def _convert(args):
     import os
 
+    if args.preset is not None:
+        from keras_igc.hub import convert_to_preset
+
+        image_size = tuple(args.image_size)
+        if len(image_size) != 2:
+            raise ValueError(
+                f"--image-size takes HEIGHT,WIDTH. Received: {args.image_size}."
+            )
+        classifier = convert_to_preset(
+            args.checkpoint, args.preset, expect=args.model, image_size=image_size,
+            overwrite=args.overwrite,
+        )  # fmt: skip
+        print(
+            f"{type(classifier).__name__} ({classifier.backbone.architecture}): "
+            f"{classifier.count_params():,} weights, {classifier.num_classes} "
+            f"classes -> {args.preset}"
+        )
+        return
     if not args.output.endswith(".keras"):
         raise ValueError(f"--output must end in .keras. Received: {args.output!r}.")
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(
             f"{args.output!r} exists; pass --overwrite to replace it."
         )
-    from keras_igc.applications import torch_weights
+    from keras_igc.applications.checkpoints import from_checkpoint
 
-    if torch_weights.is_torch_file(args.checkpoint):
-        model, paper_name, classes = _convert_msgc(args)
-    else:
-        model, paper_name, classes = _convert_igc(args)
+    checkpoint = from_checkpoint(args.checkpoint, expect=args.model)
+    model = checkpoint.model
     # Written beside the target and renamed into place: no half-written file.
     partial = f"{args.output}.partial.keras"
     model.save(partial)
     os.replace(partial, args.output)
     print(
-        f"{paper_name}: {model.count_params():,} weights, "
-        f"{classes} classes -> {args.output}"
+        f"{checkpoint.paper_name}: {model.count_params():,} weights, "
+        f"{checkpoint.classes} classes -> {args.output}"
     )
-
-
-def _convert_igc(args):
-    from keras_igc.applications import from_release_weights
-    from keras_igc.applications.release_weights import (
-        describe_release_weights,
-        read_mxnet_params,
-    )
-
-    params = read_mxnet_params(args.checkpoint)
-    network = describe_release_weights(params)
-    if args.model is not None and args.model != network["paper_name"]:
-        raise ValueError(
-            f"{args.checkpoint!r} holds {network['paper_name']}, not {args.model!r}."
-        )
-    return from_release_weights(params), network["paper_name"], network["classes"]
-
-
-def _convert_msgc(args):
-    from keras_igc.applications import get_model, msgc_host, torch_weights
-
-    state = torch_weights.read_state_dict(args.checkpoint)
-    network = torch_weights.describe_state_dict(state)
-    if args.model is not None and msgc_host(args.model) != network["host"]:
-        raise ValueError(
-            f"{args.checkpoint!r} holds {network['host']}, not {args.model!r}."
-        )
-    model = get_model(
-        network["host"], attention=network["attention"], classes=network["classes"]
-    )
-    torch_weights.load_torch_weights(model, state, dense=network["dense"])
-    name = network["host"] + (" with attention" if network["attention"] else "")
-    if network["dense"]:
-        name += " (dense weights: every gate starts open)"
-    return model, name, network["classes"]
 
 
 def _predict(args):

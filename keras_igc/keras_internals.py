@@ -62,6 +62,18 @@ def all_layers(model):
     return list(model._flatten_layers())
 
 
+def graph_owner(model, layer):
+    """The Functional model, `model` or one nested in it, whose graph calls
+    `layer` directly, so that a probe `keras.Model(owner.input, ...)` reaches
+    the layer's inputs (a keras-hub task holds its network as a nested model)."""
+    for candidate in [model, *all_layers(model)]:
+        if is_graph_model(candidate) and any(
+            node in graph_nodes(candidate) for node in layer._inbound_nodes
+        ):
+            return candidate
+    raise ValueError(f"{layer.name!r} is not called in the graph of {model.name!r}.")
+
+
 def build_metrics(model, element_spec):
     """Build the model, its compiled metrics and optimizer from a dataset's
     element spec now (on one device `fit` builds them in its first step)."""

@@ -152,14 +152,16 @@ def inference_macs(model, x):
     counts (the deterministic gates of each sample).
 
     Args:
-        model: an `MSGCModel` (`msgc.convert`, the MSGC hosts).
+        model: an `MSGCModel` (`msgc.convert`, the MSGC hosts), or a model
+            that holds one (a `keras_igc.hub` MSGC task or detector).
         x: a batch of inputs.
 
     Returns:
         A NumPy array of one MAC count per sample.
     """
     regularizer = _regularizer(model)
-    probe = keras.Model(model.input, list(keras_internals.call_inputs(regularizer)[1:]))
+    owner = keras_internals.graph_owner(model, regularizer)
+    probe = keras.Model(owner.input, list(keras_internals.call_inputs(regularizer)[1:]))
     gates = probe(x, training=False)
     gates = gates if isinstance(gates, list | tuple) else [gates]
     return keras.ops.convert_to_numpy(regularizer.count_macs(gates, per_sample=True))
@@ -190,15 +192,15 @@ def _regularizer(model):
     return found[0]
 
 
-@keras.saving.register_keras_serializable(package="keras_igc")
-class MSGCModel(keras.Model):
-    """A Functional model whose `MACRegularizer` MACs are metrics.
+class MACMetrics:
+    """Mixin: a model that reports its `MACRegularizer`s' MACs as metrics.
 
-    Built like `keras.Model(inputs, outputs)` (`msgc.convert` does). After each
-    forward pass it averages the `last_macs` (millions) and `last_ratio` of its
-    MAC regularizers into the metrics `macs` and `mac_ratio`, so `fit` and
-    `evaluate` report them on TensorFlow, JAX and PyTorch alike. It saves and
-    loads as a `.keras` file like any Functional model.
+    Put before a `keras.Model` subclass (`class M(MACMetrics, keras.Model)`):
+    after each forward pass it averages the `last_macs` (millions) and
+    `last_ratio` of every `MACRegularizer` it holds, nested models included,
+    into the metrics `macs` and `mac_ratio`, so `fit` and `evaluate` report
+    them on TensorFlow, JAX and PyTorch alike. `MSGCModel` and keras_igc.hub's
+    MSGC tasks are built on it.
     """
 
     def __init__(self, *args, **kwargs):
@@ -206,18 +208,24 @@ class MSGCModel(keras.Model):
         self.macs_tracker = keras.metrics.Mean(name="macs")
         self.ratio_tracker = keras.metrics.Mean(name="mac_ratio")
 
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        loss = super().compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
-        )
+    def compute_loss(self, *args, **kwargs):
+        loss = super().compute_loss(*args, **kwargs)
         # Here the forward pass's variable updates are visible on every backend.
         for layer in keras_internals.all_layers(self):
             if isinstance(layer, MACRegularizer):
                 self.macs_tracker.update_state(layer.last_macs)
                 self.ratio_tracker.update_state(layer.last_ratio)
         return loss
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class MSGCModel(MACMetrics, keras.Model):
+    """A Functional model whose `MACRegularizer` MACs are metrics (`MACMetrics`).
+
+    Built like `keras.Model(inputs, outputs)` (`msgc.convert` does); it
+    reports `macs` and `mac_ratio` in `fit` and `evaluate`, and saves and
+    loads as a `.keras` file like any Functional model.
+    """
 
 
 def copy_weights_by_name(source, target, require_all=False):
@@ -416,7 +424,7 @@ def compile_for_msgc(
     `MACTargetScheduler(target)` to `fit`'s callbacks.
     """
     owner = "compile_for_msgc"
-    if not isinstance(model, MSGCModel):
+    if not isinstance(model, MACMetrics):
         warnings.warn(
             f"{model.name!r} is a {type(model).__name__}: it trains, but its fit "
             f"logs will not show the MACs. Build it with "
@@ -477,9 +485,12 @@ class _SmoothedSparseCrossEntropy(keras.losses.Loss):
 def head_masks(model, x):
     """`{layer name: masks (batch, heads, C_in)}` of every MSGC layer on `x`."""
     layers = [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
+    if not layers:
+        raise ValueError(f"{model.name!r} has no MSGCConv2D layer.")
     # One pass computes every MSGC layer's inputs.
+    owner = keras_internals.graph_owner(model, layers[0])
     probe = keras.Model(
-        model.input, [keras_internals.call_inputs(layer) for layer in layers]
+        owner.input, [keras_internals.call_inputs(layer) for layer in layers]
     )
     inputs = probe(x, training=False)
     return {

@@ -21,3 +21,28 @@ IMAGENET_IGC_RELEASE = _from_255((123.370, 112.757, 99.406), (68.998, 66.093, 68
 # torchvision's, which the MSGC release normalises with (`--fb-mean` in the
 # IGC release).
 IMAGENET_TORCHVISION = _from_255((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+
+# Named input normalisations: `applications.preprocess_input(mode=...)` and the
+# keras-hub image converters (`keras_igc.hub`) read them from here.
+NORMALIZATIONS = {
+    "igc-release": IMAGENET_IGC_RELEASE,
+    "torch": IMAGENET_TORCHVISION,
+    "cifar10": CIFAR10,
+    "cifar100": CIFAR100,
+    "svhn": SVHN,
+}
+
+
+def scale_and_offset(normalization):
+    """`(scale, offset)` per channel such that `x * scale + offset` is
+    `(x / 255 - mean) / std` for images in 0-255 (keras-hub's `ImageConverter`
+    form) under the named normalisation."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"`normalization` must be one of {sorted(NORMALIZATIONS)}. Received: "
+            f"normalization={normalization!r}."
+        )
+    mean, std = NORMALIZATIONS[normalization]
+    scale = [1.0 / (255.0 * s) for s in std]
+    offset = [-m / s for m, s in zip(mean, std, strict=True)]
+    return scale, offset

@@ -46,3 +46,17 @@ def assert_round_trip(model, x, directory, *, atol=0.0, predict=False):
     else:
         np.testing.assert_array_equal(numpy(got), numpy(expected))
     return loaded
+
+
+def require_keras_hub():
+    """keras-hub, the `hub` extra: .ci/run installs it, so in CI (CI=true) a
+    missing keras-hub fails the keras-hub tests; a local run without it skips
+    them, saying why."""
+    import os
+
+    import pytest
+
+    if os.environ.get("CI"):
+        import keras_hub  # noqa: F401
+    else:
+        pytest.importorskip("keras_hub", reason='pip install "keras-igc[hub]"')

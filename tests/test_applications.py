@@ -123,7 +123,42 @@ def build(name, **kwargs):
                 primary_partitions=4, secondary_partitions=int(wide.group(1)),
                 residual=bool(wide.group(2)), **kwargs,
             )  # fmt: skip
+    if name == "igc_imagenet_network":
+        kwargs.update(stem_width=16, stage_widths=(16, 32, 64, 128))
+        kwargs.setdefault("primary_partitions", 4)
     return applications.get_model(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "builder, arguments",
+    [
+        ("IGCNetL4M32", {"primary_partitions": 4}),
+        ("IGCNetL100M2", {"secondary_partitions": 2}),
+    ],
+)
+def test_the_generic_imagenet_builder_builds_the_papers_networks(builder, arguments):
+    paper = applications.get_model(builder)
+    stem = paper.get_layer("stem_conv").filters
+    widths = [paper.get_layer(f"stage{s}_2_out").output.shape[-1] for s in range(1, 5)]
+    generic = applications.igc_imagenet_network(stem, widths, **arguments)
+    assert [(l.name, [w.shape for w in l.weights]) for l in generic.layers[1:]] == [
+        (l.name, [w.shape for w in l.weights]) for l in paper.layers[1:]
+    ]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"primary_partitions": 4, "secondary_partitions": 2}, "one of.*Received: pri"),
+        ({"stage_widths": (8, 16)}, "four stage widths.*stage_widths=\\(8, 16\\)"),
+        ({"stem_width": 0}, "`stem_width` must be a positive integer.*stem_width=0"),
+        ({"primary_partitions": 5}, "width 16 does not split into primary_parti"),
+    ],
+)
+def test_the_generic_imagenet_builder_names_a_bad_argument(kwargs, message):
+    arguments = {"stem_width": 16, "stage_widths": (16, 32, 64, 128), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        applications.igc_imagenet_network(**arguments)
 
 
 @pytest.mark.parametrize("name", applications.list_models(builders=True))
