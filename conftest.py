@@ -6,7 +6,8 @@ Two markers (registered in pyproject.toml) say what runs where:
   features (tf.data, tf.distribute, SavedModel/LiteRT/ONNX export) or that
   checks the networks' counts, which do not depend on the backend (their
   layers are tested on every backend; under eager JAX the networks alone took
-  minutes). Docstring examples follow the module's `SUPPORTED_BACKENDS`.
+  minutes). Docstring examples follow the module's `SUPPORTED_BACKENDS`;
+  keras_igc.hub's, which build whole networks, run on TensorFlow.
   On the other backends these are deselected, not skipped: they are run by
   the TensorFlow pass of the same suite.
 - `not_on_jax`: whole ImageNet networks trained under keras-hub (detection,
@@ -32,6 +33,10 @@ if importlib.util.find_spec("keras_hub") is None:
 
 def _runs_here(item):
     if isinstance(item, pytest.DoctestItem):
+        if item.dtest.globs.get("__name__", "").startswith("keras_igc.hub."):
+            # Whole networks in each example; tests/test_hub_*.py run the
+            # classes on every backend.
+            return keras.backend.backend() == "tensorflow"
         backends = item.dtest.globs.get("SUPPORTED_BACKENDS")
         return backends is None or keras.backend.backend() in backends
     backend = keras.backend.backend()

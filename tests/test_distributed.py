@@ -21,11 +21,11 @@ import keras_igc  # noqa: F401  (registers the layers the saved models hold)
 
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
 
-# One epoch of digits (44 steps of 32) under MirroredStrategy over two logical
-# CPUs, and the same on one device with BatchNorm statistics over the same two
+# Eight steps of 32 digits under MirroredStrategy over two logical CPUs, and
+# the same on one device with BatchNorm statistics over the same two
 # halves of each batch. In float64: in float32 this network's first steps
 # amplify rounding differences (a 1e-7 change of the initial weights grows to
-# about 0.6 relative after 44 steps at lr 0.1), which would hide what the
+# about 0.6 relative after an epoch of 44 steps at lr 0.1), which would hide what the
 # comparison is about.
 MIRRORED = """
 import sys
@@ -46,7 +46,7 @@ for name, strategy in [
     keras.utils.set_random_seed(0)
     model, _ = training.train(
         "IGC-L24M2", "digits", f"{out}/{name}", depth=8, epochs=1, batch_size=32,
-        seed=0, verbose=0, mixed_precision="float64", bn_batch=16,
+        steps_per_epoch=8, seed=0, verbose=0, mixed_precision="float64", bn_batch=16,
         strategy=strategy,
     )
     print(name, "replicas", strategy.num_replicas_in_sync)
@@ -82,7 +82,7 @@ def test_mirrored_over_two_cpus_equals_one_device(tmp_path):
     assert "mirrored replicas 2" in result.stdout
     mirrored, a = _weights(tmp_path / "mirrored" / "model.keras")
     single, b = _weights(tmp_path / "single" / "model.keras")
-    assert int(mirrored.optimizer.iterations) == int(single.optimizer.iterations) == 44
+    assert int(mirrored.optimizer.iterations) == int(single.optimizer.iterations) == 8
     for weight, x, y in zip(mirrored.weights, a, b, strict=True):
         error = np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-12)
         assert error < 1e-5, (weight.path, error)

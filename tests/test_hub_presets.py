@@ -70,10 +70,10 @@ def test_release_checkpoints_become_presets_with_the_releases_logits(tmp_path):
     assert isinstance(classifier, IGCImageClassifier)
     assert not os.path.exists(f"{igc_preset}.partial")
     # The MSGC one through the command line, as a user would.
-    pth = str(tmp_path / "msgc_resnet50_att.pth")
-    state = state_dict("resnet50_att")
+    pth = str(tmp_path / "msgc_resnet18_att.pth")
+    state = state_dict("resnet18_att")
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, pth)
-    msgc_preset = tmp_path / "msgc-resnet50-att"
+    msgc_preset = tmp_path / "msgc-resnet18-att"
     code = cli.main(["convert", pth, "--preset", str(msgc_preset),
                      "--image-size", f"{SIZE},{SIZE}"])  # fmt: skip
     assert code == 0
@@ -87,7 +87,7 @@ def test_release_checkpoints_become_presets_with_the_releases_logits(tmp_path):
         "MSGCImageClassifier MSGCImageClassifierPreprocessor",
     ]
     assert relative_error(igc_logits, outputs["logits_224"]) < 1e-4
-    assert relative_error(msgc_logits, FIXTURE["resnet50_att/logits"]) < 1e-4
+    assert relative_error(msgc_logits, FIXTURE["resnet18_att/logits"]) < 1e-4
     with open(msgc_preset / "image_converter.json") as f:
         converter = json.load(f)["config"]
     assert converter["normalization"] == "torch"
