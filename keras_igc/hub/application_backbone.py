@@ -2,6 +2,7 @@
 `keras_igc.applications`, without its head, as a `FeaturePyramidBackbone`."""
 
 import contextlib
+import inspect
 import json
 
 import keras
@@ -104,8 +105,6 @@ class ApplicationBackbone(FeaturePyramidBackbone):
 
     @staticmethod
     def _own_arguments(entry):
-        import inspect
-
         names = inspect.signature(entry.builder).parameters
         return [n for n in names if n not in _APPLICATION_ARGUMENTS]
 
