@@ -13,7 +13,9 @@ Two markers (registered in pyproject.toml) say what runs where:
 - `not_on_jax`: whole ImageNet networks trained under keras-hub (detection,
   presets); deselected on JAX, where eager building and XLA's CPU grouped
   convolutions take minutes (RetinaNet on IGC-L100M2+Ident.: 374 s for 5
-  steps on JAX, 3 s on PyTorch). They run on TensorFlow and PyTorch.
+  steps on JAX, 3 s on PyTorch). They run on TensorFlow and PyTorch. Also
+  the MSGC hosts compared in every inference form: on JAX every form is the
+  masked one (static shapes), so there is nothing to compare.
 - `slow`: subprocess runs of whole trainings (`-m "not slow"` for a quick loop).
 """
 

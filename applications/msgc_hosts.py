@@ -107,12 +107,16 @@ def _conv(x, filters, kernel, stride, name):
     )(x)  # fmt: skip
 
 
-def _msgc_conv(x, source, filters, kernel, stride, heads, squeeze, attention, name):
-    """An MSGC convolution masked from `source`; `(outputs, gates, layer)`."""
+def _msgc_conv(
+    x, source, filters, kernel, stride, heads, squeeze, attention, name, masks
+):  # fmt: skip
+    """An MSGC convolution masked from `source`, in the network's
+    `implementation` (`masks`); `(outputs, gates, layer)`."""
     x, padding = _pad(x, kernel, stride, name)
     layer = MSGCConv2D(
         filters, kernel, heads=heads, strides=stride, padding=padding,
         squeeze=squeeze, attention=attention,
+        implementation=masks["implementation"],
         kernel_initializer=kaiming_fan_out(), name=name,
     )  # fmt: skip
     outputs, gates = layer([x, source])
@@ -149,7 +153,7 @@ def _basic_block(x, planes, stride, size, ledger, masks, name):
     conv2 = (9 * planes + 1) * planes * _area(out)
     if masks["msgc"]:
         y, gates1, layer1 = _msgc_conv(
-            x, x, planes, 3, stride, 1, 4, attention, f"{name}_1_conv"
+            x, x, planes, 3, stride, 1, 4, attention, f"{name}_1_conv", masks
         )
         first = ledger.masked(
             gates1, conv1 + attention * inplanes * _area(size), 1,
@@ -161,7 +165,7 @@ def _basic_block(x, planes, stride, size, ledger, masks, name):
     y = _relu(_bn(y, f"{name}_1_bn"), f"{name}_1_relu")
     if masks["msgc"]:
         y, gates2, layer2 = _msgc_conv(
-            y, x, planes, 3, 1, heads, 4, attention, f"{name}_2_conv"
+            y, x, planes, 3, 1, heads, 4, attention, f"{name}_2_conv", masks
         )
         extra = attention * heads * planes * _area(out)
         second = ledger.masked(gates2, conv2 + extra, heads, extra)
@@ -186,7 +190,9 @@ def bottleneck(x, planes, stride, size, ledger, masks, name):
     conv2 = 9 * width * width * _area(out) + width * _area(out)
     conv3 = (width + 1) * 4 * planes * _area(out)
     if masks["msgc"]:
-        y, gates1, layer1 = _msgc_conv(x, x, width, 1, 1, 1, 8, False, f"{name}_1_conv")
+        y, gates1, layer1 = _msgc_conv(
+            x, x, width, 1, 1, 1, 8, False, f"{name}_1_conv", masks
+        )
         first = ledger.masked(gates1, conv1, 1)
     else:
         y = _conv(x, width, 1, 1, f"{name}_1_conv")
@@ -194,7 +200,7 @@ def bottleneck(x, planes, stride, size, ledger, masks, name):
     y = _relu(_bn(y, f"{name}_1_bn"), f"{name}_1_relu")
     if masks["msgc"]:
         y, gates2, layer2 = _msgc_conv(
-            y, x, width, 3, stride, heads, 8, attention, f"{name}_2_conv"
+            y, x, width, 3, stride, heads, 8, attention, f"{name}_2_conv", masks
         )
         # The release counts the attention products at the 3x3's input size.
         extra = attention * heads * width * _area(size)
@@ -206,7 +212,7 @@ def bottleneck(x, planes, stride, size, ledger, masks, name):
     y = _relu(_bn(y, f"{name}_2_bn"), f"{name}_2_relu")
     if masks["msgc"]:
         y, gates3, layer3 = _msgc_conv(
-            y, x, 4 * planes, 1, 1, 1, 8, False, f"{name}_3_conv"
+            y, x, 4 * planes, 1, 1, 1, 8, False, f"{name}_3_conv", masks
         )
         third = ledger.masked(gates3, conv3, 1)
         ledger.credit(third, producer=second)
@@ -255,7 +261,7 @@ def _inverted_residual(x, filters, stride, expansion, size, ledger, masks, name)
     project = hidden * filters * _area(out)
     if masks["msgc"]:
         y, gates, layer = _msgc_conv(
-            y, x, filters, 1, 1, heads, 4, attention, f"{name}_project"
+            y, x, filters, 1, 1, heads, 4, attention, f"{name}_project", masks
         )
         extra = attention * heads * hidden * _area(out)
         index = ledger.masked(gates, project + extra, heads, extra)
@@ -290,6 +296,7 @@ def host_network(
     attention=False,
     dense_weights=None,
     mac_weight=0.0,
+    implementation="auto",
 ):
     """A host (or, with `msgc=False`, its dense network) in the
     keras.applications conventions; MSGC hosts end in the `MACRegularizer`
@@ -297,7 +304,9 @@ def host_network(
     conventions.check_arguments(weights, pooling, include_top, classes, release=".pth")
     if msgc:
         positive_int(heads, "heads", default_name)
-    masks = dict(msgc=msgc, heads=heads, attention=attention)
+    masks = dict(
+        msgc=msgc, heads=heads, attention=attention, implementation=implementation
+    )
     image, inputs = conventions.image_input(
         input_tensor, input_shape, REFERENCE_SIZE, 32, include_top
     )
@@ -432,6 +441,10 @@ Args:
         ({dense}) or `.keras` file of one. The generators keep their
         initialisation (gates open), as in the release.
     mac_weight: the MAC loss weight lambda (the release: 30).
+    implementation: the MSGC layers' inference form (`MSGCConv2D`):
+        `"auto"` (default) skips the channels the gates close where that is
+        faster, `"masked"` always convolves masked copies, `"gather"` always
+        skips (not on JAX). Same outputs; training is always masked.
 {extra}
 Returns:
     A `keras_igc.msgc.MSGCModel`.
@@ -459,6 +472,7 @@ def MSGCResNet18(
     attention=False,
     dense_weights=None,
     mac_weight=30.0,
+    implementation="auto",
 ):
     return host_network(
         resnet_features(_basic_block, (2, 2, 2, 2)),
@@ -476,6 +490,7 @@ def MSGCResNet18(
         attention=attention,
         dense_weights=dense_weights,
         mac_weight=mac_weight,
+        implementation=implementation,
     )
 
 
@@ -493,6 +508,7 @@ def MSGCResNet50(
     attention=False,
     dense_weights=None,
     mac_weight=30.0,
+    implementation="auto",
 ):
     return host_network(
         resnet_features(bottleneck, (3, 4, 6, 3)),
@@ -510,6 +526,7 @@ def MSGCResNet50(
         attention=attention,
         dense_weights=dense_weights,
         mac_weight=mac_weight,
+        implementation=implementation,
     )
 
 
@@ -528,6 +545,7 @@ def MSGCMobileNetV2(
     alpha=1.0,
     dense_weights=None,
     mac_weight=30.0,
+    implementation="auto",
 ):
     return host_network(
         _mobilenet_v2(alpha),
@@ -545,6 +563,7 @@ def MSGCMobileNetV2(
         attention=attention,
         dense_weights=dense_weights,
         mac_weight=mac_weight,
+        implementation=implementation,
     )
 
 

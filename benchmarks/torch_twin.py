@@ -93,14 +93,49 @@ def _torch_conv(layer, weight):
         conv.weight.copy_(torch.from_numpy(weight.transpose(3, 2, 0, 1)))
         if layer.use_bias:
             conv.bias.copy_(torch.from_numpy(np.asarray(layer.bias)))
-    return conv
+    return _strided_same(layer, conv)
+
+
+def _torch_depthwise(layer):
+    """An `nn.Conv2d(groups=channels)` of a Keras DepthwiseConv2D."""
+    kh, kw, channels, multiplier = np.asarray(layer.kernel).shape
+    conv = nn.Conv2d(
+        channels, channels * multiplier, (kh, kw), layer.strides,
+        padding=_padding(layer), groups=channels, bias=layer.use_bias,
+    )  # fmt: skip
+    with torch.no_grad():
+        weight = np.asarray(layer.kernel).reshape(kh, kw, 1, channels * multiplier)
+        conv.weight.copy_(torch.from_numpy(weight.transpose(3, 2, 0, 1)))
+        if layer.use_bias:
+            conv.bias.copy_(torch.from_numpy(np.asarray(layer.bias)))
+    return _strided_same(layer, conv)
+
+
+def _is_strided_same(layer):
+    return layer.padding == "same" and tuple(layer.strides) != (1, 1)
+
+
+def _strided_same(layer, conv):
+    """TensorFlow's "same" with strides pads the extra row and column at the
+    bottom and right (e.g. Keras MobileNetV2's stem): pad as it does."""
+    if not _is_strided_same(layer) or tuple(layer.kernel_size) == (1, 1):
+        return conv
+    pads = []
+    shape = layer.input.shape[1:3]
+    for size, k, s in zip(shape, layer.kernel_size, layer.strides, strict=True):
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
 
 
 def _padding(layer):
-    if layer.padding == "valid":
+    if layer.padding == "valid" or tuple(layer.kernel_size) == (1, 1):
         return 0
-    if layer.strides != (1, 1) or any(k % 2 == 0 for k in layer.kernel_size):
-        raise NotImplementedError(f"{layer.name}: 'same' padding with strides")
+    if _is_strided_same(layer):
+        return 0  # `_strided_same` pads
+    if any(k % 2 == 0 for k in layer.kernel_size):
+        raise NotImplementedError(f"{layer.name}: 'same' padding, even kernel")
     return tuple(k // 2 for k in layer.kernel_size)
 
 
@@ -131,6 +166,8 @@ def _module(layer):
         )  # fmt: skip
         twin.load_keras(layer)
         return twin
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return _torch_depthwise(layer)
     if isinstance(layer, keras.layers.Conv2D):
         return _torch_conv(layer, np.asarray(layer.kernel))
     if isinstance(layer, keras.layers.BatchNormalization):
@@ -158,6 +195,8 @@ def _module(layer):
         return nn.MaxPool2d(layer.pool_size, layer.strides)
     if kind == "ReLU" and layer.max_value is None and not layer.negative_slope:
         return nn.ReLU()
+    if kind == "ReLU" and layer.max_value == 6 and not layer.negative_slope:
+        return nn.ReLU6()  # MobileNetV2
     if kind == "GlobalAveragePooling2D" and not layer.keepdims:
         return _Op(lambda x: x.mean((2, 3)))
     if kind == "Add":

@@ -24,7 +24,9 @@ from keras_igc.plotting import plot_topology  # noqa: F401 (msgc.plot_topology)
 from keras_igc.validation import finite_float, positive_int
 
 
-def convert(model, rules, weight=30.0, name=None, reference=None):
+def convert(
+    model, rules, weight=30.0, name=None, reference=None, implementation="auto"
+):  # fmt: skip
     """Rewrite a dense Functional model into an MSGC model with the same weights.
 
     Args:
@@ -42,6 +44,8 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
             network (same layer names) built on one, e.g. 224x224: MACs are
             counted per image at that size (the MSGC paper's accounting),
             whatever size the model then runs at.
+        implementation: the MSGC layers' inference form (`MSGCConv2D`:
+            `"auto"`, `"masked"` or `"gather"`), unless a rule's dict says.
 
     Returns:
         An `MSGCModel` whose output goes through a `MACRegularizer` and whose
@@ -95,7 +99,7 @@ def convert(model, rules, weight=30.0, name=None, reference=None):
             padding=layer.padding,
             use_bias=layer.use_bias,
             name=layer.name,
-            **plan,
+            **{"implementation": implementation, **plan},
         )
 
     def call_layer(layer, *args, **kwargs):

@@ -28,6 +28,8 @@ from keras_igc import keras_internals
 
 PATHS = ("grouped", "dense", "depthwise", "split")
 IMPLEMENTATIONS = ("auto",) + PATHS
+# MSGCConv2D's inference forms: convolve masked copies, or gather what is kept.
+MSGC_IMPLEMENTATIONS = ("auto", "masked", "gather")
 
 # A dense kernel up to this many weights (3x3, 48 -> 48 channels) runs on CPU as
 # fast as any sparse form of it (benchmarks/), so its extra MACs cost nothing.
@@ -70,6 +72,46 @@ def select_path(
     if group_inputs * group_outputs <= 16 and strides[0] == strides[1]:
         return "depthwise"
     return "split"
+
+
+def select_msgc_form(implementation, heads, channels, kernel_size):
+    """How an `MSGCConv2D` built now computes inference: `(form, limit)`.
+
+    Forms: `"masked"` (masked copies, the training form), `"gather"` (the
+    kept channels only), `"scaled_kernel"` (each sample's masks folded into
+    its own copy of the kernel: for a 1x1 kernel one batched matrix product,
+    for a spatial one a single convolution when the batch is one sample,
+    else masked; the dense convolution's MACs without the copies), and
+    `"auto"`: per call, `"gather"` when the widest head keeps at most
+    `limit` channels over the batch, else `"masked"`.
+
+    The rule for `implementation="auto"` comes from swapping the forms of
+    whole classes of layers in the three hosts and timing the networks
+    (TensorFlow on CPU, batch 1; benchmarks/README.md has the table):
+
+    - several heads: `"scaled_kernel"`. A head's masks differ from the
+      others', so gathering copies the input once per head and gained
+      nothing; the per-sample kernel skips the copies (MSGC-MobileNetV2
+      1.39x -> 1.06x the dense network's time, MSGC-ResNet-50 1.28x ->
+      1.19x). Static shapes, so JAX takes it too.
+    - one head, spatial kernel (ResNet-18's first convolutions): `"auto"`,
+      gathering where the batch keeps at most 60% of the channels.
+    - one head, 1x1 (ResNet-50's): `"masked"`; every form cost the same.
+
+    `"masked"` on accelerators and in exports for converters (not measured
+    there), and instead of gathering on JAX (static shapes).
+    """
+    if implementation == "masked":
+        return "masked", 0
+    if implementation == "gather":
+        return "gather", channels
+    if has_accelerator() or _PORTABLE.get():
+        return "masked", 0
+    if heads > 1:
+        return "scaled_kernel", 0
+    if tuple(kernel_size) != (1, 1) and keras.backend.backend() != "jax":
+        return "auto", int(0.6 * channels)
+    return "masked", 0
 
 
 def tensorflow_grouped_kernel(dtype):

@@ -146,7 +146,7 @@ def export(
 
 
 def _forms(report):
-    return [block["form"] for block in report.blocks]
+    return [entry["form"] for entry in (*report.blocks, *report.msgc_layers)]
 
 
 def load_source(source, weights=None, **kwargs):

@@ -31,7 +31,7 @@ import numpy as np
 from keras_igc import keras_internals, paths
 from keras_igc import ops as igc_ops
 from keras_igc.complexity import model_complexity
-from keras_igc.layers import GroupConv2D, IGCConv2D
+from keras_igc.layers import GroupConv2D, IGCConv2D, MSGCConv2D
 
 DENSE_BLOCKS = ("auto", "always", "never")
 BLOCK_FORMS = ("auto", "grouped", "grouped_primary", "dense", "igc")
@@ -50,6 +50,8 @@ class FoldingReport:
         before, after: `model_complexity` of the model and its prepared clone.
         blocks: one dict per IGC block: `layer`, `form` and `why`.
         runtime: the runtime the forms were chosen for (None: any).
+        msgc_layers: one dict per `MSGCConv2D`: `layer`, the inference
+            `form` it runs in this artifact and `why`.
     """
 
     folded: list
@@ -58,19 +60,26 @@ class FoldingReport:
     after: dict
     blocks: list = dataclasses.field(default_factory=list)
     runtime: str | None = None
+    msgc_layers: list = dataclasses.field(default_factory=list)
 
     def summary(self):
-        forms = [entry["form"] for entry in self.folded]
-        counts = ", ".join(f"{forms.count(f)} {f}" for f in sorted(set(forms)))
-        blocks = [entry["form"] for entry in self.blocks]
-        shapes = ", ".join(f"{blocks.count(f)} {f}" for f in sorted(set(blocks)))
+        folded = _counts(entry["form"] for entry in self.folded)
+        blocks = _counts(entry["form"] for entry in self.blocks)
+        msgc = _counts(entry["form"] for entry in self.msgc_layers)
         return (
-            f"IGC blocks: {shapes or 'none'}; "
-            f"folded {len(self.folded)} BatchNorm layers ({counts or 'none'}); "
+            f"IGC blocks: {blocks or 'none'}; "
+            + (f"MSGC layers: {msgc}; " if msgc else "")
+            + f"folded {len(self.folded)} BatchNorm layers ({folded or 'none'}); "
             f"params {self.before['total_params']:,} -> "
             f"{self.after['total_params']:,}, MACs {self.before['macs']:,} -> "
             f"{self.after['macs']:,}"
         )
+
+
+def _counts(names):
+    """ "2 dense, 1 grouped"."""
+    names = list(names)
+    return ", ".join(f"{names.count(n)} {n}" for n in sorted(set(names)))
 
 
 def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="auto"):
@@ -174,6 +183,11 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
             layer.set_weights(_folded_weights(original, pairs[layer.name], layer))
         else:
             layer.set_weights(original.get_weights())
+    msgc_layers = [
+        {"layer": layer.name, **_msgc_form(layer, runtime)}
+        for layer in keras_internals.all_layers(clone)
+        if isinstance(layer, MSGCConv2D)
+    ]
     # Keras' exporters want a model that has run once.
     clone(np.zeros((1, *model.input_shape[1:]), "float32"))
     report = FoldingReport(
@@ -189,8 +203,30 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
             for name, why in reasons.items()
         ],
         runtime=runtime,
+        msgc_layers=msgc_layers,
     )
     return clone, report
+
+
+def _msgc_form(layer, runtime):
+    """Set the inference form of an MSGC layer of a clone (built for
+    converters: masked) for `runtime`; `{"form", "why"}`."""
+    if runtime == "savedmodel":
+        # TensorFlow serves the SavedModel: the forms Keras takes here.
+        form, limit = paths.select_msgc_form(
+            layer.implementation, layer.heads, layer.input_channels,
+            layer.conv.kernel_size,
+        )  # fmt: skip
+        why = "TensorFlow runs the layer's own inference form"
+    else:
+        form, limit = "masked", 0
+        why = (
+            f"{runtime or 'a converter'}: the gathered form's shapes follow the "
+            f"gates, which the converters cannot express; the masked form"
+        )
+    layer.active_implementation, layer.gather_limit = form, limit
+    layer.supports_jit = form in ("masked", "scaled_kernel")
+    return {"form": form, "why": why}
 
 
 def check_model(model):

@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_igc import ops as igc_ops
+from keras_igc import paths
 from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
 from keras_igc.layers.mask_generator import MaskGenerator
@@ -33,6 +35,13 @@ class MSGCConv2D(keras.layers.Layer):
     `keras_igc.MACRegularizer` turns into the network's MACs and MAC loss.
     `dense_macs` is the cost of the dense convolution it replaces.
 
+    Training always computes the masked form (the gates' gradients need
+    it). At inference the layer can instead skip what the gates close
+    (`implementation`): each head gathers the input channels any sample of
+    the batch keeps, with the matching input rows of its kernel, and runs
+    that smaller grouped convolution; the masks and attention scale the
+    gathered channels. Both forms give the same outputs.
+
     Args:
         filters: output channels, a multiple of `heads`.
         kernel_size, strides, padding, use_bias: as for `Conv2D`.
@@ -42,6 +51,20 @@ class MSGCConv2D(keras.layers.Layer):
         attention: add the attention generator.
         temperature: of the gate (MSGC: 2/3).
         seed: seed of the gate's noise.
+        implementation: the inference form. `"masked"`: every head convolves
+            a masked copy of the whole input (the training form: MACs of the
+            dense convolution). `"gather"`: every head convolves only the
+            channels the batch keeps (TensorFlow and PyTorch; JAX compiles
+            for static shapes and refuses it). `"auto"` (default):
+            per layer, the form measured fastest on this backend and device
+            (`keras_igc.paths.select_msgc_form`): several heads fold each
+            sample's masks into its own kernel (`"scaled_kernel"`: no
+            copies; one batched product for a 1x1 kernel, a single
+            convolution for a spatial one at batch 1); one head with a
+            spatial kernel gathers when the batch keeps few enough channels
+            (`gather_limit`); the rest mask. `"masked"` on GPUs and in
+            exports for converters. After `build`, `active_implementation`
+            names the form.
         kernel_initializer, bias_initializer: of the convolution.
         **kwargs: base layer keyword arguments.
 
@@ -73,6 +96,7 @@ class MSGCConv2D(keras.layers.Layer):
         attention=False,
         temperature=2 / 3,
         seed=None,
+        implementation="auto",
         kernel_initializer="he_normal",
         bias_initializer="zeros",
         **kwargs,
@@ -94,6 +118,22 @@ class MSGCConv2D(keras.layers.Layer):
         self.attention = bool(attention)
         self.temperature = temperature
         self.seed = seed
+        if implementation not in paths.MSGC_IMPLEMENTATIONS:
+            raise ValueError(
+                f"MSGCConv2D `implementation` must be one of "
+                f"{paths.MSGC_IMPLEMENTATIONS}. Received: "
+                f"implementation={implementation!r}."
+            )
+        if implementation == "gather" and keras.backend.backend() == "jax":
+            raise ValueError(
+                "MSGCConv2D implementation='gather' needs shapes that depend on "
+                "the gates, which JAX's compiled functions cannot have. Use "
+                "implementation='auto' (the masked form on JAX) or 'masked', "
+                "or the TensorFlow or PyTorch backend."
+            )
+        self.implementation = implementation
+        self.active_implementation = None
+        self.gather_limit = None
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.conv = GroupConv2D(
@@ -138,6 +178,11 @@ class MSGCConv2D(keras.layers.Layer):
         copies = (*x_shape[:-1], self.heads * channels)
         self.conv.build(copies)
         self.output_size = tuple(self.conv.compute_output_shape(copies)[1:3])
+        self.active_implementation, self.gather_limit = paths.select_msgc_form(
+            self.implementation, self.heads, channels, self.conv.kernel_size
+        )
+        # XLA compiles static shapes only: the gathered form runs without it.
+        self.supports_jit = self.active_implementation in ("masked", "scaled_kernel")
         self.input_spec = (
             [
                 keras.InputSpec(ndim=4, axes={-1: channels}),
@@ -170,14 +215,106 @@ class MSGCConv2D(keras.layers.Layer):
         x, source = _split(inputs)
         gates, masks = self._gates_and_masks(source, training)
         masks = ops.cast(masks, x.dtype)
+        if training or self.active_implementation == "masked":
+            outputs = self._masked(x, masks)
+        elif self.active_implementation == "scaled_kernel":
+            outputs = self._scaled_kernel(x, masks)
+        else:
+            outputs = self._skipping(x, gates, masks)
+        return [outputs, ops.cast(gates, "float32")]
+
+    def _masked(self, x, masks):
         batch, height, width, channels = ops.shape(x)
         copies = ops.expand_dims(x, 3) * ops.reshape(
             masks, (-1, 1, 1, self.heads, channels)
         )
-        outputs = self.conv(
+        return self.conv(
             ops.reshape(copies, (batch, height, width, self.heads * channels))
         )
-        return [outputs, ops.cast(gates, "float32")]
+
+    def _scaled_kernel(self, x, masks):
+        """The convolution with each sample's own kernel,
+        `kernel[..., c, f] * masks[b, head(f), c]` for sample `b`: one
+        batched product for a 1x1 kernel; for a spatial one a single
+        convolution when the batch is one sample, else the masked form."""
+        if self.conv.kernel_size != (1, 1):
+            return ops.cond(
+                ops.shape(x)[0] == 1,
+                lambda: self._single_sample_kernel(x, masks),
+                lambda: self._masked(x, masks),
+            )
+        heads, channels = self.heads, self.input_channels
+        sh, sw = self.conv.strides
+        x = x[:, ::sh, ::sw, :]  # a strided 1x1 reads every s-th pixel
+        batch, height, width = ops.shape(x)[:3]
+        kernel = ops.reshape(
+            ops.cast(self.conv.kernel, x.dtype), (1, channels, heads, -1)
+        )
+        kernel = kernel * ops.expand_dims(ops.transpose(masks, (0, 2, 1)), -1)
+        y = ops.matmul(
+            ops.reshape(x, (batch, height * width, channels)),
+            ops.reshape(kernel, (-1, channels, self.filters)),
+        )
+        y = ops.reshape(y, (batch, height, width, self.filters))
+        if self.use_bias:
+            y = y + ops.cast(self.conv.bias, y.dtype)
+        return y
+
+    def _single_sample_kernel(self, x, masks):
+        kh, kw = self.conv.kernel_size
+        kernel = ops.reshape(
+            ops.cast(self.conv.kernel, x.dtype),
+            (kh, kw, self.input_channels, self.heads, -1),
+        )
+        scale = ops.reshape(ops.transpose(masks[0]), (1, 1, -1, self.heads, 1))
+        kernel = ops.reshape(kernel * scale, (kh, kw, self.input_channels, -1))
+        y = ops.conv(
+            x, kernel, strides=self.conv.strides, padding=self.conv.padding,
+            dilation_rate=self.conv.dilation_rate,
+        )  # fmt: skip
+        if self.use_bias:
+            y = y + ops.cast(self.conv.bias, y.dtype)
+        return y
+
+    def _skipping(self, x, gates, masks):
+        """The gathered form where the batch keeps at most `gather_limit`
+        channels in every head, else the masked one."""
+        kept = ops.any(ops.cast(gates, "bool"), axis=0)  # (heads, C): the batch's
+        widest = ops.max(ops.sum(ops.cast(kept, "int32"), axis=-1))
+        if self.gather_limit >= self.input_channels:
+            return self._gathered(x, kept, widest, masks)
+        return ops.cond(
+            widest <= self.gather_limit,
+            lambda: self._gathered(x, kept, widest, masks),
+            lambda: self._masked(x, masks),
+        )
+
+    def _gathered(self, x, kept, widest, masks):
+        """Each head convolves the `widest` channels it keeps first.
+
+        Heads that keep fewer pad with closed channels (their masks are 0 in
+        every sample), so all heads have one width and run as one grouped
+        convolution: `widest / C_in` of the masked form's MACs. The masks and
+        attention scale the gathered channels rather than the kernel, which
+        could hold per-sample scales only as one kernel per sample.
+        """
+        heads = self.heads
+        width = ops.maximum(widest, 1)  # a batch that closes everything
+        # Kept channels first (argsort of 0 for kept, 1 for closed).
+        order = ops.argsort(ops.cast(ops.logical_not(kept), "int32"), axis=-1)
+        order = order[:, :width]  # (heads, width)
+        scale = ops.take_along_axis(masks, ops.expand_dims(order, 0), axis=2)
+        picked = _pick_channels(
+            x, ops.reshape(order, (-1,)), ops.reshape(scale, (-1, heads * width))
+        )
+        kernel = _gather_kernel_rows(ops.cast(self.conv.kernel, x.dtype), order, heads)
+        y = igc_ops.grouped_conv_native(
+            picked, kernel, heads, strides=self.conv.strides,
+            padding=self.conv.padding, dilation_rate=self.conv.dilation_rate,
+        )  # fmt: skip
+        if self.use_bias:
+            y = y + ops.cast(self.conv.bias, y.dtype)
+        return y
 
     def dense_macs_at(self, output_size):
         """MACs of the dense convolution it replaces, at an output size."""
@@ -230,9 +367,54 @@ class MSGCConv2D(keras.layers.Layer):
             "attention": self.attention,
             "temperature": self.temperature,
             "seed": self.seed,
+            "implementation": self.implementation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
+
+
+# From this many pixels, selecting channels by a product with a scaled one-hot
+# matrix (one GEMM) beats gathering them one by one along the channel axis
+# (benchmarks/msgc_latency.py --profile; TensorFlow on CPU).
+ONE_HOT_PIXELS = 28 * 28
+
+
+def _pick_channels(x, index, scale):
+    """`x[..., index] * scale`, `scale` of shape `(batch, len(index))`.
+
+    Exact either way: each output is one input times its scale (the other
+    terms of the product are exact zeros).
+    """
+    batch, height, width, channels = ops.shape(x)
+    if x.shape[1] is not None and x.shape[1] * x.shape[2] >= ONE_HOT_PIXELS:
+        selection = ops.one_hot(index, channels, axis=0, dtype=x.dtype)  # (C, n)
+        selection = ops.expand_dims(selection, 0) * ops.expand_dims(scale, 1)
+        picked = ops.matmul(
+            ops.reshape(x, (batch, height * width, channels)), selection
+        )
+        return ops.reshape(picked, (batch, height, width, -1))
+    return ops.take(x, index, axis=3) * ops.reshape(scale, (batch, 1, 1, -1))
+
+
+def _gather_kernel_rows(kernel, order, heads):
+    """Head `h`'s kernel rows `order[h]`, as a grouped kernel of `heads` groups.
+
+    The kernel `(kh, kw, C, heads * f)` viewed as rows of `f` outputs indexed
+    `(tap, channel, head)`: one gather of contiguous rows, no transpose.
+    """
+    kh, kw, channels, filters = kernel.shape
+    taps, f = kh * kw, filters // heads
+    width = ops.shape(order)[1]
+    rows = (
+        ops.reshape(ops.arange(taps) * (channels * heads), (taps, 1, 1))
+        + ops.expand_dims(ops.transpose(order) * heads, 0)
+        + ops.reshape(ops.arange(heads), (1, 1, heads))
+    )  # (tap, i, head)
+    picked = ops.take(
+        ops.reshape(kernel, (taps * channels * heads, f)), ops.reshape(rows, (-1,)),
+        axis=0,
+    )  # fmt: skip
+    return ops.reshape(picked, (kh, kw, width, filters))
 
 
 def _is_pair(inputs):

@@ -1,0 +1,264 @@
+"""MSGCConv2D's inference forms: the gathered form skips the channels the
+gates close and gives the masked form's outputs, layer and whole hosts."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_igc import applications, keras_internals, msgc, paths
+from keras_igc.layers import MaskGenerator, MSGCConv2D
+
+GATHERS = keras.backend.backend() != "jax"
+FORMS = ("masked", "gather", "auto") if GATHERS else ("masked", "auto")
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def scramble_generators(model_or_layer, seed=0, per_sample=True):
+    """Random gates, about a third open, and attention scales, so that every
+    head keeps a different subset.
+
+    `per_sample`: the gates vary between samples. Without it they are the
+    biases alone, at least 0.5 from the threshold: in a whole network a
+    float rounding upstream (any reordering of a sum) can flip a gate whose
+    logit lies within it of 0, and a flipped gate changes the logits by far
+    more than rounding. Attention scales never vary per sample: activations
+    grow with depth in an untrained network, and so would they.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in keras_internals.all_layers(model_or_layer):
+        if isinstance(layer, MaskGenerator):
+            kernel, bias = layer.expand.kernel, layer.expand.bias
+            varies = per_sample and not layer.attention
+            kernel.assign(rng.normal(0, 2.0 * varies, kernel.shape).astype("float32"))
+            if layer.attention:
+                values = rng.uniform(0.5, 1.5, bias.shape)
+            elif per_sample:
+                values = rng.normal(-0.5, 1.0, bias.shape)
+            else:
+                values = np.where(rng.random(bias.shape) < 1 / 3, 1.0, -1.0)
+                values = values * (0.5 + rng.random(bias.shape))
+            bias.assign(values.astype("float32"))
+
+
+def calibrate_batch_norm(model, x):
+    """Moving statistics of `x`: untrained ones let activations overflow."""
+    norms = [
+        l for l in keras_internals.all_layers(model)
+        if isinstance(l, keras.layers.BatchNormalization)
+    ]  # fmt: skip
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x, training=True)
+
+
+def relative_difference(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize(
+    "kernel, heads, attention, use_bias, strides",
+    [
+        (3, 4, False, False, 1),
+        (3, 4, True, True, 2),
+        (3, 1, False, True, 1),
+        (3, 2, True, False, 1),
+        (1, 4, True, True, 1),  # "auto": the per-sample scaled kernel
+        (1, 1, False, False, 2),
+    ],
+)
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("size", [9, 28])  # channels gathered, or picked by a GEMM
+def test_every_form_gives_the_masked_outputs(
+    kernel, heads, attention, use_bias, strides, batch, size
+):
+    x = np.random.default_rng(batch).normal(size=(batch, size, size, 16))
+    x = x.astype("float32")
+    outputs = {}
+    for form in FORMS:
+        keras.utils.set_random_seed(1)
+        layer = MSGCConv2D(
+            32, kernel, heads=heads, attention=attention, use_bias=use_bias,
+            strides=strides, implementation=form,
+        )  # fmt: skip
+        layer(x)
+        scramble_generators(layer)
+        if use_bias:
+            layer.conv.bias.assign(np.linspace(-1, 1, 32).astype("float32"))
+        outputs[form], gates = layer(x, training=False)
+        kept = numpy(gates).any(axis=0).sum(-1).max()
+        assert 0 < kept < 16  # the gathered form has channels to skip
+    for form in FORMS:
+        assert (
+            relative_difference(numpy(outputs[form]), numpy(outputs["masked"])) < 1e-5
+        )
+
+
+@pytest.mark.skipif(not GATHERS, reason="JAX refuses the gathered form")
+def test_the_gathered_form_convolves_only_the_kept_channels(monkeypatch):
+    from keras_igc.layers import msgc_conv2d
+
+    widths = []
+    gather = msgc_conv2d._gather_kernel_rows
+
+    def spy(kernel, order, heads):
+        picked = gather(kernel, order, heads)
+        widths.append(int(picked.shape[2]))
+        return picked
+
+    x = np.random.default_rng(0).normal(size=(3, 6, 6, 16)).astype("float32")
+    layer = MSGCConv2D(8, 3, heads=4, implementation="gather")
+    layer(x)
+    scramble_generators(layer)
+    kept = numpy(layer.masks(x)).astype(bool).any(axis=0).sum(-1).max()
+    monkeypatch.setattr(msgc_conv2d, "_gather_kernel_rows", spy)
+    layer(x, training=False)
+    assert widths == [kept] and kept < 16
+
+
+@pytest.mark.skipif(not GATHERS, reason="JAX refuses the gathered form")
+def test_a_batch_that_closes_every_channel_gives_the_bias():
+    x = np.ones((2, 5, 5, 4), "float32")
+    layer = MSGCConv2D(4, 3, heads=2, use_bias=True, implementation="gather")
+    layer(x)
+    layer.mask_generator.expand.bias.assign(np.full(8, -100.0, "float32"))
+    layer.conv.bias.assign(np.arange(4, dtype="float32"))
+    outputs, gates = layer(x, training=False)
+    assert not numpy(gates).any()
+    np.testing.assert_allclose(
+        numpy(outputs), np.broadcast_to(np.arange(4.0), (2, 5, 5, 4))
+    )
+
+
+@pytest.mark.not_on_jax
+@pytest.mark.parametrize("host", applications.msgc_hosts.HOSTS)
+@pytest.mark.parametrize("attention", [False, True])
+def test_every_host_gives_the_masked_logits_in_every_form(host, attention):
+    builder = getattr(applications, host)
+    x = np.random.default_rng(0).normal(size=(3, 64, 64, 3)).astype("float32")
+    models = {}
+    for form in FORMS:
+        keras.utils.set_random_seed(0)
+        models[form] = builder(
+            input_shape=(64, 64, 3), classes=10, attention=attention,
+            implementation=form, classifier_activation=None,
+        )  # fmt: skip
+    scramble_generators(models["masked"], per_sample=False)
+    calibrate_batch_norm(models["masked"], x)
+    for form in FORMS[1:]:
+        models[form].set_weights(models["masked"].get_weights())
+    reference = {b: numpy(models["masked"](x[:b], training=False)) for b in (1, 3)}
+    for form in FORMS[1:]:
+        for batch in (1, 3):
+            logits = numpy(models[form](x[:batch], training=False))
+            assert relative_difference(logits, reference[batch]) < 1e-5, (form, batch)
+    ratios = msgc.inference_macs(models["masked"], x) / (
+        msgc._regularizer(models["masked"]).dense_macs
+    )
+    assert np.all(ratios < 0.9)  # the gates did close channels
+
+
+@pytest.mark.parametrize(
+    "host, expected",
+    [
+        ("MSGCResNet18", {"auto" if GATHERS else "masked", "scaled_kernel"}),
+        ("MSGCResNet50", {"masked", "scaled_kernel"}),
+        ("MSGCMobileNetV2", {"scaled_kernel"}),
+    ],
+)
+def test_auto_takes_the_measured_form_of_each_layer(host, expected):
+    model = getattr(applications, host)(input_shape=(64, 64, 3), classes=10)
+    layers = [l for l in model.layers if isinstance(l, MSGCConv2D)]
+    for layer in layers:
+        form, limit = paths.select_msgc_form(
+            "auto", layer.heads, layer.input_channels, layer.conv.kernel_size
+        )
+        assert (layer.active_implementation, layer.gather_limit) == (form, limit)
+    assert {l.active_implementation for l in layers} == expected
+
+
+@pytest.mark.skipif(not GATHERS, reason="JAX refuses the gathered form")
+def test_training_takes_the_masked_form_and_moves_the_generators():
+    keras.utils.set_random_seed(0)
+    model = applications.MSGCResNet18(
+        input_shape=(32, 32, 3), classes=4, implementation="gather"
+    )
+    msgc.compile_for_msgc(model, steps_per_epoch=1, epochs=1)
+    generator = model.get_layer("stage2_1_2_conv").mask_generator
+    before = numpy(generator.expand.kernel).copy()
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    model.fit(x, np.arange(4) % 4, epochs=1, verbose=0)
+    assert not np.allclose(numpy(generator.expand.kernel), before)
+
+
+def test_implementation_is_saved_and_checked():
+    form = "gather" if GATHERS else "masked"
+    layer = MSGCConv2D(8, 3, implementation=form)
+    assert layer.get_config()["implementation"] == form
+    assert MSGCConv2D.from_config(layer.get_config()).implementation == form
+    with pytest.raises(ValueError, match="implementation='dense'"):
+        MSGCConv2D(8, 3, implementation="dense")
+
+
+def test_jax_refuses_the_gathered_form_with_the_fix(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match="implementation='auto'"):
+        MSGCConv2D(8, 3, implementation="gather")
+
+
+@pytest.mark.skipif(not GATHERS, reason="JAX refuses the gathered form")
+def test_gathering_models_are_not_compiled_with_xla():
+    model = applications.MSGCResNet18(
+        input_shape=(32, 32, 3), classes=4, implementation="gather"
+    )
+    assert not all(l.supports_jit for l in keras_internals.all_layers(model))
+    masked = applications.MSGCResNet18(
+        input_shape=(32, 32, 3), classes=4, implementation="masked"
+    )
+    assert all(
+        l.supports_jit for l in keras_internals.all_layers(masked)
+        if isinstance(l, MSGCConv2D)
+    )  # fmt: skip
+
+
+def test_convert_passes_the_implementation():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)
+    dense = keras.Model(inputs, keras.layers.Conv2D(8, 3, padding="same", name="b")(x))
+    form = "gather" if GATHERS else "masked"
+    model = msgc.convert(
+        dense, lambda l: {"heads": 2} if l.name == "b" else None, implementation=form
+    )
+    assert model.get_layer("b").implementation == form
+
+
+@pytest.mark.tensorflow_only
+def test_exports_run_each_runtimes_form_and_match_keras(tmp_path):
+    from keras_igc import export
+
+    keras.utils.set_random_seed(0)
+    model = applications.MSGCResNet18(
+        input_shape=(32, 32, 3), classes=5, classifier_activation=None
+    )
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    scramble_generators(model, per_sample=False)
+    calibrate_batch_norm(model, x)
+    # LiteRT is built for converters as ONNX is (test_export.py covers it).
+    formats = ("savedmodel", "onnx")
+    result = export.export(model, str(tmp_path), formats, verbose=False)
+    forms = {
+        fmt: {entry["form"] for entry in report.msgc_layers}
+        for fmt, report in result.folding.items()
+    }
+    # TensorFlow serves the SavedModel in the layers' own forms; the
+    # converters get the masked one.
+    assert forms == {
+        "savedmodel": {"auto", "scaled_kernel"},
+        "onnx": {"masked"},
+    }
+    rows = export.check(model, result.artifacts, batch_sizes=(1, 3), runs=1)
+    for row in rows:
+        assert row["max_abs_diff"] <= 1e-5 * row["max_abs_output"], row
