@@ -23,14 +23,11 @@ benchmarks/results/export-cpu.json. Needs the `export` and `bench` extras.
 """
 
 import argparse
-import copy
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -41,6 +38,9 @@ import numpy as np  # noqa: E402
 
 from keras_igc import applications, export  # noqa: E402
 from keras_igc.export.check import RUNTIMES  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import timed  # noqa: E402
 
 NETWORKS = {
     "IGCNet38": (applications.IGCNet38, (32, 32, 3), (1, 64)),
@@ -83,39 +83,8 @@ def runners(model, artifacts, directory):
         )  # fmt: skip
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     found["torch onnx in ORT"] = (lambda a: session.run(None, {"x": a})[0], "nchw")
-    for layout, name in [
-        (torch.contiguous_format, "NCHW"),
-        (torch.channels_last, "channels_last"),
-    ]:
-        module = copy.deepcopy(twin).to(memory_format=layout)
-
-        def eager(a, module=module, layout=layout):
-            with torch.no_grad():
-                tensor = torch.from_numpy(a).contiguous(memory_format=layout)
-                return module(tensor).numpy()
-
-        found[f"torch eager {name}"] = (eager, "nchw")
+    found.update(torch_twin.eager_runners(twin, "torch eager"))
     return found, os.path.getsize(path)
-
-
-def timed(found, x, runs, block=4):
-    """`{name: (median ms, output)}`, the runners taking turns: each turn one
-    untimed call (calling another runtime in between evicts caches) and
-    `block` timed ones."""
-    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    inputs = {
-        name: x if layout == "nhwc" else nchw for name, (_, layout) in found.items()
-    }
-    outputs = {name: np.asarray(run(inputs[name])) for name, (run, _) in found.items()}
-    times = {name: [] for name in found}
-    for _ in range(-(-runs // block)):
-        for name, (run, _) in found.items():
-            run(inputs[name])
-            for _ in range(block):
-                start = time.perf_counter()
-                run(inputs[name])
-                times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: (statistics.median(t), outputs[name]) for name, t in times.items()}
 
 
 PEERS = ("torch eager NCHW", "torch eager channels_last", "torch onnx in ORT")

@@ -28,7 +28,6 @@ Writes benchmarks/results/msgc-latency-cpu.json.
 """
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -45,6 +44,9 @@ import tensorflow as tf  # noqa: E402
 
 from keras_igc import applications, keras_internals, msgc  # noqa: E402
 from keras_igc.layers import MaskGenerator, MSGCConv2D  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import timed  # noqa: E402
 
 # host: (its dense host, the paper's MAC ratio)
 HOSTS = {
@@ -156,50 +158,14 @@ def build(host, attention, images):
 
 def torch_runners(dense):
     """The dense host's PyTorch twin, eager, in both layouts."""
-    import torch
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch_twin
 
-    twin = torch_twin.KerasTwin(dense).eval()
-    found = {}
-    for layout, name in [
-        (torch.contiguous_format, "NCHW"),
-        (torch.channels_last, "channels_last"),
-    ]:
-        module = copy.deepcopy(twin).to(memory_format=layout)
-
-        def eager(a, module=module, layout=layout):
-            with torch.no_grad():
-                tensor = torch.from_numpy(a).contiguous(memory_format=layout)
-                return module(tensor).numpy()
-
-        found[f"torch dense {name}"] = (eager, "nchw")
-    return found
+    return torch_twin.eager_runners(torch_twin.KerasTwin(dense).eval(), "torch dense")
 
 
 def keras_runner(model):
     function = tf.function(lambda a: model(a, training=False), autograph=False)
     return lambda a: function(a).numpy()
-
-
-def timed(found, x, runs, block=3):
-    """`{name: (median ms, output)}`, the runners taking turns (one untimed
-    and `block` timed calls each)."""
-    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    inputs = {
-        name: x if layout == "nhwc" else nchw for name, (_, layout) in found.items()
-    }
-    outputs = {name: np.asarray(run(inputs[name])) for name, (run, _) in found.items()}
-    times = {name: [] for name in found}
-    for _ in range(-(-runs // block)):
-        for name, (run, _) in found.items():
-            run(inputs[name])
-            for _ in range(block):
-                start = time.perf_counter()
-                run(inputs[name])
-                times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: (statistics.median(t), outputs[name]) for name, t in times.items()}
 
 
 # class of MSGC layer -> the forms `--forms` tries for it

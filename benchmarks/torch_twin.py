@@ -4,6 +4,8 @@ This is the comparison the benchmark targets are stated against: the same
 block (native grouped convolutions, channel shuffles) doing the same work.
 """
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -233,3 +235,23 @@ class KerasTwin(nn.Module):
             args = [values[i] for i in inputs] or [x]
             values[output] = self.layers[name](*args)
         return values[self.output_id]
+
+
+def eager_runners(twin, label):
+    """`{f"{label} NCHW" / f"{label} channels_last": (run, "nchw")}`: the
+    twin eager under `torch.no_grad` in both of PyTorch's layouts
+    (channels_last, oneDNN's own, is a line for a user)."""
+    found = {}
+    for layout, name in [
+        (torch.contiguous_format, "NCHW"),
+        (torch.channels_last, "channels_last"),
+    ]:
+        module = copy.deepcopy(twin).to(memory_format=layout)
+
+        def eager(a, module=module, layout=layout):
+            with torch.no_grad():
+                tensor = torch.from_numpy(a).contiguous(memory_format=layout)
+                return module(tensor).numpy()
+
+        found[f"{label} {name}"] = (eager, "nchw")
+    return found
