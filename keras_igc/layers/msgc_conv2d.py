@@ -255,12 +255,10 @@ class MSGCConv2D(keras.layers.Layer):
             ops.reshape(x, (batch, height * width, channels)),
             ops.reshape(kernel, (-1, channels, self.filters)),
         )
-        y = ops.reshape(y, (batch, height, width, self.filters))
-        if self.use_bias:
-            y = y + ops.cast(self.conv.bias, y.dtype)
-        return y
+        return self._add_bias(ops.reshape(y, (batch, height, width, self.filters)))
 
     def _single_sample_kernel(self, x, masks):
+        """A batch of one: its masks folded into one kernel, one convolution."""
         kh, kw = self.conv.kernel_size
         kernel = ops.reshape(
             ops.cast(self.conv.kernel, x.dtype),
@@ -272,9 +270,7 @@ class MSGCConv2D(keras.layers.Layer):
             x, kernel, strides=self.conv.strides, padding=self.conv.padding,
             dilation_rate=self.conv.dilation_rate,
         )  # fmt: skip
-        if self.use_bias:
-            y = y + ops.cast(self.conv.bias, y.dtype)
-        return y
+        return self._add_bias(y)
 
     def _skipping(self, x, gates, masks):
         """The gathered form where the batch keeps at most `gather_limit`
@@ -312,9 +308,10 @@ class MSGCConv2D(keras.layers.Layer):
             picked, kernel, heads, strides=self.conv.strides,
             padding=self.conv.padding, dilation_rate=self.conv.dilation_rate,
         )  # fmt: skip
-        if self.use_bias:
-            y = y + ops.cast(self.conv.bias, y.dtype)
-        return y
+        return self._add_bias(y)
+
+    def _add_bias(self, y):
+        return y + ops.cast(self.conv.bias, y.dtype) if self.use_bias else y
 
     def dense_macs_at(self, output_size):
         """MACs of the dense convolution it replaces, at an output size."""
