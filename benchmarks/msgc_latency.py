@@ -16,7 +16,9 @@ as trained gates have. Then, in one process, taking turns, medians:
   (same weights and gates; their logits are compared with the masked ones);
 - the dense host's PyTorch twin (`torch_twin.KerasTwin`: torchvision's
   network, layer for layer) eager in its faster layout, NCHW or
-  channels_last.
+  channels_last;
+- with `--exports`, `keras-igc export` of the dense host and of the MSGC
+  host (`"auto"` and `"masked"`) in ONNX Runtime and LiteRT.
 
 Ratios are to the dense Keras host measured in the same run. `--forms`
 times whole networks (batch 1) in which one class of MSGC layers (one head
@@ -33,6 +35,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -163,6 +166,30 @@ def torch_runners(dense):
     return torch_twin.eager_runners(torch_twin.KerasTwin(dense).eval(), "torch dense")
 
 
+EXPORTED = ("onnx", "litert")
+
+
+def export_runners(dense, forms, directory):
+    """`keras-igc export` of the dense host and of the MSGC host in
+    `"auto"` (the forms each converter gets) and `"masked"`, each in its
+    runtime: `{f"{model} {format}": (run, "nhwc")}`."""
+    from keras_igc import export
+    from keras_igc.export.check import RUNTIMES
+
+    found = {}
+    models = {
+        "dense": dense,
+        "MSGC auto": forms["auto"],
+        "MSGC masked": forms["masked"],
+    }
+    for label, model in models.items():
+        target = os.path.join(directory, label.replace(" ", "_"))
+        result = export.export(model, target, EXPORTED, overwrite=True, verbose=False)
+        for fmt, path in result.artifacts.items():
+            found[f"{label} {fmt}"] = (RUNTIMES[fmt].runner(path)(), "nhwc")
+    return found
+
+
 def keras_runner(model):
     function = tf.function(lambda a: model(a, training=False), autograph=False)
     return lambda a: function(a).numpy()
@@ -266,6 +293,10 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--forms", action="store_true")
+    parser.add_argument(
+        "--exports", action="store_true",
+        help="also time the dense host's and the MSGC host's ONNX and LiteRT exports",
+    )  # fmt: skip
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument(
         "--output",
@@ -277,6 +308,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     images = rng.normal(size=(16, SIZE, SIZE, 3)).astype("float32")
     results = {"machine": platform.processor() or platform.machine(), "rows": []}
+    scratch = tempfile.TemporaryDirectory(prefix="msgc-exports-")
     print(
         "| host | attention | batch | MAC ratio | runner | ms | / dense Keras "
         "| / fastest PyTorch | max diff / max logit |\n"
@@ -307,6 +339,8 @@ def main(argv=None):
             )
             if not args.no_torch:
                 found.update(torch_runners(dense))
+            if args.exports:
+                found.update(export_runners(dense, forms, scratch.name))
             for batch in args.batches:
                 x = rng.normal(size=(batch, SIZE, SIZE, 3)).astype("float32")
                 ratios = msgc.inference_macs(forms["masked"], x) / (
@@ -327,7 +361,7 @@ def main(argv=None):
                     diff = flips = None
                     if name.startswith("MSGC"):
                         diff = _relative_difference(output, reference)
-                    if diff is not None and diff > 1e-5:
+                    if diff is not None and diff > 1e-5 and name.split()[-1] in forms:
                         diff, flips = _explain(
                             forms["masked"], forms[name.split()[-1]], x, output,
                             reference,

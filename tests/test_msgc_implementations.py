@@ -236,29 +236,40 @@ def test_convert_passes_the_implementation():
 
 
 @pytest.mark.tensorflow_only
-def test_exports_run_each_runtimes_form_and_match_keras(tmp_path):
+@pytest.mark.parametrize(
+    "host, formats, expected",
+    [
+        # TensorFlow serves the SavedModel in the layers' own forms.
+        ("MSGCResNet18", ("savedmodel",), {"savedmodel": {"auto", "scaled_kernel"}}),
+        # The converters get per-sample 1x1 kernels (batched products).
+        (
+            "MSGCMobileNetV2",
+            ("onnx", "litert"),
+            {"onnx": {"scaled_kernel"}, "litert": {"scaled_kernel"}},
+        ),
+    ],
+)
+def test_exports_run_each_runtimes_form_and_match_keras(
+    host, formats, expected, tmp_path
+):
     from keras_igc import export
 
     keras.utils.set_random_seed(0)
-    model = applications.MSGCResNet18(
+    model = getattr(applications, host)(
         input_shape=(32, 32, 3), classes=5, classifier_activation=None
     )
     x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
     scramble_generators(model, per_sample=False)
     calibrate_batch_norm(model, x)
-    # LiteRT is built for converters as ONNX is (test_export.py covers it).
-    formats = ("savedmodel", "onnx")
     result = export.export(model, str(tmp_path), formats, verbose=False)
     forms = {
         fmt: {entry["form"] for entry in report.msgc_layers}
         for fmt, report in result.folding.items()
     }
-    # TensorFlow serves the SavedModel in the layers' own forms; the
-    # converters get the masked one.
-    assert forms == {
-        "savedmodel": {"auto", "scaled_kernel"},
-        "onnx": {"masked"},
-    }
+    assert forms == expected
     rows = export.check(model, result.artifacts, batch_sizes=(1, 3), runs=1)
+    # 1e-4: an untrained network with BatchNorm statistics of 4 images
+    # amplifies rounding; Keras' own predict_on_batch differs from its call by
+    # up to 2e-5 here, and the masked form's ONNX file by 3e-5.
     for row in rows:
-        assert row["max_abs_diff"] <= 1e-5 * row["max_abs_output"], row
+        assert row["max_abs_diff"] <= 1e-4 * row["max_abs_output"], row
