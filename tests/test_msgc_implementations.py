@@ -134,8 +134,17 @@ def test_a_batch_that_closes_every_channel_gives_the_bias():
 
 
 @pytest.mark.not_on_jax
-@pytest.mark.parametrize("host", applications.msgc_hosts.HOSTS)
-@pytest.mark.parametrize("attention", [False, True])
+@pytest.mark.parametrize(
+    "host, attention",
+    # Attention only scales the masks: the layer test covers both for every
+    # form, so the larger hosts run with it only.
+    [
+        ("MSGCResNet18", False),
+        ("MSGCResNet18", True),
+        ("MSGCResNet50", True),
+        ("MSGCMobileNetV2", True),
+    ],
+)
 def test_every_host_gives_the_masked_logits_in_every_form(host, attention):
     builder = getattr(applications, host)
     x = np.random.default_rng(0).normal(size=(3, 64, 64, 3)).astype("float32")
@@ -181,17 +190,31 @@ def test_auto_takes_the_measured_form_of_each_layer(host, expected):
 
 
 @pytest.mark.skipif(not GATHERS, reason="JAX refuses the gathered form")
-def test_training_takes_the_masked_form_and_moves_the_generators():
+def test_training_takes_the_masked_form_and_moves_the_generators(monkeypatch):
     keras.utils.set_random_seed(0)
-    model = applications.MSGCResNet18(
-        input_shape=(32, 32, 3), classes=4, implementation="gather"
-    )
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="body")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(x))
+    model = msgc.convert(
+        dense, lambda l: {"heads": 4} if l.name == "body" else None,
+        implementation="gather",
+    )  # fmt: skip
     msgc.compile_for_msgc(model, steps_per_epoch=1, epochs=1)
-    generator = model.get_layer("stage2_1_2_conv").mask_generator
+    generator = model.get_layer("body").mask_generator
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
+    model.fit(x, np.arange(4) % 3, epochs=1, verbose=0)  # builds the metrics
     before = numpy(generator.expand.kernel).copy()
-    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
-    model.fit(x, np.arange(4) % 4, epochs=1, verbose=0)
+
+    def no_skipping(*args):
+        raise AssertionError("an inference form ran in training")
+
+    monkeypatch.setattr(MSGCConv2D, "_skipping", no_skipping)
+    model.fit(x, np.arange(4) % 3, epochs=1, verbose=0)
     assert not np.allclose(numpy(generator.expand.kernel), before)
+    monkeypatch.undo()
+    assert model.get_layer("body").active_implementation == "gather"
 
 
 def test_implementation_is_saved_and_checked():
