@@ -26,7 +26,8 @@ and 1x1, one head and spatial, several heads) takes another form and the
 rest stay masked: the measurements behind `paths.select_msgc_form`. `--profile`
 times each MSGC layer alone on its real input at batch 1: the dense
 convolution it replaces, its mask generator(s), and the layer in each form.
-Writes benchmarks/results/msgc-latency-cpu.json.
+Writes benchmarks/results/msgc-latency-cpu.json (with `--exports`,
+`--forms`, `--profile`: msgc-exports-, msgc-forms-, msgc-profile-cpu.json).
 """
 
 import argparse
@@ -300,11 +301,19 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument(
         "--output",
-        default=os.path.join(
-            os.path.dirname(__file__), "results", "msgc-latency-cpu.json"
-        ),
+        help="JSON file (default: results/msgc-MODE-cpu.json, MODE latency, "
+        "exports, forms or profile)",
     )
     args = parser.parse_args(argv)
+    if args.output is None:
+        mode = next(
+            (m for m in ("profile", "forms", "exports") if getattr(args, m)), "latency"
+        )
+        args.output = os.path.join(
+            os.path.dirname(os.path.abspath(__file__)),
+            "results",
+            f"msgc-{mode}-cpu.json",
+        )
     rng = np.random.default_rng(0)
     images = rng.normal(size=(16, SIZE, SIZE, 3)).astype("float32")
     results = {"machine": platform.processor() or platform.machine(), "rows": []}
