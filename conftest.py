@@ -14,8 +14,9 @@ Two markers (registered in pyproject.toml) say what runs where:
   presets); deselected on JAX, where eager building and XLA's CPU grouped
   convolutions take minutes (RetinaNet on IGC-L100M2+Ident.: 374 s for 5
   steps on JAX, 3 s on PyTorch). They run on TensorFlow and PyTorch. Also
-  the MSGC hosts compared in every inference form: on JAX every form is the
-  masked one (static shapes), so there is nothing to compare.
+  the MSGC hosts compared in every inference form, and the check of the
+  larger hosts' forms: each host takes 8-11 s to build on JAX, which never
+  gathers; its per-sample kernels are compared layer by layer there.
 - `slow`: subprocess runs of whole trainings (`-m "not slow"` for a quick loop).
 """
 

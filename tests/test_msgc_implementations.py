@@ -60,20 +60,22 @@ def relative_difference(a, b):
 
 
 @pytest.mark.parametrize(
-    "kernel, heads, attention, use_bias, strides",
+    "kernel, heads, attention, use_bias, strides, size",
     [
-        (3, 4, False, False, 1),
-        (3, 4, True, True, 2),
-        (3, 1, False, True, 1),
-        (3, 2, True, False, 1),
-        (1, 4, True, True, 1),  # "auto": the per-sample scaled kernel
-        (1, 1, False, False, 2),
+        (3, 4, False, False, 1, 9),
+        (3, 4, True, True, 2, 9),
+        (3, 1, False, True, 1, 9),
+        (3, 2, True, False, 1, 9),
+        (1, 4, True, True, 1, 9),  # "auto": the per-sample scaled kernel
+        (1, 1, False, False, 2, 9),
+        # From 28x28 the channels are picked by a GEMM, not gathered.
+        (3, 4, True, False, 1, 28),
+        (3, 1, False, True, 2, 28),
     ],
 )
 @pytest.mark.parametrize("batch", [1, 5])
-@pytest.mark.parametrize("size", [9, 28])  # channels gathered, or picked by a GEMM
 def test_every_form_gives_the_masked_outputs(
-    kernel, heads, attention, use_bias, strides, batch, size
+    kernel, heads, attention, use_bias, strides, size, batch
 ):
     x = np.random.default_rng(batch).normal(size=(batch, size, size, 16))
     x = x.astype("float32")
@@ -174,8 +176,14 @@ def test_every_host_gives_the_masked_logits_in_every_form(host, attention):
     "host, expected",
     [
         ("MSGCResNet18", {"auto" if GATHERS else "masked", "scaled_kernel"}),
-        ("MSGCResNet50", {"masked", "scaled_kernel"}),
-        ("MSGCMobileNetV2", {"scaled_kernel"}),
+        # Building the larger hosts on JAX takes 8-11 s; ResNet-18 shows what
+        # JAX changes (no gathering).
+        pytest.param(
+            "MSGCResNet50", {"masked", "scaled_kernel"}, marks=pytest.mark.not_on_jax
+        ),
+        pytest.param(
+            "MSGCMobileNetV2", {"scaled_kernel"}, marks=pytest.mark.not_on_jax
+        ),
     ],
 )
 def test_auto_takes_the_measured_form_of_each_layer(host, expected):
@@ -264,12 +272,9 @@ def test_convert_passes_the_implementation():
     [
         # TensorFlow serves the SavedModel in the layers' own forms.
         ("MSGCResNet18", ("savedmodel",), {"savedmodel": {"auto", "scaled_kernel"}}),
-        # The converters get per-sample 1x1 kernels (batched products).
-        (
-            "MSGCMobileNetV2",
-            ("onnx", "litert"),
-            {"onnx": {"scaled_kernel"}, "litert": {"scaled_kernel"}},
-        ),
+        # The converters get per-sample 1x1 kernels (batched products); LiteRT
+        # gets the same forms (benchmarks/msgc_latency.py --exports runs it).
+        ("MSGCMobileNetV2", ("onnx",), {"onnx": {"scaled_kernel"}}),
     ],
 )
 def test_exports_run_each_runtimes_form_and_match_keras(

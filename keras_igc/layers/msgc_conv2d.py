@@ -238,6 +238,10 @@ class MSGCConv2D(keras.layers.Layer):
         batched product for a 1x1 kernel; for a spatial one a single
         convolution when the batch is one sample, else the masked form."""
         if self.conv.kernel_size != (1, 1):
+            if x.shape[0] is not None:  # traced for one batch size: no branch
+                if x.shape[0] == 1:
+                    return self._single_sample_kernel(x, masks)
+                return self._masked(x, masks)
             return ops.cond(
                 ops.shape(x)[0] == 1,
                 lambda: self._single_sample_kernel(x, masks),
