@@ -387,7 +387,7 @@ def _pick_channels(x, index, scale):
     terms of the product are exact zeros).
     """
     batch, height, width, channels = ops.shape(x)
-    if x.shape[1] is not None and x.shape[1] * x.shape[2] >= ONE_HOT_PIXELS:
+    if None not in x.shape[1:3] and x.shape[1] * x.shape[2] >= ONE_HOT_PIXELS:
         selection = ops.one_hot(index, channels, axis=0, dtype=x.dtype)  # (C, n)
         selection = ops.expand_dims(selection, 0) * ops.expand_dims(scale, 1)
         picked = ops.matmul(
