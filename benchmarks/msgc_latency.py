@@ -221,8 +221,7 @@ def with_forms(host, dense, masked, forms):
     model.set_weights(masked.get_weights())
     for layer in _msgc_layers(model):
         form = forms.get(layer_class(layer), "masked")
-        limit = layer.input_channels if form == "gather" else 0
-        layer.active_implementation, layer.gather_limit = form, limit
+        layer.set_inference_form(form, layer.input_channels if form == "gather" else 0)
     return model
 
 
@@ -262,12 +261,11 @@ def profile(model, dense, x, runs):
         }
         saved = layer.active_implementation, layer.gather_limit
         for form in PROFILED:
-            layer.active_implementation = form
-            layer.gather_limit = layer.input_channels
+            layer.set_inference_form(form, layer.input_channels)
             function = tf.function(lambda a, l=layer: l(a, training=False)[0])
             function(arguments)  # traced now, in this form
             runners[form] = (function, arguments)
-        layer.active_implementation, layer.gather_limit = saved
+        layer.set_inference_form(*saved)
         times = {}
         for name, (run, argument) in runners.items():
             run = tf.function(run) if name in ("dense conv", "generators") else run

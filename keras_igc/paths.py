@@ -91,9 +91,9 @@ def select_msgc_form(implementation, heads, channels, kernel_size):
 
     - several heads: `"scaled_kernel"`. A head's masks differ from the
       others', so gathering copies the input once per head and gained
-      nothing; the per-sample kernel skips the copies (MSGC-MobileNetV2
-      1.39x -> 1.06x the dense network's time, MSGC-ResNet-50 1.28x ->
-      1.19x). Static shapes, so JAX takes it too.
+      nothing; the per-sample kernel skips the copies (`--forms`:
+      MSGC-MobileNetV2 1.46x -> 1.09x the dense network's time,
+      MSGC-ResNet-50 1.35x -> 1.28x). Static shapes, so JAX takes it too.
     - one head, spatial kernel (ResNet-18's first convolutions): `"auto"`,
       gathering where the batch keeps at most 60% of the channels.
     - one head, 1x1 (ResNet-50's): `"masked"`; every form cost the same.

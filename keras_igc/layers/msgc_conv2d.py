@@ -178,11 +178,11 @@ class MSGCConv2D(keras.layers.Layer):
         copies = (*x_shape[:-1], self.heads * channels)
         self.conv.build(copies)
         self.output_size = tuple(self.conv.compute_output_shape(copies)[1:3])
-        self.active_implementation, self.gather_limit = paths.select_msgc_form(
-            self.implementation, self.heads, channels, self.conv.kernel_size
+        self.set_inference_form(
+            *paths.select_msgc_form(
+                self.implementation, self.heads, channels, self.conv.kernel_size
+            )
         )
-        # XLA compiles static shapes only: the gathered form runs without it.
-        self.supports_jit = self.active_implementation in ("masked", "scaled_kernel")
         self.input_spec = (
             [
                 keras.InputSpec(ndim=4, axes={-1: channels}),
@@ -222,6 +222,14 @@ class MSGCConv2D(keras.layers.Layer):
         else:
             outputs = self._skipping(x, gates, masks)
         return [outputs, ops.cast(gates, "float32")]
+
+    def set_inference_form(self, form, gather_limit=0):
+        """Run inference in `form` (`active_implementation`) from the next
+        trace on; `"auto"` gathers up to `gather_limit` kept channels. Export
+        sets each runtime's form with it."""
+        self.active_implementation, self.gather_limit = form, gather_limit
+        # XLA compiles static shapes only: the gathered form runs without it.
+        self.supports_jit = form in ("masked", "scaled_kernel")
 
     def _masked(self, x, masks):
         batch, height, width, channels = ops.shape(x)
