@@ -116,7 +116,7 @@ def _msgc_conv(
     layer = MSGCConv2D(
         filters, kernel, heads=heads, strides=stride, padding=padding,
         squeeze=squeeze, attention=attention,
-        implementation=masks["implementation"],
+        granularity=masks["granularity"], implementation=masks["implementation"],
         kernel_initializer=kaiming_fan_out(), name=name,
     )  # fmt: skip
     outputs, gates = layer([x, source])
@@ -296,6 +296,7 @@ def host_network(
     attention=False,
     dense_weights=None,
     mac_weight=0.0,
+    granularity=1,
     implementation="auto",
 ):
     """A host (or, with `msgc=False`, its dense network) in the
@@ -305,8 +306,9 @@ def host_network(
     if msgc:
         positive_int(heads, "heads", default_name)
     masks = dict(
-        msgc=msgc, heads=heads, attention=attention, implementation=implementation
-    )
+        msgc=msgc, heads=heads, attention=attention, granularity=granularity,
+        implementation=implementation,
+    )  # fmt: skip
     image, inputs = conventions.image_input(
         input_tensor, input_shape, REFERENCE_SIZE, 32, include_top
     )
@@ -441,6 +443,9 @@ Args:
         ({dense}) or `.keras` file of one. The generators keep their
         initialisation (gates open), as in the release.
     mac_weight: the MAC loss weight lambda (the release: 30).
+    granularity: channels per gate: `1` (the release's free masks), or `g`
+        for gates that open or close contiguous blocks of `g` channels
+        (cheaper to gather at inference; `MSGCConv2D`).
     implementation: the MSGC layers' inference form (`MSGCConv2D`):
         `"auto"` (default) skips the channels the gates close where that is
         faster, `"masked"` always convolves masked copies, `"gather"` always
@@ -472,6 +477,7 @@ def MSGCResNet18(
     attention=False,
     dense_weights=None,
     mac_weight=30.0,
+    granularity=1,
     implementation="auto",
 ):
     return host_network(
@@ -490,6 +496,7 @@ def MSGCResNet18(
         attention=attention,
         dense_weights=dense_weights,
         mac_weight=mac_weight,
+        granularity=granularity,
         implementation=implementation,
     )
 
@@ -508,6 +515,7 @@ def MSGCResNet50(
     attention=False,
     dense_weights=None,
     mac_weight=30.0,
+    granularity=1,
     implementation="auto",
 ):
     return host_network(
@@ -526,6 +534,7 @@ def MSGCResNet50(
         attention=attention,
         dense_weights=dense_weights,
         mac_weight=mac_weight,
+        granularity=granularity,
         implementation=implementation,
     )
 
@@ -545,6 +554,7 @@ def MSGCMobileNetV2(
     alpha=1.0,
     dense_weights=None,
     mac_weight=30.0,
+    granularity=1,
     implementation="auto",
 ):
     return host_network(
@@ -563,6 +573,7 @@ def MSGCMobileNetV2(
         attention=attention,
         dense_weights=dense_weights,
         mac_weight=mac_weight,
+        granularity=granularity,
         implementation=implementation,
     )
 

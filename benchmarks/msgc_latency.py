@@ -4,6 +4,7 @@
     python benchmarks/msgc_latency.py --hosts MSGCResNet18 --batches 1 --runs 20
     python benchmarks/msgc_latency.py --profile       # per layer, batch 1
     python benchmarks/msgc_latency.py --forms         # the rule of "auto"
+    python benchmarks/msgc_latency.py --granularity 8 # gates on blocks of 8
 
 Each host is built from its dense host (BatchNorm statistics of one random
 batch, so activations stay in range) and its gates are set to the MSGC
@@ -20,7 +21,10 @@ as trained gates have. Then, in one process, taking turns, medians:
 - with `--exports`, `keras-igc export` of the dense host and of the MSGC
   host (`"auto"` and `"masked"`) in ONNX Runtime and LiteRT.
 
-Ratios are to the dense Keras host measured in the same run. `--forms`
+Ratios are to the dense Keras host measured in the same run. `--granularity g`
+builds the MSGC hosts with gates on blocks of `g` channels (results file
+suffixed `-gG`); `--compare-granularity g` times those beside the free-mask
+hosts, in the same turns (suffix `-vs-gG`). `--forms`
 times whole networks (batch 1) in which one class of MSGC layers (one head
 and 1x1, one head and spatial, several heads) takes another form and the
 rest stay masked: the measurements behind `paths.select_msgc_form`. `--profile`
@@ -141,7 +145,7 @@ def set_gates(model, target, images, consistency=2.0, seed=0):
     return apply((low + high) / 2)
 
 
-def build(host, attention, images):
+def build(host, attention, images, granularity=1):
     """The dense host, and the MSGC host in each form, sharing weights and gates."""
     dense_builder, target = HOSTS[host]
     keras.utils.set_random_seed(0)
@@ -152,7 +156,7 @@ def build(host, attention, images):
     for form in FORMS:
         forms[form] = builder(
             attention=attention, dense_weights=dense, implementation=form,
-            classifier_activation=None,
+            granularity=granularity, classifier_activation=None,
         )  # fmt: skip
     ratio = set_gates(forms["masked"], target, images)
     for form in FORMS[1:]:
@@ -214,9 +218,11 @@ def with_forms(host, dense, masked, forms):
     """A copy of `masked` whose MSGC layers of each class in `forms` run
     that form (the rest masked)."""
     keras.utils.set_random_seed(0)
+    layers = _msgc_layers(masked)
     model = getattr(applications, host)(
-        attention=any(l.attention for l in _msgc_layers(masked)),
-        dense_weights=dense, implementation="masked", classifier_activation=None,
+        attention=any(l.attention for l in layers),
+        granularity=layers[0].granularity, dense_weights=dense,
+        implementation="masked", classifier_activation=None,
     )  # fmt: skip
     model.set_weights(masked.get_weights())
     for layer in _msgc_layers(model):
@@ -298,6 +304,15 @@ def main(argv=None):
     )  # fmt: skip
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument(
+        "--granularity", type=int, default=1,
+        help="channels per gate of the MSGC hosts (1: the paper's free masks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare-granularity", type=int, metavar="G",
+        help="also time the MSGC hosts with gates on blocks of G channels, in "
+        "the same turns (runners 'MSGC gG FORM')",
+    )  # fmt: skip
+    parser.add_argument(
         "--output",
         help="JSON file (default: results/msgc-MODE-cpu.json, MODE latency, "
         "exports, forms or profile)",
@@ -310,7 +325,10 @@ def main(argv=None):
         args.output = os.path.join(
             os.path.dirname(os.path.abspath(__file__)),
             "results",
-            f"msgc-{mode}-cpu.json",
+            f"msgc-{mode}-cpu"
+            + (f"-g{args.granularity}" if args.granularity > 1 else "")
+            + (f"-vs-g{args.compare_granularity}" if args.compare_granularity else "")
+            + ".json",
         )
     rng = np.random.default_rng(0)
     images = rng.normal(size=(16, SIZE, SIZE, 3)).astype("float32")
@@ -323,7 +341,7 @@ def main(argv=None):
     )
     for host in args.hosts:
         for attention in map(bool, args.attention):
-            dense, forms, ratio = build(host, attention, images)
+            dense, forms, ratio = build(host, attention, images, args.granularity)
             if args.forms:
                 ratios = compare_forms(host, dense, forms, images[:1], args.runs)
                 results["rows"].append(
@@ -341,9 +359,20 @@ def main(argv=None):
                 _print_profile(host, attention, rows)
                 continue
             found = {"dense Keras": (keras_runner(dense), "nhwc")}
-            found.update(
-                {f"MSGC {form}": (keras_runner(m), "nhwc") for form, m in forms.items()}
-            )
+            # "MSGC FORM" runners, and "MSGC gG FORM" for --compare-granularity
+            families = {"MSGC": forms}
+            if args.compare_granularity:
+                other = f"MSGC g{args.compare_granularity}"
+                families[other] = build(
+                    host, attention, images, args.compare_granularity
+                )[1]
+            for family, models in families.items():
+                found.update(
+                    {
+                        f"{family} {f}": (keras_runner(m), "nhwc")
+                        for f, m in models.items()
+                    }
+                )
             if not args.no_torch:
                 found.update(torch_runners(dense))
             if args.exports:
@@ -363,16 +392,18 @@ def main(argv=None):
                     ),
                     default=None,
                 )
-                reference = measured["MSGC masked"][1]
                 for name, (ms, output) in measured.items():
                     diff = flips = None
+                    family, form = name.rsplit(" ", 1)
+                    family = family if family in families else "MSGC"
                     if name.startswith("MSGC"):
+                        reference = measured[f"{family} masked"][1]
                         diff = _relative_difference(output, reference)
-                    if diff is not None and diff > 1e-5 and name.split()[-1] in forms:
+                    if diff is not None and diff > 1e-5 and form in forms:
+                        models = families[family]
                         diff, flips = _explain(
-                            forms["masked"], forms[name.split()[-1]], x, output,
-                            reference,
-                        )  # fmt: skip
+                            models["masked"], models[form], x, output, reference
+                        )
                     row = {
                         "host": host, "attention": attention, "batch": batch,
                         "mac_ratio": float(np.mean(ratios)),

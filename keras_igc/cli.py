@@ -64,6 +64,11 @@ def _parser():
         "--attention", action="store_true", help="MSGC hosts: attention generators"
     )
     train.add_argument(
+        "--granularity", type=int, help="MSGC hosts: channels per gate (default "
+        "1, the release's free masks; e.g. 8 for gates on blocks of 8 channels, "
+        "cheaper to skip at inference)",
+    )  # fmt: skip
+    train.add_argument(
         "--mac-target", type=float, help="MSGC hosts: MAC ratio to reach (default: "
         "the release's: 0.49 ResNet-18, 0.457 ResNet-50, 0.65 MobileNetV2)",
     )  # fmt: skip
@@ -385,6 +390,7 @@ def _msgc_train_args(args):
     given = {
         "--dense-weights": args.dense_weights,
         "--attention": args.attention or None,
+        "--granularity": args.granularity,
         "--mac-target": args.mac_target,
     }
     if msgc_host(args.model) is None:
@@ -396,6 +402,8 @@ def _msgc_train_args(args):
             )
         return {}
     options = {"attention": args.attention}
+    if args.granularity is not None:
+        options["granularity"] = args.granularity
     if args.dense_weights is not None:
         options["dense_weights"] = args.dense_weights
     return {"model_options": options, "mac_target": args.mac_target}

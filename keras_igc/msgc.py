@@ -33,11 +33,11 @@ def convert(
         model: a built Functional model (e.g. a `keras.applications` network).
         rules: `rules(layer)` returns `None` to keep a layer, or for a
             `Conv2D` to replace a dict of `MSGCConv2D` arguments (`heads`,
-            `squeeze`, `attention`) plus optionally `"source"`: the name of
-            the layer whose *input* the masks are computed from (default: the
-            convolution's own input), and `"upstream_macs"`: the work that
-            produced the convolution's input channels, credited back for the
-            channels no head reads.
+            `squeeze`, `attention`, `granularity`) plus optionally
+            `"source"`: the name of the layer whose *input* the masks are
+            computed from (default: the convolution's own input), and
+            `"upstream_macs"`: the work that produced the convolution's input
+            channels, credited back for the channels no head reads.
         weight: the MAC loss weight lambda.
         name: name of the new model (default: the old one's + "_msgc").
         reference: for a `model` built without a fixed input size, the same
@@ -137,8 +137,9 @@ def convert(
             else reference.get_layer(source).input.shape
         )  # fmt: skip
         pool = source_shape[1] * source_shape[2] * source_shape[3]
-        generators = 2 if layer.attention else 1
-        static_macs += generators * (pool + layer.mask_generator.macs(source_shape[3]))
+        static_macs += pool + layer.mask_generator.macs(source_shape[3])
+        if layer.attention:
+            static_macs += pool + layer.attention_generator.macs(source_shape[3])
         upstream = plans[layer.name].get("upstream_macs")
         if upstream:
             bonuses.append({"reader": index, "upstream_macs": upstream})

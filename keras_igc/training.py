@@ -205,9 +205,10 @@ def train(
     MSGC release's recipe instead (`msgc.release_recipe`: its epochs, batch,
     two rates on the per-epoch cosine, label smoothing, the MAC loss with tau
     falling to `mac_target` over the first half); `model_options` then takes
-    the host's `attention` and `dense_weights` (e.g. torchvision's
-    `resnet18-f37072fd.pth`, as the release starts from), and ImageNet is
-    prepared as the MSGC release prepares it (`data.load(..., recipe="msgc")`).
+    the host's `attention`, `heads`, `granularity` and `dense_weights` (e.g.
+    torchvision's `resnet18-f37072fd.pth`, as the release starts from), and
+    ImageNet is prepared as the MSGC release prepares it
+    (`data.load(..., recipe="msgc")`).
 
     Args:
         model: a name from `keras_igc.applications.list_models(builders=True)`
@@ -553,11 +554,11 @@ def _msgc_recipes(host, model_options, epochs, batch_size, learning_rate, target
     from keras_igc import msgc
 
     options = dict(model_options or {})
-    unknown = set(options) - {"attention", "dense_weights", "heads"}
+    unknown = set(options) - {"attention", "dense_weights", "heads", "granularity"}
     if unknown:
         raise ValueError(
-            f"MSGC hosts take the model options attention, dense_weights and "
-            f"heads. Received: {sorted(unknown)}."
+            f"MSGC hosts take the model options attention, dense_weights, heads "
+            f"and granularity. Received: {sorted(unknown)}."
         )
     release = msgc.release_recipe(host, options.get("attention", False))
     release = release.scaled(

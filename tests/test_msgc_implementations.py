@@ -60,22 +60,26 @@ def relative_difference(a, b):
 
 
 @pytest.mark.parametrize(
-    "kernel, heads, attention, use_bias, strides, size",
+    "kernel, heads, attention, use_bias, strides, size, granularity",
     [
-        (3, 4, False, False, 1, 9),
-        (3, 4, True, True, 2, 9),
-        (3, 1, False, True, 1, 9),
-        (3, 2, True, False, 1, 9),
-        (1, 4, True, True, 1, 9),  # "auto": the per-sample scaled kernel
-        (1, 1, False, False, 2, 9),
+        (3, 4, False, False, 1, 9, 1),
+        (3, 4, True, True, 2, 9, 1),
+        (3, 1, False, True, 1, 9, 1),
+        (3, 2, True, False, 1, 9, 1),
+        (1, 4, True, True, 1, 9, 1),  # "auto": the per-sample scaled kernel
+        (1, 1, False, False, 2, 9, 1),
         # From 28x28 the channels are picked by a GEMM, not gathered.
-        (3, 4, True, False, 1, 28),
-        (3, 1, False, True, 2, 28),
+        (3, 4, True, False, 1, 28, 1),
+        (3, 1, False, True, 2, 28, 1),
+        # Gates on blocks of channels: whole blocks gathered, on either map size.
+        (3, 4, True, True, 1, 9, 2),
+        (3, 1, False, False, 2, 28, 2),
+        (1, 2, False, True, 1, 9, 4),
     ],
 )
 @pytest.mark.parametrize("batch", [1, 5])
 def test_every_form_gives_the_masked_outputs(
-    kernel, heads, attention, use_bias, strides, size, batch
+    kernel, heads, attention, use_bias, strides, size, granularity, batch
 ):
     x = np.random.default_rng(batch).normal(size=(batch, size, size, 16))
     x = x.astype("float32")
@@ -84,7 +88,7 @@ def test_every_form_gives_the_masked_outputs(
         keras.utils.set_random_seed(1)
         layer = MSGCConv2D(
             32, kernel, heads=heads, attention=attention, use_bias=use_bias,
-            strides=strides, implementation=form,
+            strides=strides, granularity=granularity, implementation=form,
         )  # fmt: skip
         layer(x)
         scramble_generators(layer)
@@ -121,6 +125,55 @@ def test_the_gathered_form_convolves_only_the_kept_channels(monkeypatch):
     assert widths == [kept] and kept < 16
 
 
+def test_granularity_gates_whole_blocks_of_channels(monkeypatch):
+    from keras_igc.layers import msgc_conv2d
+
+    x = np.random.default_rng(0).normal(size=(3, 6, 6, 16)).astype("float32")
+    layer = MSGCConv2D(8, 3, heads=2, granularity=4, implementation=FORMS[1])
+    layer(x)
+    assert tuple(layer.mask_generator.expand.bias.shape) == (2 * 16 // 4,)
+    scramble_generators(layer)
+    gates = numpy(layer(x, training=False)[1])
+    blocks = gates.reshape(3, 2, 4, 4)
+    assert np.all(blocks == blocks[..., :1])  # one value per block
+    assert 0 < gates.mean() < 1
+    if not GATHERS:
+        return
+    taken = []
+    take = msgc_conv2d.ops.take
+
+    def spy(x, index, axis=None):
+        if x.ndim == 5:  # the blocks view of the activations
+            taken.append(int(x.shape[-1]))
+        return take(x, index, axis=axis)
+
+    monkeypatch.setattr(msgc_conv2d.ops, "take", spy)
+    layer(x, training=False)
+    assert taken == [4]
+
+
+def test_granularity_must_divide_the_input_channels():
+    layer = MSGCConv2D(8, 3, granularity=3)
+    with pytest.raises(ValueError, match="granularity=3.*Received 16 input"):
+        layer(np.zeros((1, 4, 4, 16), "float32"))
+    with pytest.raises(ValueError, match="granularity"):
+        MSGCConv2D(8, 3, granularity=0)
+
+
+def test_convert_counts_block_gates_in_the_generators():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", name="a")(inputs)
+    dense = keras.Model(inputs, keras.layers.Conv2D(8, 3, padding="same", name="b")(x))
+    static = {}
+    for granularity in (1, 4):
+        plan = {"heads": 2, "attention": True, "granularity": granularity}
+        model = msgc.convert(dense, lambda l, p=plan: p if l.name == "b" else None)
+        static[granularity] = msgc._regularizer(model).static_macs
+    hidden = 16 // 4  # the generators' squeeze
+    # Only the mask generator's last layer shrinks, to 2 heads x 16 / 4 gates.
+    assert static[1] - static[4] == hidden * 2 * (16 - 16 // 4)
+
+
 @pytest.mark.skipif(not GATHERS, reason="JAX refuses the gathered form")
 def test_a_batch_that_closes_every_channel_gives_the_bias():
     x = np.ones((2, 5, 5, 4), "float32")
@@ -137,17 +190,18 @@ def test_a_batch_that_closes_every_channel_gives_the_bias():
 
 @pytest.mark.not_on_jax
 @pytest.mark.parametrize(
-    "host, attention",
+    "host, attention, granularity",
     # Attention only scales the masks: the layer test covers both for every
     # form, so the larger hosts run with it only.
     [
-        ("MSGCResNet18", False),
-        ("MSGCResNet18", True),
-        ("MSGCResNet50", True),
-        ("MSGCMobileNetV2", True),
+        ("MSGCResNet18", False, 1),
+        ("MSGCResNet18", True, 1),
+        ("MSGCResNet18", False, 8),
+        ("MSGCResNet50", True, 1),
+        ("MSGCMobileNetV2", True, 1),
     ],
 )
-def test_every_host_gives_the_masked_logits_in_every_form(host, attention):
+def test_every_host_gives_the_masked_logits_in_every_form(host, attention, granularity):
     builder = getattr(applications, host)
     x = np.random.default_rng(0).normal(size=(3, 64, 64, 3)).astype("float32")
     models = {}
@@ -155,7 +209,8 @@ def test_every_host_gives_the_masked_logits_in_every_form(host, attention):
         keras.utils.set_random_seed(0)
         models[form] = builder(
             input_shape=(64, 64, 3), classes=10, attention=attention,
-            implementation=form, classifier_activation=None,
+            granularity=granularity, implementation=form,
+            classifier_activation=None,
         )  # fmt: skip
     scramble_generators(models["masked"], per_sample=False)
     calibrate_batch_norm(models["masked"], x)
@@ -172,18 +227,13 @@ def test_every_host_gives_the_masked_logits_in_every_form(host, attention):
     assert np.all(ratios < 0.9)  # the gates did close channels
 
 
+@pytest.mark.not_on_jax  # building a host on JAX takes 8-11 s; see the next test
 @pytest.mark.parametrize(
     "host, expected",
     [
-        ("MSGCResNet18", {"auto" if GATHERS else "masked", "scaled_kernel"}),
-        # Building the larger hosts on JAX takes 8-11 s; ResNet-18 shows what
-        # JAX changes (no gathering).
-        pytest.param(
-            "MSGCResNet50", {"masked", "scaled_kernel"}, marks=pytest.mark.not_on_jax
-        ),
-        pytest.param(
-            "MSGCMobileNetV2", {"scaled_kernel"}, marks=pytest.mark.not_on_jax
-        ),
+        ("MSGCResNet18", {"auto", "scaled_kernel"}),
+        ("MSGCResNet50", {"masked", "scaled_kernel"}),
+        ("MSGCMobileNetV2", {"scaled_kernel"}),
     ],
 )
 def test_auto_takes_the_measured_form_of_each_layer(host, expected):
@@ -195,6 +245,21 @@ def test_auto_takes_the_measured_form_of_each_layer(host, expected):
         )
         assert (layer.active_implementation, layer.gather_limit) == (form, limit)
     assert {l.active_implementation for l in layers} == expected
+
+
+@pytest.mark.parametrize(
+    "heads, kernel, expected",
+    [
+        (1, 3, "auto" if GATHERS else "masked"),
+        (4, 3, "scaled_kernel"),
+        (1, 1, "masked"),
+    ],
+)
+def test_auto_on_this_backend(heads, kernel, expected):
+    """JAX never gathers: a one-head spatial layer masks there."""
+    layer = MSGCConv2D(8, kernel, heads=heads)
+    layer.build((None, 6, 6, 16))
+    assert layer.active_implementation == expected
 
 
 @pytest.mark.skipif(not GATHERS, reason="JAX refuses the gathered form")
@@ -225,11 +290,11 @@ def test_training_takes_the_masked_form_and_moves_the_generators(monkeypatch):
     assert model.get_layer("body").active_implementation == "gather"
 
 
-def test_implementation_is_saved_and_checked():
+def test_implementation_and_granularity_are_saved_and_checked():
     form = "gather" if GATHERS else "masked"
-    layer = MSGCConv2D(8, 3, implementation=form)
-    assert layer.get_config()["implementation"] == form
-    assert MSGCConv2D.from_config(layer.get_config()).implementation == form
+    layer = MSGCConv2D(8, 3, granularity=2, implementation=form)
+    config = MSGCConv2D.from_config(layer.get_config()).get_config()
+    assert (config["implementation"], config["granularity"]) == (form, 2)
     with pytest.raises(ValueError, match="implementation='dense'"):
         MSGCConv2D(8, 3, implementation="dense")
 

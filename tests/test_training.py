@@ -348,7 +348,8 @@ def test_cli_trains_an_msgc_host_from_dense_weights(tmp_path, capsys):
     out = str(tmp_path / "run")
     argv = ["train", "--model", "MSGC-ResNet18", "--dataset", "cifar10",
             "--dense-weights", dense_path, "--mac-target", "0.6", "--epochs", "1",
-            "--steps-per-epoch", "2", "--batch-size", "8", "--output", out]  # fmt: skip
+            "--steps-per-epoch", "2", "--batch-size", "8", "--granularity", "8",
+            "--output", out]  # fmt: skip
     with tfds.testing.mock_data(num_examples=16):
         assert cli.main(argv) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
@@ -356,6 +357,7 @@ def test_cli_trains_an_msgc_host_from_dense_weights(tmp_path, capsys):
     model = keras.saving.load_model(f"{out}/model.keras")
     assert isinstance(model, msgc.MSGCModel)
     assert model.get_layer("stage1_1_2_conv").heads == 4
+    assert model.get_layer("stage1_1_2_conv").granularity == 8
 
 
 def test_cli_msgc_options_are_refused_for_igc_networks(capsys, tmp_path):

@@ -26,8 +26,8 @@ class MSGCBackbone(ApplicationBackbone):
         image_shape: `(height, width, channels)`; `None` for any size.
         dtype: the layers' dtype policy.
         **kwargs: the host's own arguments: `heads` (4), `attention`
-            (False), `mac_weight` (30), `alpha` (MobileNetV2), then `name`
-            and `trainable`.
+            (False), `mac_weight` (30), `granularity` (1), `alpha`
+            (MobileNetV2), then `name` and `trainable`.
 
     Example:
 

@@ -51,6 +51,11 @@ class MSGCConv2D(keras.layers.Layer):
         attention: add the attention generator.
         temperature: of the gate (MSGC: 2/3).
         seed: seed of the gate's noise.
+        granularity: channels per gate. `1` (default, the paper's free
+            masks): one gate per head and input channel. `g > 1`: each gate
+            opens or closes a contiguous block of `g` channels (the input
+            channels must be a multiple of `g`), so the gathered form copies
+            blocks instead of single channels; attention stays per channel.
         implementation: the inference form. `"masked"`: every head convolves
             a masked copy of the whole input (the training form: MACs of the
             dense convolution). `"gather"`: every head convolves only the
@@ -96,6 +101,7 @@ class MSGCConv2D(keras.layers.Layer):
         attention=False,
         temperature=2 / 3,
         seed=None,
+        granularity=1,
         implementation="auto",
         kernel_initializer="he_normal",
         bias_initializer="zeros",
@@ -118,6 +124,7 @@ class MSGCConv2D(keras.layers.Layer):
         self.attention = bool(attention)
         self.temperature = temperature
         self.seed = seed
+        self.granularity = positive_int(granularity, "granularity", "MSGCConv2D")
         if implementation not in paths.MSGC_IMPLEMENTATIONS:
             raise ValueError(
                 f"MSGCConv2D `implementation` must be one of "
@@ -164,9 +171,16 @@ class MSGCConv2D(keras.layers.Layer):
                 f"Received input_shape={tuple(x_shape)}."
             )
         self.input_channels = channels = x_shape[-1]
+        if channels % self.granularity:
+            raise ValueError(
+                f"MSGCConv2D with granularity={self.granularity} gates blocks "
+                f"of {self.granularity} input channels, so the input channels "
+                f"must be a multiple of it. Received {channels} input channels; "
+                f"choose a granularity that divides {channels}, or 1."
+            )
         self.mask_generator = MaskGenerator(
-            self.heads, channels, self.squeeze, name="mask_generator",
-            dtype=self.dtype_policy,
+            self.heads, channels // self.granularity, self.squeeze,
+            name="mask_generator", dtype=self.dtype_policy,
         )  # fmt: skip
         self.mask_generator.build(source_shape)
         if self.attention:
@@ -207,6 +221,8 @@ class MSGCConv2D(keras.layers.Layer):
         gates = self.gate(
             self.mask_generator(source, training=training), training=training
         )
+        if self.granularity > 1:  # one gate per block: every channel of it
+            gates = ops.repeat(gates, self.granularity, axis=-1)
         if not self.attention:
             return gates, gates
         return gates, gates * self.attention_generator(source, training=training)
@@ -304,18 +320,26 @@ class MSGCConv2D(keras.layers.Layer):
         every sample), so all heads have one width and run as one grouped
         convolution: `widest / C_in` of the masked form's MACs. The masks and
         attention scale the gathered channels rather than the kernel, which
-        could hold per-sample scales only as one kernel per sample.
+        could hold per-sample scales only as one kernel per sample. With
+        `granularity` g, the gates are constant on blocks of g channels:
+        whole blocks are gathered.
         """
-        heads = self.heads
-        width = ops.maximum(widest, 1)  # a batch that closes everything
-        # Kept channels first (argsort of 0 for kept, 1 for closed).
-        order = ops.argsort(ops.cast(ops.logical_not(kept), "int32"), axis=-1)
-        order = order[:, :width]  # (heads, width)
-        scale = ops.take_along_axis(masks, ops.expand_dims(order, 0), axis=2)
+        heads, g = self.heads, self.granularity
+        blocks = ops.maximum(widest // g, 1)  # a batch that closes everything
+        # Kept blocks first (argsort of 0 for kept, 1 for closed).
+        closed = ops.cast(ops.logical_not(kept[:, ::g]), "int32")
+        order = ops.cast(ops.argsort(closed, axis=-1)[:, :blocks], "int32")
+        channels = ops.reshape(
+            ops.expand_dims(order * g, -1) + ops.arange(g, dtype="int32"),
+            (heads, -1),
+        )  # (heads, blocks * g): the blocks' channels
+        scale = ops.take_along_axis(masks, ops.expand_dims(channels, 0), axis=2)
         picked = _pick_channels(
-            x, ops.reshape(order, (-1,)), ops.reshape(scale, (-1, heads * width))
+            x, ops.reshape(order, (-1,)), ops.reshape(scale, (ops.shape(x)[0], -1)), g
         )
-        kernel = _gather_kernel_rows(ops.cast(self.conv.kernel, x.dtype), order, heads)
+        kernel = _gather_kernel_rows(
+            ops.cast(self.conv.kernel, x.dtype), channels, heads
+        )
         y = igc_ops.grouped_conv_native(
             picked, kernel, heads, strides=self.conv.strides,
             padding=self.conv.padding, dilation_rate=self.conv.dilation_rate,
@@ -376,6 +400,7 @@ class MSGCConv2D(keras.layers.Layer):
             "attention": self.attention,
             "temperature": self.temperature,
             "seed": self.seed,
+            "granularity": self.granularity,
             "implementation": self.implementation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
@@ -388,13 +413,20 @@ class MSGCConv2D(keras.layers.Layer):
 ONE_HOT_PIXELS = 28 * 28
 
 
-def _pick_channels(x, index, scale):
-    """`x[..., index] * scale`, `scale` of shape `(batch, len(index))`.
+def _pick_channels(x, index, scale, granularity=1):
+    """`x[..., channels] * scale`, `scale` of shape `(batch, len(channels))`,
+    where `channels` are the blocks `index` of `granularity` channels.
 
     Exact either way: each output is one input times its scale (the other
     terms of the product are exact zeros).
     """
     batch, height, width, channels = ops.shape(x)
+    if granularity > 1:  # whole blocks: a gather of contiguous runs
+        blocks = ops.reshape(x, (batch, height, width, -1, granularity))
+        picked = ops.reshape(
+            ops.take(blocks, index, axis=3), (batch, height, width, -1)
+        )
+        return picked * ops.reshape(scale, (batch, 1, 1, -1))
     if None not in x.shape[1:3] and x.shape[1] * x.shape[2] >= ONE_HOT_PIXELS:
         selection = ops.one_hot(index, channels, axis=0, dtype=x.dtype)  # (C, n)
         selection = ops.expand_dims(selection, 0) * ops.expand_dims(scale, 1)
