@@ -21,9 +21,19 @@ Two markers (registered in pyproject.toml) say what runs where:
 """
 
 import importlib.util
+import os
 
-import keras
-import pytest
+# Under pytest-xdist (`-n 2`) each worker gets its share of the cores, set
+# before any backend loads: two workers whose math libraries each run a
+# thread per core ran the PyTorch pass 2x slower than one worker did
+# (OpenMP's threads busy-wait). Child processes inherit the shares.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ.setdefault(_name, str(max(1, _share)))
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
 
 # Scripts that regenerate the parity fixtures with the releases' frameworks
 # (PyTorch, MXNet); the tests read only the files they wrote.
