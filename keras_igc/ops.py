@@ -245,11 +245,21 @@ GROUPED_CONVOLUTIONS = {
 }
 
 
+def batch_free_shape(x):
+    """`x`'s shape with the batch as -1, constant where the other dimensions
+    are known when traced: converters then write static reshapes (LiteRT's
+    XNNPACK delegates no reshape to a computed shape, and each one it leaves
+    out splits the delegated graph); else the dynamic shape."""
+    if None in x.shape[1:]:
+        return ops.shape(x)
+    return (-1, *x.shape[1:])
+
+
 def shuffle_channels(x, groups):
     """`x[..., shuffle_permutation(channels, groups)]` as a reshape, a
     transpose and a reshape: what converters emit as their runtime's own
     channel shuffle (no gather)."""
-    shape = ops.shape(x)
+    shape = batch_free_shape(x)
     channels = x.shape[-1]
     grouped = ops.reshape(x, (-1, groups, channels // groups))
     return ops.reshape(ops.transpose(grouped, (0, 2, 1)), shape)
@@ -277,7 +287,7 @@ def secondary_dense(y, secondary_kernel, L, M):
     """Permutation, secondary 1x1 and inverse permutation as one matmul."""
     # A 2-D product maps onto one GEMM on every backend; a broadcast 4-D
     # matmul does not always.
-    shape = ops.shape(y)
+    shape = batch_free_shape(y)
     flat = ops.reshape(y, (-1, L * M))
     out = ops.matmul(flat, secondary_block_diagonal(secondary_kernel, L, M))
     return ops.reshape(out, shape)

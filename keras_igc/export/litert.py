@@ -36,6 +36,9 @@ def write(saved_model, path):
 
 
 def make_interpreter(**kwargs):
+    """LiteRT's own runtime (`ai-edge-litert`, the `export` extra) where it is
+    installed: newer XNNPACK kernels than TensorFlow's deprecated `tf.lite`
+    (benchmarks/NOTES.md); else `tf.lite`."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
