@@ -28,6 +28,9 @@ import numpy as np  # noqa: E402
 
 from keras_igc import msgc, training  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from output import results_path, write_json  # noqa: E402
+
 
 def dense_cnn():
     inputs = keras.Input((32, 32, 1))
@@ -87,12 +90,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--target", type=float, default=0.5)
     parser.add_argument(
-        "--output",
-        default=os.path.join(
-            os.path.dirname(os.path.abspath(__file__)),
-            "results",
-            "msgc-granularity-digits.json",
-        ),
+        "--output", default=results_path("msgc-granularity-digits.json")
     )
     args = parser.parse_args(argv)
     rows = []
@@ -127,11 +125,7 @@ def main(argv=None):
         "epochs": args.epochs, "target": args.target, "rows": rows,
         "summary": summary,
     }  # fmt: skip
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    temporary = args.output + ".partial"
-    with open(temporary, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(temporary, args.output)
+    write_json(args.output, results)
 
 
 if __name__ == "__main__":

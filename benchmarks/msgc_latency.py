@@ -35,7 +35,6 @@ Writes benchmarks/results/msgc-latency-cpu.json (with `--exports`,
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -54,6 +53,7 @@ from keras_igc import applications, keras_internals, msgc  # noqa: E402
 from keras_igc.layers import MaskGenerator, MSGCConv2D  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from output import results_path, write_json  # noqa: E402
 from timing import timed  # noqa: E402
 
 # host: (its dense host, the paper's MAC ratio)
@@ -322,9 +322,7 @@ def main(argv=None):
         mode = next(
             (m for m in ("profile", "forms", "exports") if getattr(args, m)), "latency"
         )
-        args.output = os.path.join(
-            os.path.dirname(os.path.abspath(__file__)),
-            "results",
+        args.output = results_path(
             f"msgc-{mode}-cpu"
             + (f"-g{args.granularity}" if args.granularity > 1 else "")
             + (f"-vs-g{args.compare_granularity}" if args.compare_granularity else "")
@@ -424,11 +422,7 @@ def main(argv=None):
                         + " |",
                         flush=True,
                     )
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    temporary = args.output + ".partial"
-    with open(temporary, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(temporary, args.output)
+    write_json(args.output, results)
 
 
 def _explain(masked, model, x, output, reference):

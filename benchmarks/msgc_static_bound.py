@@ -13,7 +13,6 @@ benchmarks/results/msgc-static-bound-cpu.json.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from output import results_path, write_json  # noqa: E402
 from timing import timed  # noqa: E402
 
 from keras_igc.complexity import model_complexity  # noqa: E402
@@ -67,14 +67,7 @@ def main(argv=None):
     parser.add_argument("--fractions", nargs="*", type=float, default=[0.5, 0.4])
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 8])
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument(
-        "--output",
-        default=os.path.join(
-            os.path.dirname(os.path.abspath(__file__)),
-            "results",
-            "msgc-static-bound-cpu.json",
-        ),
-    )
+    parser.add_argument("--output", default=results_path("msgc-static-bound-cpu.json"))
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
     found, macs = {}, {}
@@ -104,11 +97,7 @@ def main(argv=None):
                 flush=True,
             )
     results = {"machine": platform.processor() or platform.machine(), "rows": rows}
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    temporary = args.output + ".partial"
-    with open(temporary, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(temporary, args.output)
+    write_json(args.output, results)
 
 
 if __name__ == "__main__":
