@@ -445,7 +445,7 @@ Args:
     mac_weight: the MAC loss weight lambda (the release: 30).
     granularity: channels per gate: `1` (the release's free masks), or `g`
         for gates that open or close contiguous blocks of `g` channels
-        (cheaper to gather at inference; `MSGCConv2D`).
+        (gathered whole at inference; `MSGCConv2D`, docs/msgc.md).
     implementation: the MSGC layers' inference form (`MSGCConv2D`):
         `"auto"` (default) skips the channels the gates close where that is
         faster, `"masked"` always convolves masked copies, `"gather"` always

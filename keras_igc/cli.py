@@ -65,8 +65,8 @@ def _parser():
     )
     train.add_argument(
         "--granularity", type=int, help="MSGC hosts: channels per gate (default "
-        "1, the release's free masks; e.g. 8 for gates on blocks of 8 channels, "
-        "cheaper to skip at inference)",
+        "1, the release's free masks; e.g. 8 for gates that open or close "
+        "blocks of 8 channels)",
     )  # fmt: skip
     train.add_argument(
         "--mac-target", type=float, help="MSGC hosts: MAC ratio to reach (default: "

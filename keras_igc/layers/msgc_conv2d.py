@@ -173,10 +173,11 @@ class MSGCConv2D(keras.layers.Layer):
         self.input_channels = channels = x_shape[-1]
         if channels % self.granularity:
             raise ValueError(
-                f"MSGCConv2D with granularity={self.granularity} gates blocks "
-                f"of {self.granularity} input channels, so the input channels "
-                f"must be a multiple of it. Received {channels} input channels; "
-                f"choose a granularity that divides {channels}, or 1."
+                f"MSGCConv2D {self.name!r} with granularity={self.granularity} "
+                f"gates blocks of {self.granularity} input channels, so the "
+                f"input channels must be a multiple of it. Received {channels} "
+                f"input channels; choose a granularity that divides {channels}, "
+                f"or 1."
             )
         self.mask_generator = MaskGenerator(
             self.heads, channels // self.granularity, self.squeeze,
