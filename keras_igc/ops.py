@@ -156,9 +156,9 @@ def grouped_conv_depthwise(
     )
     if k == 1:
         return y
-    batch, height, width = ops.shape(y)[:3]
-    y = ops.reshape(y, (batch, height, width, groups, k, n))
-    return ops.reshape(ops.sum(y, axis=4), (batch, height, width, groups * n))
+    pixels = batch_free_shape(y)[:3]
+    y = ops.reshape(y, (*pixels, groups, k, n))
+    return ops.reshape(ops.sum(y, axis=4), (*pixels, groups * n))
 
 
 def grouped_conv_split(x, kernel, groups, strides=1, padding="valid", dilation_rate=1):

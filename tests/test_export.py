@@ -271,6 +271,16 @@ def test_grouped_forms_are_each_runtimes_grouped_convolutions(
         assert row["max_abs_diff"] <= 1e-4, row
 
 
+def test_litert_reshapes_are_static_in_the_depthwise_primaries(tmp_path):
+    """The "igc" form's depthwise primaries (M > 1 inputs: a sum over a
+    reshaped depthwise output) write no SHAPE op either."""
+    result = export.export(
+        small_igcnet(), str(tmp_path), ["litert"], block_form="igc", verbose=False
+    )
+    names = litert_op_names(result.artifacts["litert"])
+    assert "DEPTHWISE_CONV_2D" in names and "SHAPE" not in names
+
+
 @pytest.mark.parametrize(
     "runtime, L, M, form",
     [

@@ -376,3 +376,18 @@ def test_exports_run_each_runtimes_form_and_match_keras(fmt, expected, tmp_path)
     rows = export.check(model, result.artifacts, batch_sizes=(1, 3), runs=1)
     for row in rows:
         assert row["max_abs_diff"] <= 1e-5 * row["max_abs_output"], row
+
+
+@pytest.mark.tensorflow_only
+def test_the_litert_forms_reshape_to_constant_shapes(tmp_path):
+    """The masked and per-sample-kernel forms write no SHAPE op, which
+    XNNPACK would leave outside its graph."""
+    from keras_igc import export
+
+    keras.utils.set_random_seed(0)
+    result = export.export(
+        _small_msgc_network(), str(tmp_path), ("litert",), verbose=False
+    )
+    interpreter = export.litert.make_interpreter(model_path=result.artifacts["litert"])
+    names = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "BATCH_MATMUL" in names and "SHAPE" not in names

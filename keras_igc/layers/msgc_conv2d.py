@@ -249,13 +249,11 @@ class MSGCConv2D(keras.layers.Layer):
         self.supports_jit = form in ("masked", "scaled_kernel")
 
     def _masked(self, x, masks):
-        batch, height, width, channels = ops.shape(x)
+        pixels, channels = igc_ops.batch_free_shape(x)[:3], self.input_channels
         copies = ops.expand_dims(x, 3) * ops.reshape(
             masks, (-1, 1, 1, self.heads, channels)
         )
-        return self.conv(
-            ops.reshape(copies, (batch, height, width, self.heads * channels))
-        )
+        return self.conv(ops.reshape(copies, (*pixels, self.heads * channels)))
 
     def _scaled_kernel(self, x, masks):
         """The convolution with each sample's own kernel,
@@ -275,7 +273,7 @@ class MSGCConv2D(keras.layers.Layer):
         heads, channels = self.heads, self.input_channels
         sh, sw = self.conv.strides
         x = x[:, ::sh, ::sw, :]  # a strided 1x1 reads every s-th pixel
-        batch, height, width = ops.shape(x)[:3]
+        batch, height, width = igc_ops.batch_free_shape(x)[:3]
         kernel = ops.reshape(
             ops.cast(self.conv.kernel, x.dtype), (1, channels, heads, -1)
         )
