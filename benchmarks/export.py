@@ -18,12 +18,14 @@ peers with the same weights (`torch_twin.KerasTwin`):
 
 Every time is a median over `--runs` calls in the same process, the runtimes
 taking turns of an untimed and four timed calls (the machine is shared and
-drifts); ratios are to the fastest peer of that network and batch. Writes
+drifts); ratios are to the fastest peer of that network and batch.
+Differences are relative to the largest logit, from the Keras model and
+from the same network computed in float64 (what float32 rounding alone
+does to any implementation, Keras' included). Writes
 benchmarks/results/export-cpu.json. Needs the `export` and `bench` extras.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -40,6 +42,7 @@ from keras_igc import applications, export  # noqa: E402
 from keras_igc.export.check import RUNTIMES  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from output import write_json  # noqa: E402
 from timing import timed  # noqa: E402
 
 NETWORKS = {
@@ -58,6 +61,19 @@ def calibrated(builder, shape):
     for layer in norms:
         layer.momentum = 0.99
     return model
+
+
+def float64_twin(model, builder):
+    """The same network and weights computing in float64: the reference that
+    shows how far float32 rounding alone takes any implementation."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        twin = builder(classifier_activation=None)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def runners(model, artifacts, directory):
@@ -102,17 +118,22 @@ def main(argv=None):
     results = {"machine": platform.processor() or platform.machine(), "rows": []}
     print(
         "| network | batch | runtime | ms | / fastest peer | max diff / max logit "
-        "| MiB |\n|---|---:|---|---:|---:|---:|---:|"
+        "| float64 diff / max logit | MiB |\n|---|---:|---|---:|---:|---:|---:|---:|"
     )
     for name in args.networks:
         builder, shape, batches = NETWORKS[name]
         model = calibrated(builder, shape)
+        exact = float64_twin(model, builder)
         with tempfile.TemporaryDirectory() as directory:
             exported = export.export(model, directory, verbose=False)
             found, torch_bytes = runners(model, exported.artifacts, directory)
             sizes = {**exported.sizes, "torch onnx in ORT": torch_bytes}
             results[name] = {
-                fmt: {"summary": report.summary(), "blocks": report.blocks}
+                fmt: {
+                    "summary": report.summary(),
+                    "blocks": report.blocks,
+                    "grouped_convs": report.grouped_convs,
+                }
                 for fmt, report in exported.folding.items()
             }
             for batch in batches:
@@ -120,25 +141,28 @@ def main(argv=None):
                 x = x.astype("float32")
                 expected = np.asarray(model(x, training=False))
                 scale = float(np.max(np.abs(expected)))
+                reference = np.asarray(exact(x.astype("float64"), training=False))
                 measured = timed(found, x, args.runs)
                 fastest = min(measured[peer][0] for peer in PEERS)
                 for runtime, (ms, output) in measured.items():
                     diff = float(np.max(np.abs(output - expected)))
+                    off = float(np.max(np.abs(output - reference))) / scale
                     row = dict(
                         network=name, batch=batch, runtime=runtime, ms=ms,
                         ratio_to_fastest_peer=ms / fastest, max_abs_diff=diff,
-                        relative_diff=diff / scale, bytes=sizes.get(runtime),
+                        relative_diff=diff / scale, relative_diff_to_float64=off,
+                        bytes=sizes.get(runtime),
                     )  # fmt: skip
                     results["rows"].append(row)
                     size = sizes.get(runtime)
                     mib = "" if size is None else f"{size / 2**20:.2f}"
                     print(
                         f"| {name} | {batch} | {runtime} | {ms:.2f} | "
-                        f"{ms / fastest:.2f} | {diff / scale:.1e} | {mib} |",
+                        f"{ms / fastest:.2f} | {diff / scale:.1e} | {off:.1e} | "
+                        f"{mib} |",
                         flush=True,
                     )
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(args.output, results)
     print(f"wrote {args.output}")
 
 

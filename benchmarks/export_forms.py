@@ -1,6 +1,8 @@
-"""Which form of an IGC block each export runtime runs fastest, on CPU.
+"""Which form of an IGC block and of a grouped convolution each export
+runtime runs fastest, on CPU.
 
     python benchmarks/export_forms.py [--runs 30] [--cases "L24M2 stage1" ...]
+    python benchmarks/export_forms.py --grouped-only   # the grouped cases only
 
 For each case (the paper's CIFAR stages of IGC-L24M2 and IGC-L4M8 at batch 1
 and 64, the four ImageNet stages of IGC-L100M2 at batch 1 and 16), two
@@ -9,14 +11,25 @@ of `keras_igc.export.prepare` (`folding.BLOCK_FORMS`), as ONNX (run in
 ONNX Runtime) and LiteRT (run with its default XNNPACK delegate), and timed
 in the same process, forms alternating, medians. The fastest form per case
 and runtime is the rule `keras_igc.export.folding.export_form` follows.
-Writes benchmarks/results/export-forms-cpu.json and prints a Markdown table.
+
+The grouped cases time one grouped convolution alone (the IGC networks'
+1x1 projection shortcuts, and the narrow primaries of M=2 blocks as a
+`GroupConv2D`): as the dense block-diagonal kernel, as the runtime's grouped
+convolution, and with consecutive groups merged into wider ones
+(`folding.merge_factor`, `ops.merged_groups_kernel`; ONNX Runtime, which
+merges nothing, is timed with LiteRT's merges), in ONNX Runtime, LiteRT and
+TensorFlow (the SavedModel). They back `folding.grouped_conv_form_for` and
+`folding.merge_factor`.
+
+Writes benchmarks/results/export-forms-cpu.json (the grouped cases:
+export-grouped-cpu.json) and prints Markdown tables.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 
@@ -27,7 +40,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_igc  # noqa: E402
-from keras_igc.export import litert, onnx, prepare, savedmodel  # noqa: E402
+from keras_igc.export import folding, litert, onnx, prepare, savedmodel  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from output import results_path, write_json  # noqa: E402
 
 # name: (batches, size, L, M)
 CASES = {
@@ -43,6 +59,20 @@ CASES = {
     "L100M2 stage4": ((1, 16), 7, 100, 16),
 }
 FORMS = ("grouped", "grouped_primary", "dense", "igc")
+
+# name: (batches, size, channels, filters, kernel, strides, groups)
+GROUPED_CASES = {
+    "L100M2 stage1 primary": ((1, 16), 56, 200, 200, 3, 1, 100),
+    "L100M2 first primary": ((1, 16), 56, 100, 200, 3, 1, 100),
+    "L100M2 proj1": ((1, 16), 56, 100, 200, 1, 1, 100),
+    "L100M2 proj2": ((1, 16), 56, 200, 400, 1, 2, 200),
+    "L100M2 proj4": ((1, 16), 14, 800, 1600, 1, 2, 800),
+    "L24M2 stage1 primary": ((1, 64), 32, 48, 48, 3, 1, 24),
+    "L24M2 proj2": ((1, 64), 32, 48, 96, 1, 2, 24),
+    "L4M32 proj2": ((1, 16), 56, 128, 256, 1, 2, 4),
+}
+GROUPED_FORMS = ("dense", "grouped", "merged")
+GROUPED_RUNTIMES = ("onnx", "litert", "savedmodel")
 
 
 def blocks(size, L, M):
@@ -76,6 +106,21 @@ def artifacts(model, form, directory):
     return runners
 
 
+def median_times(forms, x, expected, runs, tolerance, case):
+    """`{form: median ms}` of `forms = {form: predict}` taking turns, after a
+    call each that warms up and checks the outputs against `expected`."""
+    times = {form: [] for form in forms}
+    for form, predict in forms.items():
+        error = float(np.max(np.abs(predict(x) - expected)))
+        assert error < tolerance * np.max(np.abs(expected)), (case, form)
+    for _ in range(runs):
+        for form, predict in forms.items():
+            start = time.perf_counter()
+            predict(x)
+            times[form].append(1e3 * (time.perf_counter() - start))
+    return {form: statistics.median(t) for form, t in times.items()}
+
+
 def time_case(name, runs):
     batches, size, L, M = CASES[name]
     model = blocks(size, L, M)
@@ -87,17 +132,8 @@ def time_case(name, runs):
             x = x.astype("float32")
             expected = np.asarray(model(x, training=False))
             for runtime in ("onnx", "litert"):
-                times = {form: [] for form in FORMS}
-                for form in FORMS:  # warm up, and check exactness
-                    got = runners[form][runtime](x)
-                    error = float(np.max(np.abs(got - expected)))
-                    assert error < 1e-3 * np.max(np.abs(expected)), (name, form)
-                for _ in range(runs):
-                    for form in FORMS:
-                        start = time.perf_counter()
-                        runners[form][runtime](x)
-                        times[form].append(1e3 * (time.perf_counter() - start))
-                ms = {form: statistics.median(t) for form, t in times.items()}
+                forms = {form: runners[form][runtime] for form in FORMS}
+                ms = median_times(forms, x, expected, runs, 1e-3, name)
                 best = min(ms, key=ms.get)
                 rows.append(
                     dict(case=name, runtime=runtime, batch=batch, L=L, M=M,
@@ -107,6 +143,87 @@ def time_case(name, runs):
                     f"| {name} | {runtime} | {batch} | "
                     + " | ".join(f"{ms[f]:.2f}" for f in FORMS)
                     + f" | {best} |",
+                    flush=True,
+                )
+    return rows
+
+
+def grouped_conv(case):
+    """One grouped convolution and a BatchNorm (statistics of one batch)."""
+    _, size, channels, filters, kernel, strides, groups = GROUPED_CASES[case]
+    inputs = keras.Input((size, size, channels))
+    x = keras_igc.GroupConv2D(
+        filters, kernel, strides=strides, groups=groups, padding="same",
+        use_bias=False,
+    )(inputs)  # fmt: skip
+    x = keras.layers.BatchNormalization(momentum=0.0)(x)
+    model = keras.Model(inputs, x)
+    sample = np.random.default_rng(0).normal(size=(4, size, size, channels))
+    model(sample.astype("float32"), training=True)
+    return model
+
+
+def merge_rule_of(runtime):
+    """The runtime whose merge rule "merged" follows for `runtime`."""
+    return runtime if runtime in folding.MERGED_GROUP_OUTPUTS else "litert"
+
+
+def grouped_runners(model, runtime, directory):
+    """`{form: predict}`: `model` exported for `runtime` in every grouped
+    form. "merged" is the runtime's own merge rule, or LiteRT's for a runtime
+    that merges nothing (to show what merging would do there)."""
+    merging = merge_rule_of(runtime)
+    runners = {}
+    for form in GROUPED_FORMS:
+        prepared, _ = prepare(
+            model, runtime=merging,
+            grouped_conv_form="auto" if form == "merged" else form,
+        )  # fmt: skip
+        path = os.path.join(directory, f"{runtime}-{form}")
+        if runtime == "onnx":
+            onnx.write(prepared, path + ".onnx")
+            runners[form] = onnx.runner(path + ".onnx")()
+            continue
+        savedmodel.write(prepared, path)
+        if runtime == "litert":
+            litert.write(path, path + ".tflite")
+            runners[form] = litert.runner(path + ".tflite")()
+        else:
+            runners[form] = savedmodel.runner(path)()
+    return runners
+
+
+def time_grouped_case(name, runs):
+    batches, size, channels, filters, kernel, strides, groups = GROUPED_CASES[name]
+    model = grouped_conv(name)
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        runners = {
+            runtime: grouped_runners(model, runtime, directory)
+            for runtime in GROUPED_RUNTIMES
+        }
+        for batch in batches:
+            x = np.random.default_rng(1).normal(size=(batch, size, size, channels))
+            x = x.astype("float32")
+            expected = np.asarray(model(x, training=False))
+            for runtime in GROUPED_RUNTIMES:
+                factor = folding.merge_factor(
+                    merge_rule_of(runtime),
+                    groups,
+                    channels // groups,
+                    filters // groups,
+                )
+                ms = median_times(runners[runtime], x, expected, runs, 1e-4, name)
+                rows.append(
+                    dict(case=name, runtime=runtime, batch=batch, groups=groups,
+                         merged_groups=groups // factor, ms=ms,
+                         best=min(ms, key=ms.get))
+                )  # fmt: skip
+                print(
+                    f"| {name} | {runtime} | {batch} | {groups} -> "
+                    f"{groups // factor} | "
+                    + " | ".join(f"{ms[f]:.2f}" for f in GROUPED_FORMS)
+                    + f" | {rows[-1]['best']} |",
                     flush=True,
                 )
     return rows
@@ -122,15 +239,32 @@ def main(argv=None):
             os.path.dirname(__file__), "results", "export-forms-cpu.json"
         ),
     )
+    parser.add_argument("--grouped-cases", nargs="*", default=list(GROUPED_CASES))
+    parser.add_argument(
+        "--grouped-only", action="store_true", help="time the grouped cases only"
+    )
     args = parser.parse_args(argv)
-    print("| case | runtime | batch | " + " | ".join(f"{f} ms" for f in FORMS)
-          + " | fastest |")  # fmt: skip
-    print("|---|---|---:|" + "---:|" * len(FORMS) + "---|")
-    rows = [row for name in args.cases for row in time_case(name, args.runs)]
-    result = {"machine": platform.machine(), "cpus": os.cpu_count(), "rows": rows}
-    with open(args.output, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.output}")
+    machine = {"machine": platform.machine(), "cpus": os.cpu_count()}
+    if not args.grouped_only:
+        print("| case | runtime | batch | " + " | ".join(f"{f} ms" for f in FORMS)
+              + " | fastest |")  # fmt: skip
+        print("|---|---|---:|" + "---:|" * len(FORMS) + "---|")
+        rows = [row for name in args.cases for row in time_case(name, args.runs)]
+        write_json(args.output, {**machine, "rows": rows})
+        print(f"wrote {args.output}")
+    print(
+        "\n| case | runtime | batch | groups (merged) | "
+        + " | ".join(f"{f} ms" for f in GROUPED_FORMS)
+        + " | fastest |\n|---|---|---:|---|"
+        + "---:|" * len(GROUPED_FORMS)
+        + "---|"
+    )
+    rows = [
+        row for name in args.grouped_cases for row in time_grouped_case(name, args.runs)
+    ]
+    output = results_path("export-grouped-cpu.json")
+    write_json(output, {**machine, "rows": rows})
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,14 @@ def _parser():
         "runtime measured fastest (default; export_report.json says which and why)",
     )  # fmt: skip
     export.add_argument(
+        "--grouped-conv-form", default="auto",
+        choices=["auto", "grouped", "dense", "depthwise", "split"],
+        help="the path of every grouped convolution outside IGC blocks (the "
+        "projection shortcuts): grouped (the runtime's grouped convolution), "
+        "dense (a block-diagonal dense kernel), depthwise, split; auto: per "
+        "format, the one its runtime measured fastest (default)",
+    )  # fmt: skip
+    export.add_argument(
         "--dense-blocks", default="auto", choices=["auto", "always", "never"],
         help="always/never: every folded IGC block as / never as its "
         "dense-equivalent convolution, overriding --block-form (default auto)",
@@ -537,6 +545,7 @@ def _export(args):
         fold=not args.no_fold,
         dense_blocks=args.dense_blocks,
         block_form=args.block_form,
+        grouped_conv_form=args.grouped_conv_form,
         overwrite=args.overwrite,
     )
     if not args.check:

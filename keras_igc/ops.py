@@ -189,16 +189,31 @@ def grouped_conv_block_diagonal(
     `groups` times the multiply-accumulates, in a single dense kernel: the
     cheapest form for 1x1 convolutions, where it is one matrix product.
     """
-    k, out = kernel.shape[2], kernel.shape[3]
-    n = out // groups
-    mask = ops.convert_to_tensor(
-        np.kron(np.eye(groups), np.ones((k, n))),
-        keras.backend.standardize_dtype(kernel.dtype),
-    )
-    dense = ops.tile(kernel, (1, 1, groups, 1)) * mask
+    dense = merged_groups_kernel(kernel, groups, groups)
     return ops.conv(
         x, dense, strides=strides, padding=padding, dilation_rate=dilation_rate
     )
+
+
+def merged_groups_kernel(kernel, groups, factor):
+    """The kernel of a `groups`-group convolution as that of an equal one with
+    `groups // factor` groups.
+
+    Each merged group holds `factor` consecutive groups on its diagonal and
+    zeros elsewhere: `factor` times the multiply-accumulates, the same
+    outputs. `factor = groups` is the dense kernel. Some runtimes run a few
+    wide groups faster than many narrow ones (`keras_igc.export`).
+    """
+    if factor == 1:
+        return kernel
+    k, out = kernel.shape[2], kernel.shape[3]
+    n = out // groups
+    block = np.kron(np.eye(factor), np.ones((k, n)))
+    mask = ops.convert_to_tensor(
+        np.tile(block, (1, groups // factor)),
+        keras.backend.standardize_dtype(kernel.dtype),
+    )
+    return ops.tile(kernel, (1, 1, factor, 1)) * mask
 
 
 def grouped_conv_native(
@@ -265,13 +280,17 @@ def shuffle_channels(x, groups):
     return ops.reshape(ops.transpose(grouped, (0, 2, 1)), shape)
 
 
-def secondary_grouped(y, secondary_kernel, L, M):
+def secondary_grouped(y, secondary_kernel, L, M, secondary_bias=None):
     """Permutation, the secondary as a grouped 1x1 convolution (M groups of L
     channels) and the inverse permutation: the block as the paper draws it,
     for converters (the grouped op is emitted whatever kernels this machine
-    has)."""
+    has). The secondary's bias (stored in its own, permuted order) is added
+    before the inverse permutation, where converters fold it into the
+    convolution."""
     y = shuffle_channels(y, L)
     y = grouped_conv_native(y, secondary_kernel, M, graph_op=True)
+    if secondary_bias is not None:
+        y = y + secondary_bias
     return shuffle_channels(y, M)
 
 

@@ -15,6 +15,26 @@ def positive_int(value, name, owner=None):
     return int(value)
 
 
+def implementation(value, strides, owner):
+    """`value` if it is one of `keras_igc.paths.IMPLEMENTATIONS` that works
+    with `strides` (a pair), else a ValueError that names it and the fix."""
+    from keras_igc.paths import IMPLEMENTATIONS
+
+    if value not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"{owner} `implementation` must be one of {IMPLEMENTATIONS}. "
+            f"Received: implementation={value!r}."
+        )
+    if value == "depthwise" and strides[0] != strides[1]:
+        raise ValueError(
+            f"{owner} implementation='depthwise' needs equal strides along "
+            f"height and width (depthwise kernels support no other). "
+            f"Received strides={tuple(strides)!r}. Use implementation='split' "
+            f"or 'auto'."
+        )
+    return value
+
+
 def finite_float(value, name, owner=None, *, positive=False):
     """`value` as a float if it is a finite real number, non-negative (or
     positive with `positive=True`), else a ValueError naming the argument."""

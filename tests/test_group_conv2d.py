@@ -115,3 +115,60 @@ def test_keras_file_round_trip(tmp_path):
 def test_bad_groups_keep_the_conv2d_error():
     with pytest.raises(ValueError, match="groups"):
         keras_igc.GroupConv2D(10, 1, groups=4)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 6])
+def test_merged_groups_kernel_is_the_same_convolution(factor):
+    """Fewer, wider groups with zeros between the merged ones: same outputs."""
+    rng = np.random.default_rng(3)
+    groups, k, n = 6, 2, 3
+    x = rng.normal(size=(2, 7, 7, groups * k)).astype("float32")
+    kernel = rng.normal(size=(3, 3, k, groups * n)).astype("float32")
+    merged = keras.ops.convert_to_numpy(
+        igc_ops.merged_groups_kernel(kernel, groups, factor)
+    )
+    assert merged.shape == (3, 3, factor * k, groups * n)
+    expected = grouped_reference(x, kernel, groups, (1, 1), "same", (1, 1))
+    got = grouped_reference(x, merged, groups // factor, (1, 1), "same", (1, 1))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", keras_igc.IMPLEMENTATIONS)
+def test_each_implementation_gives_conv2d_outputs(implementation):
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 12)).astype("float32")
+    plain = keras.layers.Conv2D(6, 3, groups=3, padding="same")
+    ours = keras_igc.GroupConv2D(
+        6, 3, groups=3, padding="same", implementation=implementation
+    )
+    plain.build(x.shape)
+    ours.build(x.shape)
+    ours.set_weights(plain.get_weights())
+    expected = "grouped" if implementation == "auto" else implementation
+    if implementation != "auto":
+        assert ours.active_implementation == expected
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours(x)),
+        keras.ops.convert_to_numpy(plain(x)),
+        atol=1e-4,
+    )
+
+
+def test_implementation_is_saved_only_when_chosen(tmp_path):
+    """The default config stays Conv2D's; a chosen path survives a reload."""
+    assert "implementation" not in keras_igc.GroupConv2D(8, 1, groups=2).get_config()
+    layer = keras_igc.GroupConv2D(8, 1, groups=2, implementation="dense")
+    assert layer.get_config()["implementation"] == "dense"
+    model = keras.Sequential([keras.Input((4, 4, 4)), layer])
+    x = np.random.default_rng(5).normal(size=(1, 4, 4, 4)).astype("float32")
+    loaded = assert_round_trip(model, x, tmp_path)
+    assert loaded.layers[0].implementation == "dense"
+    assert loaded.layers[0].active_implementation == "dense"
+
+
+def test_bad_implementation_is_named():
+    with pytest.raises(ValueError, match="implementation='sparse'"):
+        keras_igc.GroupConv2D(8, 1, groups=2, implementation="sparse")
+    with pytest.raises(ValueError, match=r"strides=\(1, 2\)"):
+        keras_igc.GroupConv2D(
+            8, 3, groups=2, strides=(1, 2), implementation="depthwise"
+        )

@@ -46,6 +46,7 @@ def export(
     fold=True,
     dense_blocks="auto",
     block_form="auto",
+    grouped_conv_form="auto",
     overwrite=False,
     verbose=True,
 ):
@@ -62,7 +63,7 @@ def export(
         directory: folder for the artifacts (created if missing). Other files
             in it are left alone.
         formats: any of `"savedmodel"`, `"litert"`, `"onnx"`.
-        fold, dense_blocks, block_form: see `prepare`.
+        fold, dense_blocks, block_form, grouped_conv_form: see `prepare`.
         overwrite: replace artifacts that exist; otherwise an existing one is
             an error and nothing is written.
         verbose: print what was written.
@@ -101,7 +102,7 @@ def export(
     for fmt in formats:
         prepared[fmt], folding[fmt] = prepare(
             model, fold=fold, dense_blocks=dense_blocks, runtime=fmt,
-            block_form=block_form,
+            block_form=block_form, grouped_conv_form=grouped_conv_form,
         )  # fmt: skip
     os.makedirs(directory, exist_ok=True)
     select_ops = []
@@ -146,7 +147,12 @@ def export(
 
 
 def _forms(report):
-    return [entry["form"] for entry in (*report.blocks, *report.msgc_layers)]
+    """What a format's clone emits: each layer's form and its groups."""
+    entries = (*report.blocks, *report.msgc_layers, *report.grouped_convs)
+    return [
+        (entry["form"], entry.get("primary_groups", entry.get("groups")))
+        for entry in entries
+    ]
 
 
 def load_source(source, weights=None, **kwargs):

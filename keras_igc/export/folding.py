@@ -20,6 +20,11 @@ The forms of an IGC block, all exact:
   BatchNorm folded in): `G*G*S` MACs per pixel, but a single kernel.
 - `"igc"`: the primary as plain dense or depthwise convolutions
   (`paths.select_path` without grouped kernels), then the 1x1.
+
+Every other grouped convolution (the IGC networks' 1x1 projection shortcuts,
+`GroupConv2D`) takes one of `keras_igc.paths.PATHS` the same way
+(`grouped_conv_form`): the runtime's own grouped convolution where it
+measured faster than the block-diagonal dense one.
 """
 
 import collections
@@ -35,6 +40,9 @@ from keras_igc.layers import GroupConv2D, IGCConv2D, MSGCConv2D
 
 DENSE_BLOCKS = ("auto", "always", "never")
 BLOCK_FORMS = ("auto", "grouped", "grouped_primary", "dense", "igc")
+# The forms whose primary is the runtime's grouped convolution.
+GROUPED_PRIMARY_FORMS = ("grouped", "grouped_primary")
+GROUPED_CONV_FORMS = paths.IMPLEMENTATIONS
 RUNTIMES = ("savedmodel", "litert", "onnx")
 
 
@@ -52,6 +60,8 @@ class FoldingReport:
         runtime: the runtime the forms were chosen for (None: any).
         msgc_layers: one dict per `MSGCConv2D`: `layer`, the inference
             `form` it runs in this artifact and `why`.
+        grouped_convs: one dict per other grouped convolution: `layer`, its
+            `form` (a path of `keras_igc.paths`) and `why`.
     """
 
     folded: list
@@ -61,14 +71,17 @@ class FoldingReport:
     blocks: list = dataclasses.field(default_factory=list)
     runtime: str | None = None
     msgc_layers: list = dataclasses.field(default_factory=list)
+    grouped_convs: list = dataclasses.field(default_factory=list)
 
     def summary(self):
         folded = _counts(entry["form"] for entry in self.folded)
         blocks = _counts(entry["form"] for entry in self.blocks)
         msgc = _counts(entry["form"] for entry in self.msgc_layers)
+        grouped = _counts(entry["form"] for entry in self.grouped_convs)
         return (
             f"IGC blocks: {blocks or 'none'}; "
             + (f"MSGC layers: {msgc}; " if msgc else "")
+            + (f"grouped convolutions: {grouped}; " if grouped else "")
             + f"folded {len(self.folded)} BatchNorm layers ({folded or 'none'}); "
             f"params {self.before['total_params']:,} -> "
             f"{self.after['total_params']:,}, MACs {self.before['macs']:,} -> "
@@ -82,12 +95,20 @@ def _counts(names):
     return ", ".join(f"{names.count(n)} {n}" for n in sorted(set(names)))
 
 
-def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="auto"):
+def prepare(
+    model,
+    fold=True,
+    dense_blocks="auto",
+    *,
+    runtime=None,
+    block_form="auto",
+    grouped_conv_form="auto",
+):
     """A clone of `model` that exports and runs on any runtime, with equal outputs.
 
     Every IGC block takes the form `block_form` says (see the module's
-    docstring), and every grouped `Conv2D` becomes a `GroupConv2D` with the
-    same weights on a portable path (plain dense or depthwise convolutions). With
+    docstring), and every other grouped `Conv2D` becomes a `GroupConv2D` with
+    the same weights on the path `grouped_conv_form` says. With
     `fold`, each BatchNormalization that directly follows a `Conv2D`,
     `GroupConv2D` or `IGCConv2D` (and is that layer's only consumer) folds
     into it as a scale of the output channels and a bias; the BatchNorm
@@ -110,6 +131,9 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
             small, else "igc").
         block_form: `"auto"`, or one form for every IGC block ("grouped",
             "dense" where a BatchNorm folds into the block, else "igc").
+        grouped_conv_form: `"auto"` (`grouped_conv_form`'s measured rule for
+            `runtime`), or one path of `keras_igc.paths.PATHS` for every
+            grouped convolution that is not part of an IGC block.
 
     Returns:
         `(clone, FoldingReport)`.
@@ -125,6 +149,11 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
             f"`block_form` must be one of {BLOCK_FORMS}. Received: "
             f"block_form={block_form!r}."
         )
+    if grouped_conv_form not in GROUPED_CONV_FORMS:
+        raise ValueError(
+            f"`grouped_conv_form` must be one of {GROUPED_CONV_FORMS}. Received: "
+            f"grouped_conv_form={grouped_conv_form!r}."
+        )
     if runtime not in (None, *RUNTIMES):
         raise ValueError(
             f"`runtime` must be None or one of {RUNTIMES}. Received: "
@@ -137,12 +166,23 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
     pairs = _batch_norm_pairs(model) if fold else {}
     folded_norms = {bn.name: producer for producer, bn in pairs.items()}
     forms, reasons = {name: "conv" for name in pairs}, {}
+    grouped_convs = {}  # the other grouped convolutions: name -> (path, why)
+    merges = {}  # name -> groups that run as one in the artifact (> 1)
     with paths.portable_paths():
         for layer in keras_internals.all_layers(model):
             if isinstance(layer, IGCConv2D):
-                forms[layer.name], reasons[layer.name] = _block_form(
+                form, why = _block_form(
                     layer, layer.name in pairs, runtime, block_form, dense_blocks
                 )
+                if block_form == "auto" and form in GROUPED_PRIMARY_FORMS:
+                    why = _merge(merges, layer.name, runtime, layer.primary, why)
+                forms[layer.name], reasons[layer.name] = form, why
+        for layer in model.layers:  # the layers `clone_layer` sees
+            if _is_grouped_conv(layer):
+                form, why = _grouped_conv_form(layer, runtime, grouped_conv_form)
+                if grouped_conv_form == "auto" and form == "grouped":
+                    why = _merge(merges, layer.name, runtime, layer, why)
+                grouped_convs[layer.name] = form, why
 
         def clone_layer(layer):
             if layer.name in folded_norms:
@@ -157,13 +197,15 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
                 form = forms[layer.name]
                 if form == "dense":
                     return keras.layers.Conv2D.from_config(_dense_config(layer))
-                grouped = form in ("grouped", "grouped_primary")
+                grouped = form in GROUPED_PRIMARY_FORMS
                 config["implementation"] = "grouped" if grouped else "auto"
                 block = IGCConv2D.from_config(config)
                 block._portable_secondary = "grouped" if form == "grouped" else "dense"
                 return block
-            elif isinstance(layer, keras.layers.Conv2D) and layer.groups > 1:
+            elif layer.name in grouped_convs:
                 cls = GroupConv2D
+                config["implementation"] = grouped_convs[layer.name][0]
+                config["groups"] //= merges.get(layer.name, 1)
             return cls.from_config(config)
 
         def call_layer(layer, *args, **kwargs):
@@ -180,9 +222,16 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
             continue
         original = model.get_layer(layer.name)
         if layer.name in pairs:
-            layer.set_weights(_folded_weights(original, pairs[layer.name], layer))
+            weights = _folded_weights(original, pairs[layer.name], layer)
         else:
-            layer.set_weights(original.get_weights())
+            weights = original.get_weights()
+        if layer.name in merges:
+            merged = _merged_kernel(original, weights, merges[layer.name])
+            if isinstance(layer, IGCConv2D):
+                layer._portable_primary_kernel = merged
+            else:
+                weights[0] = merged
+        layer.set_weights(weights)
     msgc_layers = [
         {"layer": layer.name, **_msgc_form(layer, runtime)}
         for layer in keras_internals.all_layers(clone)
@@ -199,11 +248,27 @@ def prepare(model, fold=True, dense_blocks="auto", *, runtime=None, block_form="
         before=model_complexity(model),
         after=model_complexity(clone),
         blocks=[
-            {"layer": name, "form": forms[name], "why": why}
+            {
+                "layer": name,
+                "form": forms[name],
+                "why": why,
+                "primary_groups": _artifact_groups(
+                    model, name, forms[name] in GROUPED_PRIMARY_FORMS, merges
+                ),
+            }
             for name, why in reasons.items()
         ],
         runtime=runtime,
         msgc_layers=msgc_layers,
+        grouped_convs=[
+            {
+                "layer": name,
+                "form": form,
+                "why": why,
+                "groups": _artifact_groups(model, name, form == "grouped", merges),
+            }
+            for name, (form, why) in grouped_convs.items()
+        ],
     )
     return clone, report
 
@@ -333,6 +398,111 @@ def export_form(runtime, L, M, kernel_size, strides, group_inputs=None):
     kh, kw = kernel_size
     dense_weights = kh * kw * L * group_inputs * L * M
     return _MEASURED_RULES[runtime](L, M, dense_weights)
+
+
+def _is_grouped_conv(layer):
+    return (
+        isinstance(layer, keras.layers.Conv2D)
+        and layer.groups > 1
+        and layer.data_format == "channels_last"
+    )
+
+
+def _grouped_conv_form(layer, runtime, grouped_conv_form):
+    """`(path, why)` of a grouped convolution in an export for `runtime`."""
+    if grouped_conv_form != "auto":
+        return grouped_conv_form, f"grouped_conv_form={grouped_conv_form!r}"
+    return grouped_conv_form_for(
+        runtime,
+        layer.groups,
+        layer.kernel.shape[2],
+        layer.filters // layer.groups,
+        layer.kernel_size,
+        layer.strides,
+    )
+
+
+def grouped_conv_form_for(
+    runtime, groups, group_inputs, group_outputs, kernel_size, strides
+):
+    """`(path, why)`: the fastest path of a grouped convolution in
+    `runtime`'s CPU kernels, by `benchmarks/export_forms.py`
+    (results/export-grouped-cpu.json)."""
+    if runtime is None:
+        with paths.portable_paths():
+            path = paths.select_path(
+                groups, group_inputs, group_outputs, kernel_size, strides
+            )
+        return path, "the Keras CPU rule (paths.select_path) without grouped kernels"
+    if runtime == "savedmodel":
+        return "grouped", (
+            "savedmodel: TensorFlow's grouped Conv2D (oneDNN on x86 CPUs, cuDNN "
+            "on GPUs), the Keras model's own path (paths.select_path)"
+        )
+    kh, kw = kernel_size
+    dense_weights = kh * kw * groups * group_inputs * groups * group_outputs
+    if groups <= 4 and dense_weights <= paths.SMALL_DENSE_KERNEL:
+        return "dense", (
+            f"{runtime}: {groups} groups with a small dense kernel "
+            f"({dense_weights} weights) run fastest as one dense convolution"
+        )
+    return "grouped", (
+        f"{runtime}: the runtime's grouped convolution ({groups} groups), "
+        f"{groups}x fewer MACs than the dense kernel"
+    )
+
+
+def _artifact_groups(model, name, grouped, merges):
+    """Groups of a layer's grouped convolution in the artifact (None: it has
+    none)."""
+    if not grouped:
+        return None
+    layer = next(l for l in keras_internals.all_layers(model) if l.name == name)
+    groups = layer.primary_partitions if isinstance(layer, IGCConv2D) else layer.groups
+    return groups // merges.get(name, 1)
+
+
+# XNNPACK (LiteRT) runs a grouped convolution of groups with one or two
+# outputs each 1.2-2.2x slower than the same convolution with a few
+# consecutive groups merged into one of up to 12 outputs (zeros between them),
+# although that does several times the MACs; TensorFlow's oneDNN kernel
+# (the SavedModel; measured on CPU only) 1.1-1.4x slower than with up to 8;
+# ONNX Runtime does not gain (benchmarks/export_forms.py, its grouped cases).
+MERGED_GROUP_OUTPUTS = {"litert": 12, "savedmodel": 8}
+
+
+def merge_factor(runtime, groups, group_inputs, group_outputs):
+    """How many consecutive groups of a grouped convolution run as one in
+    `runtime` (`ops.merged_groups_kernel`; 1: none), by
+    `benchmarks/export_forms.py` (its grouped-convolution cases)."""
+    widest = MERGED_GROUP_OUTPUTS.get(runtime)
+    if widest is None or group_outputs > 2 or group_inputs * group_outputs == 1:
+        return 1
+    return max(r for r in range(1, widest // group_outputs + 1) if groups % r == 0)
+
+
+def _merge(merges, name, runtime, conv, why):
+    """Record in `merges` how many groups of the grouped `conv` (a
+    `Conv2D`: the layer, or an IGC block's primary) run as one in an export
+    for `runtime`; returns `why` with the reason added."""
+    groups, group_outputs = conv.groups, conv.filters // conv.groups
+    factor = merge_factor(runtime, groups, conv.kernel.shape[2], group_outputs)
+    if factor == 1:
+        return why
+    merges[name] = factor
+    return (
+        f"{why}; as {groups // factor} groups of {factor} ({factor * group_outputs} "
+        f"outputs each, zeros between): {runtime} runs groups of {group_outputs} "
+        f"outputs slowly"
+    )
+
+
+def _merged_kernel(layer, weights, factor):
+    """The grouped kernel of `layer` (an IGC block: its primary's), from its
+    artifact `weights`, as that of `factor` times fewer groups."""
+    groups = layer.primary_partitions if isinstance(layer, IGCConv2D) else layer.groups
+    merged = igc_ops.merged_groups_kernel(weights[0], groups, factor)
+    return np.asarray(keras.ops.convert_to_numpy(merged), "float32")
 
 
 def _dense_config(layer):

@@ -1,7 +1,7 @@
 import keras
 
 from keras_igc import ops as igc_ops
-from keras_igc import paths
+from keras_igc import paths, validation
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -21,6 +21,13 @@ class GroupConv2D(keras.layers.Conv2D):
     Only `data_format="channels_last"` takes the alternative paths; anything
     else behaves exactly like `Conv2D`.
 
+    Args:
+        implementation: `"auto"` (the default: `paths.select_path`'s pick), or
+            one of `keras_igc.paths.PATHS` for every call. Saved in the config
+            only when it is not `"auto"`, so that the default config is
+            `Conv2D`'s. Export sets it per runtime (`keras_igc.export`).
+        *args, **kwargs: `keras.layers.Conv2D`'s.
+
     Example:
 
     >>> import keras, keras_igc
@@ -29,11 +36,22 @@ class GroupConv2D(keras.layers.Conv2D):
     (1, 8, 8, 64)
     """
 
+    def __init__(self, *args, implementation="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.implementation = validation.implementation(
+            implementation, self.strides, "GroupConv2D"
+        )
+        self._portable = False
+
     def build(self, input_shape):
         super().build(input_shape)
+        # Built for a converter: the grouped path emits the plain graph op.
+        self._portable = paths.is_portable()
         channels = input_shape[-1]
         path = "grouped"
-        if self.groups > 1 and self.data_format == "channels_last":
+        if self.implementation != "auto":
+            path = self.implementation
+        elif self.groups > 1 and self.data_format == "channels_last":
             path = paths.select_path(
                 self.groups,
                 channels // self.groups,
@@ -48,11 +66,17 @@ class GroupConv2D(keras.layers.Conv2D):
         if self.groups == 1 or self.data_format != "channels_last":
             return super().convolution_op(inputs, kernel)
         path = getattr(self, "active_implementation", "grouped")
-        return igc_ops.GROUPED_CONVOLUTIONS[path](
-            inputs,
-            kernel,
-            self.groups,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
+        conv_args = dict(
+            strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate
         )
+        if path == "grouped" and self._portable:
+            conv_args["graph_op"] = True
+        return igc_ops.GROUPED_CONVOLUTIONS[path](
+            inputs, kernel, self.groups, **conv_args
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        if self.implementation != "auto":
+            config["implementation"] = self.implementation
+        return config

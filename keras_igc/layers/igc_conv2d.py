@@ -4,9 +4,8 @@ import keras
 from keras import ops
 
 from keras_igc import ops as igc_ops
-from keras_igc import paths
+from keras_igc import paths, validation
 from keras_igc.layers.channel_shuffle import ChannelShuffle
-from keras_igc.paths import IMPLEMENTATIONS
 from keras_igc.validation import positive_int
 
 
@@ -151,24 +150,17 @@ class IGCConv2D(keras.layers.Layer):
                 f"keras.layers.Permute((2, 3, 1)) or pass "
                 f"data_format='channels_last'."
             )
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"IGCConv2D `implementation` must be one of {IMPLEMENTATIONS}. "
-                f"Received: implementation={implementation!r}."
-            )
-        if implementation == "depthwise" and self.strides[0] != self.strides[1]:
-            raise ValueError(
-                f"IGCConv2D implementation='depthwise' needs equal strides along "
-                f"height and width (depthwise kernels support no other). "
-                f"Received strides={strides!r}. Use implementation='split' or "
-                f"'auto'."
-            )
-        self.implementation = implementation
+        self.implementation = validation.implementation(
+            implementation, self.strides, "IGCConv2D"
+        )
         self.active_implementation = None
         self._portable = False
         # Built for a converter: the secondary as one dense 1x1 ("dense") or
         # as a grouped 1x1 between the permutations ("grouped"); export sets it.
         self._portable_secondary = "dense"
+        # ... and its grouped primary with this kernel of fewer, wider groups
+        # (`ops.merged_groups_kernel`, a constant); export sets it.
+        self._portable_primary_kernel = None
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -279,6 +271,9 @@ class IGCConv2D(keras.layers.Layer):
         L, M = self.primary_partitions, self.secondary_partitions
         primary_kernel = ops.cast(self.primary.kernel, self.compute_dtype)
         secondary_kernel = ops.cast(self.secondary.kernel, self.compute_dtype)
+        bias = None
+        if self.use_bias:
+            bias = ops.cast(self.secondary.bias, self.compute_dtype)
         conv_args = dict(
             strides=self.strides,
             padding=self.padding,
@@ -291,18 +286,26 @@ class IGCConv2D(keras.layers.Layer):
             outputs = ops.conv(inputs, kernel, **conv_args)
         else:
             primary = igc_ops.GROUPED_CONVOLUTIONS[self.active_implementation]
+            groups = L
             if self.active_implementation == "grouped" and self._portable:
                 conv_args["graph_op"] = True
-            outputs = primary(inputs, primary_kernel, L, **conv_args)
-            if not self._portable:
-                secondary = igc_ops.secondary_dense
-            elif self._portable_secondary == "grouped":
-                secondary = igc_ops.secondary_grouped
-            else:
-                secondary = igc_ops.secondary_conv
+                if self._portable_primary_kernel is not None:
+                    primary_kernel = ops.convert_to_tensor(
+                        self._portable_primary_kernel, self.compute_dtype
+                    )
+                    groups = inputs.shape[-1] // primary_kernel.shape[2]
+            outputs = primary(inputs, primary_kernel, groups, **conv_args)
+            if self._portable and self._portable_secondary == "grouped":
+                # The bias in its stored order, before the inverse permutation:
+                # converters fold it into the secondary convolution.
+                return igc_ops.secondary_grouped(
+                    outputs, secondary_kernel, L, M, secondary_bias=bias
+                )
+            secondary = (
+                igc_ops.secondary_conv if self._portable else igc_ops.secondary_dense
+            )
             outputs = secondary(outputs, secondary_kernel, L, M)
-        if self.use_bias:
-            bias = ops.cast(self.secondary.bias, self.compute_dtype)
+        if bias is not None:
             outputs = outputs + igc_ops.output_bias(bias, L, M)
         return outputs
 
