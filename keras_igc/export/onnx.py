@@ -6,6 +6,9 @@ NCHW and back, and a channel shuffle written on NHWC tensors (reshape to
 each such shuffle into one transpose of the NCHW tensor (reshape to
 `(N, g, C/g, H*W)`, swap, reshape back), as PyTorch's exporter writes it,
 and a transpose back to NHWC that cancels against the next convolution's.
+A ReLU that follows such a shuffle moves before it, onto the convolution's
+output (a permutation commutes with an elementwise op), where ONNX Runtime
+fuses it into the convolution.
 """
 
 import os
@@ -57,7 +60,7 @@ def native_shuffles(model):
     def consumers(name):
         return [node for node in graph.node if name in node.input]
 
-    rewritten = 0
+    rewritten, shuffles = 0, []
     for second in list(graph.node):
         # The shuffle's core: Transpose(0,2,3,1) -> Reshape(-1, g, C/g)
         # -> Transpose(0,2,1) -> Reshape(the NHWC shape).
@@ -110,11 +113,51 @@ def native_shuffles(model):
             graph.node.remove(node)
         for offset, node in enumerate(new):
             graph.node.insert(index + offset, node)
+        # (graph.node holds copies: the shuffle's nodes are found again by
+        # their outputs)
+        shuffles.append((new[0].output[0], new[2].output[0], new[-1].output[0]))
         rewritten += 1
         producers = {out: node for node in graph.node for out in node.output}
+    for shuffle in shuffles:
+        _relu_before_shuffle(graph, *shuffle)
     _cancel_transposes(graph)
     _remove_dead_nodes(graph)
     return rewritten
+
+
+def _relu_before_shuffle(graph, first, shape, last):
+    """Conv -> shuffle -> Relu becomes Conv -> Relu -> shuffle, where the
+    shuffle (its nodes named by their outputs: the first reshape `first`,
+    the `Shape` of its input `shape`, the last transpose `last`) is all that
+    reads the Conv."""
+    from onnx import helper
+
+    made = {out: node for node in graph.node for out in node.output}
+    first, shape = made[first], made[shape]
+    source = first.input[0]
+    producer = made.get(source)
+    readers = [n for n in graph.node if source in n.input]
+    after = [n for n in graph.node if last in n.input]
+    outputs = {output.name for output in graph.output}
+    if (
+        producer is None
+        or producer.op_type != "Conv"
+        or any(n.output[0] not in (first.output[0], shape.output[0]) for n in readers)
+        or len(after) != 1
+        or after[0].op_type != "Relu"
+        or after[0].output[0] in outputs
+    ):
+        return
+    (relu,) = after
+    activated = f"{source}_relu"
+    first.input[0] = activated
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == relu.output[0]:
+                node.input[i] = last
+    graph.node.remove(relu)
+    index = list(graph.node).index(first)
+    graph.node.insert(index, helper.make_node("Relu", [source], [activated]))
 
 
 def _perm(node):
