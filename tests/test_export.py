@@ -297,7 +297,8 @@ def narrow_groups_network():
 def test_grouped_projections_and_narrow_groups_in_each_runtime(tmp_path):
     """The projection stays grouped in every format (not its 20x denser
     block-diagonal kernel); LiteRT runs 5 narrow groups as one (4 groups of
-    10 outputs), ONNX keeps all 20; the outputs stay Keras'."""
+    10 outputs), the SavedModel 4 (5 groups of 8), ONNX keeps all 20; the
+    outputs stay Keras'."""
     model = narrow_groups_network()
     result = export.export(model, str(tmp_path), verbose=False)
     litert, onnx = result.folding["litert"], result.folding["onnx"]
@@ -307,6 +308,10 @@ def test_grouped_projections_and_narrow_groups_in_each_runtime(tmp_path):
     assert "as 4 groups of 5" in litert.blocks[0]["why"]
     assert [c["groups"] for c in onnx.grouped_convs] == [20]
     assert [b["primary_groups"] for b in onnx.blocks] == [20]
+    # TensorFlow merges up to 8 outputs a group: 4 groups of 2 -> 5 groups.
+    savedmodel = result.folding["savedmodel"]
+    assert [c["groups"] for c in savedmodel.grouped_convs] == [5]
+    assert [b["primary_groups"] for b in savedmodel.blocks] == [5]
     assert onnx_group_sizes(result.artifacts["onnx"]) == [20, 20]
     convolutions = litert_conv_filters(result.artifacts["litert"])
     # (out, kh, kw, inputs per group): the projection's merged groups read
@@ -394,7 +399,8 @@ def test_the_report_says_each_formats_block_forms_and_why(tmp_path):
             form, why = export.export_form(
                 fmt, *_partitions(layer), group_inputs=layer.primary.kernel.shape[2]
             )
-            # LiteRT may merge narrow primary partitions; its why says so.
+            # LiteRT and the SavedModel may merge narrow primary partitions;
+            # the why says so.
             assert block["form"] == form and block["why"].startswith(why)
         assert result.folding[fmt].blocks == blocks
 
