@@ -56,12 +56,16 @@ class FoldingReport:
             form: "grouped", "dense" or "igc").
         paths: the execution path of each IGC block and grouped convolution.
         before, after: `model_complexity` of the model and its prepared clone.
-        blocks: one dict per IGC block: `layer`, `form` and `why`.
+        blocks: one dict per IGC block: `layer`, `form`, `why` and
+            `primary_groups` (the groups its primary runs as in the artifact:
+            fewer than L where narrow partitions are merged; None without a
+            grouped primary).
         runtime: the runtime the forms were chosen for (None: any).
         msgc_layers: one dict per `MSGCConv2D`: `layer`, the inference
             `form` it runs in this artifact and `why`.
         grouped_convs: one dict per other grouped convolution: `layer`, its
-            `form` (a path of `keras_igc.paths`) and `why`.
+            `form` (a path of `keras_igc.paths`), `why` and `groups` (as run
+            in the artifact; None unless `form` is "grouped").
     """
 
     folded: list
