@@ -75,35 +75,49 @@ GROUPED_FORMS = ("dense", "grouped", "merged")
 GROUPED_RUNTIMES = ("onnx", "litert", "savedmodel")
 
 
+def calibrated(model):
+    """`model` (BatchNorm momentum 0) after one training call on a random
+    batch: its moving statistics are that batch's."""
+    shape = model.input_shape[1:]
+    sample = np.random.default_rng(0).normal(size=(4, *shape)).astype("float32")
+    model(sample, training=True)
+    return model
+
+
 def blocks(size, L, M):
     """Two IGC blocks with BatchNorm statistics of one random batch."""
-    channels = L * M
-    inputs = keras.Input((size, size, channels))
+    inputs = keras.Input((size, size, L * M))
     x = inputs
     for _ in range(2):
         x = keras_igc.IGCConv2D(L, M, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization(momentum=0.0)(x)
         x = keras.layers.ReLU()(x)
-    model = keras.Model(inputs, x)
-    sample = np.random.default_rng(0).normal(size=(4, size, size, channels))
-    model(sample.astype("float32"), training=True)
-    return model
+    return calibrated(keras.Model(inputs, x))
+
+
+def runner(prepared, runtime, path):
+    """The predict function of `prepared` written in `runtime`'s format at
+    `path` (plus its extension) and loaded in that runtime."""
+    if runtime == "onnx":
+        onnx.write(prepared, path + ".onnx")
+        return onnx.runner(path + ".onnx")()
+    savedmodel.write(prepared, path)
+    if runtime == "savedmodel":
+        return savedmodel.runner(path)()
+    litert.write(path, path + ".tflite")
+    return litert.runner(path + ".tflite")()
 
 
 def artifacts(model, form, directory):
     """`{runtime: predict function}` for the model exported in `form`."""
-    runners = {}
-    for runtime in ("onnx", "litert"):
-        prepared, _ = prepare(model, runtime=runtime, block_form=form)
-        path = os.path.join(directory, f"{form}-{runtime}")
-        if runtime == "onnx":
-            onnx.write(prepared, path + ".onnx")
-            runners[runtime] = onnx.runner(path + ".onnx")()
-        else:
-            savedmodel.write(prepared, path)
-            litert.write(path, path + ".tflite")
-            runners[runtime] = litert.runner(path + ".tflite")()
-    return runners
+    return {
+        runtime: runner(
+            prepare(model, runtime=runtime, block_form=form)[0],
+            runtime,
+            os.path.join(directory, f"{form}-{runtime}"),
+        )
+        for runtime in ("onnx", "litert")
+    }
 
 
 def median_times(forms, x, expected, runs, tolerance, case):
@@ -157,44 +171,29 @@ def grouped_conv(case):
         use_bias=False,
     )(inputs)  # fmt: skip
     x = keras.layers.BatchNormalization(momentum=0.0)(x)
-    model = keras.Model(inputs, x)
-    sample = np.random.default_rng(0).normal(size=(4, size, size, channels))
-    model(sample.astype("float32"), training=True)
-    return model
-
-
-def merge_rule_of(runtime):
-    """The runtime whose merge rule "merged" follows for `runtime`."""
-    return runtime if runtime in folding.MERGED_GROUP_OUTPUTS else "litert"
+    return calibrated(keras.Model(inputs, x))
 
 
 def grouped_runners(model, runtime, directory):
-    """`{form: predict}`: `model` exported for `runtime` in every grouped
-    form. "merged" is the runtime's own merge rule, or LiteRT's for a runtime
-    that merges nothing (to show what merging would do there)."""
-    merging = merge_rule_of(runtime)
+    """`({form: predict}, merged groups)`: `model` exported for `runtime` in
+    every grouped form. "merged" follows the runtime's own merge rule, or
+    LiteRT's for a runtime that merges nothing (to show what merging would do
+    there); the groups it runs as come from its report."""
+    merging = runtime if runtime in folding.MERGED_GROUP_OUTPUTS else "litert"
     runners = {}
     for form in GROUPED_FORMS:
-        prepared, _ = prepare(
+        prepared, report = prepare(
             model, runtime=merging,
             grouped_conv_form="auto" if form == "merged" else form,
         )  # fmt: skip
         path = os.path.join(directory, f"{runtime}-{form}")
-        if runtime == "onnx":
-            onnx.write(prepared, path + ".onnx")
-            runners[form] = onnx.runner(path + ".onnx")()
-            continue
-        savedmodel.write(prepared, path)
-        if runtime == "litert":
-            litert.write(path, path + ".tflite")
-            runners[form] = litert.runner(path + ".tflite")()
-        else:
-            runners[form] = savedmodel.runner(path)()
-    return runners
+        runners[form] = runner(prepared, runtime, path)
+    (conv,) = report.grouped_convs
+    return runners, conv["groups"]
 
 
 def time_grouped_case(name, runs):
-    batches, size, channels, filters, kernel, strides, groups = GROUPED_CASES[name]
+    batches, size, channels, *_, groups = GROUPED_CASES[name]
     model = grouped_conv(name)
     rows = []
     with tempfile.TemporaryDirectory() as directory:
@@ -207,21 +206,14 @@ def time_grouped_case(name, runs):
             x = x.astype("float32")
             expected = np.asarray(model(x, training=False))
             for runtime in GROUPED_RUNTIMES:
-                factor = folding.merge_factor(
-                    merge_rule_of(runtime),
-                    groups,
-                    channels // groups,
-                    filters // groups,
-                )
-                ms = median_times(runners[runtime], x, expected, runs, 1e-4, name)
+                forms, merged = runners[runtime]
+                ms = median_times(forms, x, expected, runs, 1e-4, name)
                 rows.append(
                     dict(case=name, runtime=runtime, batch=batch, groups=groups,
-                         merged_groups=groups // factor, ms=ms,
-                         best=min(ms, key=ms.get))
+                         merged_groups=merged, ms=ms, best=min(ms, key=ms.get))
                 )  # fmt: skip
                 print(
-                    f"| {name} | {runtime} | {batch} | {groups} -> "
-                    f"{groups // factor} | "
+                    f"| {name} | {runtime} | {batch} | {groups} -> {merged} | "
                     + " | ".join(f"{ms[f]:.2f}" for f in GROUPED_FORMS)
                     + f" | {rows[-1]['best']} |",
                     flush=True,

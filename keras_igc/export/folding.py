@@ -169,8 +169,8 @@ def prepare(
         model = keras.Model(inputs, outputs, name=model.name)
     pairs = _batch_norm_pairs(model) if fold else {}
     folded_norms = {bn.name: producer for producer, bn in pairs.items()}
-    forms, reasons = {name: "conv" for name in pairs}, {}
-    grouped_convs = {}  # the other grouped convolutions: name -> (path, why)
+    forms = {name: "conv" for name in pairs}
+    blocks, grouped_convs = {}, {}  # their report entries, by layer name
     merges = {}  # name -> groups that run as one in the artifact (> 1)
     with paths.portable_paths():
         for layer in keras_internals.all_layers(model):
@@ -178,15 +178,28 @@ def prepare(
                 form, why = _block_form(
                     layer, layer.name in pairs, runtime, block_form, dense_blocks
                 )
-                if block_form == "auto" and form in GROUPED_PRIMARY_FORMS:
-                    why = _merge(merges, layer.name, runtime, layer.primary, why)
-                forms[layer.name], reasons[layer.name] = form, why
+                groups = None
+                if form in GROUPED_PRIMARY_FORMS:
+                    groups, why = _artifact_groups(
+                        layer.name, layer.primary, runtime, why, merges,
+                        merge=block_form == "auto",
+                    )  # fmt: skip
+                forms[layer.name] = form
+                blocks[layer.name] = dict(
+                    layer=layer.name, form=form, why=why, primary_groups=groups
+                )
         for layer in model.layers:  # the layers `clone_layer` sees
             if _is_grouped_conv(layer):
                 form, why = _grouped_conv_form(layer, runtime, grouped_conv_form)
-                if grouped_conv_form == "auto" and form == "grouped":
-                    why = _merge(merges, layer.name, runtime, layer, why)
-                grouped_convs[layer.name] = form, why
+                groups = None
+                if form == "grouped":
+                    groups, why = _artifact_groups(
+                        layer.name, layer, runtime, why, merges,
+                        merge=grouped_conv_form == "auto",
+                    )  # fmt: skip
+                grouped_convs[layer.name] = dict(
+                    layer=layer.name, form=form, why=why, groups=groups
+                )
 
         def clone_layer(layer):
             if layer.name in folded_norms:
@@ -208,7 +221,7 @@ def prepare(
                 return block
             elif layer.name in grouped_convs:
                 cls = GroupConv2D
-                config["implementation"] = grouped_convs[layer.name][0]
+                config["implementation"] = grouped_convs[layer.name]["form"]
                 config["groups"] //= merges.get(layer.name, 1)
             return cls.from_config(config)
 
@@ -251,28 +264,10 @@ def prepare(
         paths=_execution_paths(clone),
         before=model_complexity(model),
         after=model_complexity(clone),
-        blocks=[
-            {
-                "layer": name,
-                "form": forms[name],
-                "why": why,
-                "primary_groups": _artifact_groups(
-                    model, name, forms[name] in GROUPED_PRIMARY_FORMS, merges
-                ),
-            }
-            for name, why in reasons.items()
-        ],
+        blocks=list(blocks.values()),
         runtime=runtime,
         msgc_layers=msgc_layers,
-        grouped_convs=[
-            {
-                "layer": name,
-                "form": form,
-                "why": why,
-                "groups": _artifact_groups(model, name, form == "grouped", merges),
-            }
-            for name, (form, why) in grouped_convs.items()
-        ],
+        grouped_convs=list(grouped_convs.values()),
     )
     return clone, report
 
@@ -456,16 +451,6 @@ def grouped_conv_form_for(
     )
 
 
-def _artifact_groups(model, name, grouped, merges):
-    """Groups of a layer's grouped convolution in the artifact (None: it has
-    none)."""
-    if not grouped:
-        return None
-    layer = next(l for l in keras_internals.all_layers(model) if l.name == name)
-    groups = layer.primary_partitions if isinstance(layer, IGCConv2D) else layer.groups
-    return groups // merges.get(name, 1)
-
-
 # XNNPACK (LiteRT) runs a grouped convolution of groups with one or two
 # outputs each 1.2-2.2x slower than the same convolution with a few
 # consecutive groups merged into one of up to 12 outputs (zeros between them),
@@ -485,16 +470,19 @@ def merge_factor(runtime, groups, group_inputs, group_outputs):
     return max(r for r in range(1, widest // group_outputs + 1) if groups % r == 0)
 
 
-def _merge(merges, name, runtime, conv, why):
-    """Record in `merges` how many groups of the grouped `conv` (a
-    `Conv2D`: the layer, or an IGC block's primary) run as one in an export
-    for `runtime`; returns `why` with the reason added."""
+def _artifact_groups(name, conv, runtime, why, merges, merge=True):
+    """`(groups, why)`: the groups the grouped `conv` (a `Conv2D`: the layer,
+    or an IGC block's primary) runs as in an export for `runtime`, with
+    `merge_factor`'s merge where `merge` (recorded in `merges`), and `why`
+    with the merge's reason added."""
     groups, group_outputs = conv.groups, conv.filters // conv.groups
-    factor = merge_factor(runtime, groups, conv.kernel.shape[2], group_outputs)
+    factor = 1
+    if merge:
+        factor = merge_factor(runtime, groups, conv.kernel.shape[2], group_outputs)
     if factor == 1:
-        return why
+        return groups, why
     merges[name] = factor
-    return (
+    return groups // factor, (
         f"{why}; as {groups // factor} groups of {factor} ({factor * group_outputs} "
         f"outputs each, zeros between): {runtime} runs groups of {group_outputs} "
         f"outputs slowly"

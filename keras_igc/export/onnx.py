@@ -51,14 +51,11 @@ def native_shuffles(model):
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
+    producers = _producers(graph)
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
             constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-
-    def consumers(name):
-        return [node for node in graph.node if name in node.input]
 
     rewritten, shuffles = 0, []
     for second in list(graph.node):
@@ -80,12 +77,12 @@ def native_shuffles(model):
             or _perm(to_nhwc) != [0, 2, 3, 1]
         ):
             continue
-        (back,) = consumers(second.output[0]) or [None]
+        (back,) = _consumers(graph, second.output[0]) or [None]
         if back is None or back.op_type != "Reshape":
             continue
         if (
-            len(consumers(grouped.output[0])) != 1
-            or len(consumers(to_nhwc.output[0])) != 1
+            len(_consumers(graph, grouped.output[0])) != 1
+            or len(_consumers(graph, to_nhwc.output[0])) != 1
         ):
             continue
         groups, width = int(shape[1]), int(shape[2])
@@ -117,7 +114,7 @@ def native_shuffles(model):
         # their outputs)
         shuffles.append((new[0].output[0], new[2].output[0], new[-1].output[0]))
         rewritten += 1
-        producers = {out: node for node in graph.node for out in node.output}
+        producers = _producers(graph)
     for shuffle in shuffles:
         _relu_before_shuffle(graph, *shuffle)
     _cancel_transposes(graph)
@@ -132,12 +129,12 @@ def _relu_before_shuffle(graph, first, shape, last):
     reads the Conv."""
     from onnx import helper
 
-    made = {out: node for node in graph.node for out in node.output}
+    made = _producers(graph)
     first, shape = made[first], made[shape]
     source = first.input[0]
     producer = made.get(source)
-    readers = [n for n in graph.node if source in n.input]
-    after = [n for n in graph.node if last in n.input]
+    readers = _consumers(graph, source)
+    after = _consumers(graph, last)
     outputs = {output.name for output in graph.output}
     if (
         producer is None
@@ -160,6 +157,16 @@ def _relu_before_shuffle(graph, first, shape, last):
     graph.node.insert(index, helper.make_node("Relu", [source], [activated]))
 
 
+def _producers(graph):
+    """`{tensor name: the node that writes it}`."""
+    return {out: node for node in graph.node for out in node.output}
+
+
+def _consumers(graph, name):
+    """The nodes that read tensor `name`."""
+    return [node for node in graph.node if name in node.input]
+
+
 def _perm(node):
     return [list(a.ints) for a in node.attribute if a.name == "perm"][0]
 
@@ -167,7 +174,7 @@ def _perm(node):
 def _cancel_transposes(graph):
     """Transpose(0,2,3,1) then Transpose(0,3,1,2): the second's readers read
     the first's input instead."""
-    producers = {out: node for node in graph.node for out in node.output}
+    producers = _producers(graph)
     outputs = {output.name for output in graph.output}
     for node in list(graph.node):
         if node.op_type != "Transpose" or _perm(node) != [0, 3, 1, 2]:
