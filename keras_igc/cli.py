@@ -118,7 +118,9 @@ def _parser():
         "grouped_primary (a grouped primary, then one dense 1x1), dense (its "
         "dense-equivalent convolution, where a BatchNorm folds into it), igc "
         "(plain convolutions, then one 1x1); auto: per format, the one its "
-        "runtime measured fastest (default; export_report.json says which and why)",
+        "runtime measured fastest, with LiteRT and the SavedModel running M<=2 "
+        "primaries as fewer, wider groups (default; export_report.json says "
+        "which and why)",
     )  # fmt: skip
     export.add_argument(
         "--grouped-conv-form", default="auto",
@@ -126,7 +128,9 @@ def _parser():
         help="the path of every grouped convolution outside IGC blocks (the "
         "projection shortcuts): grouped (the runtime's grouped convolution), "
         "dense (a block-diagonal dense kernel), depthwise, split; auto: per "
-        "format, the one its runtime measured fastest (default)",
+        "format, the one its runtime measured fastest, and in LiteRT and the "
+        "SavedModel groups of one or two outputs merged into wider ones, as in "
+        "auto IGC blocks (default; export_report.json says which and why)",
     )  # fmt: skip
     export.add_argument(
         "--dense-blocks", default="auto", choices=["auto", "always", "never"],
