@@ -2,14 +2,16 @@
 
     python benchmarks/export.py               # both networks, 30 runs each
     python benchmarks/export.py --runs 10 --networks IGCNet38
+    python benchmarks/export.py --batches 2 4 8 32 --output sweep.json
 
 Networks: IGCNet38 (CIFAR, batch 1 and 64) and IGC-L100M2+Ident. (ImageNet,
-224x224, batch 1 and 16), logits, BatchNorm statistics of one random batch so
-that inference-mode activations stay in range. Each is exported by
-`keras_igc.export.export` (every format with its own block forms) and every
-artifact runs in its runtime (`keras_igc.export.check`: SavedModel in
-TensorFlow, LiteRT with XNNPACK, ONNX in ONNX Runtime), beside two PyTorch
-peers with the same weights (`torch_twin.KerasTwin`):
+224x224, batch 1 and 16; `--batches` replaces both lists), logits, BatchNorm
+statistics of one random batch so that inference-mode activations stay in
+range. Each is exported by `keras_igc.export.export` (every format with its
+own block forms) and every artifact runs in its runtime
+(`keras_igc.export.check`: SavedModel in TensorFlow, LiteRT with XNNPACK,
+ONNX in ONNX Runtime), beside two PyTorch peers with the same weights
+(`torch_twin.KerasTwin`):
 
 - PyTorch eager, `torch.no_grad`, in its faster layout (NCHW or
   channels_last);
@@ -111,10 +113,15 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--networks", nargs="*", default=list(NETWORKS))
     parser.add_argument(
+        "--batches", nargs="+", type=int, help="batch sizes instead of each network's"
+    )
+    parser.add_argument(
         "--output",
         default=os.path.join(os.path.dirname(__file__), "results", "export-cpu.json"),
     )
     args = parser.parse_args(argv)
+    if args.batches and min(args.batches) < 1:
+        parser.error(f"--batches must be positive, got {args.batches}")
     results = {"machine": platform.processor() or platform.machine(), "rows": []}
     print(
         "| network | batch | runtime | ms | / fastest peer | max diff / max logit "
@@ -136,7 +143,7 @@ def main(argv=None):
                 }
                 for fmt, report in exported.folding.items()
             }
-            for batch in batches:
+            for batch in args.batches or batches:
                 x = np.random.default_rng(1).normal(size=(batch, *shape))
                 x = x.astype("float32")
                 expected = np.asarray(model(x, training=False))

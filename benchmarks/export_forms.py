@@ -3,9 +3,11 @@ runtime runs fastest, on CPU.
 
     python benchmarks/export_forms.py [--runs 30] [--cases "L24M2 stage1" ...]
     python benchmarks/export_forms.py --grouped-only   # the grouped cases only
+    python benchmarks/export_forms.py --cases "L100M2 stage2" --update
 
 For each case (the paper's CIFAR stages of IGC-L24M2 and IGC-L4M8 at batch 1
-and 64, the four ImageNet stages of IGC-L100M2 at batch 1 and 16), two
+and 64, the four ImageNet stages of IGC-L100M2+Ident. at batch 1, 4 and 16,
+and the same widths with L = 100 at batch 1 and 16), two
 blocks `IGCConv2D -> BatchNorm -> ReLU` are exported with every block form
 of `keras_igc.export.prepare` (`folding.BLOCK_FORMS`), as ONNX (run in
 ONNX Runtime) and LiteRT (run with its default XNNPACK delegate), and timed
@@ -43,7 +45,7 @@ import keras_igc  # noqa: E402
 from keras_igc.export import folding, litert, onnx, prepare, savedmodel  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from output import results_path, write_json  # noqa: E402
+from output import results_path, updated_rows, write_json  # noqa: E402
 
 # name: (batches, size, L, M)
 CASES = {
@@ -53,10 +55,15 @@ CASES = {
     "L4M8 stage1": ((1, 64), 32, 4, 8),
     "L4M8 stage2": ((1, 64), 16, 4, 16),
     "L4M8 stage3": ((1, 64), 8, 4, 32),
-    "L100M2 stage1": ((1, 16), 56, 100, 2),
-    "L100M2 stage2": ((1, 16), 28, 100, 4),
-    "L100M2 stage3": ((1, 16), 14, 100, 8),
-    "L100M2 stage4": ((1, 16), 7, 100, 16),
+    # IGC-L100M2+Ident.'s stages: M = 2 throughout, L = width / 2
+    "L100M2 stage1": ((1, 4, 16), 56, 100, 2),
+    "L100M2 stage2": ((1, 4, 16), 28, 200, 2),
+    "L100M2 stage3": ((1, 4, 16), 14, 400, 2),
+    "L100M2 stage4": ((1, 4, 16), 7, 800, 2),
+    # the same widths with L = 100 fixed (larger M)
+    "L100M4 28x28": ((1, 16), 28, 100, 4),
+    "L100M8 14x14": ((1, 16), 14, 100, 8),
+    "L100M16 7x7": ((1, 16), 7, 100, 16),
 }
 FORMS = ("grouped", "grouped_primary", "dense", "igc")
 
@@ -231,6 +238,11 @@ def main(argv=None):
             os.path.dirname(__file__), "results", "export-forms-cpu.json"
         ),
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the re-run cases' rows in the existing results files",
+    )
     parser.add_argument("--grouped-cases", nargs="*", default=list(GROUPED_CASES))
     parser.add_argument(
         "--grouped-only", action="store_true", help="time the grouped cases only"
@@ -242,6 +254,8 @@ def main(argv=None):
               + " | fastest |")  # fmt: skip
         print("|---|---|---:|" + "---:|" * len(FORMS) + "---|")
         rows = [row for name in args.cases for row in time_case(name, args.runs)]
+        if args.update:
+            rows = updated_rows(args.output, rows, list(CASES))
         write_json(args.output, {**machine, "rows": rows})
         print(f"wrote {args.output}")
     print(
@@ -255,6 +269,8 @@ def main(argv=None):
         row for name in args.grouped_cases for row in time_grouped_case(name, args.runs)
     ]
     output = results_path("export-grouped-cpu.json")
+    if args.update:
+        rows = updated_rows(output, rows, list(GROUPED_CASES))
     write_json(output, {**machine, "rows": rows})
     print(f"wrote {output}")
 

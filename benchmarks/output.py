@@ -19,3 +19,14 @@ def write_json(path, results):
     with open(temporary, "w") as f:
         json.dump(results, f, indent=1)
     os.replace(temporary, path)
+
+
+def updated_rows(path, rows, order):
+    """`rows` and the rows of the results file at `path` for cases `rows`
+    does not re-measure, sorted by case as in `order`: what `--update`
+    writes, so re-running some cases keeps the others' measurements."""
+    with open(path) as f:
+        earlier = json.load(f)["rows"]
+    done = {row["case"] for row in rows}
+    kept = [row for row in earlier if row["case"] not in done]
+    return sorted(kept + rows, key=lambda row: order.index(row["case"]))

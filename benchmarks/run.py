@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_twin  # noqa: E402
+from output import updated_rows  # noqa: E402
 
 import keras_igc  # noqa: E402
 from keras_igc import complexity  # noqa: E402
@@ -390,14 +391,7 @@ def main(argv=None):
             rows += run_case(case, variants, args)
 
     if args.update:
-        with open(args.out) as f:
-            earlier = json.load(f)["rows"]
-        done = {row["case"] for row in rows}
-        order = [*BLOCKS, NETWORK]
-        rows = sorted(
-            [row for row in earlier if row["case"] not in done] + rows,
-            key=lambda row: order.index(row["case"]),
-        )
+        rows = updated_rows(args.out, rows, [*BLOCKS, NETWORK])
     table = markdown(rows)
     print()
     print(table)

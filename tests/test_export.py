@@ -356,6 +356,8 @@ def test_litert_reshapes_are_static_in_the_depthwise_primaries(tmp_path):
         ("onnx", 24, 4, "grouped"),  # L*(M-1) = 72
         ("onnx", 100, 2, "grouped"),
         ("litert", 24, 8, "grouped_primary"),  # L*(M-1) = 168
+        ("litert", 100, 2, "grouped_primary"),  # IGC-L100M2+Ident. stage 1: 100
+        ("litert", 200, 2, "grouped"),  # its stage 2: L*(M-1) = 200
         ("litert", 100, 4, "grouped"),  # L*(M-1) = 300
         ("litert", 100, 16, "grouped"),
         ("litert", 4, 8, "dense"),  # IGC-L4M8 stage 1: 3x3x32x32 dense kernel

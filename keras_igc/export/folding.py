@@ -563,9 +563,10 @@ def _is_mixed(layer):
 # about 2*L*M values, so it wins once L*(M-1) is large enough
 # (benchmarks/export_forms.py). ONNX Runtime, each permutation one NCHW
 # transpose (`onnx.native_shuffles`): from IGC-L4M8's M=16 stage (60) on,
-# not at IGC-L24M2's M=2 stage (24). LiteRT: from IGC-L100M2's M=4 stage
-# (300) on, not at IGC-L24M2's M=8 stage (168).
-GROUPED_SECONDARY_FROM = {"litert": 256, "onnx": 48}
+# not at IGC-L24M2's M=2 stage (24). LiteRT: from IGC-L100M2+Ident.'s
+# stage 2 (L=200, M=2: 200) on, 1.3-2.5x faster there at batch 1 and 4 and
+# 6% slower at 16, not at its stage 1 (100) or IGC-L24M2's M=8 stage (168).
+GROUPED_SECONDARY_FROM = {"litert": 200, "onnx": 48}
 
 
 def _converted_rule(runtime):
