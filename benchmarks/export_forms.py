@@ -248,8 +248,13 @@ def main(argv=None):
         "--grouped-only", action="store_true", help="time the grouped cases only"
     )
     args = parser.parse_args(argv)
+    for given, known in ((args.cases, CASES), (args.grouped_cases, GROUPED_CASES)):
+        unknown = [name for name in given if name not in known]
+        if unknown:
+            parser.error(f"unknown cases {unknown}; the cases are {list(known)}")
     machine = {"machine": platform.machine(), "cpus": os.cpu_count()}
-    if not args.grouped_only:
+    # An empty list times nothing and leaves its results file as it is.
+    if args.cases and not args.grouped_only:
         print("| case | runtime | batch | " + " | ".join(f"{f} ms" for f in FORMS)
               + " | fastest |")  # fmt: skip
         print("|---|---|---:|" + "---:|" * len(FORMS) + "---|")
@@ -258,6 +263,8 @@ def main(argv=None):
             rows = updated_rows(args.output, rows, list(CASES))
         write_json(args.output, {**machine, "rows": rows})
         print(f"wrote {args.output}")
+    if not args.grouped_cases:
+        return
     print(
         "\n| case | runtime | batch | groups (merged) | "
         + " | ".join(f"{f} ms" for f in GROUPED_FORMS)
