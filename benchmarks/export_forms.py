@@ -155,18 +155,21 @@ def time_case(name, runs):
             for runtime in ("onnx", "litert"):
                 forms = {form: runners[form][runtime] for form in FORMS}
                 ms = median_times(forms, x, expected, runs, 1e-3, name)
-                best = min(ms, key=ms.get)
                 rows.append(
-                    dict(case=name, runtime=runtime, batch=batch, L=L, M=M,
-                         size=size, ms=ms, best=best)
+                    recorded(ms, [name, runtime, batch], case=name, runtime=runtime,
+                             batch=batch, L=L, M=M, size=size)
                 )  # fmt: skip
-                print(
-                    f"| {name} | {runtime} | {batch} | "
-                    + " | ".join(f"{ms[f]:.2f}" for f in FORMS)
-                    + f" | {best} |",
-                    flush=True,
-                )
     return rows
+
+
+def recorded(ms, cells, **row):
+    """`row` with its times `ms` (`{form: median ms}`) and the fastest form,
+    after printing it as a Markdown table row: `cells`, the times, the
+    fastest."""
+    best = min(ms, key=ms.get)
+    times = [f"{t:.2f}" for t in ms.values()]
+    print("| " + " | ".join(map(str, [*cells, *times, best])) + " |", flush=True)
+    return {**row, "ms": ms, "best": best}
 
 
 def grouped_conv(case):
@@ -216,15 +219,10 @@ def time_grouped_case(name, runs):
                 forms, merged = runners[runtime]
                 ms = median_times(forms, x, expected, runs, 1e-4, name)
                 rows.append(
-                    dict(case=name, runtime=runtime, batch=batch, groups=groups,
-                         merged_groups=merged, ms=ms, best=min(ms, key=ms.get))
+                    recorded(ms, [name, runtime, batch, f"{groups} -> {merged}"],
+                             case=name, runtime=runtime, batch=batch, groups=groups,
+                             merged_groups=merged)
                 )  # fmt: skip
-                print(
-                    f"| {name} | {runtime} | {batch} | {groups} -> {merged} | "
-                    + " | ".join(f"{ms[f]:.2f}" for f in GROUPED_FORMS)
-                    + f" | {rows[-1]['best']} |",
-                    flush=True,
-                )
     return rows
 
 
