@@ -13,6 +13,11 @@ ICCV 2017):
   authors' MXNet checkpoints (`weights="...-0095.params"`, or
   `from_release_weights(path)` to build the network a checkpoint describes).
 
+IGCV3 (Sun et al., BMVC 2018; the family's mobile network, `igcv3.py`):
+`IGCV3(alpha=...)`, rows `"IGCV3-1"`, `"IGCV3-0.75"`, `"IGCV3-0.5"`,
+`"IGCV3-0.25"`, with pytorchcv's weights (`weights="imagenet"` or a `.pth`)
+or the authors' MXNet checkpoint.
+
 MSGC (learned grouped convolutions, `msgc_hosts.py`; `keras_igc.msgc`):
 `MSGCResNet18`, `MSGCResNet50`, `MSGCMobileNetV2`.
 
@@ -38,6 +43,8 @@ from keras_igc.applications.cifar import (
     sum_fusion_cifar_network,
 )
 from keras_igc.applications.cifar import preprocess_input as preprocess_cifar_input
+from keras_igc.applications.igcv3 import IGCV3
+from keras_igc.applications.igcv3 import preprocess_input as preprocess_igcv3_input
 from keras_igc.applications.imagenet import (
     IGCNetL4M32,
     IGCNetL16M16,
@@ -76,6 +83,7 @@ __all__ = [
     "IGCNetL100M2",
     "IGCResNet20",
     "IGCResNet38",
+    "IGCV3",
     "MSGCMobileNetV2",
     "MSGCResNet18",
     "MSGCResNet50",
@@ -91,6 +99,7 @@ __all__ = [
     "lookup",
     "msgc_host",
     "preprocess_cifar_input",
+    "preprocess_igcv3_input",
     "preprocess_imagenet_input",
     "preprocess_input",
     "regconv_cifar_network",

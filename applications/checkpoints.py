@@ -10,9 +10,9 @@ import dataclasses
 
 import keras
 
-from keras_igc.applications import torch_weights
+from keras_igc.applications import igcv3_weights, torch_weights
 from keras_igc.applications.imagenet import from_release_weights
-from keras_igc.applications.registry import get_model, msgc_host
+from keras_igc.applications.registry import get_model, lookup, msgc_host
 from keras_igc.applications.release_weights import (
     describe_release_weights,
     read_mxnet_params,
@@ -54,9 +54,9 @@ class Checkpoint:
 
 
 def from_checkpoint(path, expect=None):
-    """The network of an IGC release checkpoint (`.params`, MXNet), an MSGC
-    release checkpoint or a torchvision state_dict (`.pth`, `.pth.tar`; needs
-    PyTorch to read), with its weights.
+    """The network of an IGC or IGCV3 release checkpoint (`.params`, MXNet),
+    an MSGC release checkpoint, a torchvision state_dict or a pytorchcv IGCV3
+    state_dict (`.pth`, `.pth.tar`; needs PyTorch to read), with its weights.
 
     Args:
         path: the checkpoint.
@@ -67,12 +67,46 @@ def from_checkpoint(path, expect=None):
         A `Checkpoint`.
     """
     if torch_weights.is_torch_file(path):
-        return _from_torch(path, expect)
-    return _from_mxnet(path, expect)
-
-
-def _from_mxnet(path, expect):
+        state = torch_weights.read_state_dict(path)
+        if "features.init_block.conv.weight" in state:
+            return _from_igcv3(path, state, expect)
+        return _from_torch(path, state, expect)
     params = read_mxnet_params(path)
+    if any(name.endswith("first-3x3-conv-conv2d_weight") for name in params):
+        return _from_igcv3(path, _igcv3_state(params), expect)
+    return _from_mxnet(path, params, expect)
+
+
+def _igcv3_state(params):
+    """The widths-and-classes view `igcv3_weights.describe` reads, from the
+    IGCV3 authors' MXNet names (the release's graph is 1.0x)."""
+    named = {k.split(":", 1)[-1]: v for k, v in params.items()}
+    return {
+        "features.init_block.conv.weight": named["first-3x3-conv-conv2d_weight"],
+        "features.final_block.conv.weight": named["last-1x1-conv-conv2d_weight"],
+        "output.weight": named["fc_weight"],
+    }
+
+
+def _from_igcv3(path, state, expect):
+    """IGCV3 from pytorchcv's state_dict or the authors' MXNet checkpoint."""
+    held = igcv3_weights.describe(state)
+    name = f"IGCV3-{held['alpha']:g}"
+    if expect is not None and lookup(expect) is not lookup(name):
+        raise ValueError(f"{path!r} holds {name} ({held['model']}), not {expect!r}.")
+    model = get_model(name, classes=held["classes"])
+    igcv3_weights.load(model, path, held["alpha"])
+    return Checkpoint(
+        model=model,
+        paper_name=f"{name} ({held['model']})",
+        architecture=name,
+        arguments={},
+        classes=held["classes"],
+        normalization="torch",
+    )
+
+
+def _from_mxnet(path, params, expect):
     network = describe_release_weights(params)
     if expect is not None and expect != network["paper_name"]:
         raise ValueError(f"{path!r} holds {network['paper_name']}, not {expect!r}.")
@@ -96,8 +130,7 @@ def _from_mxnet(path, expect):
     )
 
 
-def _from_torch(path, expect):
-    state = torch_weights.read_state_dict(path)
+def _from_torch(path, state, expect):
     network = torch_weights.describe_state_dict(state)
     if expect is not None and msgc_host(expect) != network["host"]:
         raise ValueError(f"{path!r} holds {network['host']}, not {expect!r}.")

@@ -31,6 +31,8 @@ class RegisteredModel:
             (the MSGC paper's hosts).
         preset: the builder arguments the name fixes.
         paper_row: whether the name is a row of a paper's tables.
+        any_size: whether it also trains on the other input family (a
+            mobile network such as IGCV3 runs on 32x32 images too).
     """
 
     name: str
@@ -39,12 +41,13 @@ class RegisteredModel:
     family: str
     preset: dict
     paper_row: bool
+    any_size: bool = False
 
     def takes(self, argument):
         return argument in inspect.signature(self.builder).parameters
 
 
-def register(dataset, family="igc", rows=None):
+def register(dataset, family="igc", rows=None, any_size=False):
     """Decorator: register a builder under its name and the paper rows it builds.
 
     Args:
@@ -52,6 +55,8 @@ def register(dataset, family="igc", rows=None):
         family: `"igc"` or `"msgc"`.
         rows: `{paper name: {argument: value}}`, the rows the builder builds
             with those arguments fixed.
+        any_size: the network fits the other input family too (no fixed
+            depth or stem that needs `dataset`'s size).
     """
     if dataset not in DATASETS or family not in FAMILIES:
         raise ValueError(f"register: dataset={dataset!r}, family={family!r}.")
@@ -66,7 +71,7 @@ def register(dataset, family="igc", rows=None):
                     continue  # the file imported again (pytest's doctests do)
                 raise ValueError(f"{name!r} is registered twice.")
             _REGISTRY[name.lower()] = RegisteredModel(
-                name, builder, dataset, family, preset, paper_row
+                name, builder, dataset, family, preset, paper_row, any_size
             )
         return builder
 
@@ -165,6 +170,16 @@ def dataset_of(name):
     return lookup(name).dataset
 
 
+def _first_unit(model):
+    """The last layer of the first unit of stage 1 (`stage1_1_...` in the IGC
+    networks, `stage1_unit1_...` in IGCV3): its output is the stage's width."""
+    for prefix in ("stage1_1_", "stage1_unit1_"):
+        layers = [layer for layer in model.layers if layer.name.startswith(prefix)]
+        if layers:
+            return layers[-1]
+    raise ValueError(f"{model.name!r} has no stage1 unit to read a width from.")
+
+
 def summary_table(names=None, depth=DEFAULT_DEPTH, classes=None):
     """A Markdown table of width, parameters and MACs per IGC network.
 
@@ -199,11 +214,7 @@ def summary_table(names=None, depth=DEFAULT_DEPTH, classes=None):
             kwargs["depth"] = depth
         model = get_model(name, **kwargs)
         counts = model_complexity(model)
-        names_in_model = {layer.name for layer in model.layers}
-        # The first unit's output: "_out" after a residual block, "_relu" after
-        # a plain unit.
-        first = "stage1_1_out" if "stage1_1_out" in names_in_model else "stage1_1_relu"
-        width = model.get_layer(first)
+        width = _first_unit(model)
         label = f"{entry.name} D={depth}" if entry.takes("depth") else entry.name
         lines.append(
             f"| {label} | {model.input_shape[1]}x{model.input_shape[2]} "

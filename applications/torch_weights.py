@@ -33,7 +33,7 @@ import numpy as np
 from keras_igc.layers import MACRegularizer, MSGCConv2D
 
 TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt")
-_BATCH_NORM = {
+BATCH_NORM = {
     "gamma": "weight",
     "beta": "bias",
     "moving_mean": "running_mean",
@@ -123,7 +123,7 @@ def _layer_names(layer, prefix):
     names = {}
     if isinstance(layer, keras.layers.BatchNormalization):
         for variable in layer.weights:
-            names[f"{prefix}.{_BATCH_NORM[variable.name]}"] = (variable, "vector")
+            names[f"{prefix}.{BATCH_NORM[variable.name]}"] = (variable, "vector")
         return names
     kind = {
         keras.layers.DepthwiseConv2D: "depthwise",
@@ -214,7 +214,7 @@ def _family(model):
     )
 
 
-def _to_keras(array, kind):
+def to_keras(array, kind):
     if kind == "conv":
         return np.transpose(array, (2, 3, 1, 0))
     if kind == "depthwise":
@@ -266,7 +266,7 @@ def load_torch_weights(model, source, dense=False):
     assignments = []
     for key in sorted(set(state) & set(names)):
         variable, kind = names[key]
-        value = _to_keras(state[key], kind)
+        value = to_keras(state[key], kind)
         if tuple(value.shape) != tuple(variable.shape):
             problems.append(
                 f"{key}: {tuple(state[key].shape)} in the file, the model's "

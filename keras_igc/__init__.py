@@ -18,6 +18,7 @@ _LAYERS = (
     "GroupConv2D",
     "GumbelSigmoidGate",
     "IGCConv2D",
+    "IGCV2Conv2D",
     "MACRegularizer",
     "MSGCConv2D",
     "MaskGenerator",

@@ -48,6 +48,20 @@ def igc_params(
     return primary + secondary + (L * M if use_bias else 0)
 
 
+def igcv2_params(channels, partitions, kernel_size=3, use_bias=False):
+    """Weights of an IGCV2 block (`keras_igc.IGCV2Conv2D`) on `C` channels:
+    `S * C` depthwise plus `C * C / p` for each pointwise group convolution of
+    `p` partitions."""
+    for groups in partitions:
+        if channels % groups:
+            raise ValueError(
+                f"channels={channels} does not split into partitions={groups}; "
+                f"each partition count must divide the width."
+            )
+    pointwise = sum(channels * (channels // groups) for groups in partitions)
+    return _area(kernel_size) * channels + pointwise + (channels if use_bias else 0)
+
+
 def regular_conv_params(channels, kernel_size=3, input_channels=None, use_bias=False):
     """Weights of a dense convolution of width `channels`: `S * C_in * C`."""
     c_in = channels if input_channels is None else input_channels
@@ -132,6 +146,7 @@ def model_complexity(model, count_batch_norm=False):
     """Weights and multiply-accumulates of a built Keras model, for one input.
 
     Counts the convolutions (`Conv2D`, `DepthwiseConv2D`, `IGCConv2D`,
+    `IGCV2Conv2D`,
     `MSGCConv2D` at its dense cost, and their subclasses, including shortcut
     projections) and `Dense` layers, the convention of the IGC paper's
     tables: a weight costs one multiply-accumulate per output position.
@@ -153,7 +168,7 @@ def model_complexity(model, count_batch_norm=False):
     """
     import keras
 
-    from keras_igc.layers import IGCConv2D, MSGCConv2D
+    from keras_igc.layers import IGCConv2D, IGCV2Conv2D, MSGCConv2D
 
     conv_params = 0
     macs = 0
@@ -162,6 +177,10 @@ def model_complexity(model, count_batch_norm=False):
             weights, shape = _size(layer.kernel), layer.output[0].shape
         elif isinstance(layer, IGCConv2D):
             weights = _size(layer.primary.kernel) + _size(layer.secondary.kernel)
+            shape = layer.output.shape
+        elif isinstance(layer, IGCV2Conv2D):
+            weights = _size(layer.depthwise.kernel)
+            weights += sum(_size(conv.kernel) for conv in layer.pointwise)
             shape = layer.output.shape
         elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
             weights, shape = _size(layer.kernel), layer.output.shape

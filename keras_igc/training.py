@@ -127,6 +127,8 @@ def check_model_for_dataset(model, dataset):
     """The network's family (`"cifar"` or `"imagenet"`), if it fits the dataset."""
     spec = data.spec(dataset)
     family = applications.dataset_of(model)
+    if applications.lookup(model).any_size:  # a mobile network: any image size
+        return spec.family
     if family != spec.family:
         raise ValueError(
             f"{model!r} is a {family} network and {dataset!r} a {spec.family} "
@@ -167,7 +169,8 @@ def check_network_for_dataset(network, dataset):
 def build_model(model, dataset, depth=20, **kwargs):
     """A registered network (`applications.list_models()`) sized for `dataset`."""
     spec = data.spec(dataset)
-    if check_model_for_dataset(model, dataset) == "cifar":
+    check_model_for_dataset(model, dataset)
+    if applications.lookup(model).takes("depth"):
         kwargs["depth"] = depth
     return applications.get_model(
         model,

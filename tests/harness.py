@@ -1,10 +1,12 @@
-"""Checks that many test files share: the `.keras` round trip.
+"""Checks that many test files share: the `.keras` round trip, and MXNet
+checkpoints written without MXNet.
 
 (Keras' own `run_layer_test` covers each layer alone, in
 test_layer_harness.py; this is the model-level check.)
 """
 
 import json
+import struct
 
 import keras
 import numpy as np
@@ -60,3 +62,25 @@ def require_keras_hub():
         import keras_hub  # noqa: F401
     else:
         pytest.importorskip("keras_hub", reason='pip install "keras-igc[hub]"')
+
+
+def write_mxnet_params(path, arrays, version=2):
+    """An MXNet NDArray-list file: legacy (0), V1 or V2 array records."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<QQQ", 0x112, 0, len(arrays)))
+        for array in arrays.values():
+            array = np.ascontiguousarray(array, "float32")
+            if version == 0:
+                f.write(struct.pack("<I", array.ndim))
+                f.write(struct.pack(f"<{array.ndim}I", *array.shape))
+            else:
+                f.write(struct.pack("<I", 0xF993FAC8 + version - 1))
+                if version == 2:
+                    f.write(struct.pack("<i", 0))  # dense
+                f.write(struct.pack("<i", array.ndim))
+                f.write(struct.pack(f"<{array.ndim}q", *array.shape))
+            f.write(struct.pack("<iii", 1, 0, 0))  # cpu(0), float32
+            f.write(array.tobytes())
+        f.write(struct.pack("<Q", len(arrays)))
+        for name in arrays:
+            f.write(struct.pack("<Q", len(name)) + name.encode())

@@ -90,3 +90,54 @@ def igc(
     return np.stack(
         [secondary[..., m * L + j] for j in range(L) for m in range(M)], axis=-1
     )
+
+
+def shuffle_matrix(channels, groups):
+    """The channel shuffle as a matrix: `x @ P` moves channel `r * C/g + j`
+    to position `j * g + r` (`groups` rows of `C/g` transposed)."""
+    per_group = channels // groups
+    matrix = np.zeros((channels, channels))
+    for r in range(groups):
+        for j in range(per_group):
+            matrix[r * per_group + j, j * groups + r] = 1.0
+    return matrix
+
+
+def block_diagonal(pointwise_kernel, groups):
+    """A 1x1 group convolution's kernel `(1, 1, C/g, C)` as a `(C, C)` matrix
+    with zeros outside its groups."""
+    blocks = np.asarray(pointwise_kernel, np.float64)[0, 0]
+    size, channels = blocks.shape
+    outputs = channels // groups
+    matrix = np.zeros((channels, channels))
+    for g in range(groups):
+        matrix[g * size : (g + 1) * size, g * outputs : (g + 1) * outputs] = blocks[
+            :, g * outputs : (g + 1) * outputs
+        ]
+    return matrix
+
+
+def igcv2_dense_kernel(depthwise_kernel, pointwise_kernels, partitions):
+    """IGCV2's chain as one `(kh, kw, C, C)` kernel: the depthwise kernel
+    times `W_2 P_2 W_3 P_3 ... W_K P_K` as explicit matrices."""
+    depthwise = np.asarray(depthwise_kernel, np.float64)[:, :, :, 0]
+    channels = depthwise.shape[-1]
+    mixing = np.eye(channels)
+    for kernel, groups in zip(pointwise_kernels, partitions, strict=True):
+        mixing = (
+            mixing @ block_diagonal(kernel, groups) @ shuffle_matrix(channels, groups)
+        )
+    return depthwise[:, :, :, None] * mixing[None, None]
+
+
+def igcv2_path_counts(channels, partitions):
+    """How many paths join each input channel to each output channel in the
+    chain's connection pattern (every weight taken as 1)."""
+    counts = np.eye(channels)
+    for groups in partitions:
+        size = channels // groups
+        ones = np.ones((1, 1, size, channels))
+        counts = (
+            counts @ block_diagonal(ones, groups) @ shuffle_matrix(channels, groups)
+        )
+    return counts

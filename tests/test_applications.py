@@ -344,7 +344,7 @@ def test_one_registry_holds_every_builder():
         name for name in applications.__all__
         if name[0].isupper() and callable(getattr(applications, name))
     ]  # fmt: skip
-    assert len(builders) == 13
+    assert len(builders) == 14
     registered = set(applications.list_models(builders=True))
     assert set(builders) <= registered
     for name in builders:

@@ -44,7 +44,7 @@ def size_of(name):
 
 def test_every_builder_but_the_dense_resnet50_has_a_backbone():
     # ResNet-50 without masks is keras-hub's own ResNetBackbone.
-    assert len(BUILDERS) == 16
+    assert len(BUILDERS) == 17
     with pytest.raises(ValueError, match="dense network.*ResNetBackbone"):
         IGCBackbone("ResNet50")
 

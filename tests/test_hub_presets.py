@@ -124,3 +124,25 @@ def test_a_trained_msgc_classifier_saves_and_loads_as_a_preset(tmp_path):
         np.asarray(classifier.predict(x, verbose=0)),
         atol=1e-5,
     )
+
+
+def test_a_pytorchcv_igcv3_file_becomes_a_preset_with_pytorchcvs_logits(tmp_path):
+    torch = pytest.importorskip("torch")  # in the test extra; needed to write .pth
+    from test_igcv3 import TORCH
+    from test_igcv3 import images as igcv3_images
+    from test_igcv3 import state_dict as igcv3_state
+
+    pth = str(tmp_path / "igcv3_wd4.pth")
+    torch.save({k: torch.from_numpy(v) for k, v in igcv3_state(0.25).items()}, pth)
+    preset = tmp_path / "igcv3-wd4"
+    argv = ["convert", pth, "--preset", str(preset), "--model", "IGCV3-0.25",
+            "--image-size", "224,224"]  # fmt: skip
+    assert cli.main(argv) == 0
+    lines, (logits,) = load_in_fresh_process([(preset, igcv3_images())], tmp_path)
+    assert lines[0] == "IGCImageClassifier IGCImageClassifierPreprocessor"
+    assert relative_error(logits, TORCH["igcv3_wd4/logits"]) < 1e-4
+    with open(preset / "image_converter.json") as f:
+        assert json.load(f)["config"]["normalization"] == "torch"
+    # A file of another width than the one asked for is refused by name.
+    assert cli.main(["convert", pth, "--output", str(tmp_path / "m.keras"),
+                     "--model", "IGCV3-1"]) == 2  # fmt: skip

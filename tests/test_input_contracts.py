@@ -30,6 +30,8 @@ BUILT_FOR = {
     "GroupConv2D depthwise": (
         _group_conv(3, 32, 64), (1, 4, 4, 64), (1, 4, 4, 32), "depthwise"),
     "GroupConv2D split": (_group_conv(3, 2, 64), (1, 4, 4, 64), (1, 4, 4, 32), "split"),
+    "IGCV2Conv2D": (lambda: keras_igc.IGCV2Conv2D((2, 4)), (1, 5, 5, 8),
+                    (1, 5, 5, 16), None),
     "ChannelShuffle": (lambda: keras_igc.ChannelShuffle(2), (1, 3, 3, 6),
                        (1, 3, 3, 8), None),
     "MaskGenerator": (lambda: keras_igc.MaskGenerator(2, 4), (1, 5, 5, 8),

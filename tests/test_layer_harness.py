@@ -19,6 +19,11 @@ LAYERS = {
         input_shape=(2, 6, 6, 8), expected_output_shape=(2, 6, 6, 8),
         expected_num_trainable_weights=2,
     ),
+    "IGCV2Conv2D": dict(
+        init_kwargs=dict(partitions=[2, 4], kernel_size=3, padding="same"),
+        input_shape=(2, 6, 6, 8), expected_output_shape=(2, 6, 6, 8),
+        expected_num_trainable_weights=4,
+    ),
     "GroupConv2D": dict(
         init_kwargs=dict(filters=8, kernel_size=3, groups=4, padding="same"),
         input_shape=(2, 6, 6, 8), expected_output_shape=(2, 6, 6, 8),

@@ -11,7 +11,6 @@ MXNet is not needed here.
 
 import os
 import pathlib
-import struct
 import subprocess
 import sys
 import zipfile
@@ -19,6 +18,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from harness import write_mxnet_params
 
 from keras_igc import applications
 from keras_igc.applications import release_weights
@@ -90,35 +90,13 @@ def test_the_structure_is_read_from_the_shapes():
     assert {d["classes"] for d in described.values()} == {10}
 
 
-def _write_params(path, arrays, version=2):
-    """An MXNet NDArray-list file: legacy (0), V1 or V2 array records."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<QQQ", 0x112, 0, len(arrays)))
-        for array in arrays.values():
-            array = np.ascontiguousarray(array, "float32")
-            if version == 0:
-                f.write(struct.pack("<I", array.ndim))
-                f.write(struct.pack(f"<{array.ndim}I", *array.shape))
-            else:
-                f.write(struct.pack("<I", 0xF993FAC8 + version - 1))
-                if version == 2:
-                    f.write(struct.pack("<i", 0))  # dense
-                f.write(struct.pack("<i", array.ndim))
-                f.write(struct.pack(f"<{array.ndim}q", *array.shape))
-            f.write(struct.pack("<iii", 1, 0, 0))  # cpu(0), float32
-            f.write(array.tobytes())
-        f.write(struct.pack("<Q", len(arrays)))
-        for name in arrays:
-            f.write(struct.pack("<Q", len(name)) + name.encode())
-
-
 @pytest.mark.parametrize("version", [0, 1, 2])
 def test_every_array_format_reads_back(tmp_path, version):
     arrays = {
         "arg:a_weight": np.arange(24, dtype="float32").reshape(2, 3, 2, 2),
         "aux:a_moving_var": np.ones(5, "float32"),
     }
-    _write_params(tmp_path / "x.params", arrays, version)
+    write_mxnet_params(tmp_path / "x.params", arrays, version)
     read = release_weights.read_mxnet_params(str(tmp_path / "x.params"))
     assert list(read) == list(arrays)
     for name in arrays:
@@ -138,7 +116,7 @@ def _random_release_checkpoint(model, path):
             array = rng.normal(0, 0.05, (shape[3], shape[2], shape[0], shape[1]))
         prefix = "aux:" if name.endswith(("moving_mean", "moving_var")) else "arg:"
         arrays[prefix + name] = array
-    _write_params(path, arrays)
+    write_mxnet_params(path, arrays)
     return arrays
 
 

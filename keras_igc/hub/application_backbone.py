@@ -136,7 +136,8 @@ def _pyramid(network, dataset):
     """`{"P<n>": tensor}`: each stage's output at 1/2^n of the input size.
 
     The networks name their stages `stage<k>_...` (ImageNet stage k at stride
-    2^(k+1), CIFAR at 2^(k-1)); MobileNetV2 has Keras' block names. The last
+    2^(k+1), CIFAR at 2^(k-1), IGCV3 at 2^k from P2); MobileNetV2 has Keras'
+    block names. The last
     level is the network's output, which for an MSGC host is its
     `MACRegularizer`'s, so any model built on the pyramid keeps the MAC loss.
     """
@@ -146,12 +147,17 @@ def _pyramid(network, dataset):
         top = 5
     else:
         first = 2 if dataset == "imagenet" else 0
+        if "stage1_unit1_conv1" in names:
+            # IGCV3's stage k is at stride 2^k; its stride-2 stage 1 is left
+            # out, so that the pyramid starts at P2 as MobileNetV2's does.
+            first = 1
         stages = {int(n[5:].split("_")[0]) for n in names if n.startswith("stage")}
         stages = sorted(stages)
         levels = {}
         for stage in stages:
             last = [n for n in names if n.startswith(f"stage{stage}_")][-1]
             levels[f"P{first + stage - 1}"] = last
+        levels.pop("P1", None)
         top = first + len(stages) - 1
     pyramid = {
         level: network.get_layer(name).output

@@ -1,0 +1,313 @@
+"""IGCV3's weights: pytorchcv's state_dicts, the authors' MXNet checkpoint,
+and `weights="imagenet"` (pytorchcv's published files).
+
+Every Keras weight has one name in each source (`names`), Keras layer:
+pytorchcv module (`igcv3_w1`, ...): the authors' MXNet node:
+
+- `init_block_conv`: `features.init_block.conv`: `first-3x3-conv-conv2d`;
+- `stage{i}_unit{j}_conv1`: `features.stage{i}.unit{j}.conv1.conv`:
+  `seq-{r}-block{b}-exp-conv2d`;
+- `..._conv2` (depthwise): `...conv2.conv`: `seq-{r}-block{b}-depthwise-conv2d`;
+- `..._conv3`: `...conv3.conv`: `seq-{r}-block{b}-linear-conv2d`;
+- `final_block_conv`: `features.final_block.conv`: `last-1x1-conv-conv2d`;
+- `predictions`: `output`: `fc`.
+
+(`_bn` of a convolution: `.bn` / `-batchnorm`; `r`, `b` the release's row and
+block of the unit, `igcv3.Unit`.) Both store convolutions as
+`(O, I/groups, kh, kw)` and the classifier as `(classes, features)`. Every
+array is checked before any is assigned: a file that does not fit loads
+nothing, and the error names the width the file holds.
+"""
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import zipfile
+
+import keras
+
+from keras_igc.applications import conventions, igcv3, torch_weights
+from keras_igc.applications.release_weights import _strip, read_mxnet_params
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """A pytorchcv weights file as its model store publishes it."""
+
+    model: str
+    error: str  # the top-1 error in its file name (1e-4 units)
+    sha1: str  # of the .pth inside the zip
+    release: str
+
+    @property
+    def file(self):
+        return f"{self.model}-{self.error}-{self.sha1[:8]}.pth"
+
+    @property
+    def url(self):
+        return (
+            f"https://github.com/osmr/imgclsmob/releases/download/{self.release}/"
+            f"{self.file}.zip"
+        )
+
+
+# pytorchcv 0.0.74's model_metainfos.csv, by alpha.
+PUBLISHED = {
+    1.0: Published("igcv3_w1", "0920", "12385791681f09adb3a08926c95471f332f538b6",
+                   "v0.0.243"),
+    0.75: Published("igcv3_w3d4", "1140", "63f43cf8d334111d55d06f2f9bf7e1e4871d162c",
+                    "v0.0.207"),
+    0.5: Published("igcv3_wd2", "1732", "8c504f443283d8a32787275b23771082fcaab61b",
+                   "v0.0.132"),
+    0.25: Published("igcv3_wd4", "2871", "c9f28301391601e5e8ae93139431a9e0d467317c",
+                    "v0.0.142"),
+}  # fmt: skip
+# Where `weights="imagenet"` keeps the files (`keras.utils.get_file`'s cache
+# folder when None: ~/.keras).
+CACHE_DIR = None
+_PARTS = {"conv1": "exp", "conv2": "depthwise", "conv3": "linear"}
+_FIXED = {
+    "init_block": ("features.init_block", "first-3x3-conv"),
+    "final_block": ("features.final_block", "last-1x1-conv"),
+}
+_MXNET_BATCH_NORM = {
+    "weight": "gamma", "bias": "beta",
+    "running_mean": "moving_mean", "running_var": "moving_var",
+}  # fmt: skip
+
+
+def resolve(weights, alpha, include_top, classes):
+    """The file `weights` names (downloading `"imagenet"`), or None; a bad
+    argument is a ValueError that says what `weights` takes."""
+    if weights is None:
+        return None
+    if isinstance(weights, str) and weights == "imagenet":
+        if alpha not in PUBLISHED:
+            raise ValueError(
+                f"weights='imagenet' exists for alpha in {sorted(PUBLISHED)} "
+                f"(pytorchcv's published widths). Received: alpha={alpha!r}."
+            )
+        if include_top and classes != 1000:
+            raise ValueError(
+                "weights='imagenet' with include_top=True needs classes=1000 "
+                f"(the ImageNet classifier). Received: classes={classes!r}; "
+                "pass include_top=False for features to train a head on."
+            )
+        return download(alpha)
+    if isinstance(weights, str | os.PathLike) and os.path.isfile(weights):
+        return os.fspath(weights)
+    raise ValueError(
+        "IGCV3's `weights` should be None (random initialization), 'imagenet' "
+        "(pytorchcv's published weights, downloaded), or the path of a "
+        "pytorchcv state_dict ('*.pth'), the authors' MXNet checkpoint "
+        "('*.params') or a Keras weights file ('*.weights.h5'). Received: "
+        f"weights={weights!r}."
+    )
+
+
+def download(alpha, cache_dir=None):
+    """The path of pytorchcv's published `.pth` for `alpha`, downloaded (a
+    zip, through `keras.utils.get_file`) and unpacked once, its SHA-1
+    checked against the model store's."""
+    entry = PUBLISHED[alpha]
+    folder = os.path.join(
+        os.path.expanduser(cache_dir or CACHE_DIR or keras.config.keras_home()),
+        "models",
+    )
+    target = os.path.join(folder, entry.file)
+    if os.path.isfile(target) and _sha1(target) == entry.sha1:
+        return target
+    # get_file falls back to /tmp for a cache folder that does not exist yet.
+    os.makedirs(folder, exist_ok=True)
+    try:
+        archive = keras.utils.get_file(
+            f"{entry.file}.zip", entry.url, cache_dir=os.path.dirname(folder),
+            cache_subdir="models",
+        )  # fmt: skip
+    except Exception as error:  # get_file raises a bare Exception offline
+        raise ValueError(
+            f"Could not download {entry.file}.zip from {entry.url} ({error}). "
+            f"On a machine without internet access, download it elsewhere, "
+            f"unzip it and pass weights=PATH of the .pth."
+        ) from None
+    with zipfile.ZipFile(archive) as bundle:
+        if entry.file not in bundle.namelist():
+            os.remove(archive)
+            raise ValueError(
+                f"{entry.url} does not hold {entry.file} (it holds "
+                f"{bundle.namelist()[:3]}); the download was removed."
+            )
+        # Unpacked beside the target and renamed: no half-written weights file.
+        handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
+        with os.fdopen(handle, "wb") as out, bundle.open(entry.file) as member:
+            out.write(member.read())
+    found = _sha1(partial)
+    if found != entry.sha1:
+        os.remove(partial)
+        os.remove(archive)
+        raise ValueError(
+            f"{entry.file} from {entry.url} has SHA-1 {found}, not the model "
+            f"store's {entry.sha1}: the download is damaged or was replaced. "
+            f"It was removed; try again."
+        )
+    os.replace(partial, target)
+    return target
+
+
+def _sha1(path):
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def names(model, alpha):
+    """`{pytorchcv key: (variable, layout, MXNet name)}` for every weight of an
+    IGCV3 model at width `alpha`."""
+    units = {unit.name: unit for unit in igcv3.plan(alpha)[1]}
+    table = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        torch_prefix, mxnet_prefix, kind = _module(layer, units)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for variable in layer.weights:
+                key = torch_weights.BATCH_NORM[variable.name]
+                table[f"{torch_prefix}.{key}"] = (
+                    variable,
+                    "vector",
+                    f"{mxnet_prefix}_{_MXNET_BATCH_NORM[key]}",
+                )
+            continue
+        table[f"{torch_prefix}.weight"] = (layer.kernel, kind, f"{mxnet_prefix}_weight")
+        if layer.bias is not None:
+            table[f"{torch_prefix}.bias"] = (
+                layer.bias,
+                "vector",
+                f"{mxnet_prefix}_bias",
+            )
+    return table
+
+
+def _module(layer, units):
+    """`(pytorchcv module, MXNet node, layout)` of an IGCV3 layer."""
+    if layer.name == "predictions":
+        return "output", "fc", "linear"
+    base, _, batch_norm = layer.name.partition("_bn")
+    owner, _, part = base.rpartition("_")
+    if owner in _FIXED and part == "conv":
+        torch_prefix, mxnet_prefix = _FIXED[owner]
+        torch_prefix += ".conv"
+    elif owner in units and part in _PARTS:
+        unit = units[owner]
+        torch_prefix = f"features.stage{unit.stage}.unit{unit.unit}.{part}.conv"
+        mxnet_prefix = f"seq-{unit.row}-block{unit.block}-{_PARTS[part]}"
+    else:
+        raise ValueError(
+            f"Layer {layer.name!r} is not a layer of IGCV3; only "
+            f"applications.IGCV3 models load IGCV3 weights."
+        )
+    if batch_norm or isinstance(layer, keras.layers.BatchNormalization):
+        return torch_prefix[: -len(".conv")] + ".bn", mxnet_prefix + "-batchnorm", None
+    kind = "depthwise" if isinstance(layer, keras.layers.DepthwiseConv2D) else "conv"
+    return torch_prefix, mxnet_prefix + "-conv2d", kind
+
+
+def read(source, table):
+    """`{pytorchcv key: array}` of a pytorchcv state_dict (a dict or `.pth`)
+    or an MXNet `.params` file, whose names `table` (`names` of the model to
+    load) translates."""
+    if not _is_mxnet(source):
+        state = torch_weights.read_state_dict(source)
+        return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    params = {_strip(k): v for k, v in read_mxnet_params(source).items()}
+    if "first-3x3-conv-conv2d_weight" not in params:
+        raise ValueError(
+            f"{source!r} is not the IGCV3 authors' MXNet checkpoint (no "
+            f"first-3x3-conv-conv2d_weight); its first names: {sorted(params)[:3]}."
+        )
+    translation = {mxnet: key for key, (_, _, mxnet) in table.items()}
+    # The classifier's names are the same with or without it in the model.
+    translation.update({"fc_weight": "output.weight", "fc_bias": "output.bias"})
+    return {translation.get(k, k): v for k, v in params.items()}
+
+
+def _is_mxnet(source):
+    return isinstance(source, str | os.PathLike) and os.fspath(source).endswith(
+        ".params"
+    )
+
+
+def describe(state):
+    """`{"alpha", "classes", "model"}` of an IGCV3 state_dict (`read`'s)."""
+    stem = state.get("features.init_block.conv.weight")
+    last = state.get("features.final_block.conv.weight")
+    if stem is None or last is None:
+        raise ValueError(
+            "The state_dict is not pytorchcv's IGCV3 (no features.init_block and "
+            f"final_block convolutions); its first keys: {sorted(state)[:3]}."
+        )
+    held = (stem.shape[0], last.shape[1], last.shape[0])
+    for alpha, entry in PUBLISHED.items():
+        stem_width, units, last_width = igcv3.plan(alpha)
+        if held == (stem_width, units[-1].outputs, last_width):
+            classes = (
+                state["output.weight"].shape[0] if "output.weight" in state else None
+            )
+            return {"alpha": alpha, "classes": classes, "model": entry.model}
+    raise ValueError(
+        f"The state_dict's widths (stem {held[0]}, last block {held[1]}, head "
+        f"{held[2]}) are none of IGCV3's published widths {sorted(PUBLISHED)}."
+    )
+
+
+def load(model, source, alpha):
+    """Load a pytorchcv state_dict (a dict or `.pth`), the authors' MXNet
+    `.params` or a Keras weights file into an IGCV3 model of width `alpha`."""
+    is_file = isinstance(source, str | os.PathLike)
+    path = os.fspath(source) if is_file else "the state_dict"
+    if is_file and not (_is_mxnet(source) or torch_weights.is_torch_file(source)):
+        return conventions.load_keras_weights(model, path)
+    table = names(model, alpha)
+    state = read(source, table)
+    held = describe(state)
+    if held["alpha"] != alpha:
+        raise ValueError(
+            f"{path!r} holds IGCV3 at alpha={held['alpha']:g} (pytorchcv's "
+            f"{held['model']}); this network has alpha={alpha:g}. Build "
+            f"IGCV3(alpha={held['alpha']:g}) to load it."
+        )
+    headless = "output.weight" not in table
+    extra = sorted(set(state) - set(table))
+    if headless:  # features only: the file's classifier is not needed
+        extra = [k for k in extra if not k.startswith("output.")]
+    missing = sorted(set(table) - set(state))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weights missing (e.g. {missing[:3]})")
+    if extra:
+        problems.append(f"{len(extra)} weights the model lacks (e.g. {extra[:3]})")
+    assignments = []
+    for key in sorted(set(table) & set(state)):
+        variable, kind, _ = table[key]
+        value = torch_weights.to_keras(state[key], kind)
+        if tuple(value.shape) != tuple(variable.shape):
+            hint = (
+                " (build with the file's classes)" if key.startswith("output") else ""
+            )
+            problems.append(
+                f"{key}: {tuple(state[key].shape)} in the file, the model's "
+                f"{variable.path} needs {tuple(variable.shape)}{hint}"
+            )
+        assignments.append((variable, value))
+    if problems:
+        raise ValueError(
+            f"{path!r} does not fit {model.name!r}: "
+            + "; ".join(problems[:4])
+            + ". Nothing was loaded."
+        )
+    for variable, value in assignments:
+        variable.assign(value.astype(variable.dtype))
+    return model
