@@ -4,14 +4,16 @@
     python benchmarks/export.py --runs 10 --networks IGCNet38
     python benchmarks/export.py --batches 2 4 8 32 --output sweep.json
 
-Networks: IGCNet38 (CIFAR, batch 1 and 64) and IGC-L100M2+Ident. (ImageNet,
-224x224, batch 1 and 16; `--batches` replaces both lists), logits, BatchNorm
+Networks: IGCNet38 (CIFAR, batch 1 and 64), IGC-L100M2+Ident. (ImageNet,
+224x224, batch 1 and 16) and IGCV3-1 (224x224, batch 1 and 32; `--batches`
+replaces the lists), logits, BatchNorm
 statistics of one random batch so that inference-mode activations stay in
 range. Each is exported by `keras_igc.export.export` (every format with its
 own block forms) and every artifact runs in its runtime
 (`keras_igc.export.check`: SavedModel in TensorFlow, LiteRT with XNNPACK,
-ONNX in ONNX Runtime), beside two PyTorch peers with the same weights
-(`torch_twin.KerasTwin`):
+ONNX in ONNX Runtime), beside two PyTorch peers with the same weights (the
+IGC networks' layer-for-layer twin `torch_twin.KerasTwin`; for IGCV3,
+pytorchcv's own `igcv3_w1`, the network its users run):
 
 - PyTorch eager, `torch.no_grad`, in its faster layout (NCHW or
   channels_last);
@@ -47,10 +49,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from output import write_json  # noqa: E402
 from timing import timed  # noqa: E402
 
+# name: (builder, input shape, batch sizes, the PyTorch peer of a built model).
 NETWORKS = {
-    "IGCNet38": (applications.IGCNet38, (32, 32, 3), (1, 64)),
-    "IGC-L100M2+Ident.": (applications.IGCNetL100M2, (224, 224, 3), (1, 16)),
+    "IGCNet38": (applications.IGCNet38, (32, 32, 3), (1, 64), "twin"),
+    "IGC-L100M2+Ident.": (applications.IGCNetL100M2, (224, 224, 3), (1, 16), "twin"),
+    "IGCV3-1": (applications.IGCV3, (224, 224, 3), (1, 32), "pytorchcv"),
 }
+
+
+def peer(model, kind):
+    """The PyTorch network with `model`'s weights: pytorchcv's own IGCV3, or
+    the Keras graph's layer-for-layer twin (`torch_twin.KerasTwin`)."""
+    import torch_twin
+
+    if kind == "pytorchcv":
+        return torch_twin.pytorchcv_igcv3(model)
+    return torch_twin.KerasTwin(model).eval()
 
 
 def calibrated(builder, shape):
@@ -78,19 +92,17 @@ def float64_twin(model, builder):
     return twin
 
 
-def runners(model, artifacts, directory):
+def runners(model, artifacts, directory, twin):
     """`{name: (predict, layout)}`: every artifact in its runtime, Keras, and
-    the PyTorch peers (eager in both layouts, its own ONNX export in ORT)."""
+    the PyTorch peer `twin` (eager in both layouts, its own ONNX export in
+    ORT)."""
     import onnxruntime as ort
     import torch
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch_twin
 
     found = {"keras": (model.predict_on_batch, "nhwc")}
     for fmt, path in artifacts.items():
         found[fmt] = (RUNTIMES[fmt].runner(path)(), "nhwc")
-    twin = torch_twin.KerasTwin(model).eval()
     path = os.path.join(directory, "torch.onnx")
     sample = torch.zeros(1, model.input_shape[3], *model.input_shape[1:3])
     with warnings.catch_warnings():
@@ -128,12 +140,14 @@ def main(argv=None):
         "| float64 diff / max logit | MiB |\n|---|---:|---|---:|---:|---:|---:|---:|"
     )
     for name in args.networks:
-        builder, shape, batches = NETWORKS[name]
+        builder, shape, batches, peer_kind = NETWORKS[name]
         model = calibrated(builder, shape)
         exact = float64_twin(model, builder)
         with tempfile.TemporaryDirectory() as directory:
             exported = export.export(model, directory, verbose=False)
-            found, torch_bytes = runners(model, exported.artifacts, directory)
+            found, torch_bytes = runners(
+                model, exported.artifacts, directory, peer(model, peer_kind)
+            )
             sizes = {**exported.sizes, "torch onnx in ORT": torch_bytes}
             results[name] = {
                 fmt: {

@@ -601,3 +601,28 @@ def test_cli_exports_and_checks(tmp_path, capsys):
     with open(os.path.join(forced, export.REPORT_FILE)) as f:
         (conv,) = json.load(f)["folding"]["onnx"]["grouped_convs"]
     assert (conv["form"], conv["groups"]) == ("grouped", 4)
+
+
+def test_igcv3_folds_every_batch_norm_and_shuffles_without_gathers(tmp_path):
+    """IGCV3's BatchNorms after its depthwise convolutions fold too (a Mul and
+    an Add each were left in the graphs), and its channel shuffles reach ONNX
+    as one NCHW transpose each: no Gather, no layout transposes around them
+    (2 per block were); the outputs stay Keras'."""
+    model = applications.IGCV3(0.25, input_shape=(64, 64, 3), classes=10)
+    norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    for layer in norms:  # statistics that are not the identity
+        layer.moving_variance.assign(
+            np.linspace(0.5, 1.5, layer.moving_variance.shape[0])
+        )
+    result = export.export(model, str(tmp_path), ["onnx", "litert"], verbose=False)
+    onnx_model = __import__("onnx").load(result.artifacts["onnx"])
+    ops = [node.op_type for node in onnx_model.graph.node]
+    assert len(result.folding["onnx"].folded) == len(norms) == 98
+    assert "Gather" not in ops and "Mul" not in ops
+    # One transpose for the NHWC input and one per block's shuffle; the four
+    # stride-2 blocks' symmetric Pad runs on NHWC between two more (ONNX
+    # Runtime's optimizer folds the three into the depthwise convolution).
+    assert ops.count("Pad") == 4
+    assert ops.count("Transpose") == 1 + 32 + 2 * 4
+    for row in export.check(model, result.artifacts, batch_sizes=(1, 3), runs=1):
+        assert row["max_abs_diff"] <= 1e-4 * max(row["max_abs_output"], 1e-3), row

@@ -114,7 +114,8 @@ def prepare(
     docstring), and every other grouped `Conv2D` becomes a `GroupConv2D` with
     the same weights on the path `grouped_conv_form` says. With
     `fold`, each BatchNormalization that directly follows a `Conv2D`,
-    `GroupConv2D` or `IGCConv2D` (and is that layer's only consumer) folds
+    `GroupConv2D`, `DepthwiseConv2D` or `IGCConv2D` (and is that layer's
+    only consumer) folds
     into it as a scale of the output channels and a bias; the BatchNorm
     becomes an `Identity`. Folding uses the moving statistics, so the clone
     equals the model in inference mode. Mixed-precision layers become
@@ -345,7 +346,7 @@ def _batch_norm_pairs(model):
         (parent,) = node.parent_nodes
         producer = parent.operation
         foldable = isinstance(producer, IGCConv2D) or (
-            isinstance(producer, keras.layers.Conv2D)
+            isinstance(producer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
             and producer.activation is keras.activations.linear
         )
         if (
@@ -540,7 +541,12 @@ def _folded_weights(layer, bn, clone):
             weights = [kernel * scale, bias * scale + shift]
     else:
         bias = np.asarray(layer.bias, "float64") if layer.use_bias else 0.0
-        kernel = np.asarray(layer.kernel, "float64") * scale
+        kernel = np.asarray(layer.kernel, "float64")
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            # Output channel c * multiplier + j is kernel[..., c, j].
+            kernel = kernel * scale.reshape(kernel.shape[2:])
+        else:
+            kernel = kernel * scale
         weights = [kernel, bias * scale + shift]
     return [np.asarray(w, "float32") for w in weights]
 

@@ -192,15 +192,18 @@ def _cancel_transposes(graph):
 
 
 def _remove_dead_nodes(graph):
-    """Drop the nodes nothing reads (the old shuffles' shape arithmetic)."""
+    """Drop the nodes nothing reads (the old shuffles' shape arithmetic), then
+    the constants only they read (ONNX Runtime warns about each one)."""
     outputs = {o.name for o in graph.output}
     while True:
         used = {name for node in graph.node for name in node.input} | outputs
         dead = [n for n in graph.node if not any(o in used for o in n.output)]
         if not dead:
-            return
+            break
         for node in dead:
             graph.node.remove(node)
+    for initializer in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(initializer)
 
 
 def runner(path):

@@ -1,7 +1,8 @@
 import keras
 from keras import ops
 
-from keras_igc.ops import shuffle_permutation
+from keras_igc import paths
+from keras_igc.ops import shuffle_channels, shuffle_permutation
 from keras_igc.validation import positive_int
 
 
@@ -37,6 +38,7 @@ class ChannelShuffle(keras.layers.Layer):
         # A permutation of channels leaves a (batch, ..., positions) mask as is.
         self.supports_masking = True
         self.permutation = None
+        self._portable = False
 
     def build(self, input_shape):
         if len(input_shape) < 2:
@@ -58,8 +60,14 @@ class ChannelShuffle(keras.layers.Layer):
             )
         self.permutation = shuffle_permutation(channels, self.groups)
         self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: channels})
+        # Built for a converter: a reshape, a transpose and a reshape, which
+        # ONNX export turns into the NCHW shuffle ONNX Runtime runs without
+        # layout transposes (a gather on the channels axis needs them).
+        self._portable = paths.is_portable()
 
     def call(self, inputs):
+        if self._portable:
+            return shuffle_channels(inputs, self.groups)
         return ops.take(inputs, self.permutation, axis=-1)
 
     def compute_output_shape(self, input_shape):
