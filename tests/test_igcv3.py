@@ -235,15 +235,20 @@ def test_a_pth_file_loads_through_weights(tmp_path):
 
 
 @pytest.mark.tensorflow_only  # tf.data
-def test_trains_on_digits_by_name(tmp_path):
-    from keras_igc import training
+def test_trains_on_digits_from_the_command_line_and_info_counts_it(tmp_path, capsys):
+    from keras_igc import cli
 
-    model, history = training.train(
-        "IGCV3-0.25", "digits", str(tmp_path / "run"), epochs=1,
-        steps_per_epoch=2, batch_size=16, verbose=0,
-    )  # fmt: skip
+    out = str(tmp_path / "run")
+    argv = ["train", "--model", "IGCV3-0.25", "--dataset", "digits",
+            "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16",
+            "--output", out]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "finished" in capsys.readouterr().out
+    model = keras.saving.load_model(f"{out}/model.keras")
     assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 10)
-    assert np.isfinite(history.history["loss"]).all()
+    assert cli.main(["info", "IGCV3-1"]) == 0
+    row = "| IGCV3-1 | 224x224 | 16 | 2.146 | 3.492 | 313.0 |"
+    assert row in capsys.readouterr().out
 
 
 def test_plan_follows_pytorchcv_stages_and_the_releases_rows():

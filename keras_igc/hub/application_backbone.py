@@ -147,9 +147,8 @@ def _pyramid(network, dataset):
         top = 5
     else:
         first = 2 if dataset == "imagenet" else 0
-        if "stage1_unit1_conv1" in names:
-            # IGCV3's stage k is at stride 2^k; its stride-2 stage 1 is left
-            # out, so that the pyramid starts at P2 as MobileNetV2's does.
+        igcv3 = "stage1_unit1_conv1" in names
+        if igcv3:  # IGCV3's stage k is at stride 2^k
             first = 1
         stages = {int(n[5:].split("_")[0]) for n in names if n.startswith("stage")}
         stages = sorted(stages)
@@ -157,7 +156,8 @@ def _pyramid(network, dataset):
         for stage in stages:
             last = [n for n in names if n.startswith(f"stage{stage}_")][-1]
             levels[f"P{first + stage - 1}"] = last
-        levels.pop("P1", None)
+        if igcv3:  # its stride-2 stage 1 left out: P2 up, as MobileNetV2's
+            del levels["P1"]
         top = first + len(stages) - 1
     pyramid = {
         level: network.get_layer(name).output
