@@ -16,7 +16,9 @@ Two markers (registered in pyproject.toml) say what runs where:
   steps on JAX, 3 s on PyTorch). They run on TensorFlow and PyTorch. Also
   the MSGC hosts compared in every inference form, and the check of the
   larger hosts' forms: each host takes 8-11 s to build on JAX, which never
-  gathers; its per-sample kernels are compared layer by layer there.
+  gathers; its per-sample kernels are compared layer by layer there. And
+  IGCV3's parity tests, whole 224x224 networks (test_applications.py builds
+  IGCV3 on JAX).
 - `slow`: subprocess runs of whole trainings (`-m "not slow"` for a quick loop).
 """
 

@@ -289,25 +289,9 @@ def load(model, source, alpha):
         problems.append(f"{len(missing)} weights missing (e.g. {missing[:3]})")
     if extra:
         problems.append(f"{len(extra)} weights the model lacks (e.g. {extra[:3]})")
-    assignments = []
-    for key in sorted(set(table) & set(state)):
-        variable, kind, _ = table[key]
-        value = torch_weights.to_keras(state[key], kind)
-        if tuple(value.shape) != tuple(variable.shape):
-            hint = (
-                " (build with the file's classes)" if key.startswith("output") else ""
-            )
-            problems.append(
-                f"{key}: {tuple(state[key].shape)} in the file, the model's "
-                f"{variable.path} needs {tuple(variable.shape)}{hint}"
-            )
-        assignments.append((variable, value))
-    if problems:
-        raise ValueError(
-            f"{path!r} does not fit {model.name!r}: "
-            + "; ".join(problems[:4])
-            + ". Nothing was loaded."
-        )
-    for variable, value in assignments:
-        variable.assign(value.astype(variable.dtype))
+    torch_weights.assign_checked(
+        table, state, path, model, problems,
+        advice=" Build IGCV3 with the file's `classes` (1000 for ImageNet), or "
+        "include_top=False.",
+    )  # fmt: skip
     return model

@@ -263,9 +263,21 @@ def load_torch_weights(model, source, dense=False):
             f"{len(extra)} weights the model does not have{hint} (e.g. "
             f"{sorted(extra)[:3]})"
         )
+    assign_checked(
+        names, state, where, model, problems,
+        advice=" Check the network, `attention`, `heads`, `classes` (1000 for "
+        "ImageNet checkpoints) and `alpha`.",
+    )  # fmt: skip
+    return sorted(set(state) & set(names))
+
+
+def assign_checked(names, state, where, model, problems, advice=""):
+    """Assign every array of `state` that `names` (`{key: (variable, kind,
+    ...)}`) maps, in Keras' layout, or none of them: a shape that differs
+    joins `problems`, and any problem is a ValueError naming `where`."""
     assignments = []
     for key in sorted(set(state) & set(names)):
-        variable, kind = names[key]
+        variable, kind = names[key][:2]
         value = to_keras(state[key], kind)
         if tuple(value.shape) != tuple(variable.shape):
             problems.append(
@@ -278,12 +290,11 @@ def load_torch_weights(model, source, dense=False):
         raise ValueError(
             f"{where} does not fit {model.name!r}: "
             + "; ".join(problems[:6])
-            + ". Nothing was loaded. Check the network, `attention`, `heads`, "
-            "`classes` (1000 for ImageNet checkpoints) and `alpha`."
+            + ". Nothing was loaded."
+            + advice
         )
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
-    return sorted(set(state) & set(names))
 
 
 def _from_keras_shape(shape, kind):

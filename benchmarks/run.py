@@ -1,4 +1,4 @@
-"""Benchmark IGC blocks, a depth-20 IGC network and IGCV3: keras_igc vs PyTorch.
+"""Benchmark IGC blocks and a depth-20 IGC network: keras_igc vs PyTorch vs dense.
 
     python benchmarks/run.py            # full run (about 20 minutes on 2 cores)
     python benchmarks/run.py --quick    # 3 repeats, no memory, no plain-Keras training
@@ -53,8 +53,6 @@ BLOCKS = {
     "L100M2 imagenet": (8, 56, 200, 100, 2),
 }
 NETWORK = "IGC-L24M2 D=20 net"
-# IGCV3 1.0x at 224x224, batch 16, against pytorchcv's igcv3_w1 (PyTorch's rows).
-IGCV3_NETWORK = "IGCV3-1 net"
 PATHS = ["auto", "grouped", "depthwise", "split", "dense"]
 # PyTorch runs on the GPU when there is one (Keras follows its backend's device).
 TORCH_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -170,39 +168,15 @@ def torch_fns(module, x, width, channels_last=False):
     return forward, train_step
 
 
-def _igc_net(classes, torch_side):
-    # The same network as TorchIGCNet(6, 24, 2): plain depth 20, IGC-L24M2.
-    if torch_side:
-        return torch_twin.TorchIGCNet(6, 24, 2, classes)
-    return keras_igc.applications.IGCNet20(classes=classes, classifier_activation=None)
-
-
-def _igcv3(classes, torch_side):
-    # pytorchcv's own igcv3_w1: the network IGCV3's users train in PyTorch.
-    if torch_side:
-        from pytorchcv.models.igcv3 import igcv3_w1
-
-        return igcv3_w1(num_classes=classes)
-    return keras_igc.applications.IGCV3(classes=classes, classifier_activation=None)
-
-
-# name: (batch, image size, classes, builder(classes, torch_side)).
-NETWORKS = {
-    NETWORK: (64, 32, 10, _igc_net),
-    IGCV3_NETWORK: (16, 224, 1000, _igcv3),
-}
-
-
-def make_network(case, variant):
-    batch, size, classes, network = NETWORKS[case]
+def make_network(variant):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, size, size, 3)).astype("float32")
-    y = rng.integers(0, classes, size=(batch,))
+    x = rng.normal(size=(64, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(64,))
     if variant in TORCH_BASELINES:
         layout = (
             torch.channels_last if variant == TORCH_IGC_CL else torch.contiguous_format
         )
-        module = network(classes, True).to(TORCH_DEVICE, memory_format=layout)
+        module = torch_twin.TorchIGCNet(6, 24, 2).to(TORCH_DEVICE, memory_format=layout)
         tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(TORCH_DEVICE)
         tx = tx.contiguous(memory_format=layout)
         ty = torch.from_numpy(y).to(TORCH_DEVICE)
@@ -225,7 +199,8 @@ def make_network(case, variant):
 
         return forward, train_step, variant
     x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
-    model = network(classes, False)
+    # The same network as TorchIGCNet(6, 24, 2): plain depth 20, IGC-L24M2.
+    model = keras_igc.applications.IGCNet20(classifier_activation=None)
     model.compile(
         keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -238,9 +213,7 @@ def make_network(case, variant):
 
 
 def make(case, variant):
-    if case in NETWORKS:
-        return make_network(case, variant)
-    return make_block(case, variant)
+    return make_network(variant) if case == NETWORK else make_block(case, variant)
 
 
 def timed(fn, warmup, repeats):
@@ -387,7 +360,7 @@ def main(argv=None):
         "--cases",
         nargs="*",
         help=f"substrings of case names (default: all); cases: "
-        f"{', '.join(BLOCKS)}, {', '.join(NETWORKS)}",
+        f"{', '.join(BLOCKS)}, {NETWORK}",
     )
     parser.add_argument("--out", default="benchmarks/results/bench.json")
     parser.add_argument(
@@ -411,14 +384,14 @@ def main(argv=None):
     forward(), train_step()
 
     cases = [(case, block_variants(case)) for case in BLOCKS]
-    cases += [(network, network_variants()) for network in NETWORKS]
+    cases.append((NETWORK, network_variants()))
     rows = []
     for case, variants in cases:
         if not args.cases or any(c in case for c in args.cases):
             rows += run_case(case, variants, args)
 
     if args.update:
-        rows = updated_rows(args.out, rows, [*BLOCKS, *NETWORKS])
+        rows = updated_rows(args.out, rows, [*BLOCKS, NETWORK])
     table = markdown(rows)
     print()
     print(table)

@@ -37,6 +37,11 @@ _spec = importlib.util.spec_from_file_location(
 seeded_weights = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seeded_weights)
 
+# Whole 224x224 networks: eager JAX builds each in tens of seconds (the suite's
+# budget); TensorFlow and PyTorch run them, and test_applications.py builds
+# IGCV3 on every backend.
+pytestmark = pytest.mark.not_on_jax
+
 MODELS = {1.0: "igcv3_w1", 0.75: "igcv3_w3d4", 0.5: "igcv3_wd2", 0.25: "igcv3_wd4"}
 # The figures (pytorchcv's README and its model store; MACs counted
 # on the convolutions and the classifier at 224x224).
