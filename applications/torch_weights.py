@@ -214,6 +214,17 @@ def _family(model):
     )
 
 
+# Keras layout -> PyTorch's, per kind (`to_keras` undoes it).
+_TO_TORCH = {"conv": (3, 2, 0, 1), "depthwise": (2, 3, 0, 1), "linear": (1, 0)}
+
+
+def to_torch(array, kind):
+    """A Keras weight in PyTorch's layout (a 1x1 generator's `linear` kernel
+    as `(O, I)`)."""
+    axes = _TO_TORCH.get(kind)
+    return array if axes is None else np.transpose(array, axes)
+
+
 def to_keras(array, kind):
     if kind == "conv":
         return np.transpose(array, (2, 3, 1, 0))
@@ -298,14 +309,7 @@ def assign_checked(names, state, where, model, problems, advice=""):
 
 
 def _from_keras_shape(shape, kind):
-    shape = tuple(shape)
-    if kind == "conv":
-        return (shape[3], shape[2], shape[0], shape[1])
-    if kind == "depthwise":
-        return (shape[2], shape[3], shape[0], shape[1])
-    if kind == "linear":
-        return (shape[1], shape[0])
-    return shape
+    return to_torch(np.broadcast_to(np.float32(0), tuple(shape)), kind).shape
 
 
 def generator_name(model, layer_name, kind="maskgen"):

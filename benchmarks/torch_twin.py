@@ -262,18 +262,12 @@ def pytorchcv_igcv3(model, alpha=1.0):
     `applications.IGCV3` model (its names: `igcv3_weights.names`)."""
     from pytorchcv.models import igcv3
 
-    from keras_igc.applications import igcv3_weights
+    from keras_igc.applications import igcv3_weights, torch_weights
 
     builder = getattr(igcv3, igcv3_weights.PUBLISHED[alpha].model)
     net = builder(num_classes=model.output_shape[-1]).eval()
-    layouts = {
-        "conv": (3, 2, 0, 1),  # (kh, kw, I/g, O) -> (O, I/g, kh, kw)
-        "depthwise": (2, 3, 0, 1),  # (kh, kw, C, 1) -> (C, 1, kh, kw)
-        "linear": (1, 0),
-        "vector": (0,),
-    }
     state = {
-        key: torch.from_numpy(np.asarray(variable).transpose(layouts[kind]).copy())
+        key: torch.from_numpy(torch_weights.to_torch(np.asarray(variable), kind).copy())
         for key, (variable, kind, _) in igcv3_weights.names(model, alpha).items()
     }
     missing, unexpected = net.load_state_dict(state, strict=False)

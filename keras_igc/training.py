@@ -124,18 +124,16 @@ def distribution_strategy():
 
 
 def check_model_for_dataset(model, dataset):
-    """The network's family (`"cifar"` or `"imagenet"`), if it fits the dataset."""
+    """A ValueError unless the registered network fits the dataset's input
+    family (`"cifar"` or `"imagenet"`; a mobile network fits both)."""
     spec = data.spec(dataset)
     family = applications.dataset_of(model)
-    if applications.lookup(model).any_size:  # a mobile network: any image size
-        return spec.family
-    if family != spec.family:
+    if family != spec.family and not applications.lookup(model).any_size:
         raise ValueError(
             f"{model!r} is a {family} network and {dataset!r} a {spec.family} "
             f"dataset. Pick a model from "
             f"keras_igc.applications.list_models({spec.family!r})."
         )
-    return family
 
 
 def check_network_for_dataset(network, dataset):
