@@ -17,8 +17,11 @@ in Keras, layer for layer (symmetric padding, BatchNorm with PyTorch's epsilon
 - inverted residual (MobileNetV2): the 1x1 projection is a `heads`-head MSGC
   convolution (attention optional).
 
-Every generator of a block reads the pooled *block input*. The MACs are the
-release's, term by term (`_Ledger`): BatchNorm, pooling and the generators
+Every generator of a block reads the pooled *block input*. These networks are
+built layer by layer, not through `keras_igc.msgc.convert`: `convert` turns
+any dense Functional model into an MSGC one with a generic MAC count, while
+the hosts follow the release's wiring (generators on the block input) and
+count MACs as it does, term by term (`_Ledger`): BatchNorm, pooling and the generators
 counted, attention products counted and left out of the dense reference, and
 the work that no head reads credited back (`MACRegularizer` bonuses). At
 224x224 the dense references are 1817.2 / 4099.7 / 306.9 M.
@@ -108,15 +111,15 @@ def _conv(x, filters, kernel, stride, name):
 
 
 def _msgc_conv(
-    x, source, filters, kernel, stride, heads, squeeze, attention, name, masks
+    x, source, filters, kernel, stride, heads, squeeze, attention, name, gating
 ):  # fmt: skip
     """An MSGC convolution masked from `source`, in the network's
-    `implementation` (`masks`); `(outputs, gates, layer)`."""
+    `implementation` (`gating`); `(outputs, gates, layer)`."""
     x, padding = _pad(x, kernel, stride, name)
     layer = MSGCConv2D(
         filters, kernel, heads=heads, strides=stride, padding=padding,
         squeeze=squeeze, attention=attention,
-        granularity=masks["granularity"], implementation=masks["implementation"],
+        granularity=gating["granularity"], implementation=gating["implementation"],
         kernel_initializer=kaiming_fan_out(), name=name,
     )  # fmt: skip
     outputs, gates = layer([x, source])
@@ -144,16 +147,16 @@ def _relu(x, name, cap=None):
 # ---------------------------------------------------------------- blocks
 
 
-def _basic_block(x, planes, stride, size, ledger, masks, name):
-    """The release's `DyBasicBlock` (torchvision's BasicBlock if not `masks`)."""
+def _basic_block(x, planes, stride, size, ledger, gating, name):
+    """The release's `DyBasicBlock` (torchvision's BasicBlock if not `gating`)."""
     inplanes = x.shape[-1]
     out = _out(size, 3, stride)
-    heads, attention = masks["heads"], masks["attention"]
+    heads, attention = gating["heads"], gating["attention"]
     conv1 = 9 * inplanes * planes * _area(out) + planes * _area(out)
     conv2 = (9 * planes + 1) * planes * _area(out)
-    if masks["msgc"]:
+    if gating["msgc"]:
         y, gates1, layer1 = _msgc_conv(
-            x, x, planes, 3, stride, 1, 4, attention, f"{name}_1_conv", masks
+            x, x, planes, 3, stride, 1, 4, attention, f"{name}_1_conv", gating
         )
         first = ledger.masked(
             gates1, conv1 + attention * inplanes * _area(size), 1,
@@ -163,9 +166,9 @@ def _basic_block(x, planes, stride, size, ledger, masks, name):
         y = _conv(x, planes, 3, stride, f"{name}_1_conv")
         ledger.fixed(conv1)
     y = _relu(_bn(y, f"{name}_1_bn"), f"{name}_1_relu")
-    if masks["msgc"]:
+    if gating["msgc"]:
         y, gates2, layer2 = _msgc_conv(
-            y, x, planes, 3, 1, heads, 4, attention, f"{name}_2_conv", masks
+            y, x, planes, 3, 1, heads, 4, attention, f"{name}_2_conv", gating
         )
         extra = attention * heads * planes * _area(out)
         second = ledger.masked(gates2, conv2 + extra, heads, extra)
@@ -180,27 +183,27 @@ def _basic_block(x, planes, stride, size, ledger, masks, name):
     return _residual(x, y, stride, out, ledger, name), out
 
 
-def bottleneck(x, planes, stride, size, ledger, masks, name):
+def bottleneck(x, planes, stride, size, ledger, gating, name):
     """The release's `DyBottleneck` (torchvision's v1.5 Bottleneck if not
-    `masks`): the stride sits in the 3x3 convolution."""
+    `gating`): the stride sits in the 3x3 convolution."""
     inplanes, width = x.shape[-1], planes
     out = _out(size, 3, stride)
-    heads, attention = masks["heads"], masks["attention"]
+    heads, attention = gating["heads"], gating["attention"]
     conv1 = inplanes * width * _area(size) + width * _area(size)
     conv2 = 9 * width * width * _area(out) + width * _area(out)
     conv3 = (width + 1) * 4 * planes * _area(out)
-    if masks["msgc"]:
+    if gating["msgc"]:
         y, gates1, layer1 = _msgc_conv(
-            x, x, width, 1, 1, 1, 8, False, f"{name}_1_conv", masks
+            x, x, width, 1, 1, 1, 8, False, f"{name}_1_conv", gating
         )
         first = ledger.masked(gates1, conv1, 1)
     else:
         y = _conv(x, width, 1, 1, f"{name}_1_conv")
         ledger.fixed(conv1)
     y = _relu(_bn(y, f"{name}_1_bn"), f"{name}_1_relu")
-    if masks["msgc"]:
+    if gating["msgc"]:
         y, gates2, layer2 = _msgc_conv(
-            y, x, width, 3, stride, heads, 8, attention, f"{name}_2_conv", masks
+            y, x, width, 3, stride, heads, 8, attention, f"{name}_2_conv", gating
         )
         # The release counts the attention products at the 3x3's input size.
         extra = attention * heads * width * _area(size)
@@ -210,9 +213,9 @@ def bottleneck(x, planes, stride, size, ledger, masks, name):
         y = _conv(y, width, 3, stride, f"{name}_2_conv")
         ledger.fixed(conv2)
     y = _relu(_bn(y, f"{name}_2_bn"), f"{name}_2_relu")
-    if masks["msgc"]:
+    if gating["msgc"]:
         y, gates3, layer3 = _msgc_conv(
-            y, x, 4 * planes, 1, 1, 1, 8, False, f"{name}_3_conv", masks
+            y, x, 4 * planes, 1, 1, 1, 8, False, f"{name}_3_conv", gating
         )
         third = ledger.masked(gates3, conv3, 1)
         ledger.credit(third, producer=second)
@@ -237,13 +240,13 @@ def _residual(x, y, stride, out, ledger, name):
     return _relu(y, f"{name}_out")
 
 
-def _inverted_residual(x, filters, stride, expansion, size, ledger, masks, name):
+def _inverted_residual(x, filters, stride, expansion, size, ledger, gating, name):
     """The release's `DyInvertedResidual` (torchvision's InvertedResidual if
-    not `masks`), with Keras MobileNetV2's layer names."""
+    not `gating`), with Keras MobileNetV2's layer names."""
     inplanes = x.shape[-1]
     hidden = int(round(inplanes * expansion))
     out = _out(size, 3, stride)
-    heads, attention = masks["heads"], masks["attention"]
+    heads, attention = gating["heads"], gating["attention"]
     y = x
     upstream = 0
     if expansion != 1:
@@ -259,9 +262,9 @@ def _inverted_residual(x, filters, stride, expansion, size, ledger, masks, name)
     upstream += 9 * hidden * _area(out) + hidden * _area(out)
     ledger.fixed(upstream)
     project = hidden * filters * _area(out)
-    if masks["msgc"]:
+    if gating["msgc"]:
         y, gates, layer = _msgc_conv(
-            y, x, filters, 1, 1, heads, 4, attention, f"{name}_project", masks
+            y, x, filters, 1, 1, heads, 4, attention, f"{name}_project", gating
         )
         extra = attention * heads * hidden * _area(out)
         index = ledger.masked(gates, project + extra, heads, extra)
@@ -305,7 +308,9 @@ def host_network(
     conventions.check_arguments(weights, pooling, include_top, classes, release=".pth")
     if msgc:
         positive_int(heads, "heads", default_name)
-    masks = dict(
+    # How the host's convolutions are gated: not at all (the dense network)
+    # or as MSGC layers with these arguments.
+    gating = dict(
         msgc=msgc, heads=heads, attention=attention, granularity=granularity,
         implementation=implementation,
     )  # fmt: skip
@@ -316,7 +321,7 @@ def host_network(
     if None in size:  # counted per 224x224 image, whatever the size it runs at
         size = (REFERENCE_SIZE, REFERENCE_SIZE)
     ledger = _Ledger()
-    x, size = features(image, size, ledger, masks)
+    x, size = features(image, size, ledger, gating)
     channels = x.shape[-1]
     if include_top:
         ledger.fixed(channels * (_area(size) + classes))
@@ -340,7 +345,7 @@ def host_network(
 
 
 def resnet_features(block, depths):
-    def features(image, size, ledger, masks):
+    def features(image, size, ledger, gating):
         x = _conv(image, 64, 7, 2, "stem_conv")
         size = _out(size, 7, 2)
         ledger.fixed(49 * 3 * 64 * _area(size) + 64 * _area(size))
@@ -356,7 +361,7 @@ def resnet_features(block, depths):
             for b in range(blocks):
                 stride = 2 if stage > 0 and b == 0 else 1
                 x, size = block(
-                    x, planes, stride, size, ledger, masks, f"stage{stage + 1}_{b + 1}"
+                    x, planes, stride, size, ledger, gating, f"stage{stage + 1}_{b + 1}"
                 )
         return x, size
 
@@ -375,7 +380,7 @@ def _make_divisible(value, divisor=8):
 
 
 def _mobilenet_v2(alpha):
-    def features(image, size, ledger, masks):
+    def features(image, size, ledger, gating):
         width = _make_divisible(32 * alpha)
         x = _conv(image, width, 3, 2, "Conv1")
         size = _out(size, 3, 2)
@@ -387,7 +392,7 @@ def _mobilenet_v2(alpha):
                 name = "expanded_conv" if index == 0 else f"block_{index}"
                 x, size = _inverted_residual(
                     x, _make_divisible(c * alpha), s if i == 0 else 1, t, size,
-                    ledger, masks, name,
+                    ledger, gating, name,
                 )  # fmt: skip
                 index += 1
         last = _make_divisible(1280 * max(1.0, alpha))
@@ -443,7 +448,7 @@ Args:
         ({dense}) or `.keras` file of one. The generators keep their
         initialisation (gates open), as in the release.
     mac_weight: the MAC loss weight lambda (the release: 30).
-    granularity: channels per gate: `1` (the release's free masks), or `g`
+    granularity: channels per gate: `1` (the release's free gating), or `g`
         for gates that open or close contiguous blocks of `g` channels
         (gathered whole at inference; `MSGCConv2D`, docs/msgc.md).
     implementation: the MSGC layers' inference form (`MSGCConv2D`):

@@ -1,8 +1,8 @@
 """Size, CPU latency and exactness of exported IGC networks, against PyTorch.
 
-    python benchmarks/export.py               # both networks, 30 runs each
-    python benchmarks/export.py --runs 10 --networks IGCNet38
-    python benchmarks/export.py --batches 2 4 8 32 --output sweep.json
+    python -m benchmarks.export               # both networks, 30 runs each
+    python -m benchmarks.export --runs 10 --networks IGCNet38
+    python -m benchmarks.export --batches 2 4 8 32 --output sweep.json
 
 Networks: IGCNet38 (CIFAR, batch 1 and 64), IGC-L100M2+Ident. (ImageNet,
 224x224, batch 1 and 16) and IGCV3-1 (224x224, batch 1 and 32; `--batches`
@@ -32,7 +32,6 @@ benchmarks/results/export-cpu.json. Needs the `export` and `bench` extras.
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import warnings
 
@@ -42,12 +41,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.output import write_json  # noqa: E402
+from benchmarks.timing import taking_turns  # noqa: E402
 from keras_igc import applications, export  # noqa: E402
 from keras_igc.export.check import RUNTIMES  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from output import write_json  # noqa: E402
-from timing import timed  # noqa: E402
 
 # name: (builder, input shape, batch sizes, the PyTorch peer of a built model).
 NETWORKS = {
@@ -163,7 +160,7 @@ def main(argv=None):
                 expected = np.asarray(model(x, training=False))
                 scale = float(np.max(np.abs(expected)))
                 reference = np.asarray(exact(x.astype("float64"), training=False))
-                measured = timed(found, x, args.runs)
+                measured = taking_turns(found, x, args.runs)
                 fastest = min(measured[peer][0] for peer in PEERS)
                 for runtime, (ms, output) in measured.items():
                     diff = float(np.max(np.abs(output - expected)))

@@ -1,27 +1,27 @@
 """Which form of an IGC block and of a grouped convolution each export
 runtime runs fastest, on CPU.
 
-    python benchmarks/export_forms.py [--runs 30] [--cases "L24M2 stage1" ...]
-    python benchmarks/export_forms.py --grouped-only   # the grouped cases only
-    python benchmarks/export_forms.py --cases "L100M2 stage2" --update
+    python -m benchmarks.export_forms [--runs 30] [--cases "L24M2 stage1" ...]
+    python -m benchmarks.export_forms --grouped-only   # the grouped cases only
+    python -m benchmarks.export_forms --cases "L100M2 stage2" --update
 
 For each case (the paper's CIFAR stages of IGC-L24M2 and IGC-L4M8 at batch 1
 and 64, the four ImageNet stages of IGC-L100M2+Ident. at batch 1, 4 and 16,
 and the same widths with L = 100 at batch 1 and 16), two
 blocks `IGCConv2D -> BatchNorm -> ReLU` are exported with every block form
-of `keras_igc.export.prepare` (`folding.BLOCK_FORMS`), as ONNX (run in
+of `keras_igc.forms` (`FORMS["igc_block"]`), as ONNX (run in
 ONNX Runtime) and LiteRT (run with its default XNNPACK delegate), and timed
 in the same process, forms alternating, medians. The fastest form per case
-and runtime is the rule `keras_igc.export.folding.export_form` follows.
+and runtime is the rule `keras_igc.forms` follows (`RULES`).
 
 The grouped cases time one grouped convolution alone (the IGC networks'
 1x1 projection shortcuts, and the narrow primaries of M=2 blocks as a
 `GroupConv2D`): as the dense block-diagonal kernel, as the runtime's grouped
 convolution, and with consecutive groups merged into wider ones
-(`folding.merge_factor`, `ops.merged_groups_kernel`; ONNX Runtime, which
+(`forms.merge_factor`, `ops.merged_groups_kernel`; ONNX Runtime, which
 merges nothing, is timed with LiteRT's merges), in ONNX Runtime, LiteRT and
-TensorFlow (the SavedModel). They back `folding.grouped_conv_form_for` and
-`folding.merge_factor`.
+TensorFlow (the SavedModel). They back the `"grouped_conv"` rules of
+`keras_igc.forms` and `forms.merge_factor`.
 
 Writes benchmarks/results/export-forms-cpu.json (the grouped cases:
 export-grouped-cpu.json) and prints Markdown tables.
@@ -30,10 +30,7 @@ export-grouped-cpu.json) and prints Markdown tables.
 import argparse
 import os
 import platform
-import statistics
-import sys
 import tempfile
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,10 +39,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_igc  # noqa: E402
-from keras_igc.export import folding, litert, onnx, prepare, savedmodel  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from output import results_path, updated_rows, write_json  # noqa: E402
+from benchmarks.output import results_path, updated_rows, write_json  # noqa: E402
+from benchmarks.timing import taking_turns  # noqa: E402
+from keras_igc import forms  # noqa: E402
+from keras_igc.export import litert, onnx, prepare, savedmodel  # noqa: E402
 
 # name: (batches, size, L, M)
 CASES = {
@@ -130,16 +127,12 @@ def artifacts(model, form, directory):
 def median_times(forms, x, expected, runs, tolerance, case):
     """`{form: median ms}` of `forms = {form: predict}` taking turns, after a
     call each that warms up and checks the outputs against `expected`."""
-    times = {form: [] for form in forms}
-    for form, predict in forms.items():
-        error = float(np.max(np.abs(predict(x) - expected)))
+    found = {form: (predict, "nhwc") for form, predict in forms.items()}
+    measured = taking_turns(found, x, runs, block=1, untimed=0)
+    for form, (_, output) in measured.items():
+        error = float(np.max(np.abs(output - expected)))
         assert error < tolerance * np.max(np.abs(expected)), (case, form)
-    for _ in range(runs):
-        for form, predict in forms.items():
-            start = time.perf_counter()
-            predict(x)
-            times[form].append(1e3 * (time.perf_counter() - start))
-    return {form: statistics.median(t) for form, t in times.items()}
+    return {form: ms for form, (ms, _) in measured.items()}
 
 
 def time_case(name, runs):
@@ -189,7 +182,7 @@ def grouped_runners(model, runtime, directory):
     every grouped form. "merged" follows the runtime's own merge rule, or
     LiteRT's for a runtime that merges nothing (to show what merging would do
     there); the groups it runs as come from its report."""
-    merging = runtime if runtime in folding.MERGED_GROUP_OUTPUTS else "litert"
+    merging = runtime if runtime in forms.MERGED_GROUP_OUTPUTS else "litert"
     runners = {}
     for form in GROUPED_FORMS:
         prepared, report = prepare(

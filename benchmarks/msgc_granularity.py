@@ -1,7 +1,7 @@
 """What gates on blocks of channels cost in accuracy: MSGC on digits.
 
-    python benchmarks/msgc_granularity.py                  # granularity 1, 4, 8
-    python benchmarks/msgc_granularity.py --seeds 0 1 2 --epochs 12
+    python -m benchmarks.msgc_granularity                  # granularity 1, 4, 8
+    python -m benchmarks.msgc_granularity --seeds 0 1 2 --epochs 12
 
 The recipe of tutorials/msgc_digits.py, per seed: a dense CNN (3x3
 convolutions of 32, 64, 64, 128 channels) trained on scikit-learn's digits,
@@ -26,10 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.output import results_path, write_json  # noqa: E402
 from keras_igc import msgc, training  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from output import results_path, write_json  # noqa: E402
 
 
 def dense_cnn():

@@ -1,10 +1,10 @@
 """CPU latency of the MSGC hosts' inference forms against their dense hosts.
 
-    python benchmarks/msgc_latency.py                 # every host, batch 1, 8, 64
-    python benchmarks/msgc_latency.py --hosts MSGCResNet18 --batches 1 --runs 20
-    python benchmarks/msgc_latency.py --profile       # per layer, batch 1
-    python benchmarks/msgc_latency.py --forms         # the rule of "auto"
-    python benchmarks/msgc_latency.py --granularity 8 # gates on blocks of 8
+    python -m benchmarks.msgc_latency                 # every host, batch 1, 8, 64
+    python -m benchmarks.msgc_latency --hosts MSGCResNet18 --batches 1 --runs 20
+    python -m benchmarks.msgc_latency --profile       # per layer, batch 1
+    python -m benchmarks.msgc_latency --forms         # the rule of "auto"
+    python -m benchmarks.msgc_latency --granularity 8 # gates on blocks of 8
 
 Each host is built from its dense host (BatchNorm statistics of one random
 batch, so activations stay in range) and its gates are set to the MSGC
@@ -27,7 +27,7 @@ suffixed `-gG`); `--compare-granularity g` times those beside the free-mask
 hosts, in the same turns (suffix `-vs-gG`). `--forms`
 times whole networks (batch 1) in which one class of MSGC layers (one head
 and 1x1, one head and spatial, several heads) takes another form and the
-rest stay masked: the measurements behind `paths.select_msgc_form`. `--profile`
+rest stay masked: the measurements behind `keras_igc.forms`' MSGC rules. `--profile`
 times each MSGC layer alone on its real input at batch 1: the dense
 convolution it replaces, its mask generator(s), and the layer in each form.
 Writes benchmarks/results/msgc-latency-cpu.json (with `--exports`,
@@ -35,12 +35,10 @@ Writes benchmarks/results/msgc-latency-cpu.json (with `--exports`,
 """
 
 import argparse
+import dataclasses
 import os
 import platform
-import statistics
-import sys
 import tempfile
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -49,12 +47,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.output import results_path, write_json  # noqa: E402
+from benchmarks.timing import median_seconds, taking_turns  # noqa: E402
 from keras_igc import applications, keras_internals, msgc  # noqa: E402
+from keras_igc.forms import Choice  # noqa: E402
 from keras_igc.layers import MaskGenerator, MSGCConv2D  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from output import results_path, write_json  # noqa: E402
-from timing import timed  # noqa: E402
 
 # host: (its dense host, the paper's MAC ratio)
 HOSTS = {
@@ -227,8 +224,14 @@ def with_forms(host, dense, masked, forms):
     model.set_weights(masked.get_weights())
     for layer in _msgc_layers(model):
         form = forms.get(layer_class(layer), "masked")
-        layer.set_inference_form(form, layer.input_channels if form == "gather" else 0)
+        _set_form(layer, form, layer.input_channels if form == "gather" else 0)
     return model
+
+
+def _set_form(layer, form, gather_limit):
+    """Run `layer` in `form`, whatever `keras_igc.forms`' rule says."""
+    choice = Choice("msgc", form, "keras", "benchmarks/msgc_latency.py")
+    layer.set_execution_form(dataclasses.replace(choice, gather_limit=gather_limit))
 
 
 def _msgc_layers(model):
@@ -246,7 +249,7 @@ def compare_forms(host, dense, forms, x, runs):
             )
     found = {"dense Keras": (keras_runner(dense), "nhwc")}
     found.update({name: (keras_runner(m), "nhwc") for name, m in variants.items()})
-    measured = timed(found, x, runs)
+    measured = taking_turns(found, x, runs)
     base = measured["dense Keras"][0]
     return {name: ms / base for name, (ms, _) in measured.items()}
 
@@ -265,23 +268,18 @@ def profile(model, dense, x, runs):
             "dense conv": (lambda a, c=conv: c(a), feature),
             "generators": (lambda a, l=layer: l.masks(a, training=False), arguments),
         }
-        saved = layer.active_implementation, layer.gather_limit
+        saved = layer.execution_form
         for form in PROFILED:
-            layer.set_inference_form(form, layer.input_channels)
+            _set_form(layer, form, layer.input_channels)
             function = tf.function(lambda a, l=layer: l(a, training=False)[0])
             function(arguments)  # traced now, in this form
             runners[form] = (function, arguments)
-        layer.set_inference_form(*saved)
+        layer.set_execution_form(saved)
         times = {}
         for name, (run, argument) in runners.items():
             run = tf.function(run) if name in ("dense conv", "generators") else run
-            run(argument)
-            samples = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                run(argument)
-                samples.append(1e3 * (time.perf_counter() - start))
-            times[name] = statistics.median(samples)
+            call = lambda run=run, argument=argument: run(argument)  # noqa: E731
+            times[name] = 1e3 * median_seconds(call, warmup=1, repeats=runs)
         kept = layer.masks(arguments, training=False)
         times["kept"] = float(np.mean(keras.ops.convert_to_numpy(kept) != 0))
         times["heads"], times["channels"] = layer.heads, layer.input_channels
@@ -380,7 +378,7 @@ def main(argv=None):
                 ratios = msgc.inference_macs(forms["masked"], x) / (
                     msgc._regularizer(forms["masked"]).dense_macs
                 )
-                measured = timed(found, x, args.runs)
+                measured = taking_turns(found, x, args.runs)
                 base = measured["dense Keras"][0]
                 torch_best = min(
                     (

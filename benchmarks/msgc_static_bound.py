@@ -1,6 +1,6 @@
 """How fast a ResNet-18 with half its channels pruned *statically* runs.
 
-    python benchmarks/msgc_static_bound.py --runs 20
+    python -m benchmarks.msgc_static_bound --runs 20
 
 The bound for MSGC-ResNet18's speed: ResNet-18 in Keras (torchvision's
 layout) whose two 3x3 convolutions of every basic block read only a fixed
@@ -24,10 +24,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from output import results_path, write_json  # noqa: E402
-from timing import timed  # noqa: E402
-
+from benchmarks.output import results_path, write_json  # noqa: E402
+from benchmarks.timing import taking_turns  # noqa: E402
 from keras_igc.complexity import model_complexity  # noqa: E402
 
 STAGES = [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)]
@@ -83,7 +81,7 @@ def main(argv=None):
     )
     for batch in args.batches:
         x = np.random.default_rng(0).normal(size=(batch, 224, 224, 3))
-        measured = timed(found, x.astype("float32"), args.runs)
+        measured = taking_turns(found, x.astype("float32"), args.runs)
         base = measured["fraction 1.0"][0]
         for name, (ms, _) in measured.items():
             fraction = float(name.split()[-1])

@@ -1,6 +1,6 @@
 """Forms of the IGC primary (3x3 grouped) convolution in TensorFlow on CPU.
 
-    python benchmarks/primary_forms.py
+    python -m benchmarks.primary_forms
 
 Times, in one tf.function each and one process, the primary convolution of
 IGC-L24M2's three CIFAR stages (batch 64) computed as: L separate
@@ -14,26 +14,19 @@ benchmarks/NOTES.md.
 """
 
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.timing import median_seconds  # noqa: E402
+
 STAGES = [(64, 8, 192, 24), (64, 16, 96, 24), (64, 32, 48, 24)]  # N, HxW, C, L
 
 
 def median_ms(function, x, runs=30):
-    for _ in range(5):
-        function(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function(x).numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return 1e3 * median_seconds(lambda: function(x).numpy(), warmup=5, repeats=runs)
 
 
 def forms(batch, size, channels, partitions):

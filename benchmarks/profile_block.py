@@ -1,7 +1,7 @@
 """Where an IGC block's time goes: keras_igc on TensorFlow against PyTorch.
 
-    python benchmarks/profile_block.py            # every paper stage
-    python benchmarks/profile_block.py --cases "L24M2 stage3"
+    python -m benchmarks.profile_block            # every paper stage
+    python -m benchmarks.profile_block --cases "L24M2 stage3"
 
 For each stage of benchmarks/run.py, times in one process (medians, batch as
 there) the parts of the forward pass and of one training step:
@@ -22,7 +22,6 @@ benchmarks/NOTES.md).
 
 import argparse
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,16 +31,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_twin  # noqa: E402
-from run import BLOCKS, timed  # noqa: E402
-
 import keras_igc  # noqa: E402
+from benchmarks import torch_twin  # noqa: E402
+from benchmarks.run import BLOCKS  # noqa: E402
+from benchmarks.timing import median_seconds  # noqa: E402
 from keras_igc import ops as igc_ops  # noqa: E402
 
 
 def median_ms(function, runs=20):
-    return 1e3 * timed(function, warmup=3, repeats=runs)
+    return 1e3 * median_seconds(function, warmup=3, repeats=runs)
 
 
 class _Scale(keras.layers.Layer):

@@ -7,7 +7,7 @@
 - the first batch of `data.load("digits", ..., start=N)` for a stream
   started at 0 and one started 44 batches in (the end of a pass).
 
-    python benchmarks/resume.py [--repeats 7]
+    python -m benchmarks.resume [--repeats 7]
 
 Writes results/resume-cpu.json and prints a Markdown table.
 """
@@ -17,26 +17,21 @@ import contextlib
 import json
 import os
 import statistics
-import sys
 import tempfile
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(__file__))
-from run import environment  # noqa: E402
-
+from benchmarks.run import environment  # noqa: E402
+from benchmarks.timing import median_seconds  # noqa: E402
 from keras_igc import applications, data, keras_internals, runs  # noqa: E402
 
 HERE = os.path.dirname(__file__)
 
 
 def _seconds(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return median_seconds(fn, warmup=0, repeats=1)
 
 
 def step_times(repeats, steps=10):

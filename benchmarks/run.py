@@ -1,8 +1,8 @@
 """Benchmark IGC blocks and a depth-20 IGC network: keras_igc vs PyTorch vs dense.
 
-    python benchmarks/run.py            # full run (about 20 minutes on 2 cores)
-    python benchmarks/run.py --quick    # 3 repeats, no memory, no plain-Keras training
-    KERAS_BACKEND=jax python benchmarks/run.py --quick   # e.g. on a GPU machine
+    python -m benchmarks.run            # full run (about 20 minutes on 2 cores)
+    python -m benchmarks.run --quick    # 3 repeats, no memory, no plain-Keras training
+    KERAS_BACKEND=jax python -m benchmarks.run --quick   # e.g. on a GPU machine
 
 For each case it times, in one process and one run, the inference forward pass
 (`predict_on_batch` / `torch.no_grad`) and a training step (`train_on_batch`
@@ -21,10 +21,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,11 +31,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_twin  # noqa: E402
-from output import updated_rows  # noqa: E402
-
 import keras_igc  # noqa: E402
+from benchmarks import torch_twin  # noqa: E402
+from benchmarks.output import updated_rows  # noqa: E402
+from benchmarks.timing import median_seconds  # noqa: E402
 from keras_igc import complexity  # noqa: E402
 
 # name: (batch, size, input channels, L, M). The paper's CIFAR stages for
@@ -216,17 +213,6 @@ def make(case, variant):
     return make_network(variant) if case == NETWORK else make_block(case, variant)
 
 
-def timed(fn, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def status_kib(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -248,7 +234,8 @@ def memory_child(case, variant):
 
 def peak_memory(case, variant):
     result = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--memory-child", case, variant],
+        [sys.executable, "-m", "benchmarks.run", "--memory-child", case, variant],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         capture_output=True,
         text=True,
         check=False,
@@ -265,9 +252,11 @@ def run_case(case, variants, args):
         forward, train_step, label = make(case, variant)
         slow = variant == PLAIN
         row = {"case": case, "variant": label}
-        row["forward_s"] = timed(forward, 1 if slow else args.warmup, args.repeats)
+        row["forward_s"] = median_seconds(
+            forward, 1 if slow else args.warmup, args.repeats
+        )
         if not (slow and args.quick):
-            row["train_s"] = timed(
+            row["train_s"] = median_seconds(
                 train_step, 1 if slow else args.warmup, 1 if slow else args.repeats
             )
             if args.memory:

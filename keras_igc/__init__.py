@@ -3,7 +3,7 @@ convolutions (MSGC) for Keras 3.
 
 The layers are at the top level (`keras_igc.IGCConv2D`, ...); the networks in
 `keras_igc.applications`; the rest in submodules named after their job
-(`paths`, `ops`, `complexity`, `data`, `training`, `tuning`, `msgc`,
+(`forms`, `ops`, `complexity`, `data`, `training`, `tuning`, `msgc`,
 `export`).
 """
 
@@ -23,7 +23,7 @@ _LAYERS = (
     "MSGCConv2D",
     "MaskGenerator",
 )
-_MODULES = ("paths", "ops", "complexity", "applications")
+_MODULES = ("forms", "ops", "complexity", "applications")
 __all__ = ["IMPLEMENTATIONS", *_LAYERS, *_MODULES]
 
 
@@ -39,7 +39,7 @@ def _load():
     names = {m: importlib.import_module(f"keras_igc.{m}") for m in _MODULES[:3]}
     layers = importlib.import_module("keras_igc.layers")
     names.update({name: getattr(layers, name) for name in _LAYERS})
-    names["IMPLEMENTATIONS"] = names["paths"].IMPLEMENTATIONS
+    names["IMPLEMENTATIONS"] = names["forms"].IMPLEMENTATIONS
     names["applications"] = importlib.import_module("keras_igc.applications")
     globals().update(names)
 

@@ -12,7 +12,13 @@ def _parser():
         "networks (keras_igc).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_train, _evaluate, _export_command, _convert_command,
+                _predict_command, _tune, _info):  # fmt: skip
+        add(commands)
+    return parser
 
+
+def _train(commands):
     train = commands.add_parser(
         "train",
         help="train a network with the paper's recipe",
@@ -77,7 +83,10 @@ def _parser():
         "or 'device' for each device's whole batch (default: the release's, the "
         "batch over its GPUs: 32 on CIFAR and SVHN, 64 on ImageNet)",
     )  # fmt: skip
+    train.set_defaults(run=_run_train)
 
+
+def _evaluate(commands):
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a saved model",
@@ -86,7 +95,10 @@ def _parser():
     )
     evaluate.add_argument("model_path", help="a .keras file, e.g. runs/igc/model.keras")
     _data_args(evaluate)
+    evaluate.set_defaults(run=_run_evaluate)
 
+
+def _export_command(commands):
     export = commands.add_parser(
         "export",
         help="export to SavedModel, LiteRT and ONNX",
@@ -110,33 +122,7 @@ def _parser():
     export.add_argument(
         "--no-fold", action="store_true", help="keep BatchNorm layers as they are"
     )
-    export.add_argument(
-        "--block-form", default="auto",
-        choices=["auto", "grouped", "grouped_primary", "dense", "igc"],
-        help="the form of every IGC block: grouped (primary and secondary as "
-        "the runtime's grouped convolutions, the permutations between), "
-        "grouped_primary (a grouped primary, then one dense 1x1), dense (its "
-        "dense-equivalent convolution, where a BatchNorm folds into it), igc "
-        "(plain convolutions, then one 1x1); auto: per format, the one its "
-        "runtime measured fastest, with LiteRT and the SavedModel running M<=2 "
-        "primaries as fewer, wider groups (default; export_report.json says "
-        "which and why)",
-    )  # fmt: skip
-    export.add_argument(
-        "--grouped-conv-form", default="auto",
-        choices=["auto", "grouped", "dense", "depthwise", "split"],
-        help="the path of every grouped convolution outside IGC blocks (the "
-        "projection shortcuts): grouped (the runtime's grouped convolution), "
-        "dense (a block-diagonal dense kernel), depthwise, split; auto: per "
-        "format, the one its runtime measured fastest, and in LiteRT and the "
-        "SavedModel groups of one or two outputs merged into wider ones, as in "
-        "auto IGC blocks (default; export_report.json says which and why)",
-    )  # fmt: skip
-    export.add_argument(
-        "--dense-blocks", default="auto", choices=["auto", "always", "never"],
-        help="always/never: every folded IGC block as / never as its "
-        "dense-equivalent convolution, overriding --block-form (default auto)",
-    )  # fmt: skip
+    _form_args(export)
     export.add_argument(
         "--overwrite", action="store_true", help="replace existing artifacts"
     )
@@ -149,7 +135,10 @@ def _parser():
         "--tolerance", type=_tolerance, default=1e-4,
         help="largest difference allowed from the Keras model (default 1e-4)",
     )  # fmt: skip
+    export.set_defaults(run=_export)
 
+
+def _convert_command(commands):
     convert = commands.add_parser(
         "convert",
         help="turn an authors' checkpoint into a .keras model or a keras-hub preset",
@@ -178,7 +167,10 @@ def _parser():
     convert.add_argument(
         "--overwrite", action="store_true", help="replace an existing target"
     )
+    convert.set_defaults(run=_convert)
 
+
+def _predict_command(commands):
     predict = commands.add_parser(
         "predict",
         help="classify images with a saved model",
@@ -193,7 +185,10 @@ def _parser():
         "--preprocess", default="igc-release", choices=["igc-release", "torch"],
         help="input normalisation (default: the release's)",
     )  # fmt: skip
+    predict.set_defaults(run=_predict)
 
+
+def _tune(commands):
     tune = commands.add_parser(
         "tune",
         help="sweep L and M with KerasTuner",
@@ -233,7 +228,10 @@ def _parser():
     tune.add_argument("--directory", default="runs/sweep", help="sweep folder")
     tune.add_argument("--seed", type=int)
     tune.add_argument("--overwrite", action="store_true", help="start the sweep over")
+    tune.set_defaults(run=_run_tune)
 
+
+def _info(commands):
     info = commands.add_parser(
         "info",
         help="parameters and MACs of named networks",
@@ -246,7 +244,60 @@ def _parser():
     )  # fmt: skip
     info.add_argument("--depth", type=int, default=20, help="depth of CIFAR networks")
     info.add_argument("--list", action="store_true", help="list the names and exit")
-    return parser
+    info.add_argument(
+        "--forms", action="store_true", help="print the rule table that says "
+        "which form each layer runs in each runtime (keras_igc.forms) and exit",
+    )  # fmt: skip
+    info.set_defaults(run=_run_info)
+
+
+# The help of each form an export can ask for, by kind; the choices are
+# `keras_igc.forms.OVERRIDES` (tests/test_bad_inputs.py checks that every one is
+# explained).
+FORM_HELP = {
+    "igc_block": {
+        "auto": "per format, the one its runtime measured fastest, with LiteRT "
+        "and the SavedModel running M<=2 primaries as fewer, wider groups",
+        "auto_sparse": "as auto, but never the dense-equivalent kernel",
+        "grouped": "primary and secondary as the runtime's grouped "
+        "convolutions, the permutations between",
+        "grouped_primary": "a grouped primary, then one dense 1x1",
+        "dense": "its dense-equivalent convolution, where a BatchNorm folds into it",
+        "igc": "plain convolutions, then one 1x1",
+    },
+    "grouped_conv": {
+        "auto": "per format, the one its runtime measured fastest, and in "
+        "LiteRT and the SavedModel groups of one or two outputs merged into "
+        "wider ones",
+        "grouped": "the runtime's grouped convolution",
+        "dense": "a block-diagonal dense kernel",
+        "depthwise": "a depthwise convolution and a sum",
+        "split": "one convolution per group",
+    },
+}
+
+
+def _form_args(parser):
+    """--block-form and --grouped-conv-form, from `keras_igc.forms`."""
+    import importlib
+
+    # Not `from keras_igc import forms`, which loads the package (and Keras).
+    forms = importlib.import_module("keras_igc.forms")
+
+    for kind, flag, what in (
+        ("igc_block", "--block-form", "every IGC block"),
+        ("grouped_conv", "--grouped-conv-form",
+         "every grouped convolution outside IGC blocks (the projection shortcuts)"),
+    ):  # fmt: skip
+        explained = "; ".join(
+            f"{form}: {FORM_HELP[kind][form]}" for form in forms.OVERRIDES[kind]
+        )
+        parser.add_argument(
+            flag, default="auto", choices=forms.OVERRIDES[kind],
+            help=f"the form of {what}: {explained} (default auto; "
+            f"export_report.json says which and why; `keras-igc info --forms` "
+            f"prints the rules)",
+        )  # fmt: skip
 
 
 def _model_args(parser):
@@ -263,7 +314,7 @@ def _model_args(parser):
 
 
 # `keras_igc.data.DATASETS`, named here so that parsing needs no TensorFlow
-# (tests/test_cli.py checks that the two agree).
+# (tests/test_bad_inputs.py checks that the two agree).
 DATASET_NAMES = ("cifar10", "cifar100", "svhn_cropped", "imagenet2012", "digits")
 
 
@@ -283,98 +334,84 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     _start_keras()
     try:
-        if args.command == "train":
-            from keras_igc import training
-
-            _, history = training.train(
-                args.model,
-                args.dataset,
-                args.output,
-                depth=args.depth,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                learning_rate=args.learning_rate,
-                data_dir=args.data_dir,
-                download=args.download,
-                seed=args.seed,
-                steps_per_epoch=args.steps_per_epoch,
-                mixed_precision=args.mixed_precision,
-                bn_batch=args.bn_batch,
-                backup_every=args.backup_every,
-                **_msgc_train_args(args),
-            )
-            last = {k: round(v[-1], 4) for k, v in history.history.items()}
-            print(f"finished; last epoch: {json.dumps(last)}; saved in {args.output}")
-        elif args.command == "evaluate":
-            from keras_igc import training
-
-            result = training.evaluate(
-                args.model_path,
-                args.dataset,
-                batch_size=args.batch_size,
-                data_dir=args.data_dir,
-                download=args.download,
-            )
-            print(json.dumps({
-                k: v if isinstance(v, str | int) else round(float(v), 4)
-                for k, v in result.items()
-            }))  # fmt: skip
-        elif args.command == "export":
-            return _export(args)
-        elif args.command == "convert":
-            _convert(args)
-        elif args.command == "predict":
-            _predict(args)
-        elif args.command == "tune":
-            from keras_igc import tuning
-
-            rows = tuning.sweep(
-                args.mode,
-                args.dataset,
-                args.directory,
-                width=args.width,
-                reference=args.reference,
-                secondary_partitions=_ints(args.secondary_partitions),
-                depth=args.depth,
-                residual=args.residual,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                learning_rates=args.learning_rates,
-                tuner=args.tuner,
-                max_trials=args.max_trials,
-                steps_per_epoch=args.steps_per_epoch,
-                data_dir=args.data_dir,
-                download=args.download,
-                seed=args.seed,
-                overwrite=args.overwrite,
-            )
-            print(tuning.format_report(rows))
-            print(f"report: {args.directory}/report.md")
-        else:
-            from keras_igc import applications
-
-            if args.list:
-                print("\n".join(applications.list_models(family="igc")))
-            else:
-                print(applications.summary_table(args.models or None, depth=args.depth))
+        return args.run(args) or 0
     except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
         # ReleaseWeightsError is a ValueError.
         print(f"keras-igc {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+
+
+def _run_train(args):
+    from keras_igc import training
+
+    _, history = training.train(
+        args.model, args.dataset, args.output, depth=args.depth,
+        epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, data_dir=args.data_dir,
+        download=args.download, seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch,
+        mixed_precision=args.mixed_precision, bn_batch=args.bn_batch,
+        backup_every=args.backup_every, **_msgc_train_args(args),
+    )  # fmt: skip
+    last = {k: round(v[-1], 4) for k, v in history.history.items()}
+    print(f"finished; last epoch: {json.dumps(last)}; saved in {args.output}")
+
+
+def _run_evaluate(args):
+    from keras_igc import training
+
+    result = training.evaluate(
+        args.model_path, args.dataset, batch_size=args.batch_size,
+        data_dir=args.data_dir, download=args.download,
+    )  # fmt: skip
+    print(json.dumps({
+        k: v if isinstance(v, str | int) else round(float(v), 4)
+        for k, v in result.items()
+    }))  # fmt: skip
+
+
+def _run_tune(args):
+    from keras_igc import tuning
+
+    rows = tuning.sweep(
+        args.mode, args.dataset, args.directory, width=args.width,
+        reference=args.reference,
+        secondary_partitions=_ints(args.secondary_partitions), depth=args.depth,
+        residual=args.residual, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rates=args.learning_rates, tuner=args.tuner,
+        max_trials=args.max_trials, steps_per_epoch=args.steps_per_epoch,
+        data_dir=args.data_dir, download=args.download, seed=args.seed,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+    print(tuning.format_report(rows))
+    print(f"report: {args.directory}/report.md")
+
+
+def _run_info(args):
+    from keras_igc import applications, forms
+
+    if args.forms:
+        print(forms.rules_table())
+    elif args.list:
+        print("\n".join(applications.list_models(family="igc")))
+    else:
+        print(applications.summary_table(args.models or None, depth=args.depth))
 
 
 def _start_keras():
     """Import Keras and TensorFlow with their start-up logs held back (shown
     only if the import fails), then the package (which registers its layers).
     `KERAS_IGC_VERBOSE=1` shows them."""
+    import importlib
     import os
     import tempfile
 
-    import keras_igc
+    def load():
+        # Registers the layers for keras.saving.load_model.
+        importlib.import_module("keras_igc.layers")
 
     if os.environ.get("KERAS_IGC_VERBOSE") or "tensorflow" in sys.modules:
-        keras_igc._load()
+        load()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
@@ -384,7 +421,7 @@ def _start_keras():
         try:
             import keras  # noqa: F401  (starts the backend)
 
-            keras_igc._load()
+            load()
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)
@@ -426,12 +463,9 @@ def _convert(args):
 
     if args.preset is not None:
         from keras_igc.hub import convert_to_preset
+        from keras_igc.validation import image_size as check_image_size
 
-        image_size = tuple(args.image_size)
-        if len(image_size) != 2:
-            raise ValueError(
-                f"--image-size takes HEIGHT,WIDTH. Received: {args.image_size}."
-            )
+        image_size = check_image_size(args.image_size, "--image-size")
         classifier = convert_to_preset(
             args.checkpoint, args.preset, expect=args.model, image_size=image_size,
             overwrite=args.overwrite,
@@ -547,7 +581,6 @@ def _export(args):
         args.output,
         args.formats.split(","),
         fold=not args.no_fold,
-        dense_blocks=args.dense_blocks,
         block_form=args.block_form,
         grouped_conv_form=args.grouped_conv_form,
         overwrite=args.overwrite,

@@ -3,10 +3,20 @@
 MSGC fine-tunes a dense network: chosen convolutions become `MSGCConv2D`
 layers that start from the dense kernels, and a `MACRegularizer` at the output
 adds `weight * max(0, MACs / dense MACs - tau)` to the loss while
-`MACTargetScheduler` lowers `tau` from 1 to the target. `convert` does the
-rewrite for any Functional model (`keras_igc.applications` uses it for the
-ResNet and MobileNetV2 hosts); `compile_for_msgc` sets up the published
-recipe; `plot_topology` draws which input channels each head reads.
+`MACTargetScheduler` lowers `tau` from 1 to the target.
+
+Two ways to build an MSGC network, each for its own use:
+
+- `convert(model, rules)`: any dense Functional model of yours, its chosen
+  convolutions rewritten with the same weights; MACs counted generically
+  (the dense model's, each converted convolution scaled by its gates).
+- `keras_igc.applications.MSGCResNet18`, `MSGCResNet50`, `MSGCMobileNetV2`
+  (applications/msgc_hosts.py): the release's three networks, built layer
+  by layer as the release wires them and counting MACs term by term as it
+  does, so that its checkpoints load and its figures are reproduced.
+
+`compile_for_msgc` sets up the published recipe; `plot_topology` draws which
+input channels each head reads.
 """
 
 import dataclasses
@@ -62,51 +72,70 @@ def convert(
             f"msgc.convert needs a Functional model; received "
             f"{type(model).__name__} {model.name!r}."
         )
+    options = _chosen_convolutions(model, rules)
+    clone, gates = _clone_with_gates(model, options, implementation)
+    reference = model if reference is None else reference
+    dense_macs = model_complexity(reference)["macs"]
+    static_macs, convolutions, bonuses = _mac_ledger(
+        clone, reference, options, dense_macs
+    )
+    (outputs,) = clone.outputs
+    outputs = MACRegularizer(
+        dense_macs, static_macs, convolutions, bonuses, weight=weight,
+        name="mac_regularizer",
+    )([outputs, *gates])  # fmt: skip
+    inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
+    return MSGCModel(inputs, outputs, name=name or f"{model.name}_msgc")
+
+
+def _chosen_convolutions(model, rules):
+    """`{layer name: the rule's dict}` of the convolutions to convert."""
     if not callable(rules):
         raise ValueError(
             f"msgc.convert's `rules` is a function of a layer that returns None "
             f"or a dict of MSGCConv2D arguments. Received: {rules!r}."
         )
-    plans = {}
+    options = {}
     for layer in model.layers:
-        plan = rules(layer)
-        if plan is None:
+        chosen = rules(layer)
+        if chosen is None:
             continue
         if type(layer) is not keras.layers.Conv2D or layer.groups != 1:
             raise ValueError(
                 f"msgc.convert can replace dense Conv2D layers only; the rules "
                 f"chose {type(layer).__name__} {layer.name!r}."
             )
-        plans[layer.name] = dict(plan)
-    if not plans:
+        options[layer.name] = dict(chosen)
+    if not options:
         raise ValueError(
             f"The rules chose no convolution of {model.name!r} to convert."
         )
-    reference = model if reference is None else reference
+    return options
+
+
+def _clone_with_gates(model, options, implementation):
+    """`(clone, gates)`: `model` with each chosen convolution an `MSGCConv2D`
+    of the same weights, and the gates tensors those layers output."""
     inputs_of, gates = {}, []
 
     def clone_layer(layer):
-        if layer.name not in plans:
+        if layer.name not in options:
             return type(layer).from_config(layer.get_config())
-        plan = {
-            k: v for k, v in plans[layer.name].items()
+        arguments = {
+            k: v for k, v in options[layer.name].items()
             if k not in ("source", "upstream_macs")
         }  # fmt: skip
         return MSGCConv2D(
-            layer.filters,
-            layer.kernel_size,
-            strides=layer.strides,
-            padding=layer.padding,
-            use_bias=layer.use_bias,
-            name=layer.name,
-            **{"implementation": implementation, **plan},
-        )
+            layer.filters, layer.kernel_size, strides=layer.strides,
+            padding=layer.padding, use_bias=layer.use_bias, name=layer.name,
+            **{"implementation": implementation, **arguments},
+        )  # fmt: skip
 
     def call_layer(layer, *args, **kwargs):
         inputs_of[layer.name] = args[0]
-        if layer.name not in plans:
+        if layer.name not in options:
             return layer(*args, **kwargs)
-        source = plans[layer.name].get("source")
+        source = options[layer.name].get("source")
         x = args[0] if source is None else [args[0], inputs_of[source]]
         outputs, layer_gates = layer(x)
         gates.append(layer_gates)
@@ -121,7 +150,13 @@ def convert(
             layer.conv.set_weights(original.get_weights())
         elif original is not None:
             layer.set_weights(original.get_weights())
-    dense_macs = model_complexity(reference)["macs"]
+    return clone, gates
+
+
+def _mac_ledger(clone, reference, options, dense_macs):
+    """`(static MACs, convolutions, bonuses)` of `MACRegularizer`, per image
+    at `reference`'s size: the dense model's MACs less the converted
+    convolutions (which the gates scale), plus the generators."""
     static_macs, convolutions, bonuses = dense_macs, [], []
     msgc_layers = [l for l in clone.layers if isinstance(l, MSGCConv2D)]
     for index, layer in enumerate(msgc_layers):
@@ -131,7 +166,7 @@ def convert(
         attention = layer.attention * layer.heads * channels * height * width
         convolutions.append({"macs": conv + attention, "heads": layer.heads})
         static_macs -= conv
-        source = plans[layer.name].get("source")
+        source = options[layer.name].get("source")
         source_shape = (
             at_reference.input.shape if source is None
             else reference.get_layer(source).input.shape
@@ -140,16 +175,10 @@ def convert(
         static_macs += pool + layer.mask_generator.macs(source_shape[3])
         if layer.attention:
             static_macs += pool + layer.attention_generator.macs(source_shape[3])
-        upstream = plans[layer.name].get("upstream_macs")
+        upstream = options[layer.name].get("upstream_macs")
         if upstream:
             bonuses.append({"reader": index, "upstream_macs": upstream})
-    (outputs,) = clone.outputs
-    outputs = MACRegularizer(
-        dense_macs, static_macs, convolutions, bonuses, weight=weight,
-        name="mac_regularizer",
-    )([outputs, *gates])  # fmt: skip
-    inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
-    return MSGCModel(inputs, outputs, name=name or f"{model.name}_msgc")
+    return static_macs, convolutions, bonuses
 
 
 def inference_macs(model, x):

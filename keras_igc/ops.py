@@ -10,7 +10,7 @@ the layout of its two `keras.layers.Conv2D` sublayers:
   permutation, so secondary partition `m` reads channel `m` of every primary
   partition.
 
-The execution paths below (named in `keras_igc.paths`) are exact rewrites of
+The execution paths below (named in `keras_igc.forms`) are exact rewrites of
 that composition that avoid Keras' grouped convolution, which the TensorFlow
 backend runs through XLA (slow on CPU, and opaque to converters). They are
 differentiable, so the same weights train through any of them.
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_igc import paths
+from keras_igc import forms
 
 
 def shuffle_permutation(channels, groups):
@@ -222,7 +222,7 @@ def grouped_conv_native(
     """Grouped convolution by the backend's own kernel.
 
     On TensorFlow this calls `tf.nn.conv2d` directly where TensorFlow has a
-    fast grouped kernel (`paths.tensorflow_grouped_kernel`: oneDNN on CPU,
+    fast grouped kernel (`forms.tensorflow_grouped_kernel`: oneDNN on CPU,
     cuDNN on GPU), or wherever `graph_op` asks for that op (an export: the
     converters read the op, the serving runtime brings the kernel); Keras'
     `ops.conv` would wrap the same convolution in an XLA-compiled function,
@@ -230,7 +230,7 @@ def grouped_conv_native(
     """
     del groups  # the kernel's shape says it: (kh, kw, channels / groups, out)
     if keras.backend.backend() == "tensorflow" and (
-        graph_op or paths.tensorflow_grouped_kernel(x.dtype)
+        graph_op or forms.tensorflow_grouped_kernel(x.dtype)
     ):
         import tensorflow as tf
 
@@ -251,7 +251,7 @@ def _pair(value):
 
 
 # The exact forms of a grouped convolution, by the path names of
-# `keras_igc.paths`.
+# `keras_igc.forms`.
 GROUPED_CONVOLUTIONS = {
     "grouped": grouped_conv_native,
     "dense": grouped_conv_block_diagonal,

@@ -3,9 +3,9 @@
 Layout of `output_dir`:
 
     run.lock             the process training into it (removed at the end)
-    backup/step-NNNNNNNNN/   the resume point after that many steps: weights
-                         and optimizer, random generators, the epoch's metric
-                         totals, the position in the data stream
+    backup/step-NNNNNNNNN/   the newest two resume points, after that many
+                         steps: weights and optimizer, random generators,
+                         the epoch's metric totals, the data stream position
     checkpoints/epoch-NNN.keras
     history.csv          one row per finished epoch, epochs counted from 1
     curves.png
@@ -19,7 +19,9 @@ the backup, then the row joins `history.csv`: a rerun resumes from the backup,
 commits a pending row whose epoch the backup holds, and drops the files of an
 epoch it does not hold (that epoch is trained again; the output says so).
 Backups are also taken inside epochs (`RunBackup`'s `every`); each one is a
-folder renamed into place, so the newest whole one is the resume point.
+folder renamed into place, so the newest whole one is the resume point. The
+one before it is kept too: if the newest is damaged later, the run resumes
+from the previous one and says so.
 """
 
 import contextlib
@@ -91,6 +93,7 @@ class RunFolder:
     def __init__(self, output_dir, announce=print):
         self.root = output_dir
         self.announce = announce
+        self._announced = set()  # damaged backups already reported
         self.model = os.path.join(output_dir, "model.keras")
         self.finished = os.path.join(output_dir, "FINISHED")
         self.backup = os.path.join(output_dir, "backup")
@@ -191,14 +194,14 @@ class RunFolder:
             )
 
     def latest_snapshot(self):
-        """The newest whole backup (`Snapshot`), or None for a new run."""
-        names = os.listdir(self.backup) if os.path.isdir(self.backup) else []
-        steps = sorted(
-            int(name[len(SNAPSHOT) :])
-            for name in names
-            if name.startswith(SNAPSHOT) and name[len(SNAPSHOT) :].isdigit()
-        )
-        for step in reversed(steps):
+        """The newest whole backup (`Snapshot`), or None for a new run.
+
+        A backup damaged since it was written (its weights file no longer
+        reads) is passed over for the previous one, which `RunBackup` keeps,
+        and the output says so; with none before it, a ValueError names it.
+        """
+        damaged = []
+        for step in reversed(self._snapshot_steps()):
             path = os.path.join(self.backup, f"{SNAPSHOT}{step:09d}")
             weights = os.path.join(path, WEIGHTS)
             try:
@@ -206,8 +209,27 @@ class RunFolder:
                     state = json.load(f)
             except (OSError, ValueError):
                 continue  # renamed into place whole: only a hand edit does this
-            if os.path.isfile(weights):
-                return Snapshot(path, state["epoch"], state["step"], state, weights)
+            if not os.path.isfile(weights):
+                continue
+            problem = _unreadable(weights)
+            if problem is not None:
+                damaged.append((weights, problem))
+                continue
+            if damaged and damaged[0][0] not in self._announced:
+                self._announced.add(damaged[0][0])
+                self.announce(
+                    f"keras-igc: the newest backup {damaged[0][0]} is damaged "
+                    f"({damaged[0][1]}); resuming from the previous one, {path}"
+                )
+            return Snapshot(path, state["epoch"], state["step"], state, weights)
+        if damaged:
+            weights, problem = damaged[0]
+            raise ValueError(
+                f"The run's backup {weights} is damaged ({problem}) and there is "
+                f"no earlier whole backup to resume from. Train into another "
+                f"folder ({self.checkpoints} keeps the finished epochs' models), "
+                f"or remove {self.backup} to train this run again from its start."
+            )
         legacy = os.path.join(self.backup, "training_metadata.json")
         if os.path.isfile(legacy):  # Keras' BackupAndRestore: keras-igc 0.1.0
             with open(legacy) as f:
@@ -215,6 +237,15 @@ class RunFolder:
             weights = os.path.join(self.backup, "latest.weights.h5")
             return Snapshot(self.backup, epoch, 0, {}, weights)
         return None
+
+    def _snapshot_steps(self):
+        """The steps of the whole backups, oldest first."""
+        names = os.listdir(self.backup) if os.path.isdir(self.backup) else []
+        return sorted(
+            int(name[len(SNAPSHOT) :])
+            for name in names
+            if name.startswith(SNAPSHOT) and name[len(SNAPSHOT) :].isdigit()
+        )
 
     def finished_model_problem(self):
         """What is wrong with a finished run's `model.keras` (None if it
@@ -426,9 +457,15 @@ class RunBackup(keras.callbacks.Callback):
         }
         write_text(os.path.join(temporary, STATE), json.dumps(state))
         os.rename(temporary, final)
+        # The previous backup stays: the resume point if this one is damaged
+        # later (a disk error, a copy cut short).
+        keep = {final}
+        earlier = [s for s in self.folder._snapshot_steps() if s < position]
+        if earlier:
+            keep.add(os.path.join(self.folder.backup, f"{SNAPSHOT}{earlier[-1]:09d}"))
         for name in os.listdir(self.folder.backup):
             path = os.path.join(self.folder.backup, name)
-            if path != final and PARTIAL not in name:
+            if path not in keep and PARTIAL not in name:
                 _remove(path)
         self._last_save = time.monotonic()
         if self.after_save is not None:
@@ -453,6 +490,18 @@ class RunBackup(keras.callbacks.Callback):
         self._metrics = snapshot.state.get("metrics") if snapshot.step else None
         if self._metrics is not None and self.element_spec is not None:
             keras_internals.build_metrics(self.model, self.element_spec)
+
+
+def _unreadable(weights):
+    """What is wrong with a backup's weights file, or None if it reads."""
+    import h5py
+
+    try:
+        with h5py.File(weights, "r") as f:
+            f.visit(lambda name: None)
+    except OSError as error:
+        return str(error)
+    return None
 
 
 def _remove(path):

@@ -24,6 +24,7 @@ backup (every epoch end, and inside epochs every `backup_every` steps or 10
 minutes) and ends with the weights the uninterrupted run would have.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -178,85 +179,48 @@ def build_model(model, dataset, depth=20, **kwargs):
     )
 
 
-def train(
-    model="IGC-L24M2",
-    dataset="cifar10",
-    output_dir="runs/igc",
-    *,
-    depth=20,
-    epochs=None,
-    batch_size=None,
-    learning_rate=None,
-    data_dir=None,
-    download=False,
-    seed=None,
-    steps_per_epoch=None,
-    mixed_precision="auto",
-    verbose="auto",
-    callbacks=(),
-    model_options=None,
-    bn_batch=None,
-    strategy=None,
-    mac_target=None,
-    backup_every=None,
-):
-    """Train a registered network on a dataset with the paper's recipe.
+@dataclasses.dataclass
+class Plan:
+    """What a run trains and how, as data (`plan`): the network, the recipe
+    it follows and how its data is prepared.
 
-    An MSGC host (`"MSGCResNet18"`, `"MSGC-ResNet50"`, ...) trains with the
-    MSGC release's recipe instead (`msgc.release_recipe`: its epochs, batch,
-    two rates on the per-epoch cosine, label smoothing, the MAC loss with tau
-    falling to `mac_target` over the first half); `model_options` then takes
-    the host's `attention`, `heads`, `granularity` and `dense_weights` (e.g.
-    torchvision's `resnet18-f37072fd.pth`, as the release starts from), and
-    ImageNet is prepared as the MSGC release prepares it
-    (`data.load(..., recipe="msgc")`).
-
-    Args:
-        model: a name from `keras_igc.applications.list_models(builders=True)`
-            (an MSGC host trains with the MSGC recipe), or a built
-            `keras.Model` of yours with a softmax classifier, trained with the
-            paper's recipe for `dataset` (on one device: a model built
-            outside the distribution strategy's scope cannot be mirrored; it
-            keeps its own dtype policy).
-        dataset: a name from `keras_igc.data.DATASETS`.
-        output_dir: where checkpoints, logs, history and the model go. Running
-            again with the same folder resumes an interrupted run.
-        depth: depth of CIFAR-family networks.
-        epochs, batch_size, learning_rate: override the paper's recipe.
-        data_dir, download: see `keras_igc.data.load`.
-        seed: the initial weights, data order and augmentation, dropout and
-            Gumbel noise all follow from it.
-        steps_per_epoch: limit each epoch (default: the whole training split).
-        mixed_precision: "auto" (mixed_float16 on a GPU, float32 on CPU),
-            "float32", "mixed_float16" or "mixed_bfloat16".
-        verbose: passed to `model.fit` (progress bars by default).
-        callbacks: more Keras callbacks.
-        model_options: more builder arguments, e.g. `{"width": 12}` for a
-            RegConv network or `{"secondary_partitions": 4}` for an IGC one.
-        bn_batch: examples per BatchNorm statistic. Default: the release's,
-            `batch_size / devices` of its GPU count (CIFAR and SVHN: 2, so 32;
-            ImageNet: 4, so 64); `"device"` for each device's whole batch. The
-            batch each device gets must be a multiple of it.
-        strategy: a `tf.distribute` strategy; default: `distribution_strategy()`.
-        mac_target: MSGC hosts: the MAC ratio to reach (default: the
-            release's for the host, e.g. 0.49 for ResNet-18).
-        backup_every: steps between backups inside an epoch (a kill loses at
-            most that many), `"epoch"` for epoch ends only; default: every
-            10 minutes (`runs.BACKUP_SECONDS`). Every epoch end is backed up.
-
-    Runs are reproducible and resume exactly: the same command (the same
-    `seed`, or the seed a resumed run's backup recorded) gives the same
-    weights, on one machine and backend, and a run killed at any point and
-    started again ends with the weights of the run that was never killed.
-    The weights, optimizer, random generators and data position come back
-    from the newest backup (`runs.RunBackup`); TensorFlow's op determinism is
-    on while training. Without `seed` a run draws one and records it.
-
-    Returns:
-        `(model, history)`: the trained model and the `History` of this call.
+    Attributes:
+        name: the registered name, or the given model's name.
+        dataset: a name of `keras_igc.data.DATASETS`.
+        recipe: the `Recipe` (for an MSGC host, its epochs, batch and
+            backbone rate; `msgc` has the rest).
+        msgc: the MSGC release's `msgc.ReleaseRecipe`, or None for the IGC
+            paper's recipe.
+        given: a `keras.Model` of yours, or None to build `name`.
+        depth, model_options: the builder's arguments.
+        bn_batch: examples per BatchNorm statistic (see `train`).
     """
-    import tensorflow as tf
 
+    name: str
+    dataset: str
+    recipe: Recipe
+    msgc: object = None
+    given: object = None
+    depth: int = 20
+    model_options: dict = dataclasses.field(default_factory=dict)
+    bn_batch: object = None
+
+    @property
+    def data_recipe(self):
+        """How `data.load` prepares the images: the IGC or the MSGC release's way."""
+        return "igc" if self.msgc is None else "msgc"
+
+    @property
+    def host(self):
+        return None if self.msgc is None else applications.msgc_host(self.name)
+
+
+def plan(
+    model, dataset, *, depth=20, epochs=None, batch_size=None, learning_rate=None,
+    model_options=None, mac_target=None, bn_batch=None,
+):  # fmt: skip
+    """The `Plan` of `train`'s arguments: the IGC paper's recipe for `dataset`,
+    or the MSGC release's for an MSGC host; bad arguments refused here."""
     given = model if isinstance(model, keras.Model) else None
     if given is not None:
         check_network_for_dataset(given, dataset)
@@ -267,147 +231,228 @@ def train(
             )
         model = given.name
     host = None if given is not None else applications.msgc_host(model)
-    if host is None:
-        recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
-        if given is None:
-            check_model_for_dataset(model, dataset)
-        if mac_target is not None:
-            raise ValueError(
-                f"mac_target applies to the MSGC hosts {list(applications.HOSTS)}; "
-                f"{model!r} is not one."
-            )
-    else:
-        recipe, msgc_recipe = _msgc_recipes(
-            host, model_options, epochs, batch_size, learning_rate, mac_target
+    options = dict(model_options or {})
+    if host is not None:
+        recipe, release = _msgc_recipes(
+            host, options, epochs, batch_size, learning_rate, mac_target
         )
+        return Plan(model, dataset, recipe, release, model_options=options)
+    if given is None:
+        check_model_for_dataset(model, dataset)
+    if mac_target is not None:
+        raise ValueError(
+            f"mac_target applies to the MSGC hosts {list(applications.HOSTS)}; "
+            f"{model!r} is not one."
+        )
+    recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
+    return Plan(model, dataset, recipe, None, given, depth, options, bn_batch)
+
+
+def train(
+    model="IGC-L24M2", dataset="cifar10", output_dir="runs/igc", *, depth=20,
+    epochs=None, batch_size=None, learning_rate=None, data_dir=None,
+    download=False, seed=None, steps_per_epoch=None, mixed_precision="auto",
+    verbose="auto", callbacks=(), model_options=None, bn_batch=None,
+    strategy=None, mac_target=None, backup_every=None,
+):  # fmt: skip
+    """Train a registered network on a dataset with the paper's recipe
+    (an MSGC host: the MSGC release's, `msgc.release_recipe`).
+
+    Args:
+        model: a name from `keras_igc.applications.list_models(builders=True)`,
+            or a built `keras.Model` of yours with a softmax classifier (on
+            one device; it keeps its own dtype policy).
+        dataset: a name from `keras_igc.data.DATASETS`.
+        output_dir: where checkpoints, logs, history and the model go. Running
+            again with the same folder resumes an interrupted run, exactly.
+        depth, model_options: builder arguments (`{"secondary_partitions": 4}`;
+            an MSGC host's `attention`, `heads`, `granularity`,
+            `dense_weights`).
+        epochs, batch_size, learning_rate: override the recipe.
+        data_dir, download: see `keras_igc.data.load`.
+        seed: the initial weights, data order and augmentation, dropout and
+            Gumbel noise follow from it (default: drawn and recorded).
+        steps_per_epoch: limit each epoch (default: the whole training split).
+        mixed_precision: "auto" (mixed_float16 on a GPU, float32 on CPU),
+            "float32", "mixed_float16" or "mixed_bfloat16".
+        verbose, callbacks: for `model.fit`.
+        bn_batch: examples per BatchNorm statistic (default: the release's
+            per-GPU batch; `"device"`: each device's whole batch).
+        strategy: a `tf.distribute` strategy (`distribution_strategy()`).
+        mac_target: MSGC hosts: the MAC ratio to reach (the release's).
+        backup_every: steps between backups inside an epoch, or `"epoch"`
+            (default: every 10 minutes; every epoch end is backed up).
+
+    Returns:
+        `(model, history)`: the trained model and the `History` of this call.
+    """
+    run = plan(
+        model, dataset, depth=depth, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, model_options=model_options,
+        mac_target=mac_target, bn_batch=bn_batch,
+    )  # fmt: skip
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
     strategy = strategy or distribution_strategy()
-    if given is not None and strategy.num_replicas_in_sync > 1:
+    _check_distribution(run, strategy, seed)
+    folder, chief, worker = _run_folders(output_dir, strategy)
+    folder.acquire()
+    try:
+        folder.clean_partial_files()
+        snapshot = chief.latest_snapshot()
+        seed = _run_seed(seed, snapshot, chief)
+        train_data, eval_data, steps_per_epoch = fit_data(
+            dataset, run.recipe.batch_size, steps_per_epoch, data_dir, download,
+            seed, recipe=run.data_recipe,
+        )  # fmt: skip
+        _check_snapshot(snapshot, steps_per_epoch, run.recipe.batch_size)
+        backup = runs.RunBackup(
+            chief, steps_per_epoch, backup_every,
+            state={"seed": seed, "batch_size": run.recipe.batch_size},
+            after_save=folder.commit, read_only=worker is not None,
+            element_spec=train_data.element_spec,
+        )  # fmt: skip
+        run_callbacks = _run_callbacks(run, folder, backup, output_dir, worker)
+        with _dtype_policy(mixed_precision):
+            network, extra = _network(run, strategy, seed, steps_per_epoch, train_data)
+            if worker is None:
+                print(_banner(network, run, folder, snapshot))
+            stream = functools.partial(
+                train_stream, dataset, run.recipe.batch_size, data_dir, download,
+                seed, recipe=run.data_recipe,
+            )  # fmt: skip
+            history = _fit(
+                network, run, snapshot, steps_per_epoch, train_data, stream,
+                eval_data, [*extra, *run_callbacks, *callbacks], verbose,
+            )  # fmt: skip
+        _check_finite(history, folder.root, run.recipe)
+        folder.finish(network, run.recipe.epochs)
+    finally:
+        folder.release()
+    return network, history
+
+
+def _check_distribution(run, strategy, seed):
+    if run.given is not None and strategy.num_replicas_in_sync > 1:
         raise ValueError(
             f"A keras.Model built outside the strategy's scope cannot train on "
             f"{strategy.num_replicas_in_sync} replicas. Pass a registered name "
             f"(keras_igc.applications), or train with model.fit under "
             f"strategy.scope()."
         )
-    # Every worker trains; the chief writes the run into `output_dir`, the
-    # others restore from its backup and keep their final model in a folder
-    # of their own.
-    worker = _worker_name(strategy)
-    run_dir = output_dir if worker is None else os.path.join(output_dir, worker)
     if seed is None and _workers(strategy) > 1:
         raise ValueError(
             "A multi-worker run needs a seed: every worker must read the same "
             "shuffled stream to take its share of each batch. Pass --seed N "
             "(seed=N), the same on every worker."
         )
+
+
+def _run_folders(output_dir, strategy):
+    """`(folder, chief's folder, worker name or None)`. Every worker trains;
+    the chief writes the run into `output_dir`, the others restore from its
+    backup and keep their final model in a folder of their own."""
+    worker = _worker_name(strategy)
+    run_dir = output_dir if worker is None else os.path.join(output_dir, worker)
     folder = runs.RunFolder(run_dir)
     folder.check_writable()
     if folder.is_finished():
         _refuse_finished(folder)
-    folder.acquire()
+    chief = folder if worker is None else runs.RunFolder(output_dir)
+    return folder, chief, worker
+
+
+def _run_callbacks(run, folder, backup, output_dir, worker):
+    """The chief records the run (history, curves, TensorBoard) and backs it
+    up; the other workers only restore."""
+    if worker is not None:
+        return [backup, keras.callbacks.TerminateOnNaN()]
+    plot = functools.partial(
+        plot_history, title=f"{run.name} on {run.dataset}", drops=run.recipe.boundaries
+    )
+    return [
+        runs.RunRecorder(folder, plot=plot),
+        backup,
+        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision):
+    """The policy is global in Keras: set it for this run only."""
+    previous = keras.config.dtype_policy()
     try:
-        folder.clean_partial_files()
-        chief = folder if worker is None else runs.RunFolder(output_dir)
-        snapshot = chief.latest_snapshot()
-        seed = _run_seed(seed, snapshot, chief)
-        data_recipe = "igc" if host is None else "msgc"
-        train_data, eval_data, steps_per_epoch = fit_data(
-            dataset, recipe.batch_size, steps_per_epoch, data_dir, download, seed,
-            recipe=data_recipe,
-        )  # fmt: skip
-        _check_snapshot(snapshot, steps_per_epoch, recipe.batch_size)
-        backup = runs.RunBackup(
-            chief, steps_per_epoch, backup_every,
-            state={"seed": seed, "batch_size": recipe.batch_size},
-            after_save=folder.commit, read_only=worker is not None,
-            element_spec=train_data.element_spec,
-        )  # fmt: skip
-        if worker is None:
-            run_callbacks = [
-                runs.RunRecorder(
-                    folder,
-                    plot=functools.partial(
-                        plot_history,
-                        title=f"{model} on {dataset}",
-                        drops=recipe.boundaries,
-                    ),
-                ),  # fmt: skip
-                backup,
-                keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
-            ]
-        else:
-            run_callbacks = [backup]
-        run_callbacks.append(keras.callbacks.TerminateOnNaN())
-        # The policy is global in Keras: set it for this run only.
-        previous_policy = keras.config.dtype_policy()
-        try:
-            _set_precision(mixed_precision)
-            # Same seed, same weights: the initial weights, dropout and Gumbel
-            # noise come from it, and every kernel is deterministic.
-            keras.utils.set_random_seed(seed)
-            with keras_internals.op_determinism(), strategy.scope():
-                if host is not None:
-                    network, msgc_callbacks = _msgc_network(
-                        host, dataset, msgc_recipe, model_options, steps_per_epoch
-                    )
-                    # First, so that the epoch's logs carry tau to the history.
-                    run_callbacks = [*msgc_callbacks, *run_callbacks]
-                    schedule = msgc_recipe
-                else:
-                    replicas = strategy.num_replicas_in_sync
-                    network = given or build_model(
-                        model, dataset, depth, **(model_options or {})
-                    )
-                    network = with_bn_batch(
-                        network, bn_group_size(recipe, replicas, bn_batch)
-                    )
-                    network.compile(
-                        optimizer=make_optimizer(recipe, steps_per_epoch),
-                        loss="sparse_categorical_crossentropy",
-                        metrics=["accuracy"],
-                    )
-                    schedule = recipe
-                if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-                    _multi_worker_workarounds(network, train_data)
-            if worker is None:
-                print(_banner(network, model, dataset, schedule, folder, snapshot))
-            history = None
-            with keras_internals.op_determinism():
-                for first, last, steps, start in fit_phases(
-                    snapshot, recipe.epochs, steps_per_epoch
-                ):
-                    stream = train_data if start == 0 else train_stream(
-                        dataset, recipe.batch_size, data_dir, download, seed,
-                        recipe=data_recipe, start=start,
-                    )  # fmt: skip
-                    phase = network.fit(
-                        stream,
-                        initial_epoch=first,
-                        epochs=last,
-                        steps_per_epoch=steps,
-                        validation_data=eval_data,
-                        shuffle=False,  # the pipeline shuffles
-                        callbacks=[*run_callbacks, *callbacks],
-                        verbose=verbose,
-                    )
-                    history = _joined(history, phase)
-                    if network.stop_training:
-                        break
-        finally:
-            keras.config.set_dtype_policy(previous_policy)
-        losses = history.history.get("loss", [])
-        if losses and not all(math.isfinite(v) for v in losses):
-            epoch = history.epoch[-1] + 1
-            raise ValueError(
-                f"The training loss became NaN or infinite in epoch {epoch}; the "
-                f"run stopped and is not marked finished ({run_dir} keeps the "
-                f"last good epoch). Lower the learning rate (it was "
-                f"{recipe.learning_rate:g}) and train into a new folder."
-            )
-        folder.finish(network, recipe.epochs)
+        _set_precision(mixed_precision)
+        yield
     finally:
-        folder.release()
-    return network, history
+        keras.config.set_dtype_policy(previous)
+
+
+def _network(run, strategy, seed, steps_per_epoch, train_data):
+    """`(network, callbacks)`: the network built and compiled with its recipe
+    in the strategy's scope, and the callbacks the recipe needs first (an
+    MSGC host's MAC target, whose tau the epoch's logs carry)."""
+    import tensorflow as tf
+
+    # Same seed, same weights: the initial weights, dropout and Gumbel noise
+    # come from it, and every kernel is deterministic.
+    keras.utils.set_random_seed(seed)
+    with keras_internals.op_determinism(), strategy.scope():
+        if run.msgc is not None:
+            network, extra = _msgc_network(
+                run.host, run.dataset, run.msgc, run.model_options, steps_per_epoch
+            )
+        else:
+            network = run.given or build_model(
+                run.name, run.dataset, run.depth, **run.model_options
+            )
+            replicas = strategy.num_replicas_in_sync
+            network = with_bn_batch(
+                network, bn_group_size(run.recipe, replicas, run.bn_batch)
+            )
+            network.compile(
+                optimizer=make_optimizer(run.recipe, steps_per_epoch),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
+            extra = []
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _multi_worker_workarounds(network, train_data)
+    return network, extra
+
+
+def _fit(network, run, snapshot, steps_per_epoch, train_data, stream, eval_data,
+         callbacks, verbose):  # fmt: skip
+    """`fit` through each phase from the backup to the end (`fit_phases`);
+    one `History`. `stream(start=N)` is the training data from batch N."""
+    history = None
+    with keras_internals.op_determinism():
+        for first, last, steps, start in fit_phases(
+            snapshot, run.recipe.epochs, steps_per_epoch
+        ):
+            phase = network.fit(
+                train_data if start == 0 else stream(start=start),
+                initial_epoch=first, epochs=last, steps_per_epoch=steps,
+                validation_data=eval_data, shuffle=False,  # the pipeline shuffles
+                callbacks=callbacks, verbose=verbose,
+            )  # fmt: skip
+            history = _joined(history, phase)
+            if network.stop_training:
+                break
+    return history
+
+
+def _check_finite(history, run_dir, recipe):
+    """A run whose loss became NaN stops unfinished, and says what to do."""
+    losses = history.history.get("loss", [])
+    if losses and not all(math.isfinite(v) for v in losses):
+        epoch = history.epoch[-1] + 1
+        raise ValueError(
+            f"The training loss became NaN or infinite in epoch {epoch}; the "
+            f"run stopped and is not marked finished ({run_dir} keeps the "
+            f"last good epoch). Lower the learning rate (it was "
+            f"{recipe.learning_rate:g}) and train into a new folder."
+        )
 
 
 def fit_phases(snapshot, epochs, steps_per_epoch):
@@ -511,23 +556,25 @@ def _refuse_finished(folder):
     )
 
 
-def _banner(network, model, dataset, schedule, folder, snapshot):
+def _banner(network, run, folder, snapshot):
     """What a run is about to do, before its first epoch."""
     from keras_igc.complexity import model_complexity
 
+    model, dataset = run.name, run.dataset
+    schedule = run.recipe if run.msgc is None else run.msgc
     try:
         macs = f", {model_complexity(network)['macs'] / 1e9:.3g} G MACs"
     except ValueError:
         macs = ""
     if isinstance(schedule, Recipe):
         drops = ", ".join(str(b) for b in schedule.boundaries) or "none"
-        plan = (
+        recipe = (
             f"{schedule.epochs} epochs, batch {schedule.batch_size}, Nesterov SGD "
             f"(coupled decay {schedule.weight_decay:g}) at {schedule.learning_rate:g}"
             f", /10 after epochs {drops}"
         )
     else:
-        plan = (
+        recipe = (
             f"{schedule.epochs} epochs, batch {schedule.batch_size}, the MSGC "
             f"release's recipe: cosine from {schedule.backbone_learning_rate:g} "
             f"(masks {schedule.mask_learning_rate:g}), MAC target "
@@ -545,7 +592,7 @@ def _banner(network, model, dataset, schedule, folder, snapshot):
         )
     return (
         f"keras-igc: {model} on {dataset}: {network.count_params():,} weights{macs}\n"
-        f"keras-igc: {plan}\n"
+        f"keras-igc: {recipe}\n"
         f"keras-igc: {state}; writing {folder.root}"
     )
 

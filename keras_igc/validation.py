@@ -16,9 +16,9 @@ def positive_int(value, name, owner=None):
 
 
 def implementation(value, strides, owner):
-    """`value` if it is one of `keras_igc.paths.IMPLEMENTATIONS` that works
+    """`value` if it is one of `keras_igc.forms.IMPLEMENTATIONS` that works
     with `strides` (a pair), else a ValueError that names it and the fix."""
-    from keras_igc.paths import IMPLEMENTATIONS
+    from keras_igc.forms import IMPLEMENTATIONS
 
     if value not in IMPLEMENTATIONS:
         raise ValueError(
@@ -33,6 +33,22 @@ def implementation(value, strides, owner):
             f"or 'auto'."
         )
     return value
+
+
+def image_size(value, name="image_size"):
+    """`value` as a `(height, width)` pair of positive ints, else a
+    ValueError that names it (a zero size would resize every image to
+    nothing)."""
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(is_integer(v) and v > 0 for v in pair):
+        raise ValueError(
+            f"`{name}` must be (height, width), two positive integers, e.g. "
+            f"(224, 224). Received: {name}={value!r}."
+        )
+    return tuple(int(v) for v in pair)
 
 
 def finite_float(value, name, owner=None, *, positive=False):

@@ -10,7 +10,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_igc import ChannelShuffle, IGCConv2D, applications, cli, data, msgc, training
+from keras_igc import (
+    ChannelShuffle,
+    IGCConv2D,
+    applications,
+    cli,
+    data,
+    forms,
+    msgc,
+    training,
+)
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -37,6 +46,11 @@ def test_the_command_line_knows_every_dataset():
     assert set(cli.DATASET_NAMES) == set(data.DATASETS)
 
 
+def test_the_command_line_explains_every_form_an_export_can_ask_for():
+    for kind, explained in cli.FORM_HELP.items():
+        assert list(explained) == list(forms.OVERRIDES[kind]), kind
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -61,6 +75,28 @@ def test_tune_counts_are_checked(flag, message, capsys, tmp_path):
     argv = ["tune", "--dataset", "digits", *flag, "--directory", str(tmp_path)]
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["0,224", "224,-1", "224", "224,224,3"])
+def test_a_preset_is_not_written_for_an_image_size_that_is_not_one(
+    size, tmp_path, capsys
+):
+    """A zero size once wrote a preset whose preprocessor resized every image
+    to zero rows. Refused before the checkpoint is read (it does not exist)."""
+    preset = tmp_path / "preset"
+    argv = ["convert", str(tmp_path / "missing.pth"), "--preset", str(preset),
+            "--image-size", size]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--image-size" in err and "two positive integers" in err, err
+    assert not preset.exists()
+
+
+def test_the_python_preset_converter_refuses_a_zero_size(tmp_path):
+    from keras_igc.hub import convert_to_preset
+
+    with pytest.raises(ValueError, match=r"image_size=\(0, 224\)"):
+        convert_to_preset("missing.pth", tmp_path / "p", image_size=(0, 224))
 
 
 def test_numpy_integers_are_integers():

@@ -12,7 +12,7 @@ import pytest
 from tensorflow.core.protobuf import saved_model_pb2
 
 import keras_igc
-from keras_igc import applications, cli, export
+from keras_igc import applications, cli, export, forms
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -247,9 +247,7 @@ def test_grouped_forms_are_each_runtimes_grouped_convolutions(
     input channels for the primary, L for a grouped secondary), whatever
     kernels the exporting machine has."""
     if not onednn:  # as without oneDNN: no fast grouped kernel here
-        monkeypatch.setattr(
-            keras_igc.paths, "tensorflow_grouped_kernel", lambda dtype: False
-        )
+        monkeypatch.setattr(forms, "tensorflow_grouped_kernel", lambda dtype: False)
     model = small_network()
     result = export.export(
         model, str(tmp_path), ["litert", "onnx"], block_form=form, verbose=False
@@ -368,9 +366,17 @@ def test_litert_reshapes_are_static_in_the_depthwise_primaries(tmp_path):
     ],
 )
 def test_the_measured_rule_picks_each_runtimes_fastest_form(runtime, L, M, form):
-    chosen, why = export.export_form(runtime, L, M, (3, 3), (1, 1))
+    chosen, why = rule_form(runtime, L, M, (3, 3), (1, 1))
     assert chosen == form
     assert why
+
+
+def rule_form(runtime, L, M, kernel_size, strides, group_inputs=None):
+    """`(form, why)` of the rule of `runtime` (None: any converter) for an
+    IGC block."""
+    geometry = forms.Geometry(L, group_inputs or M, M, kernel_size, strides)
+    choice = forms.decide("igc_block", runtime or "converter", geometry)
+    return choice.form, choice.why
 
 
 @pytest.mark.parametrize("runtime", [None, *export.folding.RUNTIMES])
@@ -383,7 +389,9 @@ def test_every_block_form_keeps_the_outputs(runtime, form):
     igc = [l.name for l in model.layers if isinstance(l, keras_igc.IGCConv2D)]
     assert [b["layer"] for b in report.blocks] == igc
     assert all(b["why"] for b in report.blocks)
-    if form != "auto":
+    if form == "auto_sparse":
+        assert "dense" not in {b["form"] for b in report.blocks}
+    elif form != "auto":
         assert {b["form"] for b in report.blocks} == {form}
 
 
@@ -398,7 +406,7 @@ def test_the_report_says_each_formats_block_forms_and_why(tmp_path):
         assert len(blocks) == len(igc) and report["folding"][fmt]["runtime"] == fmt
         for block in blocks:
             layer = model.get_layer(block["layer"])
-            form, why = export.export_form(
+            form, why = rule_form(
                 fmt, *_partitions(layer), group_inputs=layer.primary.kernel.shape[2]
             )
             # LiteRT and the SavedModel may merge narrow primary partitions;
@@ -442,10 +450,10 @@ def test_onnx_export_refuses_what_tf2onnx_cannot_convert(tmp_path):
     assert not (tmp_path / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("dense_blocks", export.DENSE_BLOCKS)
-def test_folding_keeps_outputs_and_removes_every_batch_norm(dense_blocks):
+@pytest.mark.parametrize("block_form", ["auto", "dense", "auto_sparse"])
+def test_folding_keeps_outputs_and_removes_every_batch_norm(block_form):
     model = small_network()
-    folded, report = export.prepare(model, dense_blocks=dense_blocks)
+    folded, report = export.prepare(model, block_form=block_form)
     x = np.random.default_rng(1).normal(size=(3, 16, 16, 8)).astype("float32")
     np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-4)
     assert not any(
@@ -453,9 +461,9 @@ def test_folding_keeps_outputs_and_removes_every_batch_norm(dense_blocks):
     )
     assert len(report.folded) == 4
     igc_forms = {e["form"] for e in report.folded if e["into"].startswith("igc")}
-    expected = {"always": {"dense"}, "never": {"igc"}, "auto": {"dense"}}
-    assert igc_forms == expected[dense_blocks]
-    if dense_blocks == "never":
+    expected = {"dense": {"dense"}, "auto_sparse": {"igc"}, "auto": {"dense"}}
+    assert igc_forms == expected[block_form]
+    if block_form == "auto_sparse":
         assert report.after["macs"] == report.before["macs"]
     else:
         assert report.after["macs"] > report.before["macs"]

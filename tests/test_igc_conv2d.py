@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import keras_igc
 from keras_igc.complexity import igc_params
 
-PATHS = list(keras_igc.paths.PATHS)
+PATHS = list(keras_igc.forms.PATHS)
 
 
 def to_numpy(x):

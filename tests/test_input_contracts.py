@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_igc
-from keras_igc import IGCConv2D, paths
+from keras_igc import IGCConv2D, forms
 
 
 def _igc(path):
@@ -23,7 +23,8 @@ BUILT_FOR = {
        for p in ("grouped", "dense", "depthwise", "split")},
     # GroupConv2D's path is chosen by backend and shape (select_path): its
     # grouped kernel where the backend has a fast one, else by shape, as under
-    # paths.portable_paths(), which the other three cases are built in.
+    # a converter's form (forms.choose(layer, "converter")), which the other
+    # three cases take.
     "GroupConv2D grouped": (_group_conv(3, 4, 16), (1, 4, 4, 16), (1, 4, 4, 8),
                             "grouped"),
     "GroupConv2D dense": (_group_conv(1, 4, 16), (1, 4, 4, 16), (1, 4, 4, 8), "dense"),
@@ -51,12 +52,11 @@ def test_a_built_layer_refuses_an_input_it_was_not_built_for(name):
     make, built, other, path = BUILT_FOR[name]
     layer = make()
     if name.startswith("GroupConv2D") and path != "grouped":
-        with paths.portable_paths():
-            layer(np.zeros(built, "float32"))
-    else:
-        layer(np.zeros(built, "float32"))
+        layer.build(built)
+        layer.set_execution_form(forms.choose(layer, "converter"))
+    layer(np.zeros(built, "float32"))
     fast_grouped_kernel = keras.backend.backend() == "torch" or (
-        paths.tensorflow_grouped_kernel("float32")
+        forms.tensorflow_grouped_kernel("float32")
         and keras.backend.backend() == "tensorflow"
     )
     if path is not None and (path != "grouped" or fast_grouped_kernel):

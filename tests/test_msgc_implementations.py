@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_igc import applications, keras_internals, msgc, paths
+from keras_igc import applications, forms, keras_internals, msgc
 from keras_igc.layers import MaskGenerator, MSGCConv2D
 
 GATHERS = keras.backend.backend() != "jax"
@@ -240,10 +240,10 @@ def test_auto_takes_the_measured_form_of_each_layer(host, expected):
     model = getattr(applications, host)(input_shape=(64, 64, 3), classes=10)
     layers = [l for l in model.layers if isinstance(l, MSGCConv2D)]
     for layer in layers:
-        form, limit = paths.select_msgc_form(
-            "auto", layer.heads, layer.input_channels, layer.conv.kernel_size
-        )
-        assert (layer.active_implementation, layer.gather_limit) == (form, limit)
+        choice = forms.choose(layer, "keras")
+        assert (layer.active_implementation, layer.gather_limit) == (
+            choice.form, choice.gather_limit,
+        )  # fmt: skip
     assert {l.active_implementation for l in layers} == expected
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras.src.backend.tensorflow import nn as tf_backend_nn
 
 import keras_igc
-from keras_igc import applications, paths
+from keras_igc import applications, forms
 
 pytestmark = [
     pytest.mark.tensorflow_only,
@@ -90,9 +90,9 @@ def test_the_recorder_sees_keras_grouped_convolution(grouped_conv_calls):
 def test_auto_takes_a_grouped_kernel_only_where_it_is_fast_and_not_xla():
     """On TensorFlow's CPU "grouped" is oneDNN's kernel called directly
     (float32 and bfloat16); in float16, without oneDNN and under
-    `portable_paths` (export) the CPU rewrites are taken instead. One test:
+    for a converter (export) the CPU rewrites are taken instead. One test:
     the rule is a pure function of its arguments."""
-    onednn = paths.tensorflow_grouped_kernel("float32")
+    onednn = forms.tensorflow_grouped_kernel("float32")
     for L, M, strides in itertools.product(
         [1, 2, 3, 4, 8, 16, 24, 100], [1, 2, 4, 8, 16, 32], [(1, 1), (2, 2), (1, 2)]
     ):
@@ -100,8 +100,9 @@ def test_auto_takes_a_grouped_kernel_only_where_it_is_fast_and_not_xla():
             for kernel_size in [(3, 3), (1, 1), (5, 1)]:
                 args = (L, channels // L, M, kernel_size, strides)
                 for dtype in ("float32", "bfloat16"):
-                    path = paths.select_path(*args, dtype=dtype)
+                    path = forms.select_path(forms.Geometry(*args, dtype=dtype))
                     assert path == "grouped" if onednn else path != "grouped"
-                assert paths.select_path(*args, dtype="float16") != "grouped"
-                with paths.portable_paths():
-                    assert paths.select_path(*args) in ("dense", "depthwise", "split")
+                float16 = forms.Geometry(*args, dtype="float16")
+                assert forms.select_path(float16) != "grouped"
+                converted = forms.select_path(forms.Geometry(*args), for_converter=True)
+                assert converted in ("dense", "depthwise", "split")

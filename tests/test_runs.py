@@ -153,6 +153,41 @@ def test_a_killed_run_ends_as_the_uninterrupted_run(
     assert_same_run(out, uninterrupted)
 
 
+def test_a_damaged_newest_backup_resumes_from_the_previous_one(
+    tmp_path, capsys, uninterrupted
+):
+    """Killed at step 7: the backups of steps 4 and 6 are kept. Step 6's
+    weights file damaged since (it once raised h5py's raw OSError on
+    restart): the run resumes from step 4, says so, and ends as the
+    uninterrupted run."""
+    out = tmp_path / "run"
+    killed_run(out, "mid-epoch")
+    backups = sorted(p.name for p in (out / "backup").iterdir())
+    assert backups == ["step-000000004", "step-000000006"]
+    damaged = out / "backup" / "step-000000006" / runs.WEIGHTS
+    damaged.write_bytes(b"not an HDF5 file")
+    training.train("RegConv-W16", "digits", str(out), **ARGS)
+    said = capsys.readouterr().out
+    assert f"the newest backup {damaged} is damaged" in said
+    assert "resuming from the previous one" in said and "step-000000004" in said
+    assert "resuming at epoch 2 of 3" in said
+    assert_complete(out)
+    assert_same_run(out, uninterrupted)
+
+
+def test_a_damaged_only_backup_is_named(tmp_path):
+    folder = runs.RunFolder(str(tmp_path))
+    backup = tmp_path / "backup" / "step-000000004"
+    backup.mkdir(parents=True)
+    (backup / runs.STATE).write_text(json.dumps({"epoch": 1, "step": 0}))
+    (backup / runs.WEIGHTS).write_bytes(b"")
+    with pytest.raises(ValueError) as error:
+        folder.latest_snapshot()
+    message = str(error.value)
+    assert str(backup / runs.WEIGHTS) in message and "is damaged" in message
+    assert "no earlier whole backup" in message and "another folder" in message
+
+
 def test_the_same_seed_gives_the_same_weights_and_another_does_not(
     tmp_path, uninterrupted
 ):

@@ -11,9 +11,8 @@
   (`onnx.py`).
 
 Before exporting, `prepare` (`folding.py`) clones the model for each format,
-every IGC block in the form that format's runtime runs fastest (its grouped
-convolution, the dense-equivalent convolution, or plain convolutions), and
-with `fold=True` folds each BatchNorm into the convolution before it.
+every layer in the form `keras_igc.forms` chooses for that format's runtime,
+and with `fold=True` folds each BatchNorm into the convolution before it.
 `check` (`check.py`) loads each artifact in its own runtime and compares it
 with the Keras model. Export needs the TensorFlow
 backend.
@@ -28,17 +27,10 @@ from keras_igc.export.artifacts import (
 )
 from keras_igc.export.check import check, format_check
 from keras_igc.export.dependencies import SUPPORTED_BACKENDS, MissingDependencyError
-from keras_igc.export.folding import (
-    BLOCK_FORMS,
-    DENSE_BLOCKS,
-    FoldingReport,
-    export_form,
-    prepare,
-)
+from keras_igc.export.folding import BLOCK_FORMS, FoldingReport, prepare
 
 __all__ = [
     "BLOCK_FORMS",
-    "DENSE_BLOCKS",
     "FORMATS",
     "REPORT_FILE",
     "SUPPORTED_BACKENDS",
@@ -47,7 +39,6 @@ __all__ = [
     "MissingDependencyError",
     "check",
     "export",
-    "export_form",
     "format_check",
     "load_source",
     "prepare",

@@ -44,7 +44,6 @@ def export(
     formats=tuple(FORMATS),
     *,
     fold=True,
-    dense_blocks="auto",
     block_form="auto",
     grouped_conv_form="auto",
     overwrite=False,
@@ -55,7 +54,7 @@ def export(
     Each format gets its own clone (`prepare(..., runtime=format)`), with
     every IGC block in the form that format's runtime runs fastest: for
     ONNX and LiteRT the primary as their grouped convolution where that
-    measured faster (`folding.export_form`).
+    measured faster (`keras_igc.forms`, whose rules name their benchmark).
 
     Args:
         model: a built Functional or Sequential Keras model, or a source
@@ -63,7 +62,7 @@ def export(
         directory: folder for the artifacts (created if missing). Other files
             in it are left alone.
         formats: any of `"savedmodel"`, `"litert"`, `"onnx"`.
-        fold, dense_blocks, block_form, grouped_conv_form: see `prepare`.
+        fold, block_form, grouped_conv_form: see `prepare`.
         overwrite: replace artifacts that exist; otherwise an existing one is
             an error and nothing is written.
         verbose: print what was written.
@@ -101,33 +100,11 @@ def export(
     prepared, folding = {}, {}
     for fmt in formats:
         prepared[fmt], folding[fmt] = prepare(
-            model, fold=fold, dense_blocks=dense_blocks, runtime=fmt,
-            block_form=block_form, grouped_conv_form=grouped_conv_form,
+            model, fold=fold, runtime=fmt, block_form=block_form,
+            grouped_conv_form=grouped_conv_form,
         )  # fmt: skip
     os.makedirs(directory, exist_ok=True)
-    select_ops = []
-    # Artifacts are staged and moved into place only when every format has
-    # succeeded, so a failed export leaves the directory as it was.
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".export-") as scratch:
-        staged = {fmt: os.path.join(scratch, FORMATS[fmt]) for fmt in FORMATS}
-        if "savedmodel" in formats:
-            savedmodel.write(prepared["savedmodel"], staged["savedmodel"])
-        if "litert" in formats:
-            # LiteRT converts a SavedModel: the SavedModel's own where its
-            # blocks took the same forms, else one of LiteRT's clone.
-            source = staged["savedmodel"]
-            if "savedmodel" not in formats or _forms(folding["litert"]) != _forms(
-                folding["savedmodel"]
-            ):
-                source = os.path.join(scratch, "litert_saved_model")
-                savedmodel.write(prepared["litert"], source)
-            select_ops = litert.write(source, staged["litert"])
-        if "onnx" in formats:
-            onnx.write(prepared["onnx"], staged["onnx"])
-        for path in existing:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        for fmt, path in artifacts.items():
-            os.replace(staged[fmt], path)
+    select_ops = _write(directory, prepared, folding, artifacts, existing)
     result = ExportResult(
         artifacts=artifacts,
         sizes={fmt: _disk_size(path) for fmt, path in artifacts.items()},
@@ -137,13 +114,47 @@ def export(
     with open(os.path.join(directory, REPORT_FILE), "w") as f:
         f.write(result.to_json())
     if verbose:
-        for fmt, report in folding.items():
-            print(f"{fmt}: {report.summary()}")
-        for fmt, path in artifacts.items():
-            print(f"{fmt}: {path} ({result.sizes[fmt] / 2**20:.2f} MiB)")
-        if select_ops:
-            print(f"litert: select-TF fallback for {select_ops}")
+        _print_summary(result)
     return result
+
+
+def _write(directory, prepared, folding, artifacts, existing):
+    """Write every format's artifact; the ops LiteRT runs through select-TF.
+
+    Artifacts are staged and moved into place only when every format has
+    succeeded, so a failed export leaves the directory as it was.
+    """
+    select_ops = []
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".export-") as scratch:
+        staged = {fmt: os.path.join(scratch, FORMATS[fmt]) for fmt in FORMATS}
+        if "savedmodel" in prepared:
+            savedmodel.write(prepared["savedmodel"], staged["savedmodel"])
+        if "litert" in prepared:
+            # LiteRT converts a SavedModel: the SavedModel's own where its
+            # layers took the same forms, else one of LiteRT's clone.
+            source = staged["savedmodel"]
+            if "savedmodel" not in prepared or _forms(folding["litert"]) != _forms(
+                folding["savedmodel"]
+            ):
+                source = os.path.join(scratch, "litert_saved_model")
+                savedmodel.write(prepared["litert"], source)
+            select_ops = litert.write(source, staged["litert"])
+        if "onnx" in prepared:
+            onnx.write(prepared["onnx"], staged["onnx"])
+        for path in existing:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        for fmt, path in artifacts.items():
+            os.replace(staged[fmt], path)
+    return select_ops
+
+
+def _print_summary(result):
+    for fmt, report in result.folding.items():
+        print(f"{fmt}: {report.summary()}")
+    for fmt, path in result.artifacts.items():
+        print(f"{fmt}: {path} ({result.sizes[fmt] / 2**20:.2f} MiB)")
+    if result.litert_select_ops:
+        print(f"litert: select-TF fallback for {result.litert_select_ops}")
 
 
 def _forms(report):

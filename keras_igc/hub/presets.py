@@ -6,6 +6,13 @@ import shutil
 
 from keras_igc.applications import registry
 from keras_igc.applications.checkpoints import from_checkpoint
+from keras_igc.hub.igc_backbone import IGCBackbone
+from keras_igc.hub.igc_image_classifier import IGCImageClassifier
+from keras_igc.hub.igc_image_converter import IGCImageConverter
+from keras_igc.hub.msgc_backbone import MSGCBackbone
+from keras_igc.hub.msgc_image_classifier import MSGCImageClassifier
+from keras_igc.hub.msgc_image_converter import MSGCImageConverter
+from keras_igc.validation import image_size as check_image_size
 
 
 def convert_to_preset(
@@ -33,6 +40,7 @@ def convert_to_preset(
     Returns:
         The classifier that was saved.
     """
+    image_size = check_image_size(image_size)
     _check_target(preset_dir, overwrite)
     read = from_checkpoint(checkpoint, expect=expect)
     classifier = classifier_from_application(
@@ -59,12 +67,12 @@ def classifier_from_application(
             family's (IGC release or torchvision).
         image_size: `(height, width)` the preprocessor resizes to, or None.
     """
-    from keras_igc import hub
-
     msgc = registry.msgc_host(architecture) is not None
-    backbone_cls = hub.MSGCBackbone if msgc else hub.IGCBackbone
-    classifier_cls = hub.MSGCImageClassifier if msgc else hub.IGCImageClassifier
-    converter_cls = hub.MSGCImageConverter if msgc else hub.IGCImageConverter
+    backbone_cls = MSGCBackbone if msgc else IGCBackbone
+    classifier_cls = MSGCImageClassifier if msgc else IGCImageClassifier
+    converter_cls = MSGCImageConverter if msgc else IGCImageConverter
+    if image_size is not None:
+        image_size = check_image_size(image_size)
     preprocessor_cls = classifier_cls.preprocessor_cls
     head = model.get_layer("predictions")
     backbone = backbone_cls(architecture, **(arguments or {}))

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from keras_igc import paths
+from keras_igc import forms
 from keras_igc.ops import shuffle_channels, shuffle_permutation
 from keras_igc.validation import positive_int
 
@@ -38,7 +38,7 @@ class ChannelShuffle(keras.layers.Layer):
         # A permutation of channels leaves a (batch, ..., positions) mask as is.
         self.supports_masking = True
         self.permutation = None
-        self._portable = False
+        self.execution_form = None
 
     def build(self, input_shape):
         if len(input_shape) < 2:
@@ -60,13 +60,21 @@ class ChannelShuffle(keras.layers.Layer):
             )
         self.permutation = shuffle_permutation(channels, self.groups)
         self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: channels})
-        # Built for a converter: a reshape, a transpose and a reshape, which
-        # ONNX export turns into the NCHW shuffle ONNX Runtime runs without
-        # layout transposes (a gather on the channels axis needs them).
-        self._portable = paths.is_portable()
+        self.set_execution_form(forms.choose(self, "keras"))
+
+    def set_execution_form(self, choice):
+        """Shuffle as `choice` (a `keras_igc.forms.Choice` of kind
+        `"shuffle"`) says from the next call or trace on: `"gather"`, or
+        `"transpose"` (reshape, transpose, reshape) for converters."""
+        if choice.kind != "shuffle":
+            raise ValueError(
+                f"ChannelShuffle {self.name!r} takes a 'shuffle' form. Received "
+                f"a {choice.kind!r} form: {choice}."
+            )
+        self.execution_form = choice
 
     def call(self, inputs):
-        if self._portable:
+        if self.execution_form.form == "transpose":
             return shuffle_channels(inputs, self.groups)
         return ops.take(inputs, self.permutation, axis=-1)
 

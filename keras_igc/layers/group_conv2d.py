@@ -1,7 +1,8 @@
 import keras
+import numpy as np
 
+from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
-from keras_igc import paths, validation
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -12,8 +13,8 @@ class GroupConv2D(keras.layers.Conv2D):
     grouped convolution is computed changes. On the TensorFlow backend Keras
     runs every grouped convolution through an XLA-compiled function, which is
     very slow on CPU and ends up inside exported SavedModels. This layer
-    takes the path `keras_igc.paths.select_path` picks
-    (`active_implementation` names it after `build`): the backend's own
+    takes the path `keras_igc.forms.choose` picks (`active_implementation`
+    names it after `build`, `execution_form` says why): the backend's own
     grouped kernel where it is fast (oneDNN, cuDNN; on TensorFlow called
     without XLA), else exact dense, depthwise or sliced convolutions. The IGC
     networks use it for their grouped shortcut projections.
@@ -22,10 +23,11 @@ class GroupConv2D(keras.layers.Conv2D):
     else behaves exactly like `Conv2D`.
 
     Args:
-        implementation: `"auto"` (the default: `paths.select_path`'s pick), or
-            one of `keras_igc.paths.PATHS` for every call. Saved in the config
-            only when it is not `"auto"`, so that the default config is
-            `Conv2D`'s. Export sets it per runtime (`keras_igc.export`).
+        implementation: `"auto"` (the default: the `"keras"` rule of
+            `keras_igc.forms`), or one of `keras_igc.forms.PATHS` for every
+            call. Saved in the config only when it is not `"auto"`, so that
+            the default config is `Conv2D`'s. Export sets each runtime's form
+            with `set_execution_form`.
         *args, **kwargs: `keras.layers.Conv2D`'s.
 
     Example:
@@ -41,39 +43,55 @@ class GroupConv2D(keras.layers.Conv2D):
         self.implementation = validation.implementation(
             implementation, self.strides, "GroupConv2D"
         )
-        self._portable = False
+        self.active_implementation = None
+        self.execution_form = None
+        self._merged_kernel = None
 
     def build(self, input_shape):
         super().build(input_shape)
-        # Built for a converter: the grouped path emits the plain graph op.
-        self._portable = paths.is_portable()
-        channels = input_shape[-1]
-        path = "grouped"
-        if self.implementation != "auto":
-            path = self.implementation
-        elif self.groups > 1 and self.data_format == "channels_last":
-            path = paths.select_path(
-                self.groups,
-                channels // self.groups,
-                self.filters // self.groups,
-                self.kernel_size,
-                self.strides,
-                dtype=self.compute_dtype,
+        if self.groups > 1 and self.data_format == "channels_last":
+            choice = forms.choose(self, "keras")
+        else:
+            choice = forms.Choice(
+                "grouped_conv", "grouped", "keras", "Conv2D's own convolution"
             )
-        self.active_implementation = path
+        self.set_execution_form(choice)
+
+    def set_execution_form(self, choice):
+        """Compute the convolution as `choice` says from the next call or
+        trace on: a `keras_igc.forms.Choice` of kind `"grouped_conv"` (see
+        `IGCConv2D.set_execution_form`)."""
+        if choice.kind != "grouped_conv":
+            raise ValueError(
+                f"GroupConv2D {self.name!r} takes a 'grouped_conv' form. "
+                f"Received a {choice.kind!r} form: {choice}."
+            )
+        self.execution_form = choice
+        self.active_implementation = choice.form
+        self._merged_kernel = None
+        if choice.merge > 1:
+            merged = igc_ops.merged_groups_kernel(
+                self.kernel, self.groups, choice.merge
+            )
+            self._merged_kernel = np.asarray(
+                keras.ops.convert_to_numpy(merged), "float32"
+            )
 
     def convolution_op(self, inputs, kernel):
         if self.groups == 1 or self.data_format != "channels_last":
             return super().convolution_op(inputs, kernel)
-        path = getattr(self, "active_implementation", "grouped")
+        path = self.active_implementation or "grouped"
         conv_args = dict(
             strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate
         )
-        if path == "grouped" and self._portable:
+        groups = self.groups
+        if path == "grouped" and self.execution_form.for_converter:
+            # The plain graph op, which converters map onto the runtime's.
             conv_args["graph_op"] = True
-        return igc_ops.GROUPED_CONVOLUTIONS[path](
-            inputs, kernel, self.groups, **conv_args
-        )
+            if self._merged_kernel is not None:
+                kernel = keras.ops.convert_to_tensor(self._merged_kernel, kernel.dtype)
+                groups = inputs.shape[-1] // kernel.shape[2]
+        return igc_ops.GROUPED_CONVOLUTIONS[path](inputs, kernel, groups, **conv_args)
 
     def get_config(self):
         config = super().get_config()

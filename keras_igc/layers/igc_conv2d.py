@@ -1,10 +1,11 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
-from keras_igc import paths, validation
 from keras_igc.layers.channel_shuffle import ChannelShuffle
 from keras_igc.validation import positive_int
 
@@ -58,7 +59,7 @@ class IGCConv2D(keras.layers.Layer):
             secondary convolution; a primary bias would be redundant because
             the block is linear.
         implementation: how the block is computed; all give the same output
-            from the same weights (`keras_igc.paths`).
+            from the same weights (`keras_igc.forms`).
             `"grouped"` runs the primary with the backend's own grouped
             kernel (oneDNN or cuDNN; on TensorFlow without the XLA function
             Keras' `Conv2D(groups)` compiles) and the secondary with both
@@ -68,8 +69,8 @@ class IGCConv2D(keras.layers.Layer):
             with the same product). `"dense"` runs one convolution
             with the dense-equivalent kernel. `"auto"` (default) picks by
             backend, device and partition sizes
-            (`keras_igc.paths.select_path`); `active_implementation` tells
-            which one after `build`.
+            (`keras_igc.forms`); `active_implementation` tells which one
+            after `build`, `execution_form` why.
         kernel_initializer, kernel_regularizer, kernel_constraint: applied
             to both the primary and the secondary kernel.
         bias_initializer, bias_regularizer, bias_constraint: for the bias.
@@ -154,13 +155,8 @@ class IGCConv2D(keras.layers.Layer):
             implementation, self.strides, "IGCConv2D"
         )
         self.active_implementation = None
-        self._portable = False
-        # Built for a converter: the secondary as one dense 1x1 ("dense") or
-        # as a grouped 1x1 between the permutations ("grouped"); export sets it.
-        self._portable_secondary = "dense"
-        # ... and its grouped primary with this kernel of fewer, wider groups
-        # (`ops.merged_groups_kernel`, a constant); export sets it.
-        self._portable_primary_kernel = None
+        self.execution_form = None
+        self._merged_primary_kernel = None
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -169,6 +165,10 @@ class IGCConv2D(keras.layers.Layer):
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
 
+        self._create_sublayers()
+
+    def _create_sublayers(self):
+        """The four steps of the block, as sublayers (built in `build`)."""
         kernel_args = dict(
             kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.kernel_regularizer,
@@ -221,20 +221,31 @@ class IGCConv2D(keras.layers.Layer):
         self.permutation.build(mid_shape)
         self.secondary.build(mid_shape)
         self.inverse_permutation.build(mid_shape)
-        # Built for a converter: graph ops that map onto its runtime's.
-        self._portable = paths.is_portable()
-        self.active_implementation = (
-            paths.select_path(
-                self.primary_partitions,
-                input_shape[-1] // self.primary_partitions,
-                self.secondary_partitions,
-                self.kernel_size,
-                self.strides,
-                dtype=self.compute_dtype,
+        self.set_execution_form(forms.choose(self, "keras"))
+
+    def set_execution_form(self, choice):
+        """Compute the block as `choice` says from the next call or trace on.
+
+        `choice`: a `keras_igc.forms.Choice` of kind `"igc_block"`, from
+        `forms.choose(layer, runtime)`. `build` sets the `"keras"` one;
+        export sets its runtime's. A choice that merges groups snapshots the
+        primary kernel as it is now: set it after the weights.
+        """
+        if choice.kind != "igc_block":
+            raise ValueError(
+                f"IGCConv2D {self.name!r} takes an 'igc_block' form. Received a "
+                f"{choice.kind!r} form: {choice}."
             )
-            if self.implementation == "auto"
-            else self.implementation
-        )
+        self.execution_form = choice
+        self.active_implementation = choice.primary
+        self._merged_primary_kernel = None
+        if choice.merge > 1:
+            merged = igc_ops.merged_groups_kernel(
+                self.primary.kernel, self.primary_partitions, choice.merge
+            )
+            self._merged_primary_kernel = np.asarray(
+                ops.convert_to_numpy(merged), "float32"
+            )
 
     def _check_input_shape(self, input_shape):
         if len(input_shape) != 4:
@@ -287,23 +298,24 @@ class IGCConv2D(keras.layers.Layer):
         else:
             primary = igc_ops.GROUPED_CONVOLUTIONS[self.active_implementation]
             groups = L
-            if self.active_implementation == "grouped" and self._portable:
+            # Exports emit the graph ops their converters map onto the
+            # runtime's (a plain grouped conv, a 1x1 conv for the secondary).
+            converted = self.execution_form.for_converter
+            if self.active_implementation == "grouped" and converted:
                 conv_args["graph_op"] = True
-                if self._portable_primary_kernel is not None:
+                if self._merged_primary_kernel is not None:
                     primary_kernel = ops.convert_to_tensor(
-                        self._portable_primary_kernel, self.compute_dtype
+                        self._merged_primary_kernel, self.compute_dtype
                     )
                     groups = inputs.shape[-1] // primary_kernel.shape[2]
             outputs = primary(inputs, primary_kernel, groups, **conv_args)
-            if self._portable and self._portable_secondary == "grouped":
+            if converted and self.execution_form.form == "grouped":
                 # The bias in its stored order, before the inverse permutation:
                 # converters fold it into the secondary convolution.
                 return igc_ops.secondary_grouped(
                     outputs, secondary_kernel, L, M, secondary_bias=bias
                 )
-            secondary = (
-                igc_ops.secondary_conv if self._portable else igc_ops.secondary_dense
-            )
+            secondary = igc_ops.secondary_conv if converted else igc_ops.secondary_dense
             outputs = secondary(outputs, secondary_kernel, L, M)
         if bias is not None:
             outputs = outputs + igc_ops.output_bias(bias, L, M)

@@ -1,8 +1,8 @@
 import keras
 from keras import ops
 
+from keras_igc import forms
 from keras_igc import ops as igc_ops
-from keras_igc import paths
 from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
 from keras_igc.layers.mask_generator import MaskGenerator
@@ -62,7 +62,7 @@ class MSGCConv2D(keras.layers.Layer):
             channels the batch keeps (TensorFlow and PyTorch; JAX compiles
             for static shapes and refuses it). `"auto"` (default):
             per layer, the form measured fastest on this backend and device
-            (`keras_igc.paths.select_msgc_form`): several heads fold each
+            (`keras_igc.forms`, kind `"msgc"`): several heads fold each
             sample's masks into its own kernel (`"scaled_kernel"`: no
             copies; one batched product for a 1x1 kernel, a single
             convolution for a spatial one at batch 1); one head with a
@@ -125,10 +125,10 @@ class MSGCConv2D(keras.layers.Layer):
         self.temperature = temperature
         self.seed = seed
         self.granularity = positive_int(granularity, "granularity", "MSGCConv2D")
-        if implementation not in paths.MSGC_IMPLEMENTATIONS:
+        if implementation not in forms.OVERRIDES["msgc"]:
             raise ValueError(
                 f"MSGCConv2D `implementation` must be one of "
-                f"{paths.MSGC_IMPLEMENTATIONS}. Received: "
+                f"{forms.OVERRIDES['msgc']}. Received: "
                 f"implementation={implementation!r}."
             )
         if implementation == "gather" and keras.backend.backend() == "jax":
@@ -140,6 +140,7 @@ class MSGCConv2D(keras.layers.Layer):
             )
         self.implementation = implementation
         self.active_implementation = None
+        self.execution_form = None
         self.gather_limit = None
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -193,11 +194,7 @@ class MSGCConv2D(keras.layers.Layer):
         copies = (*x_shape[:-1], self.heads * channels)
         self.conv.build(copies)
         self.output_size = tuple(self.conv.compute_output_shape(copies)[1:3])
-        self.set_inference_form(
-            *paths.select_msgc_form(
-                self.implementation, self.heads, channels, self.conv.kernel_size
-            )
-        )
+        self.set_execution_form(forms.choose(self, "keras"))
         self.input_spec = (
             [
                 keras.InputSpec(ndim=4, axes={-1: channels}),
@@ -240,11 +237,20 @@ class MSGCConv2D(keras.layers.Layer):
             outputs = self._skipping(x, gates, masks)
         return [outputs, ops.cast(gates, "float32")]
 
-    def set_inference_form(self, form, gather_limit=0):
-        """Run inference in `form` (`active_implementation`) from the next
-        trace on; `"auto"` gathers up to `gather_limit` kept channels. Export
-        sets each runtime's form with it."""
-        self.active_implementation, self.gather_limit = form, gather_limit
+    def set_execution_form(self, choice):
+        """Run inference as `choice` (a `keras_igc.forms.Choice` of kind
+        `"msgc"`) says from the next trace on (`active_implementation`);
+        `"auto"` gathers up to `choice.gather_limit` kept channels. `build`
+        sets the `"keras"` form, export each runtime's, and
+        `forms.forced("msgc", form, ...)` any."""
+        if choice.kind != "msgc":
+            raise ValueError(
+                f"MSGCConv2D {self.name!r} takes an 'msgc' form. Received a "
+                f"{choice.kind!r} form: {choice}."
+            )
+        self.execution_form = choice
+        form = choice.form
+        self.active_implementation, self.gather_limit = form, choice.gather_limit
         # XLA compiles static shapes only: the gathered form runs without it.
         self.supports_jit = form in ("masked", "scaled_kernel")
 

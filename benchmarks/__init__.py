@@ -1,0 +1,110 @@
+"""keras-igc's benchmarks: speed, memory and accuracy against the strongest
+baseline a user could pick, measured in the same run.
+
+`python -m benchmarks --list` prints `BENCHMARKS`: each benchmark, what it
+measures, the command that runs it and the results files it writes
+(benchmarks/results/). Each benchmark is a module run with
+`python -m benchmarks.NAME` from the repository root; the timing helper they
+share is `benchmarks.timing`, the results writer `benchmarks.output`.
+benchmarks/README.md holds the tables (tests/test_docs.py keeps its index
+equal to this one); benchmarks/NOTES.md what was tried.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    name: str  # the module: python -m benchmarks.NAME
+    measures: str
+    command: str
+    results: tuple  # files under benchmarks/results/
+
+
+BENCHMARKS = (
+    Benchmark(
+        "run",
+        "IGC blocks and a depth-20 IGC network, forward and training step, "
+        "every path against PyTorch (NCHW and channels_last) and dense",
+        "python -m benchmarks.run [--quick] --out benchmarks/results/bench-cpu.json",
+        (
+            "bench-cpu.json",
+            "bench-cpu-quick-onednn.json",
+            "bench-cpu-quick-channels-last.json",
+            "bench-gpu-jax.json",
+        ),
+    ),  # fmt: skip
+    Benchmark(
+        "profile_block",
+        "where an IGC block's time goes (primary, secondary, per-call cost) "
+        "against PyTorch's",
+        "python -m benchmarks.profile_block",
+        ("profile-cpu.md",),
+    ),
+    Benchmark(
+        "primary_forms",
+        "the forms of the primary 3x3 grouped convolution in TensorFlow on CPU",
+        "python -m benchmarks.primary_forms",
+        (),
+    ),
+    Benchmark(
+        "export",
+        "size, latency and exactness of the exported networks (SavedModel, "
+        "LiteRT, ONNX) against PyTorch's own ONNX and TorchScript",
+        "python -m benchmarks.export [--networks IGCV3-1] [--batches 2 4 8 32]",
+        ("export-cpu.json", "export-batches-cpu.json", "export-igcv3-cpu.json"),
+    ),
+    Benchmark(
+        "export_forms",
+        "every form of an IGC block and of a grouped convolution in each export "
+        "runtime: the rules of keras_igc.forms",
+        "python -m benchmarks.export_forms [--cases ...] [--update]",
+        ("export-forms-cpu.json", "export-grouped-cpu.json"),
+    ),
+    Benchmark(
+        "msgc_latency",
+        "the MSGC hosts' inference forms against their dense hosts, in Keras "
+        "and in the exports; which form for which layer",
+        "python -m benchmarks.msgc_latency [--forms] [--exports] [--granularity 8]",
+        (
+            "msgc-latency-cpu.json",
+            "msgc-forms-cpu.json",
+            "msgc-exports-cpu.json",
+            "msgc-latency-cpu-vs-g8.json",
+        ),
+    ),  # fmt: skip
+    Benchmark(
+        "msgc_static_bound",
+        "how fast a ResNet-18 with half its channels pruned statically runs: "
+        "MSGC-ResNet18's bound",
+        "python -m benchmarks.msgc_static_bound --runs 20",
+        ("msgc-static-bound-cpu.json",),
+    ),
+    Benchmark(
+        "msgc_granularity",
+        "what gates on blocks of channels cost in accuracy: MSGC on digits",
+        "python -m benchmarks.msgc_granularity --seeds 0 1 2",
+        ("msgc-granularity-digits.json",),
+    ),
+    Benchmark(
+        "resume",
+        "what exact resume costs: op determinism, a backup, a mid-stream start",
+        "python -m benchmarks.resume",
+        ("resume-cpu.json",),
+    ),
+)
+# Results written by the command line rather than a module here.
+RUNS = {
+    "msgc-digits": "python tutorials/msgc_digits.py (its log and topology)",
+    "sweep-digits": "keras-igc tune --dataset digits --directory "
+    "benchmarks/results/sweep-digits",
+}
+
+
+def index_table():
+    """`BENCHMARKS` as the Markdown table of benchmarks/README.md."""
+    lines = ["| benchmark | measures | command | results |", "|---|---|---|---|"]
+    for b in BENCHMARKS:
+        results = ", ".join(f"`{r}`" for r in b.results) or "printed"
+        lines.append(f"| {b.name} | {b.measures} | `{b.command}` | {results} |")
+    return "\n".join(lines)

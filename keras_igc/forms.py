@@ -1,0 +1,584 @@
+"""Execution forms: every exact way a keras_igc layer can run, and which one
+runs in which runtime.
+
+This is the one place that decides it. Every form of a layer gives the same
+outputs from the same weights; forms differ in speed and in what a converter
+can read. Four kinds of layer have forms (`FORMS`):
+
+- `"grouped_conv"` (`GroupConv2D`, any grouped `Conv2D` in an export, and the
+  primary of an `IGCConv2D` in Keras): `"grouped"`, the backend's or
+  runtime's own grouped convolution; `"dense"`, one block-diagonal dense
+  kernel; `"depthwise"`, a depthwise convolution and a sum (narrow groups);
+  `"split"`, one dense convolution per group on channel slices (wide groups).
+- `"igc_block"` (`IGCConv2D`): `"grouped"`, the block as the paper draws it
+  (grouped primary, permutation, grouped 1x1 secondary, inverse
+  permutation; converters only); `"grouped_primary"`, a grouped primary, then
+  the permutations and secondary as one dense 1x1; `"dense"`, the block's
+  dense-equivalent kernel; `"igc"`, the primary as plain dense, depthwise or
+  sliced convolutions (`Choice.primary`), then the 1x1.
+- `"msgc"` (`MSGCConv2D` at inference): `"masked"` (masked copies, the
+  training form), `"gather"` (the kept channels only), `"scaled_kernel"` (each
+  sample's masks folded into its own kernel), `"auto"` (per call: gather
+  while at most `Choice.gather_limit` channels are kept, else masked).
+- `"shuffle"` (`ChannelShuffle`): `"gather"` (one take on the channel axis)
+  or `"transpose"` (reshape, transpose, reshape: ONNX export turns it into one
+  NCHW transpose).
+
+`choose(layer, runtime, overrides)` reads the rule of `RULES[runtime][kind]`.
+The runtimes (`RUNTIMES`): `"keras"` (the Keras model on this machine's
+backend and device), `"converter"` (an export for an unnamed runtime: the
+Keras CPU rule without grouped kernels), and the three export runtimes
+`"savedmodel"`, `"litert"` and `"onnx"`. Each rule names the benchmark results
+file its thresholds were measured in (`Rule.source`); the figures are in
+benchmarks/README.md, not here. A layer takes its form through its one public
+method `set_execution_form(choice)`; `build` sets `choose(layer, "keras")` and
+export sets its runtime's.
+
+This module imports Keras only when a rule runs, so the command line reads
+its choices (`FORMS`) without starting TensorFlow.
+"""
+
+import dataclasses
+import functools
+
+PATHS = ("grouped", "dense", "depthwise", "split")
+# A layer's `implementation` argument: "auto" (the "keras" rule) or one path.
+IMPLEMENTATIONS = ("auto",) + PATHS
+FORMS = {
+    "grouped_conv": PATHS,
+    "igc_block": ("grouped", "grouped_primary", "dense", "igc"),
+    "msgc": ("masked", "gather", "scaled_kernel", "auto"),
+    "shuffle": ("gather", "transpose"),
+}
+# What an export may ask for instead of the rule: "auto" follows it;
+# "auto_sparse" follows it but keeps every IGC block's own sparse weights
+# (never the dense-equivalent kernel).
+OVERRIDES = {
+    "igc_block": ("auto", "auto_sparse", *FORMS["igc_block"]),
+    "grouped_conv": IMPLEMENTATIONS,
+    "msgc": ("auto", *FORMS["msgc"][:3]),
+}
+EXPORT_RUNTIMES = ("savedmodel", "litert", "onnx")
+RUNTIMES = ("keras", "converter", *EXPORT_RUNTIMES)
+
+# A dense kernel up to this many weights (3x3, 48 -> 48 channels) runs on CPU
+# as fast as any sparse form of it (results/bench-cpu.json), so its extra MACs
+# cost nothing.
+SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
+# Where a grouped secondary pays for its two permutations: it saves
+# L*L*M*(M-1) MACs per pixel over the dense 1x1 and the permutations move about
+# 2*L*M values, so it wins once L*(M-1) reaches these (export-forms-cpu.json:
+# ONNX from IGC-L4M8's M=16 stage on, LiteRT from IGC-L100M2's stage 2 on).
+GROUPED_SECONDARY_FROM = {"litert": 200, "onnx": 48}
+# Groups of one or two outputs run faster merged into consecutive groups of up
+# to this many outputs, zeros between (export-grouped-cpu.json); ONNX Runtime
+# does not gain.
+MERGED_GROUP_OUTPUTS = {"litert": 12, "savedmodel": 8}
+
+_FORMS_FILE = "benchmarks/results/export-forms-cpu.json"
+_GROUPED_FILE = "benchmarks/results/export-grouped-cpu.json"
+_MSGC_FILE = "benchmarks/results/msgc-forms-cpu.json"
+_MSGC_EXPORTS_FILE = "benchmarks/results/msgc-exports-cpu.json"
+_KERAS_FILE = "benchmarks/results/bench-cpu.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """What a rule reads of a layer. For a grouped convolution or an IGC
+    block's primary: `groups` (L), `group_inputs`, `group_outputs` (M);
+    for an MSGC layer: `heads`, and `group_inputs` its input channels."""
+
+    groups: int = 1
+    group_inputs: int = 1
+    group_outputs: int = 1
+    kernel_size: tuple = (1, 1)
+    strides: tuple = (1, 1)
+    dtype: str = "float32"
+    heads: int = 1
+
+    @property
+    def dense_weights(self):
+        kh, kw = self.kernel_size
+        return (
+            kh
+            * kw
+            * self.groups
+            * self.group_inputs
+            * self.groups
+            * (self.group_outputs)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A layer's form in a runtime, and why.
+
+    Attributes:
+        kind, form: the layer's kind and its form (`FORMS[kind]`).
+        runtime: one of `RUNTIMES`; any but `"keras"` emits graph ops a
+            converter reads (`for_converter`).
+        why: the rule's reason, or the override that set it.
+        source: the benchmark results file the rule was measured in.
+        primary: an IGC block's primary path (`PATHS`); None for a dense block.
+        merge: consecutive groups that run as one (1: none), with zeros
+            between (`ops.merged_groups_kernel`); a grouped form only.
+        gather_limit: the MSGC `"auto"` form's most kept channels to gather.
+    """
+
+    kind: str
+    form: str
+    runtime: str
+    why: str
+    source: str | None = None
+    primary: str | None = None
+    merge: int = 1
+    gather_limit: int = 0
+
+    @property
+    def for_converter(self):
+        return self.runtime != "keras"
+
+    def as_dict(self):
+        entry = {"form": self.form, "why": self.why}
+        return entry if self.source is None else {**entry, "source": self.source}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    runtime: str
+    kind: str
+    decide: object  # Geometry -> (form, why) or (form, why, {field: value})
+    source: str | None
+
+    @property
+    def summary(self):
+        return (self.decide.__doc__ or "").strip().splitlines()[0]
+
+
+RULES = {runtime: {} for runtime in RUNTIMES}
+
+
+def rule(runtimes, kind, source=None):
+    """Register the decorated function as the rule of `kind` in `runtimes`."""
+
+    def register(decide):
+        for runtime in (runtimes,) if isinstance(runtimes, str) else runtimes:
+            RULES[runtime][kind] = Rule(runtime, kind, decide, source)
+        return decide
+
+    return register
+
+
+def choose(layer, runtime="keras", overrides=None):
+    """The `Choice` of `layer` in `runtime`.
+
+    Args:
+        layer: an `IGCConv2D`, `GroupConv2D` or grouped `Conv2D`,
+            `MSGCConv2D` or `ChannelShuffle`, built.
+        runtime: one of `RUNTIMES`.
+        overrides: `{kind: form}` to use instead of the rule (`OVERRIDES`;
+            `"auto"` follows it). In `"keras"` (and for an MSGC layer in
+            every runtime), a layer's own `implementation` other than
+            `"auto"` overrides the rule too.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(
+            f"`runtime` must be one of {RUNTIMES}. Received: runtime={runtime!r}."
+        )
+    kind, geometry, own = describe(layer)
+    wanted = check_override(kind, dict(overrides or {}).get(kind, "auto"))
+    if wanted not in ("auto", "auto_sparse"):
+        return forced(kind, wanted, runtime, geometry)
+    if own != "auto" and (runtime == "keras" or kind == "msgc"):
+        return _own(kind, own, runtime, geometry)
+    choice = decide(kind, runtime, geometry)
+    if wanted == "auto_sparse" and choice.form == "dense":
+        return sparse(choice, geometry, "block_form='auto_sparse'")
+    return choice
+
+
+def decide(kind, runtime, geometry):
+    """The rule's `Choice` for a layer of `kind` and `geometry` in `runtime`."""
+    rule_ = RULES[runtime][kind]
+    form, why, *extra = rule_.decide(geometry)
+    choice = Choice(
+        kind, form, runtime, why, rule_.source, **(extra[0] if extra else {})
+    )
+    if kind == "igc_block" and choice.primary is None:
+        choice = dataclasses.replace(
+            choice, primary="dense" if form == "dense" else "grouped"
+        )
+    return _merged(choice, geometry)
+
+
+def forced(kind, form, runtime, geometry, why=None):
+    """The `Choice` of a form named explicitly (never merged: emitted as named)."""
+    why = why or f"{_ARGUMENTS[kind]}={form!r}"
+    extra = {}
+    if kind == "igc_block":
+        extra["primary"] = {
+            "dense": "dense",
+            "igc": select_path(geometry, for_converter=True),
+        }.get(form, "grouped")
+    elif kind == "msgc" and form == "gather":
+        extra["gather_limit"] = geometry.group_inputs
+    return Choice(kind, form, runtime, why, **extra)
+
+
+def sparse(choice, geometry, reason):
+    """An IGC block's `choice` with the dense form replaced by `"igc"`, and
+    `reason` added to its why (the block keeps its own weights)."""
+    if choice.form != "dense":
+        return choice
+    igc = forced("igc_block", "igc", choice.runtime, geometry)
+    return dataclasses.replace(
+        igc, why=f"{choice.why}; kept an IGC block: {reason}", source=choice.source
+    )
+
+
+def _own(kind, own, runtime, geometry):
+    """The `Choice` a layer's own `implementation` argument names."""
+    why = f"implementation={own!r}"
+    if kind == "msgc" and runtime not in ("keras", "savedmodel"):
+        return Choice(kind, "masked", runtime, f"{why}; converters run it masked")
+    if kind == "igc_block":
+        form = {"dense": "dense", "grouped": "grouped_primary"}.get(own, "igc")
+        return Choice(kind, form, runtime, why, primary=own)
+    return forced(kind, own, runtime, geometry, why)
+
+
+_ARGUMENTS = {
+    "igc_block": "block_form",
+    "grouped_conv": "grouped_conv_form",
+    "msgc": "msgc_form",
+    "shuffle": "shuffle_form",
+}
+
+
+def check_override(kind, value):
+    """`value` if an export may ask for it for `kind`, else a ValueError."""
+    allowed = OVERRIDES.get(kind, ("auto",))
+    if value not in allowed:
+        raise ValueError(
+            f"`{_ARGUMENTS[kind]}` must be one of {allowed}. Received: "
+            f"{_ARGUMENTS[kind]}={value!r}."
+        )
+    return value
+
+
+def describe(layer):
+    """`(kind, Geometry, implementation)` of a layer that has forms."""
+    import keras
+
+    from keras_igc.layers import ChannelShuffle, IGCConv2D, MSGCConv2D
+
+    dtype = getattr(layer, "compute_dtype", "float32")
+    own = getattr(layer, "implementation", "auto")
+    if isinstance(layer, IGCConv2D):
+        L = layer.primary_partitions
+        geometry = Geometry(
+            L, layer.primary.kernel.shape[2], layer.secondary_partitions,
+            layer.kernel_size, layer.strides, dtype,
+        )  # fmt: skip
+        return "igc_block", geometry, own
+    if isinstance(layer, MSGCConv2D):
+        geometry = Geometry(
+            group_inputs=layer.input_channels, kernel_size=layer.conv.kernel_size,
+            heads=layer.heads,
+        )  # fmt: skip
+        return "msgc", geometry, own
+    if isinstance(layer, ChannelShuffle):
+        return "shuffle", Geometry(groups=layer.groups), "auto"
+    if isinstance(layer, keras.layers.Conv2D):
+        geometry = Geometry(
+            layer.groups, layer.kernel.shape[2], layer.filters // layer.groups,
+            layer.kernel_size, layer.strides, dtype,
+        )  # fmt: skip
+        return "grouped_conv", geometry, own
+    raise TypeError(
+        f"{type(layer).__name__} {layer.name!r} has no execution forms; forms "
+        f"are for IGCConv2D, GroupConv2D (or a grouped Conv2D), MSGCConv2D and "
+        f"ChannelShuffle."
+    )
+
+
+def _merged(choice, geometry):
+    """`choice` with `merge_factor`'s merge of narrow groups where its runtime
+    gains from it, and its reason added."""
+    grouped = choice.form in ("grouped", "grouped_primary") and choice.kind in (
+        "igc_block", "grouped_conv",
+    )  # fmt: skip
+    factor = merge_factor(choice.runtime, geometry) if grouped else 1
+    if factor == 1:
+        return choice
+    groups, outputs = geometry.groups, geometry.group_outputs
+    return dataclasses.replace(
+        choice,
+        merge=factor,
+        why=f"{choice.why}; as {groups // factor} groups of {factor} "
+        f"({factor * outputs} outputs each, zeros between): {choice.runtime} "
+        f"runs groups of {outputs} outputs slowly ({_GROUPED_FILE})",
+    )
+
+
+def merge_factor(runtime, geometry):
+    """How many consecutive groups run as one in `runtime` (1: none)."""
+    widest = MERGED_GROUP_OUTPUTS.get(runtime)
+    g = geometry
+    if widest is None or g.group_outputs > 2 or g.group_inputs * g.group_outputs == 1:
+        return 1
+    return max(r for r in range(1, widest // g.group_outputs + 1) if g.groups % r == 0)
+
+
+def select_path(geometry, for_converter=False):
+    """The fastest exact path of a grouped convolution on this backend and
+    device (a path of `PATHS`).
+
+    `"grouped"` wherever the backend has a fast grouped kernel: PyTorch
+    (oneDNN, cuDNN), any accelerator, and TensorFlow on CPU with oneDNN in
+    float32 or bfloat16 (`tensorflow_grouped_kernel`). Otherwise, and always
+    `for_converter` (the exporting machine's kernels say nothing of the
+    serving runtime's): a 1x1 or small convolution as one dense kernel,
+    narrow groups as a depthwise convolution, wide groups as dense
+    convolutions on slices. For an IGC block, the primary's geometry: its
+    dense form is the whole block's dense-equivalent kernel.
+    """
+    import keras
+
+    g = geometry
+    backend = keras.backend.backend()
+    if not for_converter and (
+        backend == "torch"
+        or has_accelerator()
+        or (backend == "tensorflow" and tensorflow_grouped_kernel(g.dtype))
+    ):
+        return "grouped"
+    if tuple(g.kernel_size) == (1, 1) or g.dense_weights <= SMALL_DENSE_KERNEL:
+        return "dense"
+    if g.group_inputs * g.group_outputs <= 16 and g.strides[0] == g.strides[1]:
+        return "depthwise"
+    return "split"
+
+
+# The rules, one per runtime and kind.
+
+
+@rule("keras", "grouped_conv", source=_KERAS_FILE)
+def _keras_grouped(g):
+    """The backend's grouped kernel where it is fast, else dense, depthwise or split."""
+    return select_path(g), "the Keras rule (forms.select_path)"
+
+
+@rule("keras", "igc_block", source=_KERAS_FILE)
+def _keras_block(g):
+    """The primary's path by the Keras rule (dense: the whole block's kernel)."""
+    path = select_path(g)
+    why = "the Keras rule on the primary (forms.select_path)"
+    if path == "dense":
+        return "dense", why
+    form = "grouped_primary" if path == "grouped" else "igc"
+    return form, why, {"primary": path}
+
+
+@rule("converter", "grouped_conv", source=_KERAS_FILE)
+def _converter_grouped(g):
+    """The Keras CPU rule without grouped kernels."""
+    path = select_path(g, for_converter=True)
+    return path, "the Keras CPU rule (forms.select_path) without grouped kernels"
+
+
+@rule("converter", "igc_block", source=_KERAS_FILE)
+def _converter_block(g):
+    """Dense where the dense kernel is small, else plain convolutions and a 1x1."""
+    path = select_path(g, for_converter=True)
+    why = "the Keras CPU rule (forms.select_path) without grouped kernels"
+    if path == "dense":
+        return "dense", why
+    return "igc", why, {"primary": path}
+
+
+@rule("savedmodel", "grouped_conv", source=_GROUPED_FILE)
+def _savedmodel_grouped(g):
+    """TensorFlow's grouped Conv2D (oneDNN, cuDNN), as the Keras model runs it."""
+    return "grouped", (
+        "savedmodel: TensorFlow's grouped Conv2D (oneDNN on x86 CPUs, cuDNN on "
+        "GPUs), the Keras model's own path (forms.select_path)"
+    )
+
+
+@rule("savedmodel", "igc_block", source=_FORMS_FILE)
+def _savedmodel_block(g):
+    """A grouped primary and one 1x1, as the Keras model runs it."""
+    return "grouped_primary", (
+        "savedmodel: TensorFlow's grouped Conv2D (oneDNN on x86 CPUs, cuDNN on "
+        "GPUs) and one 1x1, the Keras model's own path (forms.select_path)"
+    )
+
+
+def _small_dense(runtime, g):
+    if g.groups <= 4 and g.dense_weights <= SMALL_DENSE_KERNEL:
+        return (
+            f"{runtime}: {g.groups} groups with a small dense kernel "
+            f"({g.dense_weights} weights) run fastest as one dense convolution"
+        )
+    return None
+
+
+def _converted_grouped(runtime):
+    def decide(g):
+        """Dense for up to 4 groups and a small kernel, else grouped."""
+        why = _small_dense(runtime, g)
+        if why:
+            return "dense", why
+        return "grouped", (
+            f"{runtime}: the runtime's grouped convolution ({g.groups} groups), "
+            f"{g.groups}x fewer MACs than the dense kernel"
+        )
+
+    return decide
+
+
+def _converted_block(runtime):
+    def decide(g):
+        """Dense if small; grouped from a wide L*(M-1); else grouped_primary."""
+        why = _small_dense(runtime, g)
+        if why:
+            return "dense", why
+        threshold, width = (
+            GROUPED_SECONDARY_FROM[runtime],
+            g.groups * (g.group_outputs - 1),
+        )
+        if width >= threshold:
+            return "grouped", (
+                f"{runtime}: L*(M-1) = {width} >= {threshold}: the grouped "
+                f"secondary saves more than its permutations cost"
+            )
+        return "grouped_primary", (
+            f"{runtime}: L*(M-1) = {width} < {threshold}: a grouped primary, "
+            f"then one dense 1x1 (no permutations)"
+        )
+
+    return decide
+
+
+for _runtime in ("litert", "onnx"):
+    rule(_runtime, "grouped_conv", _GROUPED_FILE)(_converted_grouped(_runtime))
+    rule(_runtime, "igc_block", _FORMS_FILE)(_converted_block(_runtime))
+
+
+@rule("keras", "msgc", source=_MSGC_FILE)
+def _keras_msgc(g):
+    """Heads: scaled_kernel; one spatial head: auto (gather <= 60%); else masked."""
+    import keras
+
+    if has_accelerator():
+        return "masked", "not measured on accelerators: the masked form"
+    if g.heads > 1:
+        return "scaled_kernel", (
+            "several heads: each sample's masks folded into its kernel, no "
+            "per-head copies"
+        )
+    if tuple(g.kernel_size) != (1, 1) and keras.backend.backend() != "jax":
+        return (
+            "auto",
+            (
+                "one head, spatial kernel: gathered where the batch keeps at most "
+                "60% of the channels"
+            ),
+            {"gather_limit": int(0.6 * g.group_inputs)},
+        )
+    return "masked", "one 1x1 head (or JAX's static shapes): every form cost the same"
+
+
+@rule("savedmodel", "msgc", source=_MSGC_FILE)
+def _savedmodel_msgc(g):
+    """TensorFlow serves it: the form Keras takes on this machine."""
+    form, why, *extra = _keras_msgc(g)
+    return form, f"savedmodel: TensorFlow runs the Keras form ({why})", *extra
+
+
+def _converted_msgc(runtime):
+    def decide(g):
+        """Pointwise several-head layers: scaled_kernel; else masked."""
+        if tuple(g.kernel_size) == (1, 1) and g.heads > 1:
+            return "scaled_kernel", (
+                f"{runtime}: each sample's masks in its own 1x1 kernel, one "
+                f"batched matrix product"
+            )
+        return "masked", (
+            f"{runtime}: the gathered form's shapes follow the gates and a "
+            f"spatial per-sample kernel needs a batch of one, which the "
+            f"converters cannot express; the masked form"
+        )
+
+    return decide
+
+
+for _runtime in ("converter", "litert", "onnx"):
+    rule(_runtime, "msgc", _MSGC_EXPORTS_FILE)(_converted_msgc(_runtime))
+
+
+@rule("keras", "shuffle")
+def _keras_shuffle(g):
+    """One take on the channel axis."""
+    return "gather", "one gather of the channels"
+
+
+@rule(
+    ("converter", *EXPORT_RUNTIMES),
+    "shuffle",
+    source="benchmarks/results/export-igcv3-cpu.json",
+)
+def _converted_shuffle(g):
+    """Reshape, transpose, reshape: ONNX export makes it one NCHW transpose."""
+    return "transpose", (
+        "reshape-transpose-reshape, which ONNX export turns into one NCHW "
+        "transpose (a gather on the channel axis needs two layout transposes)"
+    )
+
+
+def rules_table():
+    """The rule table as Markdown: runtime, kind, rule, measured in."""
+    lines = ["| runtime | layer | rule | measured in |", "|---|---|---|---|"]
+    for runtime, rules in RULES.items():
+        for kind, rule_ in rules.items():
+            source = f"`{rule_.source}`" if rule_.source else "-"
+            lines.append(f"| {runtime} | {kind} | {rule_.summary} | {source} |")
+    return "\n".join(lines)
+
+
+def tensorflow_grouped_kernel(dtype):
+    """Whether TensorFlow computes a grouped convolution in `dtype`, and its
+    gradients, with a fast kernel of its own: cuDNN on a GPU, oneDNN on CPU
+    for float32 and bfloat16. (Without oneDNN, or in float16, its CPU kernel
+    is slow and has no gradient.)"""
+    import keras
+
+    from keras_igc import keras_internals
+
+    dtype = keras.backend.standardize_dtype(dtype)
+    if has_accelerator():
+        return True
+    return keras_internals.tensorflow_onednn() and dtype in ("float32", "bfloat16")
+
+
+def has_accelerator():
+    """Whether the current Keras backend computes on a GPU or TPU."""
+    import keras
+
+    return _has_accelerator(keras.backend.backend())
+
+
+# Per backend, once: the devices are fixed once the runtime has started (and
+# asking starts it), and the grouped path asks on every eager call.
+@functools.cache
+def _has_accelerator(backend):
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    return False
