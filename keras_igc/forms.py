@@ -98,15 +98,12 @@ class Geometry:
 
     @property
     def dense_weights(self):
-        kh, kw = self.kernel_size
-        return (
-            kh
-            * kw
-            * self.groups
-            * self.group_inputs
-            * self.groups
-            * (self.group_outputs)
+        """Weights of the block-diagonal dense kernel of the same convolution."""
+        inputs, outputs = (
+            self.groups * self.group_inputs,
+            self.groups * self.group_outputs,
         )
+        return self.kernel_size[0] * self.kernel_size[1] * inputs * outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +116,8 @@ class Choice:
             converter reads (`for_converter`).
         why: the rule's reason, or the override that set it.
         source: the benchmark results file the rule was measured in.
-        primary: an IGC block's primary path (`PATHS`); None for a dense block.
+        primary: an IGC block's primary path (`PATHS`; `"dense"` for the
+            whole block's dense-equivalent kernel).
         merge: consecutive groups that run as one (1: none), with zeros
             between (`ops.merged_groups_kernel`); a grouped form only.
         gather_limit: the MSGC `"auto"` form's most kept channels to gather.

@@ -1,4 +1,5 @@
-"""Every private Keras (and TensorFlow) API keras_igc relies on, in one place.
+"""Every private Keras (and TensorFlow, and LiteRT) API keras_igc relies on, in
+one place.
 
 Keras 3 has no public way to do these; each helper says what it needs, so an
 upgrade that moves them breaks this file alone (checked against Keras 3.15 and
@@ -124,3 +125,10 @@ def op_determinism():
     finally:
         if not was:
             config.disable_op_determinism()
+
+
+def litert_ops(interpreter):
+    """The ops of a LiteRT interpreter's graph (dicts with `op_name`): its
+    `_get_ops_details`, which has no public twin in `tf.lite` or
+    `ai_edge_litert`."""
+    return interpreter._get_ops_details()

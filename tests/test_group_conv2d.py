@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 import reference
-from harness import assert_round_trip
+from harness import assert_close, assert_round_trip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,9 +71,7 @@ def test_every_grouped_path_matches_the_definition(case):
             padding=case["padding"],
             dilation_rate=case["dilation"],
         )
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(got), expected, atol=1e-4, err_msg=name
-        )
+        assert_close(keras.ops.convert_to_numpy(got), expected, rel=1e-4, err_msg=name)
 
 
 @pytest.mark.parametrize(
@@ -96,10 +94,10 @@ def test_same_weights_config_and_outputs_as_conv2d(
     assert {k: v for k, v in ours.get_config().items() if k != "name"} == {
         k: v for k, v in plain.get_config().items() if k != "name"
     }
-    np.testing.assert_allclose(
+    assert_close(
         keras.ops.convert_to_numpy(ours(x)),
         keras.ops.convert_to_numpy(plain(x)),
-        atol=1e-4,
+        rel=1e-4,
     )
 
 
@@ -130,7 +128,7 @@ def test_merged_groups_kernel_is_the_same_convolution(factor):
     assert merged.shape == (3, 3, factor * k, groups * n)
     expected = grouped_reference(x, kernel, groups, (1, 1), "same", (1, 1))
     got = grouped_reference(x, merged, groups // factor, (1, 1), "same", (1, 1))
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert_close(got, expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("implementation", keras_igc.IMPLEMENTATIONS)
@@ -146,10 +144,10 @@ def test_each_implementation_gives_conv2d_outputs(implementation):
     expected = "grouped" if implementation == "auto" else implementation
     if implementation != "auto":
         assert ours.active_implementation == expected
-    np.testing.assert_allclose(
+    assert_close(
         keras.ops.convert_to_numpy(ours(x)),
         keras.ops.convert_to_numpy(plain(x)),
-        atol=1e-4,
+        rel=1e-4,
     )
 
 

@@ -8,7 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from harness import assert_round_trip, numpy, require_keras_hub
+from harness import assert_close, assert_round_trip, numpy, require_keras_hub
 
 require_keras_hub()
 
@@ -64,7 +64,7 @@ def test_backbone_is_the_application_without_its_head(name):
     for layer in backbone.layers[1:]:
         layer.set_weights(application.get_layer(layer.name).get_weights())
     x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
-    np.testing.assert_allclose(numpy(backbone(x)), numpy(application(x)), atol=1e-5)
+    assert_close(numpy(backbone(x)), numpy(application(x)), rel=1e-5)
 
     # Level n is 1/2^n of the input; the top level is the network's output.
     pyramid = keras.Model(backbone.inputs, backbone.pyramid_outputs)(x)
@@ -92,7 +92,7 @@ def test_backbone_saves_and_loads_as_a_keras_file(
 ):
     backbone = backbone_class(name, **arguments)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
-    loaded = assert_round_trip(backbone, x, tmp_path, atol=1e-6)
+    loaded = assert_round_trip(backbone, x, tmp_path, rel=1e-6)
     assert loaded.get_config() == backbone.get_config()
     assert sorted(loaded.pyramid_outputs) == sorted(backbone.pyramid_outputs)
 

@@ -5,7 +5,7 @@ here, saved, reloaded, and asked for boxes."""
 import keras
 import numpy as np
 import pytest
-from harness import require_keras_hub
+from harness import assert_close, require_keras_hub
 
 require_keras_hub()
 
@@ -89,9 +89,7 @@ def test_retinanet_trains_saves_reloads_and_detects(encoder, tmp_path):
     found = loaded.predict(x[:2], verbose=0)
     expected = model.predict(x[:2], verbose=0)
     for key in ("boxes", "confidence", "labels"):
-        np.testing.assert_allclose(
-            np.asarray(found[key]), np.asarray(expected[key]), atol=1e-4
-        )
+        assert_close(np.asarray(found[key]), np.asarray(expected[key]), rel=1e-4)
     # Up to 100 boxes per image after non-maximum suppression (5 steps do not
     # make them good; tutorials/detect_boxes.py trains longer).
     assert np.asarray(found["boxes"]).shape == (2, 100, 4)

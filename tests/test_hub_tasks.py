@@ -4,7 +4,7 @@ normalisation, preprocessors, and the IGC and MSGC image classifiers."""
 import keras
 import numpy as np
 import pytest
-from harness import assert_round_trip, numpy, require_keras_hub
+from harness import assert_close, assert_round_trip, numpy, require_keras_hub
 
 require_keras_hub()
 
@@ -40,9 +40,9 @@ IMAGES = RNG.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     ids=["igc-release", "torch", "cifar100"],
 )
 def test_converters_normalise_as_the_releases(converter, expected):
-    np.testing.assert_allclose(numpy(converter(IMAGES)), numpy(expected), atol=1e-4)
+    assert_close(numpy(converter(IMAGES)), numpy(expected), rel=1e-4)
     restored = type(converter).from_config(converter.get_config())
-    np.testing.assert_allclose(numpy(restored(IMAGES)), numpy(expected), atol=1e-4)
+    assert_close(numpy(restored(IMAGES)), numpy(expected), rel=1e-4)
 
 
 def test_converter_resizes_and_takes_its_own_scale_without_a_normalization():
@@ -51,7 +51,7 @@ def test_converter_resizes_and_takes_its_own_scale_without_a_normalization():
     )
     out = numpy(converter(np.full((1, 40, 40, 3), 255.0)))
     assert out.shape == (1, 16, 16, 3)
-    np.testing.assert_allclose(out, 1.0, atol=1e-6)
+    assert_close(out, 1.0, rel=1e-6)
 
 
 def test_converter_errors_name_the_value_and_the_fix():
@@ -71,10 +71,8 @@ def test_igc_classifier_is_the_application_with_its_preprocessing(tmp_path):
     # Logits (keras-hub's default), from images in 0-255 through the converter.
     expected = application(applications.preprocess_cifar_input(IMAGES))
     logits = classifier.predict(IMAGES, verbose=0)
-    np.testing.assert_allclose(
-        numpy(keras.ops.softmax(logits)), numpy(expected), atol=1e-5
-    )
-    loaded = assert_round_trip(classifier, IMAGES / 255.0, tmp_path, atol=1e-6)
+    assert_close(numpy(keras.ops.softmax(logits)), numpy(expected), rel=1e-5)
+    loaded = assert_round_trip(classifier, IMAGES / 255.0, tmp_path, rel=1e-6)
     assert isinstance(loaded.backbone, IGCBackbone)
 
 

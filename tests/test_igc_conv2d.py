@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 import reference
-from harness import assert_round_trip
+from harness import assert_close, assert_round_trip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -125,7 +125,7 @@ def test_dense_equivalent_kernel_reproduces_the_block(L, M, channels, kwargs):
         dilation_rate=layer.dilation_rate,
     )
     dense = dense + layer.dense_equivalent_bias()
-    np.testing.assert_allclose(to_numpy(dense), to_numpy(layer(x)), atol=1e-4)
+    assert_close(to_numpy(dense), to_numpy(layer(x)), rel=1e-4)
 
 
 def test_one_primary_partition_is_a_regular_conv_then_a_per_channel_scale():
@@ -139,9 +139,7 @@ def test_one_primary_partition_is_a_regular_conv_then_a_per_channel_scale():
     scale = keras.layers.DepthwiseConv2D(1, use_bias=False)
     scale.build(x.shape[:3] + (M,))
     scale.set_weights([secondary_kernel.reshape(1, 1, M, 1)])
-    np.testing.assert_allclose(
-        to_numpy(layer(x)), to_numpy(scale(regular(x))), atol=1e-5
-    )
+    assert_close(to_numpy(layer(x)), to_numpy(scale(regular(x))), rel=1e-5)
 
 
 def test_one_secondary_partition_is_depthwise_then_pointwise():
@@ -152,7 +150,7 @@ def test_one_secondary_partition_is_depthwise_then_pointwise():
     separable = keras.layers.SeparableConv2D(L, 3, padding="same")
     separable.build(x.shape)
     separable.set_weights([primary_kernel.reshape(3, 3, L, 1), secondary_kernel, bias])
-    np.testing.assert_allclose(to_numpy(layer(x)), to_numpy(separable(x)), atol=1e-5)
+    assert_close(to_numpy(layer(x)), to_numpy(separable(x)), rel=1e-5)
 
 
 @pytest.mark.parametrize(

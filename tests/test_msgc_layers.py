@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from harness import assert_round_trip
+from harness import assert_close, assert_round_trip
 from keras import ops
 
 import keras_igc
@@ -96,7 +96,7 @@ def test_open_masks_equal_the_dense_convolution(heads, strides):
     dense.set_weights([numpy(layer.kernel), numpy(layer.conv.bias)])
     for training in (False, True):
         outputs, gates = layer(x, training=training)
-        np.testing.assert_allclose(numpy(outputs), numpy(dense(x)), atol=1e-5)
+        assert_close(numpy(outputs), numpy(dense(x)), rel=1e-5)
         np.testing.assert_array_equal(numpy(gates), np.ones((2, heads, 12)))
     assert layer.dense_macs == 3 * 3 * 12 * 8 * math.prod(layer.output_size)
 
@@ -114,7 +114,7 @@ def test_closed_channels_are_not_read_by_their_head():
     expected = np.concatenate(
         [x[..., :1] @ kernel[:1, :2], x[..., 1:] @ kernel[1:, 2:]], axis=-1
     )
-    np.testing.assert_allclose(numpy(outputs), expected, atol=1e-5)
+    assert_close(numpy(outputs), expected, rel=1e-5)
 
 
 def test_mac_regularizer_counts_as_the_release():
@@ -163,7 +163,7 @@ def test_msgc_layers_round_trip_through_config_and_saving(tmp_path):
     )([y, gates1, gates2])  # fmt: skip
     model = keras.Model(inputs, y)
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 8)).astype("float32")
-    assert_round_trip(model, x, tmp_path, atol=1e-6)
+    assert_round_trip(model, x, tmp_path, rel=1e-6)
     for layer in model.layers:
         config = layer.get_config()
         assert type(layer).from_config(config).get_config() == config
@@ -270,7 +270,7 @@ def test_a_converted_cnn_fits_evaluates_and_round_trips_on_every_backend(tmp_pat
     assert 0 < history.history["mac_ratio"][0] < 2
     result = model.evaluate(x, y, verbose=0, return_dict=True)
     assert result["macs"] > 0
-    loaded = assert_round_trip(model, x, tmp_path, atol=1e-6, predict=True)
+    loaded = assert_round_trip(model, x, tmp_path, rel=1e-6, predict=True)
     assert type(loaded).__name__ == "MSGCModel"
     loaded.fit(x, y, batch_size=4, epochs=1, verbose=0)
 
@@ -286,4 +286,4 @@ def test_msgc_resnet18_fits_evaluates_and_round_trips_on_every_backend(tmp_path)
     assert {"loss", "accuracy", "macs", "mac_ratio"} <= set(history.history)
     assert np.isfinite(history.history["loss"][0])
     assert model.evaluate(x, y, verbose=0, return_dict=True)["macs"] > 0
-    assert_round_trip(model, x, tmp_path, atol=1e-5, predict=True)
+    assert_round_trip(model, x, tmp_path, rel=1e-5, predict=True)

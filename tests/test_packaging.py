@@ -1,5 +1,6 @@
 """The wheel maps the top-level applications/ folder to keras_igc.applications."""
 
+import ast
 import pathlib
 import subprocess
 import sys
@@ -124,10 +125,50 @@ def test_private_keras_apis_are_reached_in_one_place():
     `keras_igc/keras_internals.py`, so a Keras upgrade breaks one file."""
     root = pathlib.Path(__file__).parents[1]
     private = ("keras.src", "_nodes_by_depth", "_inbound_nodes", "_flatten_layers",
-               "_symbolic_build")  # fmt: skip
+               "_symbolic_build", "_get_ops_details")  # fmt: skip
     for path in [*root.joinpath("keras_igc").rglob("*.py"),
                  *root.joinpath("applications").rglob("*.py")]:  # fmt: skip
         if path.name == "keras_internals.py":
             continue
         text = path.read_text()
         assert not [name for name in private if name in text], path
+
+
+def _functions(root):
+    for path in [*root.joinpath("keras_igc").rglob("*.py"),
+                 *root.joinpath("applications").rglob("*.py")]:  # fmt: skip
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield path, node
+
+
+def test_no_function_is_longer_than_a_screenful_or_so():
+    """No function of the package over 100 lines, docstring and decorators
+    included: a newcomer reads each one whole."""
+    root = pathlib.Path(__file__).parents[1]
+    long = [
+        f"{path.relative_to(root)}:{node.name} ({length} lines)"
+        for path, node in _functions(root)
+        if (length := node.end_lineno - min(
+            [node.lineno, *(d.lineno for d in node.decorator_list)]) + 1) > 100
+    ]  # fmt: skip
+    assert not long
+
+
+def test_only_a_layer_sets_its_execution_form():
+    """Layers take their form through `set_execution_form` alone: no other
+    module assigns to a layer's private attributes (keras_internals.py, the
+    one home of Keras' private APIs, aside)."""
+    root = pathlib.Path(__file__).parents[1]
+    for path in [*root.joinpath("keras_igc").rglob("*.py"),
+                 *root.joinpath("applications").rglob("*.py")]:  # fmt: skip
+        if path.parent.name == "layers" or path.name == "keras_internals.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+            for target in targets:
+                if not isinstance(target, ast.Attribute):
+                    continue
+                if target.attr.startswith("_") and not target.attr.endswith("__"):
+                    owner = ast.unparse(target.value)
+                    assert owner in ("self", "cls"), (path.name, ast.unparse(target))

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from harness import assert_close
 
 import keras_igc
 from keras_igc import cli, training
@@ -122,7 +123,7 @@ def test_train_takes_a_model_of_yours(tmp_path):
     saved = keras.saving.load_model(tmp_path / "model.keras")
     assert saved.name == "own_igc"
     x = np.random.default_rng(0).uniform(size=(2, 32, 32, 1)).astype("float32")
-    np.testing.assert_allclose(saved(x), model(x), atol=1e-6)
+    assert_close(saved(x), model(x), rel=1e-6)
     for wrong, message in (
         (_own_network(classes=7), "7 outputs; 'digits' has 10 classes"),
         (_own_network(input_shape=(28, 28, 1)), "\\(28, 28, 1\\).*\\(32, 32, 1\\)"),

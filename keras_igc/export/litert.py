@@ -3,6 +3,8 @@
 import os
 import warnings
 
+from keras_igc import keras_internals
+
 
 def write(saved_model, path):
     """Convert with builtin ops; fall back to select-TF ops only if needed."""
@@ -26,7 +28,7 @@ def write(saved_model, path):
         select_ops = sorted(
             {
                 op["op_name"].removeprefix("Flex")
-                for op in interpreter._get_ops_details()
+                for op in keras_internals.litert_ops(interpreter)
                 if op["op_name"].startswith("Flex")
             }
         )
