@@ -1,0 +1,95 @@
+"""keras_igc.forms: one rule table per runtime, each rule backed by a results
+file, and the one method through which a layer takes its form."""
+
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+import keras_igc
+from keras_igc import cli, forms
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def test_every_runtime_has_one_rule_for_every_kind():
+    for runtime in forms.RUNTIMES:
+        assert set(forms.RULES[runtime]) == set(forms.FORMS), runtime
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [r for rules in forms.RULES.values() for r in rules.values() if r.source],
+    ids=lambda r: f"{r.runtime}-{r.kind}",
+)
+def test_each_rule_names_a_results_file_that_exists(rule):
+    assert (ROOT / rule.source).is_file(), rule.source
+    assert rule.summary
+
+
+def built_layers():
+    block = keras_igc.IGCConv2D(20, 2, padding="same")
+    block.build((None, 8, 8, 40))
+    conv = keras_igc.GroupConv2D(40, 1, groups=20)
+    conv.build((None, 8, 8, 20))
+    shuffle = keras_igc.ChannelShuffle(4)
+    shuffle.build((None, 8, 8, 8))
+    msgc = keras_igc.MSGCConv2D(8, 1, heads=2)
+    msgc.build((None, 8, 8, 8))
+    return [block, conv, shuffle, msgc]
+
+
+@pytest.mark.parametrize("runtime", forms.RUNTIMES)
+def test_every_layer_takes_a_form_of_its_kind_in_every_runtime(runtime):
+    for layer in built_layers():
+        choice = forms.choose(layer, runtime)
+        assert choice.form in forms.FORMS[choice.kind] and choice.why
+        assert choice.runtime == runtime
+        layer.set_execution_form(choice)
+        assert layer.execution_form is choice
+
+
+def test_a_layer_takes_its_keras_form_when_built_and_any_other_on_request():
+    block, conv, *_ = built_layers()
+    assert block.execution_form == forms.choose(block, "keras")
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 40)).astype("float32")
+    expected = keras.ops.convert_to_numpy(block(x))
+    for form in ("grouped", "grouped_primary", "igc"):
+        block.set_execution_form(forms.forced("igc_block", form, "litert",
+                                              forms.describe(block)[1]))  # fmt: skip
+        got = keras.ops.convert_to_numpy(block(x))
+        np.testing.assert_allclose(
+            got, expected, rtol=0, atol=1e-5 * abs(expected).max()
+        )
+    with pytest.raises(ValueError, match="takes an 'igc_block' form"):
+        block.set_execution_form(forms.choose(conv, "keras"))
+
+
+def test_litert_merges_narrow_groups_and_says_why():
+    _, conv, *_ = built_layers()
+    choice = forms.choose(conv, "litert")
+    # 20 groups of 2 outputs from 1 input: 4 groups of 5 (10 outputs each).
+    assert (choice.form, choice.merge) == ("grouped", 5)
+    assert "as 4 groups of 5" in choice.why
+    assert forms.choose(conv, "onnx").merge == 1
+
+
+def test_overrides_and_runtimes_are_checked():
+    block, *_ = built_layers()
+    with pytest.raises(ValueError, match="runtime='tflite'"):
+        forms.choose(block, "tflite")
+    with pytest.raises(ValueError, match="block_form='sparse'"):
+        forms.choose(block, "onnx", {"igc_block": "sparse"})
+    with pytest.raises(TypeError, match="Dense 'dense' has no execution forms"):
+        forms.choose(keras.layers.Dense(2, name="dense"), "keras")
+    sparse = forms.choose(block, "converter", {"igc_block": "auto_sparse"})
+    assert sparse.form != "dense"
+
+
+def test_the_command_line_prints_the_rule_table(capsys):
+    assert cli.main(["info", "--forms"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == forms.rules_table()
+    for runtime in forms.RUNTIMES:
+        assert f"| {runtime} | igc_block |" in printed
