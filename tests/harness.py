@@ -22,9 +22,10 @@ def numpy(x):
 
 def assert_close(got, expected, rel, err_msg=""):
     """`got` equals `expected` within `rel` of the largest magnitude in
-    `expected`. Tolerances are relative to the values' size throughout the
-    suite: an absolute one is too tight for values near 100 (boxes, logits)
-    under another thread count and too loose for values near 1e-6."""
+    `expected`. Tolerances on unbounded values (logits, features, boxes) are
+    relative to their size throughout the suite: an absolute one is too tight
+    for values near 100 under another thread count and too loose for values
+    near 1e-6. Bounded values (probabilities, pixels) keep absolute ones."""
     got = np.asarray(numpy(got), "float64")
     expected = np.asarray(numpy(expected), "float64")
     assert got.shape == np.broadcast_shapes(got.shape, expected.shape), err_msg
