@@ -57,7 +57,7 @@ NETWORKS = {
 def peer(model, kind):
     """The PyTorch network with `model`'s weights: pytorchcv's own IGCV3, or
     the Keras graph's layer-for-layer twin (`torch_twin.KerasTwin`)."""
-    import torch_twin
+    from benchmarks import torch_twin
 
     if kind == "pytorchcv":
         return torch_twin.pytorchcv_igcv3(model)
@@ -95,7 +95,8 @@ def runners(model, artifacts, directory, twin):
     ORT)."""
     import onnxruntime as ort
     import torch
-    import torch_twin
+
+    from benchmarks import torch_twin
 
     found = {"keras": (model.predict_on_batch, "nhwc")}
     for fmt, path in artifacts.items():

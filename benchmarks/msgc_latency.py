@@ -163,7 +163,7 @@ def build(host, attention, images, granularity=1):
 
 def torch_runners(dense):
     """The dense host's PyTorch twin, eager, in both layouts."""
-    import torch_twin
+    from benchmarks import torch_twin
 
     return torch_twin.eager_runners(torch_twin.KerasTwin(dense).eval(), "torch dense")
 

@@ -51,8 +51,10 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_igc' has no attribute {name!r}")
 
 
-# The `keras-igc` command parses its arguments before Keras and TensorFlow
-# start (`--help` and typos answer at once) and loads the rest after
-# (`cli.main`); everywhere else, importing keras_igc loads everything.
+# Importing keras_igc registers its layers, which `keras.saving.load_model`
+# needs (Keras imports no third-party module to find a class), so it loads
+# Keras at once. The one exception is the `keras-igc` command: it parses its
+# arguments before Keras and TensorFlow start (`--help` and typos answer at
+# once) and imports the layers after (`cli._start_keras`).
 if os.path.basename(getattr(sys, "argv", [""])[0] or "") != "keras-igc":
     _load()

@@ -135,7 +135,36 @@ def _export_command(commands):
         "--tolerance", type=_tolerance, default=1e-4,
         help="largest difference allowed from the Keras model (default 1e-4)",
     )  # fmt: skip
+    _quantize_args(export)
     export.set_defaults(run=_export)
+
+
+# `keras_igc.export.quantize.SCHEMES`, named here so that parsing needs no
+# TensorFlow (tests/test_quantize.py checks that the two agree).
+QUANTIZE_SCHEMES = ("int8", "dynamic")
+
+
+def _quantize_args(export):
+    export.add_argument(
+        "--quantize", choices=QUANTIZE_SCHEMES, help="also write 8-bit artifacts "
+        "(model_int8.tflite, model_int8.onnx) from the folded model: int8 "
+        "(full-integer LiteRT, ONNX QDQ; per-channel weight scales, activations "
+        "calibrated on --calibration) or dynamic (int8 weights only)",
+    )  # fmt: skip
+    export.add_argument(
+        "--calibration", metavar="DATASET[:N]", help="the dataset whose "
+        "training split calibrates the activations (first N examples, default "
+        "256), e.g. digits:300; --check compares on its held-out split",
+    )  # fmt: skip
+    export.add_argument(
+        "--int8-io", action="store_true", help="with --quantize int8: the LiteRT "
+        "file takes and gives int8 tensors (default float)",
+    )  # fmt: skip
+    export.add_argument(
+        "--min-agreement", type=_fraction, default=None, help="with --check: the "
+        "least top-1 agreement of an 8-bit artifact with the float model on "
+        "held-out examples (default 0.98, export.MIN_AGREEMENT)",
+    )  # fmt: skip
 
 
 def _convert_command(commands):
@@ -562,6 +591,17 @@ def _tolerance(text):
     return value
 
 
+def _fraction(text):
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1]; got {text!r}")
+    return value
+
+
 def _ints(text):
     try:
         return [int(v) for v in text.split(",")]
@@ -574,17 +614,15 @@ def _ints(text):
 def _export(args):
     from keras_igc import export
 
+    _check_quantize_flags(args)
     builder_args = {} if args.depth is None else {"depth": args.depth}
     model = export.load_source(args.source, weights=args.weights, **builder_args)
     result = export.export(
-        model,
-        args.output,
-        args.formats.split(","),
-        fold=not args.no_fold,
-        block_form=args.block_form,
-        grouped_conv_form=args.grouped_conv_form,
-        overwrite=args.overwrite,
-    )
+        model, args.output, args.formats.split(","), fold=not args.no_fold,
+        block_form=args.block_form, grouped_conv_form=args.grouped_conv_form,
+        quantize=args.quantize, int8_io=args.int8_io, overwrite=args.overwrite,
+        calibration=args.calibration if args.quantize == "int8" else None,
+    )  # fmt: skip
     if not args.check:
         return 0
     rows = export.check(model, result.artifacts)
@@ -597,7 +635,69 @@ def _export(args):
             file=sys.stderr,
         )
         return 1
-    return 0
+    return _check_quantized(export, model, result, args)
+
+
+def _check_quantize_flags(args):
+    """The 8-bit flags make sense together, before anything is loaded."""
+    if args.int8_io and args.quantize != "int8":
+        raise ValueError(
+            f"--int8-io needs --quantize int8 (full-integer). Received: "
+            f"--quantize {args.quantize}."
+        )
+    if args.quantize is None and (args.calibration or args.min_agreement):
+        raise ValueError(
+            "--calibration and --min-agreement apply to 8-bit artifacts: add "
+            "--quantize int8 (or dynamic)."
+        )
+    if (
+        args.quantize
+        and args.calibration is None
+        and (args.quantize == "int8" or args.check)
+    ):
+        raise ValueError(
+            f"--quantize {args.quantize} needs --calibration DATASET[:N] "
+            f"(e.g. digits:300): "
+            + (
+                "its training split calibrates the activations"
+                if args.quantize == "int8"
+                else "--check compares on its held-out split"
+            )  # fmt: skip
+            + "."
+        )
+
+
+HELD_OUT = 1000  # examples of the held-out split an 8-bit check compares on
+
+
+def _check_quantized(export, model, result, args):
+    """--check of the 8-bit artifacts: top-1 agreement on held-out examples."""
+    if not args.quantize:
+        return 0
+    import numpy as np
+
+    from keras_igc import data
+    from keras_igc.export import quantize
+
+    name, _ = quantize.parse_calibration(args.calibration)
+    images = []
+    for batch, _ in data.load(name, "eval", batch_size=100):
+        images.append(batch.numpy())
+        if len(images) * 100 >= HELD_OUT:
+            break
+    images = np.concatenate(images)[:HELD_OUT]
+    rows = export.check_quantized(model, result.artifacts, images)
+    print(export.format_quantized(rows))
+    least = args.min_agreement or export.MIN_AGREEMENT
+    failed = [r for r in rows if r["agreement"] < least]
+    for row in failed:
+        print(
+            f"keras-igc export: check failed: {row['format']} agrees with the "
+            f"float model on {row['agreement']:.2%} of {row['examples']} held-out "
+            f"examples, under --min-agreement {least:g}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

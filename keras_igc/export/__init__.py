@@ -25,7 +25,13 @@ from keras_igc.export.artifacts import (
     export,
     load_source,
 )
-from keras_igc.export.check import check, format_check
+from keras_igc.export.check import (
+    MIN_AGREEMENT,
+    check,
+    check_quantized,
+    format_check,
+    format_quantized,
+)
 from keras_igc.export.dependencies import SUPPORTED_BACKENDS, MissingDependencyError
 from keras_igc.export.folding import BLOCK_FORMS, FoldingReport, prepare
 
@@ -38,6 +44,9 @@ __all__ = [
     "FoldingReport",
     "MissingDependencyError",
     "check",
+    "check_quantized",
+    "MIN_AGREEMENT",
+    "format_quantized",
     "export",
     "format_check",
     "load_source",

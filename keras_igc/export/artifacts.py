@@ -7,6 +7,7 @@ import shutil
 import tempfile
 
 from keras_igc.export import litert, onnx, savedmodel
+from keras_igc.export import quantize as quant
 from keras_igc.export.dependencies import SUPPORTED_BACKENDS, check_backend, require  # noqa: F401 (doctests)
 from keras_igc.export.folding import FoldingReport, prepare
 from keras_igc.validation import load_keras_model
@@ -27,12 +28,18 @@ class ExportResult:
             `blocks` say which form each IGC block got in that format and why.
         litert_select_ops: TensorFlow ops the LiteRT file runs through the
             select-TF fallback (empty: builtin ops only).
+        quantization: None, or what the 8-bit artifacts (`artifacts`' keys
+            `litert_int8`, `onnx_int8`) hold: `scheme`, `calibration_examples`,
+            `int8_io`, and per format `float_ops` (`{op: count}` of the
+            operations left in float, which the runtime has no integer
+            kernel for or the scheme leaves float).
     """
 
     artifacts: dict
     sizes: dict
     folding: FoldingReport
     litert_select_ops: list
+    quantization: dict | None = None
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -46,6 +53,9 @@ def export(
     fold=True,
     block_form="auto",
     grouped_conv_form="auto",
+    quantize=None,
+    calibration=None,
+    int8_io=False,
     overwrite=False,
     verbose=True,
 ):
@@ -63,6 +73,14 @@ def export(
             in it are left alone.
         formats: any of `"savedmodel"`, `"litert"`, `"onnx"`.
         fold, block_form, grouped_conv_form: see `prepare`.
+        quantize: None, `"int8"` (full-integer LiteRT with per-channel
+            weight scales, ONNX QDQ per channel; activations calibrated) or
+            `"dynamic"` (int8 weights only): also writes `model_int8.tflite`
+            and `model_int8.onnx` beside the float LiteRT and ONNX files.
+        calibration: for `"int8"`: images (an array or a `tf.data.Dataset`)
+            or `"DATASET[:N]"` (`export.quant.calibration_images`).
+        int8_io: the int8 LiteRT file takes and gives int8 tensors (the
+            input and output scales are in the file); default float.
         overwrite: replace artifacts that exist; otherwise an existing one is
             an error and nothing is written.
         verbose: print what was written.
@@ -88,9 +106,10 @@ def export(
     check_backend()
     model = load_source(model) if isinstance(model, str) else model
     formats = _check_formats(formats)
+    quantization, images = _quantization(model, quantize, calibration, int8_io)
     if "onnx" in formats:
         require("tf2onnx", "ONNX export")
-    artifacts = {fmt: os.path.join(directory, FORMATS[fmt]) for fmt in formats}
+    artifacts = _artifact_paths(directory, formats, quantization)
     existing = [p for p in artifacts.values() if os.path.exists(p)]
     if existing and not overwrite:
         raise FileExistsError(
@@ -104,12 +123,15 @@ def export(
             grouped_conv_form=grouped_conv_form,
         )  # fmt: skip
     os.makedirs(directory, exist_ok=True)
-    select_ops = _write(directory, prepared, folding, artifacts, existing)
+    select_ops = _write(
+        directory, prepared, folding, artifacts, existing, quantization, images
+    )
     result = ExportResult(
         artifacts=artifacts,
         sizes={fmt: _disk_size(path) for fmt, path in artifacts.items()},
         folding=folding,
         litert_select_ops=select_ops,
+        quantization=quantization,
     )
     with open(os.path.join(directory, REPORT_FILE), "w") as f:
         f.write(result.to_json())
@@ -118,8 +140,36 @@ def export(
     return result
 
 
-def _write(directory, prepared, folding, artifacts, existing):
-    """Write every format's artifact; the ops LiteRT runs through select-TF.
+def _quantization(model, quantize, calibration, int8_io):
+    """`(report, calibration images)` of the 8-bit artifacts asked for, or
+    `(None, None)`; bad arguments refused before anything is written."""
+    quant.check_scheme(quantize, int8_io)
+    if quantize is None:
+        return None, None
+    images = None
+    if quantize == "int8":
+        images = quant.calibration_images(calibration, model.input_shape)
+    report = {
+        "scheme": quantize,
+        "int8_io": int8_io,
+        "calibration_examples": 0 if images is None else len(images),
+    }
+    return report, images
+
+
+def _artifact_paths(directory, formats, quantization):
+    """Path by format (`"litert_int8"`, `"onnx_int8"` for 8-bit ones)."""
+    paths = {fmt: os.path.join(directory, FORMATS[fmt]) for fmt in formats}
+    if quantization is not None:
+        for fmt in quant.FILES:
+            if fmt in formats:
+                paths[f"{fmt}_int8"] = os.path.join(directory, quant.FILES[fmt])
+    return paths
+
+
+def _write(directory, prepared, folding, artifacts, existing, quantization, images):
+    """Write every format's artifact (and its 8-bit one with `quantization`,
+    whose `float_ops` it records); the ops LiteRT runs through select-TF.
 
     Artifacts are staged and moved into place only when every format has
     succeeded, so a failed export leaves the directory as it was.
@@ -127,6 +177,12 @@ def _write(directory, prepared, folding, artifacts, existing):
     select_ops = []
     with tempfile.TemporaryDirectory(dir=directory, prefix=".export-") as scratch:
         staged = {fmt: os.path.join(scratch, FORMATS[fmt]) for fmt in FORMATS}
+        staged.update(
+            {
+                f"{fmt}_int8": os.path.join(scratch, name)
+                for fmt, name in quant.FILES.items()
+            }
+        )
         if "savedmodel" in prepared:
             savedmodel.write(prepared["savedmodel"], staged["savedmodel"])
         if "litert" in prepared:
@@ -139,8 +195,19 @@ def _write(directory, prepared, folding, artifacts, existing):
                 source = os.path.join(scratch, "litert_saved_model")
                 savedmodel.write(prepared["litert"], source)
             select_ops = litert.write(source, staged["litert"])
+            if quantization:
+                quant.litert(source, staged["litert_int8"], quantization["scheme"],
+                                images, quantization["int8_io"])  # fmt: skip
         if "onnx" in prepared:
             onnx.write(prepared["onnx"], staged["onnx"])
+            if quantization:
+                quant.onnx(staged["onnx"], staged["onnx_int8"],
+                              quantization["scheme"], images)  # fmt: skip
+        if quantization:
+            quantization["float_ops"] = {
+                fmt: quant.float_ops(fmt, staged[f"{fmt}_int8"])
+                for fmt in quant.FILES if fmt in prepared
+            }  # fmt: skip
         for path in existing:
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         for fmt, path in artifacts.items():
@@ -153,6 +220,8 @@ def _print_summary(result):
         print(f"{fmt}: {report.summary()}")
     for fmt, path in result.artifacts.items():
         print(f"{fmt}: {path} ({result.sizes[fmt] / 2**20:.2f} MiB)")
+    for fmt, ops in ((result.quantization or {}).get("float_ops") or {}).items():
+        print(f"{fmt}_int8: left in float: {ops or 'nothing'}")
     if result.litert_select_ops:
         print(f"litert: select-TF fallback for {result.litert_select_ops}")
 

@@ -3,6 +3,8 @@
 import os
 import warnings
 
+import numpy as np
+
 from keras_igc import keras_internals
 
 
@@ -70,10 +72,29 @@ def runner(path):
                 interpreter.resize_tensor_input(source["index"], x.shape)
                 interpreter.allocate_tensors()
                 shape[0] = x.shape
-            interpreter.set_tensor(source["index"], x)
+            interpreter.set_tensor(source["index"], _to_input(x, source))
             interpreter.invoke()
-            return interpreter.get_tensor(target["index"])
+            return _from_output(interpreter.get_tensor(target["index"]), target)
 
         return run
 
     return make
+
+
+def _to_input(x, source):
+    """`x` in the file's input type: quantized by its scale for an int8 input."""
+    if source["dtype"] == np.float32:
+        return x
+    scale, zero = source["quantization"]
+    info = np.iinfo(source["dtype"])
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(
+        source["dtype"]
+    )
+
+
+def _from_output(y, target):
+    """The output in float: dequantized by its scale for an int8 output."""
+    if target["dtype"] == np.float32:
+        return y
+    scale, zero = target["quantization"]
+    return (y.astype("float32") - zero) * scale

@@ -1,0 +1,204 @@
+"""8-bit artifacts: LiteRT full-integer and ONNX QDQ, calibrated; weight-only.
+
+`"int8"` (static): int8 weights with one scale per output channel (grouped
+and depthwise convolutions need them: their channels' ranges differ by
+orders of magnitude) and int8 activations whose ranges come from calibration
+examples run through the folded float model. `"dynamic"`: int8 weights,
+float activations. Both start from the folded clone `prepare` made for the
+runtime, so BatchNorm is already inside the convolutions' scales.
+"""
+
+import os
+
+import numpy as np
+
+SCHEMES = ("int8", "dynamic")
+FILES = {"litert": "model_int8.tflite", "onnx": "model_int8.onnx"}
+DEFAULT_CALIBRATION = 256  # examples: a few hundred settle the ranges
+
+
+def check_scheme(quantize, int8_io=False):
+    """`quantize` (None or one of `SCHEMES`), else a ValueError naming it."""
+    if quantize is not None and quantize not in SCHEMES:
+        raise ValueError(
+            f"`quantize` must be None or one of {SCHEMES} (--quantize int8 or "
+            f"dynamic). Received: quantize={quantize!r}."
+        )
+    if int8_io and quantize != "int8":
+        raise ValueError(
+            f"int8 inputs and outputs (--int8-io) need full-integer "
+            f"quantization: pass quantize='int8' (--quantize int8). Received: "
+            f"quantize={quantize!r}."
+        )
+    return quantize
+
+
+def parse_calibration(text):
+    """`"digits:300"` -> `("digits", 300)`; `"digits"` -> the default count."""
+    name, _, count = str(text).partition(":")
+    if not count:
+        return name, DEFAULT_CALIBRATION
+    try:
+        number = int(count)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(
+            f"The calibration count after ':' must be a positive number of "
+            f"examples, e.g. {name}:300. Received: {text!r}."
+        )
+    return name, number
+
+
+def calibration_images(calibration, input_shape, *, data_dir=None, download=False):
+    """Calibration images as one float32 array shaped like the model's input.
+
+    `calibration`: an array of images, a `tf.data.Dataset` of images or of
+    `(images, labels)` batches, or `"DATASET[:N]"`: the first N examples of
+    the training split of a `keras_igc.data` dataset (the held-out split is
+    left for the agreement check).
+    """
+    if calibration is None:
+        raise ValueError(
+            "quantize='int8' needs calibration examples to set the activation "
+            "ranges: pass calibration= an array or dataset of images, or "
+            "--calibration DATASET[:N] (e.g. digits:300)."
+        )
+    if isinstance(calibration, str):
+        images = _dataset_images(calibration, data_dir, download)
+    elif hasattr(calibration, "as_numpy_iterator"):
+        images = np.concatenate(
+            [
+                b[0] if isinstance(b, tuple) else b
+                for b in calibration.as_numpy_iterator()
+            ]
+        )
+    else:
+        images = np.asarray(calibration)
+    images = np.asarray(images, "float32")
+    wanted = tuple(input_shape[1:])
+    fits = images.ndim == len(wanted) + 1 and all(
+        w is None or w == g for w, g in zip(wanted, images.shape[1:], strict=True)
+    )
+    if not fits or len(images) == 0:
+        raise ValueError(
+            f"Calibration images of shape {images.shape} do not fit the model's "
+            f"input {(None, *wanted)}: they must have its image size and "
+            f"{wanted[-1]} channels. Calibrate with the dataset the model was "
+            f"trained on."
+        )
+    return images
+
+
+def _dataset_images(text, data_dir, download):
+    from keras_igc import data
+
+    name, count = parse_calibration(text)
+    if name not in data.DATASETS:
+        raise ValueError(
+            f"Unknown calibration dataset {name!r} (from {text!r}). Choose one "
+            f"of {sorted(data.DATASETS)}, optionally with ':N' examples."
+        )
+    batches = data.load(
+        name, "train", batch_size=64, seed=0, data_dir=data_dir,
+        download=download,
+    )  # fmt: skip
+    images = []
+    for batch, _ in batches:
+        images.append(batch.numpy())
+        if sum(len(i) for i in images) >= count:
+            break
+    return np.concatenate(images)[:count]
+
+
+def litert(saved_model, path, scheme, images, int8_io=False, batch=8):
+    """Write a quantized LiteRT file converted from `saved_model`."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model, signature_keys=["serve"]
+    )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if scheme == "int8":
+
+        def representative():
+            for start in range(0, len(images), batch):
+                yield [images[start : start + batch]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+
+
+def onnx(float_path, path, scheme, images, batch=8):
+    """Write a quantized ONNX file from the float one: QDQ with per-channel
+    weight scales (`"int8"`), or int8 weights alone (`"dynamic"`)."""
+    import onnx as onnx_lib
+    from onnxruntime import quantization as q
+
+    if scheme == "dynamic":
+        q.quantize_dynamic(float_path, path, weight_type=q.QuantType.QInt8)
+        return
+    name = onnx_lib.load(float_path).graph.input[0].name
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(
+                {name: images[s : s + batch]} for s in range(0, len(images), batch)
+            )
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared = f"{path}.prepared.onnx"
+    try:
+        q.quant_pre_process(float_path, prepared)
+        q.quantize_static(
+            prepared, path, Reader(), quant_format=q.QuantFormat.QDQ,
+            per_channel=True, activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+        )  # fmt: skip
+    finally:
+        if os.path.exists(prepared):
+            os.remove(prepared)
+
+
+def float_ops(fmt, path):
+    """The operations of a quantized artifact that compute in float, by type:
+    `{op: count}` (what the runtime had no integer kernel for, or what the
+    scheme leaves float)."""
+    if fmt == "litert":
+        from keras_igc import keras_internals
+        from keras_igc.export.litert import make_interpreter
+
+        interpreter = make_interpreter(model_path=path)
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+        found = {}
+        for op in keras_internals.litert_ops(interpreter):
+            if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            outputs = [tensors[i]["dtype"] for i in op["outputs"] if i in tensors]
+            if any(np.dtype(d) == np.float32 for d in outputs):
+                found[op["op_name"]] = found.get(op["op_name"], 0) + 1
+        return found
+    import onnx as onnx_lib
+
+    graph = onnx_lib.load(path).graph
+    constants = {i.name for i in graph.initializer}
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    found = {}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        inputs = [i for i in node.input if i and i not in constants]
+        # Between QDQ pairs ONNX Runtime fuses the op into its integer form.
+        if node.op_type.startswith("QLinear") or node.op_type.endswith("Integer"):
+            continue
+        if inputs and all(i in dequantized for i in inputs):
+            continue
+        found[node.op_type] = found.get(node.op_type, 0) + 1
+    return found

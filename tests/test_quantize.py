@@ -1,0 +1,186 @@
+"""8-bit exports: LiteRT full-integer and ONNX QDQ, calibrated on a dataset,
+checked against the float model on held-out examples (TensorFlow only)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_igc
+from keras_igc import cli, data, export
+from keras_igc.export import quantize
+
+pytestmark = pytest.mark.tensorflow_only
+
+
+def held_out(count=360):
+    batches = data.load("digits", "eval", batch_size=120)
+    return np.concatenate([b.numpy() for b, _ in batches])[:count]
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    """An IGC network (a grouped projection, IGC blocks, BatchNorms) trained
+    a few epochs on scikit-learn's digits: logits that mean something."""
+    keras.utils.set_random_seed(0)
+    shape = held_out(1).shape[1:]
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    for strides in (2, 1, 2):
+        x = keras_igc.IGCConv2D(8, 2, strides=strides, padding="same", use_bias=False)(
+            x
+        )
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    x = keras_igc.GroupConv2D(32, 1, groups=8, use_bias=False)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )  # fmt: skip
+    model.fit(data.load("digits", "train", batch_size=64, seed=0), epochs=6, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(digits_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("int8")
+    result = export.export(
+        digits_model, str(directory), ["litert", "onnx"], quantize="int8",
+        calibration="digits:256", verbose=False,
+    )  # fmt: skip
+    return directory, result
+
+
+def test_int8_artifacts_agree_with_the_float_model_and_are_smaller(
+    digits_model, exported
+):
+    directory, result = exported
+    assert (directory / "model_int8.tflite").is_file()
+    assert (directory / "model_int8.onnx").is_file()
+    rows = export.check_quantized(digits_model, result.artifacts, held_out())
+    assert {r["format"] for r in rows} == {"litert_int8", "onnx_int8"}
+    for row in rows:
+        assert row["examples"] == 360
+        assert row["agreement"] >= export.MIN_AGREEMENT, row
+        assert row["max_logit_error"] < 0.2, row
+    # A network this small is mostly file structure (and ONNX's QDQ nodes
+    # carry a scale and a zero point each), so only LiteRT's shrinks here.
+    (litert,) = [r for r in rows if r["format"] == "litert_int8"]
+    assert litert["bytes"] < 0.7 * litert["float_bytes"], litert
+
+
+def test_the_report_says_the_scheme_the_calibration_and_what_stayed_float(exported):
+    directory, result = exported
+    with open(directory / export.REPORT_FILE) as f:
+        report = json.load(f)["quantization"]
+    assert report["scheme"] == "int8" and report["calibration_examples"] == 256
+    assert report == result.quantization
+    # Every convolution runs in int8: none is left float in either file.
+    for fmt in ("litert", "onnx"):
+        ops = report["float_ops"][fmt]
+        assert not {"CONV_2D", "DEPTHWISE_CONV_2D", "Conv"} & set(ops), (fmt, ops)
+
+
+def test_a_full_integer_litert_file_takes_int8_and_dynamic_keeps_float_io(
+    digits_model, tmp_path
+):
+    from keras_igc.export.litert import make_interpreter
+
+    export.export(
+        digits_model, str(tmp_path / "io"), ["litert"], quantize="int8",
+        calibration=held_out(64), int8_io=True, verbose=False,
+    )  # fmt: skip
+    path = str(tmp_path / "io" / "model_int8.tflite")
+    (source,) = make_interpreter(model_path=path).get_input_details()
+    assert source["dtype"] == np.int8
+    rows = export.check_quantized(
+        digits_model, {"litert": str(tmp_path / "io" / "model.tflite"),
+                       "litert_int8": path}, held_out(),
+    )  # fmt: skip
+    assert rows[0]["agreement"] >= export.MIN_AGREEMENT
+    result = export.export(
+        digits_model, str(tmp_path / "dyn"), ["litert"], quantize="dynamic",
+        verbose=False,
+    )  # fmt: skip
+    assert result.quantization["calibration_examples"] == 0
+    (source,) = make_interpreter(
+        model_path=result.artifacts["litert_int8"]
+    ).get_input_details()
+    assert source["dtype"] == np.float32
+
+
+def test_the_command_line_exports_and_checks_int8(digits_model, tmp_path, capsys):
+    path = str(tmp_path / "digits.keras")
+    digits_model.save(path)
+    argv = ["export", path, "--output", str(tmp_path / "out"), "--formats",
+            "litert", "--quantize", "int8", "--calibration", "digits:128",
+            "--check"]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| litert_int8 | 360 |" in printed and "top-1 agreement" in printed
+    # Asked for full agreement, the check fails unless every example agrees.
+    agreed = all(
+        "| 1.0000 |" in line for line in printed.splitlines() if "_int8 |" in line
+    )
+    code = cli.main([*argv, "--overwrite", "--min-agreement", "1"])
+    if agreed:
+        assert code == 0
+    else:
+        assert code == 1 and "under --min-agreement 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--quantize", "int4"], "invalid choice: 'int4'"),
+        (["--min-agreement", "2"], "expected a fraction in (0, 1]"),
+    ],
+)
+def test_bad_quantize_flags_are_named_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["export", "x.keras", "--output", "o", *argv])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--int8-io"], "--int8-io needs --quantize int8"),
+        (["--quantize", "dynamic", "--int8-io"], "--int8-io needs --quantize int8"),
+        (["--calibration", "digits"], "add --quantize int8"),
+        (["--quantize", "int8"], "needs --calibration DATASET[:N]"),
+        (["--quantize", "int8", "--calibration", "digits:0"], "digits:300"),
+        (["--quantize", "int8", "--calibration", "digits:-5"], "positive number"),
+        (["--quantize", "int8", "--calibration", "mnist"], "Unknown calibration"),
+    ],
+)
+def test_bad_quantize_arguments_are_refused_with_the_fix(
+    digits_model, tmp_path, argv, message, capsys
+):
+    path = str(tmp_path / "m.keras")
+    digits_model.save(path)
+    out = tmp_path / "out"
+    assert cli.main(["export", path, "--output", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "model_int8.tflite").exists()
+
+
+def test_calibration_that_does_not_fit_the_model_is_refused(digits_model, tmp_path):
+    with pytest.raises(ValueError, match=r"do not fit the model's input.*channels"):
+        export.export(
+            digits_model, str(tmp_path), ["litert"], quantize="int8",
+            calibration=np.zeros((8, 32, 32, 3), "float32"), verbose=False,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="quantize='int4'"):
+        export.export(digits_model, str(tmp_path), quantize="int4")
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_command_line_knows_every_scheme():
+    assert cli.QUANTIZE_SCHEMES == quantize.SCHEMES
