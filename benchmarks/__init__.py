@@ -87,6 +87,13 @@ BENCHMARKS = (
         ("msgc-granularity-digits.json",),
     ),
     Benchmark(
+        "quantize",
+        "8-bit LiteRT and ONNX exports: digits accuracy against float, speed "
+        "and size against the float files and PyTorch's int8 ONNX",
+        "python -m benchmarks.quantize [--skip-accuracy] [--networks IGCV3-1]",
+        ("quantize-cpu.json",),
+    ),
+    Benchmark(
         "resume",
         "what exact resume costs: op determinism, a backup, a mid-stream start",
         "python -m benchmarks.resume",

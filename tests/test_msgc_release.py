@@ -76,6 +76,7 @@ def loaded(request):
     return request.param, model
 
 
+@pytest.mark.not_on_jax  # whole hosts: 10-17 s each to build on JAX (conftest.py)
 def test_logits_masks_and_macs_equal_the_release(loaded):
     variant, model = loaded
     x = images()
@@ -120,6 +121,7 @@ def release_mac_loss(regularizer, gates):
     return regularizer.weight * max(0.0, ratio - float(FIXTURE["target"]))
 
 
+@pytest.mark.not_on_jax  # whole hosts, as above
 def test_training_step_mac_loss_equals_the_release(loaded, monkeypatch):
     variant, model = loaded
     gate_owner = {}
