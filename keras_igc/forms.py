@@ -23,6 +23,9 @@ can read. Four kinds of layer have forms (`FORMS`):
 - `"shuffle"` (`ChannelShuffle`): `"gather"` (one take on the channel axis)
   or `"transpose"` (reshape, transpose, reshape: ONNX export turns it into one
   NCHW transpose).
+- `"int8"` (a convolution of an 8-bit export, `keras_igc.export.quantize`):
+  `"int8"` (the runtime's integer kernel) or `"float"` (left in float where
+  the runtime's integer kernel measured slower).
 
 `choose(layer, runtime, overrides)` reads the rule of `RULES[runtime][kind]`.
 The runtimes (`RUNTIMES`): `"keras"` (the Keras model on this machine's
@@ -49,6 +52,8 @@ FORMS = {
     "igc_block": ("grouped", "grouped_primary", "dense", "igc"),
     "msgc": ("masked", "gather", "scaled_kernel", "auto"),
     "shuffle": ("gather", "transpose"),
+    # A convolution in an 8-bit artifact: integer kernels or left in float.
+    "int8": ("int8", "float"),
 }
 # What an export may ask for instead of the rule: "auto" follows it;
 # "auto_sparse" follows it but keeps every IGC block's own sparse weights
@@ -80,6 +85,7 @@ _GROUPED_FILE = "benchmarks/results/export-grouped-cpu.json"
 _MSGC_FILE = "benchmarks/results/msgc-forms-cpu.json"
 _MSGC_EXPORTS_FILE = "benchmarks/results/msgc-exports-cpu.json"
 _KERAS_FILE = "benchmarks/results/bench-cpu.json"
+_INT8_FILE = "benchmarks/results/quantize-cpu.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -533,6 +539,30 @@ def _converted_shuffle(g):
         "reshape-transpose-reshape, which ONNX export turns into one NCHW "
         "transpose (a gather on the channel axis needs two layout transposes)"
     )
+
+
+@rule(("keras", "converter", "savedmodel"), "int8")
+def _float_only(g):
+    """No 8-bit artifact: float."""
+    return "float", "no 8-bit artifact for this runtime"
+
+
+@rule("litert", "int8", source=_INT8_FILE)
+def _litert_int8(g):
+    """Every convolution in int8 (XNNPACK's kernels, grouped ones too)."""
+    return "int8", "litert: XNNPACK's int8 convolutions, grouped ones included"
+
+
+@rule("onnx", "int8", source=_INT8_FILE)
+def _onnx_int8(g):
+    """Float for grouped convolutions of several channels a group and >2 groups."""
+    if g.groups > 2 and g.group_inputs > 1:
+        return "float", (
+            f"onnx: {g.groups} groups of {g.group_inputs} inputs: ONNX Runtime's "
+            f"QLinearConv has no fast kernel for them; they measured slower "
+            f"in int8 than in float"
+        )
+    return "int8", "onnx: ONNX Runtime's QLinearConv (dense, depthwise, 2 groups)"
 
 
 def rules_table():

@@ -30,9 +30,12 @@ class ExportResult:
             select-TF fallback (empty: builtin ops only).
         quantization: None, or what the 8-bit artifacts (`artifacts`' keys
             `litert_int8`, `onnx_int8`) hold: `scheme`, `calibration_examples`,
-            `int8_io`, and per format `float_ops` (`{op: count}` of the
+            `int8_io`, per format `float_ops` (`{op: count}` of the
             operations left in float, which the runtime has no integer
-            kernel for or the scheme leaves float).
+            kernel for or the scheme leaves float), and `kept_float`
+            (`{"onnx": {node: why}}`: the convolutions the `"int8"` rule of
+            `keras_igc.forms` keeps float, where ONNX Runtime's integer
+            kernel measured slower).
     """
 
     artifacts: dict
@@ -201,8 +204,9 @@ def _write(directory, prepared, folding, artifacts, existing, quantization, imag
         if "onnx" in prepared:
             onnx.write(prepared["onnx"], staged["onnx"])
             if quantization:
-                quant.onnx(staged["onnx"], staged["onnx_int8"],
-                              quantization["scheme"], images)  # fmt: skip
+                kept = quant.onnx(staged["onnx"], staged["onnx_int8"],
+                                  quantization["scheme"], images)  # fmt: skip
+                quantization["kept_float"] = {"onnx": kept}
         if quantization:
             quantization["float_ops"] = {
                 fmt: quant.float_ops(fmt, staged[f"{fmt}_int8"])

@@ -136,14 +136,21 @@ def litert(saved_model, path, scheme, images, int8_io=False, batch=8):
 
 def onnx(float_path, path, scheme, images, batch=8):
     """Write a quantized ONNX file from the float one: QDQ with per-channel
-    weight scales (`"int8"`), or int8 weights alone (`"dynamic"`)."""
+    weight scales (`"int8"`), or int8 weights alone (`"dynamic"`). Each
+    convolution whose int8 form ONNX Runtime runs slower stays float
+    (`keras_igc.forms`, kind `"int8"`); returns `{node: why}` of those."""
     import onnx as onnx_lib
     from onnxruntime import quantization as q
 
+    graph = onnx_lib.load(float_path).graph
+    kept_float = _onnx_kept_float(graph)
     if scheme == "dynamic":
-        q.quantize_dynamic(float_path, path, weight_type=q.QuantType.QInt8)
-        return
-    name = onnx_lib.load(float_path).graph.input[0].name
+        q.quantize_dynamic(
+            float_path, path, weight_type=q.QuantType.QInt8,
+            nodes_to_exclude=list(kept_float),
+        )  # fmt: skip
+        return kept_float
+    name = graph.input[0].name
 
     class Reader(q.CalibrationDataReader):
         def __init__(self):
@@ -160,11 +167,33 @@ def onnx(float_path, path, scheme, images, batch=8):
         q.quantize_static(
             prepared, path, Reader(), quant_format=q.QuantFormat.QDQ,
             per_channel=True, activation_type=q.QuantType.QUInt8,
-            weight_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8, nodes_to_exclude=list(kept_float),
         )  # fmt: skip
     finally:
         if os.path.exists(prepared):
             os.remove(prepared)
+    return kept_float
+
+
+def _onnx_kept_float(graph):
+    """`{node name: why}` of the convolutions the `"int8"` rule of `onnx`
+    leaves in float."""
+    from keras_igc import forms
+
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    kept = {}
+    for node in graph.node:
+        if node.op_type != "Conv" or node.input[1] not in shapes:
+            continue
+        out, group_inputs, *kernel = shapes[node.input[1]]
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        geometry = forms.Geometry(
+            groups, group_inputs, out // groups, tuple(kernel) or (1, 1)
+        )
+        choice = forms.decide("int8", "onnx", geometry)
+        if choice.form == "float":
+            kept[node.name] = choice.why
+    return kept
 
 
 def float_ops(fmt, path):
@@ -198,7 +227,10 @@ def float_ops(fmt, path):
         # Between QDQ pairs ONNX Runtime fuses the op into its integer form.
         if node.op_type.startswith("QLinear") or node.op_type.endswith("Integer"):
             continue
-        if inputs and all(i in dequantized for i in inputs):
+        integer = bool(inputs) and all(i in dequantized for i in inputs)
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            integer = integer and node.input[1] in dequantized  # int8 weights
+        if integer:
             continue
         found[node.op_type] = found.get(node.op_type, 0) + 1
     return found
