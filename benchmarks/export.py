@@ -94,13 +94,24 @@ def runners(model, artifacts, directory, twin):
     the PyTorch peer `twin` (eager in both layouts, its own ONNX export in
     ORT)."""
     import onnxruntime as ort
-    import torch
 
     from benchmarks import torch_twin
 
     found = {"keras": (model.predict_on_batch, "nhwc")}
     for fmt, path in artifacts.items():
         found[fmt] = (RUNTIMES[fmt].runner(path)(), "nhwc")
+    path = torch_onnx(twin, model, directory)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    found["torch onnx in ORT"] = (lambda a: session.run(None, {"x": a})[0], "nchw")
+    found.update(torch_twin.eager_runners(twin, "torch eager"))
+    return found, os.path.getsize(path)
+
+
+def torch_onnx(twin, model, directory):
+    """`twin` exported by `torch.onnx` (NCHW input "x", any batch) into
+    `directory`/torch.onnx; its path."""
+    import torch
+
     path = os.path.join(directory, "torch.onnx")
     sample = torch.zeros(1, model.input_shape[3], *model.input_shape[1:3])
     with warnings.catch_warnings():
@@ -109,10 +120,7 @@ def runners(model, artifacts, directory, twin):
             twin, (sample,), path, dynamo=False, input_names=["x"],
             dynamic_axes={"x": {0: "batch"}},
         )  # fmt: skip
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    found["torch onnx in ORT"] = (lambda a: session.run(None, {"x": a})[0], "nchw")
-    found.update(torch_twin.eager_runners(twin, "torch eager"))
-    return found, os.path.getsize(path)
+    return path
 
 
 PEERS = ("torch eager NCHW", "torch eager channels_last", "torch onnx in ORT")

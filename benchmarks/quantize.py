@@ -24,13 +24,12 @@ import argparse
 import os
 import platform
 import tempfile
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.export import NETWORKS, calibrated, peer  # noqa: E402
+from benchmarks.export import NETWORKS, calibrated, peer, torch_onnx  # noqa: E402
 from benchmarks.output import results_path, write_json  # noqa: E402
 from benchmarks.timing import taking_turns  # noqa: E402
 from keras_igc import data, export, training  # noqa: E402
@@ -83,17 +82,7 @@ def digits_rows(epochs, directory):
 
 def torch_int8(model, kind, images, directory):
     """PyTorch's peer exported by torch.onnx, float and int8 (ORT's QDQ)."""
-    import torch
-
-    twin = peer(model, kind)
-    path = os.path.join(directory, "torch.onnx")
-    sample = torch.zeros(1, model.input_shape[3], *model.input_shape[1:3])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            twin, (sample,), path, dynamo=False, input_names=["x"],
-            dynamic_axes={"x": {0: "batch"}},
-        )  # fmt: skip
+    path = torch_onnx(peer(model, kind), model, directory)
     int8 = os.path.join(directory, "torch_int8.onnx")
     quantize.onnx(
         path, int8, "int8", np.ascontiguousarray(images.transpose(0, 3, 1, 2))

@@ -259,6 +259,17 @@ _ARGUMENTS = {
 }
 
 
+def check_kind(choice, kind, layer):
+    """`choice` if it is a form of `kind`, else a ValueError naming `layer`."""
+    if choice.kind != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r} takes {article} {kind!r} form. "
+            f"Received a {choice.kind!r} form: {choice}."
+        )
+    return choice
+
+
 def check_override(kind, value):
     """`value` if an export may ask for it for `kind`, else a ValueError."""
     allowed = OVERRIDES.get(kind, ("auto",))

@@ -66,12 +66,7 @@ class ChannelShuffle(keras.layers.Layer):
         """Shuffle as `choice` (a `keras_igc.forms.Choice` of kind
         `"shuffle"`) says from the next call or trace on: `"gather"`, or
         `"transpose"` (reshape, transpose, reshape) for converters."""
-        if choice.kind != "shuffle":
-            raise ValueError(
-                f"ChannelShuffle {self.name!r} takes a 'shuffle' form. Received "
-                f"a {choice.kind!r} form: {choice}."
-            )
-        self.execution_form = choice
+        self.execution_form = forms.check_kind(choice, "shuffle", self)
 
     def call(self, inputs):
         if self.execution_form.form == "transpose":

@@ -1,5 +1,4 @@
 import keras
-import numpy as np
 
 from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
@@ -61,21 +60,11 @@ class GroupConv2D(keras.layers.Conv2D):
         """Compute the convolution as `choice` says from the next call or
         trace on: a `keras_igc.forms.Choice` of kind `"grouped_conv"` (see
         `IGCConv2D.set_execution_form`)."""
-        if choice.kind != "grouped_conv":
-            raise ValueError(
-                f"GroupConv2D {self.name!r} takes a 'grouped_conv' form. "
-                f"Received a {choice.kind!r} form: {choice}."
-            )
-        self.execution_form = choice
+        self.execution_form = forms.check_kind(choice, "grouped_conv", self)
         self.active_implementation = choice.form
-        self._merged_kernel = None
-        if choice.merge > 1:
-            merged = igc_ops.merged_groups_kernel(
-                self.kernel, self.groups, choice.merge
-            )
-            self._merged_kernel = np.asarray(
-                keras.ops.convert_to_numpy(merged), "float32"
-            )
+        self._merged_kernel = igc_ops.merged_groups_constant(
+            self.kernel, self.groups, choice.merge
+        )
 
     def convolution_op(self, inputs, kernel):
         if self.groups == 1 or self.data_format != "channels_last":

@@ -1,7 +1,6 @@
 import math
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_igc import forms, validation
@@ -231,21 +230,11 @@ class IGCConv2D(keras.layers.Layer):
         export sets its runtime's. A choice that merges groups snapshots the
         primary kernel as it is now: set it after the weights.
         """
-        if choice.kind != "igc_block":
-            raise ValueError(
-                f"IGCConv2D {self.name!r} takes an 'igc_block' form. Received a "
-                f"{choice.kind!r} form: {choice}."
-            )
-        self.execution_form = choice
+        self.execution_form = forms.check_kind(choice, "igc_block", self)
         self.active_implementation = choice.primary
-        self._merged_primary_kernel = None
-        if choice.merge > 1:
-            merged = igc_ops.merged_groups_kernel(
-                self.primary.kernel, self.primary_partitions, choice.merge
-            )
-            self._merged_primary_kernel = np.asarray(
-                ops.convert_to_numpy(merged), "float32"
-            )
+        self._merged_primary_kernel = igc_ops.merged_groups_constant(
+            self.primary.kernel, self.primary_partitions, choice.merge
+        )
 
     def _check_input_shape(self, input_shape):
         if len(input_shape) != 4:

@@ -243,12 +243,7 @@ class MSGCConv2D(keras.layers.Layer):
         `"auto"` gathers up to `choice.gather_limit` kept channels. `build`
         sets the `"keras"` form, export each runtime's, and
         `forms.forced("msgc", form, ...)` any."""
-        if choice.kind != "msgc":
-            raise ValueError(
-                f"MSGCConv2D {self.name!r} takes an 'msgc' form. Received a "
-                f"{choice.kind!r} form: {choice}."
-            )
-        self.execution_form = choice
+        self.execution_form = forms.check_kind(choice, "msgc", self)
         form = choice.form
         self.active_implementation, self.gather_limit = form, choice.gather_limit
         # XLA compiles static shapes only: the gathered form runs without it.
