@@ -88,10 +88,12 @@ BENCHMARKS = (
     ),
     Benchmark(
         "quantize",
-        "8-bit LiteRT and ONNX exports: digits accuracy against float, speed "
-        "and size against the float files and PyTorch's int8 ONNX",
-        "python -m benchmarks.quantize [--skip-accuracy] [--networks IGCV3-1]",
-        ("quantize-cpu.json",),
+        "8-bit LiteRT and ONNX exports: digits accuracy (MSGC gate flips) "
+        "against float, speed and size against the float files and PyTorch's "
+        "int8 (ONNX, torch.ao); --classes: which convolutions ONNX Runtime "
+        "runs slower in int8",
+        "python -m benchmarks.quantize [--skip-accuracy] [--classes]",
+        ("quantize-cpu.json", "quantize-classes-cpu.json"),
     ),
     Benchmark(
         "resume",

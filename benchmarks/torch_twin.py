@@ -19,7 +19,14 @@ def shuffle(x, groups):
     keeps oneDNN's native layout throughout, as a user tuning for speed would.
     """
     n, c, h, w = x.shape
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    # torch.ao's FX quantization traces the network, and a traced tensor has
+    # no layout to ask about: it gets the NCHW form, which quantizes the same.
+    traced = isinstance(x, torch.fx.Proxy)
+    if (
+        not traced
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
         nhwc = x.permute(0, 2, 3, 1)
         nhwc = nhwc.reshape(n, h, w, groups, c // groups).transpose(3, 4)
         return nhwc.reshape(n, h, w, c).permute(0, 3, 1, 2)

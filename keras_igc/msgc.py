@@ -201,6 +201,20 @@ def inference_macs(model, x):
     return keras.ops.convert_to_numpy(regularizer.count_macs(gates, per_sample=True))
 
 
+def inference_gates(model, x):
+    """`{layer name: gates (batch, heads, C_in)}`: the deterministic 0/1
+    gates of every MSGC layer on `x` (each layer's second output)."""
+    layers = _msgc_layers(model)
+    owner = keras_internals.graph_owner(model, layers[0])
+    probe = keras.Model(owner.input, [layer.output[1] for layer in layers])
+    gates = probe(x, training=False)
+    gates = gates if isinstance(gates, list | tuple) else [gates]
+    return {
+        layer.name: keras.ops.convert_to_numpy(g)
+        for layer, g in zip(layers, gates, strict=True)
+    }
+
+
 def open_gates(model, logit=100.0):
     """Open every gate of an MSGC model: the mask generators' last bias set to
     `logit`, so the network computes the dense network it started from (e.g.
@@ -518,9 +532,7 @@ class _SmoothedSparseCrossEntropy(keras.losses.Loss):
 
 def head_masks(model, x):
     """`{layer name: masks (batch, heads, C_in)}` of every MSGC layer on `x`."""
-    layers = [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
-    if not layers:
-        raise ValueError(f"{model.name!r} has no MSGCConv2D layer.")
+    layers = _msgc_layers(model)
     # One pass computes every MSGC layer's inputs.
     owner = keras_internals.graph_owner(model, layers[0])
     probe = keras.Model(
@@ -533,3 +545,10 @@ def head_masks(model, x):
         )
         for layer, tensors in zip(layers, inputs, strict=True)
     }
+
+
+def _msgc_layers(model):
+    layers = [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
+    if not layers:
+        raise ValueError(f"{model.name!r} has no MSGCConv2D layer.")
+    return layers

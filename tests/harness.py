@@ -1,5 +1,5 @@
-"""Checks that many test files share: the `.keras` round trip, and MXNet
-checkpoints written without MXNet.
+"""Checks that many test files share: the `.keras` round trip, MXNet
+checkpoints written without MXNet, and MSGC gates that vary.
 
 (Keras' own `run_layer_test` covers each layer alone, in
 test_layer_harness.py; this is the model-level check.)
@@ -100,3 +100,33 @@ def write_mxnet_params(path, arrays, version=2):
         f.write(struct.pack("<Q", len(arrays)))
         for name in arrays:
             f.write(struct.pack("<Q", len(name)) + name.encode())
+
+
+def scramble_generators(model_or_layer, seed=0, per_sample=True):
+    """Random gates, about a third open, and attention scales, so that every
+    head keeps a different subset.
+
+    `per_sample`: the gates vary between samples. Without it they are the
+    biases alone, at least 0.5 from the threshold: in a whole network a
+    float rounding upstream (any reordering of a sum) can flip a gate whose
+    logit lies within it of 0, and a flipped gate changes the logits by far
+    more than rounding. Attention scales never vary per sample: activations
+    grow with depth in an untrained network, and so would they.
+    """
+    from keras_igc import keras_internals
+    from keras_igc.layers import MaskGenerator
+
+    rng = np.random.default_rng(seed)
+    for layer in keras_internals.all_layers(model_or_layer):
+        if isinstance(layer, MaskGenerator):
+            kernel, bias = layer.expand.kernel, layer.expand.bias
+            varies = per_sample and not layer.attention
+            kernel.assign(rng.normal(0, 2.0 * varies, kernel.shape).astype("float32"))
+            if layer.attention:
+                values = rng.uniform(0.5, 1.5, bias.shape)
+            elif per_sample:
+                values = rng.normal(-0.5, 1.0, bias.shape)
+            else:
+                values = np.where(rng.random(bias.shape) < 1 / 3, 1.0, -1.0)
+                values = values * (0.5 + rng.random(bias.shape))
+            bias.assign(values.astype("float32"))

@@ -4,10 +4,11 @@ gates close and gives the masked form's outputs, layer and whole hosts."""
 import keras
 import numpy as np
 import pytest
+from harness import scramble_generators
 from keras import ops
 
 from keras_igc import applications, forms, keras_internals, msgc
-from keras_igc.layers import MaskGenerator, MSGCConv2D
+from keras_igc.layers import MSGCConv2D
 
 GATHERS = keras.backend.backend() != "jax"
 FORMS = ("masked", "gather", "auto") if GATHERS else ("masked", "auto")
@@ -15,33 +16,6 @@ FORMS = ("masked", "gather", "auto") if GATHERS else ("masked", "auto")
 
 def numpy(x):
     return ops.convert_to_numpy(x)
-
-
-def scramble_generators(model_or_layer, seed=0, per_sample=True):
-    """Random gates, about a third open, and attention scales, so that every
-    head keeps a different subset.
-
-    `per_sample`: the gates vary between samples. Without it they are the
-    biases alone, at least 0.5 from the threshold: in a whole network a
-    float rounding upstream (any reordering of a sum) can flip a gate whose
-    logit lies within it of 0, and a flipped gate changes the logits by far
-    more than rounding. Attention scales never vary per sample: activations
-    grow with depth in an untrained network, and so would they.
-    """
-    rng = np.random.default_rng(seed)
-    for layer in keras_internals.all_layers(model_or_layer):
-        if isinstance(layer, MaskGenerator):
-            kernel, bias = layer.expand.kernel, layer.expand.bias
-            varies = per_sample and not layer.attention
-            kernel.assign(rng.normal(0, 2.0 * varies, kernel.shape).astype("float32"))
-            if layer.attention:
-                values = rng.uniform(0.5, 1.5, bias.shape)
-            elif per_sample:
-                values = rng.normal(-0.5, 1.0, bias.shape)
-            else:
-                values = np.where(rng.random(bias.shape) < 1 / 3, 1.0, -1.0)
-                values = values * (0.5 + rng.random(bias.shape))
-            bias.assign(values.astype("float32"))
 
 
 def calibrate_batch_norm(model, x):

@@ -284,6 +284,7 @@ def test_msgc_resnet18_fits_evaluates_and_round_trips_on_every_backend(tmp_path)
     y = np.arange(8) % 4
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert {"loss", "accuracy", "macs", "mac_ratio"} <= set(history.history)
-    assert np.isfinite(history.history["loss"][0])
-    assert model.evaluate(x, y, verbose=0, return_dict=True)["macs"] > 0
-    assert_round_trip(model, x, tmp_path, rel=1e-5, predict=True)
+    assert np.isfinite(history.history["loss"][0]) and history.history["macs"][0] > 0
+    # Called, not `predict`: each compiled step costs JAX most of a minute
+    # here (evaluate and predict are covered on the small network above).
+    assert_round_trip(model, x, tmp_path, rel=1e-5)

@@ -187,3 +187,69 @@ def test_calibration_that_does_not_fit_the_model_is_refused(digits_model, tmp_pa
 
 def test_the_command_line_knows_every_scheme():
     assert cli.QUANTIZE_SCHEMES == quantize.SCHEMES
+
+
+@pytest.fixture(scope="module")
+def msgc_network():
+    """An MSGC network on digits-sized images: a one-head 3x3 and a 4-head
+    1x1 MSGC layer whose gates vary per example (about a third open)."""
+    from harness import scramble_generators
+
+    from keras_igc import msgc
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(held_out(1).shape[1:])
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="stem")(inputs)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="spatial")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(16, 1, name="pointwise")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.Model(inputs, keras.layers.Dense(10)(x))
+    heads = {"spatial": 1, "pointwise": 4}
+    model = msgc.convert(
+        dense, lambda l: {"heads": heads[l.name]} if l.name in heads else None
+    )
+    scramble_generators(model)
+    return model
+
+
+def test_msgc_gates_say_what_they_run_in_and_their_flips_are_counted(
+    msgc_network, tmp_path
+):
+    import onnx
+
+    images = held_out(120)
+    result = export.export(
+        msgc_network, str(tmp_path), ["litert", "onnx"], quantize="int8",
+        calibration=held_out(64), verbose=False,
+    )  # fmt: skip
+    assert result.quantization["gate_logits"] == {"litert": "int8", "onnx": "int8"}
+    rows = {
+        r["format"]: r
+        for r in export.check_quantized(msgc_network, result.artifacts, images)
+    }
+    for row in rows.values():
+        assert set(row["gate_flips_by_layer"]) == {"spatial", "pointwise"}
+        assert 0 <= row["gate_flips"] <= row["examples_with_flips"] <= 1
+    assert "gate flips" in export.format_quantized(list(rows.values()))
+    # The float files read as if 8-bit: their gates are the Keras model's.
+    as_float = {
+        "litert_int8": result.artifacts["litert"],
+        "onnx_int8": result.artifacts["onnx"],
+    }
+    for row in export.check_quantized(msgc_network, as_float, images):
+        assert row["gate_flips"] == 0 and row["agreement"] == 1, row
+    # One layer's decisions inverted: every one of them counts as a flip.
+    graph = onnx.load(result.artifacts["onnx"])
+    (node,) = [
+        n for n in graph.graph.node
+        if n.op_type == "GreaterOrEqual" and "/pointwise" in n.name
+    ]  # fmt: skip
+    node.op_type = "Less"
+    onnx.save(graph, str(tmp_path / "inverted.onnx"))
+    (row,) = export.check_quantized(
+        msgc_network, {"onnx_int8": str(tmp_path / "inverted.onnx")}, images
+    )
+    assert row["gate_flips_by_layer"] == {"spatial": 0.0, "pointwise": 1.0}
+    assert row["examples_with_flips"] == 1.0

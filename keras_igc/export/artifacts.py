@@ -35,7 +35,11 @@ class ExportResult:
             kernel for or the scheme leaves float), and `kept_float`
             (`{"onnx": {node: why}}`: the convolutions the `"int8"` rule of
             `keras_igc.forms` keeps float, where ONNX Runtime's integer
-            kernel measured slower).
+            kernel measured slower). With MSGC layers, `gate_logits`: per
+            format, the type of the mask logits the gates compare with their
+            threshold (`"int8"`: a logit within a quantization step of it
+            can decide otherwise than in float; `check_quantized` counts
+            the flips).
     """
 
     artifacts: dict
@@ -212,6 +216,12 @@ def _write(directory, prepared, folding, artifacts, existing, quantization, imag
                 fmt: quant.float_ops(fmt, staged[f"{fmt}_int8"])
                 for fmt in quant.FILES if fmt in prepared
             }  # fmt: skip
+            gate_logits = {
+                fmt: quant.gate_logits(fmt, staged[f"{fmt}_int8"])
+                for fmt in quant.FILES if fmt in prepared
+            }  # fmt: skip
+            if any(gate_logits.values()):
+                quantization["gate_logits"] = gate_logits
         for path in existing:
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         for fmt, path in artifacts.items():

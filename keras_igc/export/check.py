@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from keras_igc.export import litert, onnx, savedmodel
+from keras_igc.export import litert, onnx, quantize, savedmodel
 from keras_igc.export.artifacts import FORMATS, load_source
 from keras_igc.export.dependencies import check_backend
 
@@ -92,22 +92,27 @@ def check_quantized(model, artifacts, images, batch=32):
         fraction of images whose top class is the float model's),
         `max_logit_error` (the largest output difference over the largest
         float output) and `bytes` (with `float_bytes` of the float file).
+        For a model with MSGC layers also `gate_flips` (the fraction of gate
+        decisions that differ from the float model's), `examples_with_flips`
+        (the fraction of images with at least one) and `gate_flips_by_layer`.
     """
     images = np.asarray(images, "float32")
     expected = np.concatenate(
         [np.asarray(model(images[s : s + batch], training=False))
          for s in range(0, len(images), batch)]
     )  # fmt: skip
+    gates = _float_gates(model, images, batch)
     rows = []
     for fmt, path in artifacts.items():
         if not fmt.endswith("_int8"):
             continue
         base = fmt.removesuffix("_int8")
-        run = RUNTIMES[base].runner(path)()
+        probes = quantize.gate_tensors(base, path, list(gates)) if gates else {}
+        run = RUNTIMES[base].runner(path, list(probes.values()))()
+        outputs = [run(images[s : s + batch]) for s in range(0, len(images), batch)]
         got = np.concatenate(
-            [np.asarray(run(images[s : s + batch]), "float32")
-             for s in range(0, len(images), batch)]
-        )  # fmt: skip
+            [np.asarray(o[0] if probes else o, "float32") for o in outputs]
+        )
         rows.append({
             "format": fmt,
             "examples": len(images),
@@ -119,21 +124,61 @@ def check_quantized(model, artifacts, images, batch=32):
             "float_bytes": (
                 os.path.getsize(artifacts[base]) if base in artifacts else None
             ),
+            **(_gate_flips(gates, [o[1] for o in outputs]) if probes else {}),
         })  # fmt: skip
     return rows
 
 
+def _float_gates(model, images, batch):
+    """`{MSGC layer: (examples, decisions) bool}` of the float model, or {}."""
+    from keras_igc import keras_internals, msgc
+    from keras_igc.layers import MSGCConv2D
+
+    if not any(isinstance(l, MSGCConv2D) for l in keras_internals.all_layers(model)):
+        return {}
+    parts = [
+        msgc.inference_gates(model, images[s : s + batch])
+        for s in range(0, len(images), batch)
+    ]
+    return {
+        name: np.concatenate([p[name] for p in parts]).reshape(len(images), -1) > 0.5
+        for name in parts[0]
+    }
+
+
+def _gate_flips(gates, probed):
+    """Flip counts of an artifact's gates (`probed`: per batch, one array
+    per layer in `gates`' order) against the float model's `gates`."""
+    flipped = {}
+    for i, (name, expected) in enumerate(gates.items()):
+        got = np.concatenate([batch[i] for batch in probed])
+        flipped[name] = got.reshape(expected.shape).astype(bool) != expected
+    every = np.concatenate(list(flipped.values()), axis=1)
+    return {
+        "gate_flips": float(np.mean(every)),
+        "examples_with_flips": float(np.mean(np.any(every, axis=1))),
+        "gate_flips_by_layer": {k: float(np.mean(v)) for k, v in flipped.items()},
+    }
+
+
 def format_quantized(rows):
     """`check_quantized` rows as a Markdown table."""
+    gated = any("gate_flips" in r for r in rows)
     lines = [
-        "| format | examples | top-1 agreement | max logit error | size | of float |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| format | examples | top-1 agreement | max logit error | size | of float |"
+        + (" gate flips | examples with flips |" if gated else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if gated else ""),
     ]
     for r in rows:
         share = f"{r['bytes'] / r['float_bytes']:.2f}" if r["float_bytes"] else "-"
         lines.append(
             f"| {r['format']} | {r['examples']} | {r['agreement']:.4f} | "
             f"{r['max_logit_error']:.3g} | {r['bytes'] / 2**10:.0f} KiB | {share} |"
+            + (
+                f" {r['gate_flips']:.2%} | {r['examples_with_flips']:.2%} |"
+                if gated
+                else ""
+            )  # fmt: skip
         )
     return "\n".join(lines)
 

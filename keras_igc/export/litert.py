@@ -54,17 +54,29 @@ def make_interpreter(**kwargs):
     return Interpreter(**kwargs)
 
 
-def runner(path):
-    """A function that loads the artifact and returns its `predict`."""
+def runner(path, probes=()):
+    """A function that loads the artifact and returns its `predict`.
+
+    `probes`: names of inner tensors (`tensor_names`) that `predict` also
+    returns, as `(output, [probe values])`.
+    """
 
     def make():
         # Every core, as ONNX Runtime and PyTorch use by default (LiteRT's
-        # default can be one thread).
-        interpreter = make_interpreter(model_path=path, num_threads=os.cpu_count())
+        # default can be one thread). Inner tensors outlive `invoke` only
+        # when the interpreter is told to keep them.
+        keep = {"experimental_preserve_all_tensors": True} if probes else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "for debugging"
+            interpreter = make_interpreter(
+                model_path=path, num_threads=os.cpu_count(), **keep
+            )
         (source,), (target,) = (
             interpreter.get_input_details(),
             interpreter.get_output_details(),
         )
+        indices = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
+        probed = [indices[name] for name in probes]
         shape = [None]
 
         def run(x):
@@ -74,11 +86,20 @@ def runner(path):
                 shape[0] = x.shape
             interpreter.set_tensor(source["index"], _to_input(x, source))
             interpreter.invoke()
-            return _from_output(interpreter.get_tensor(target["index"]), target)
+            y = _from_output(interpreter.get_tensor(target["index"]), target)
+            if not probes:
+                return y
+            return y, [interpreter.get_tensor(i) for i in probed]
 
         return run
 
     return make
+
+
+def tensor_names(path):
+    """The names of the file's tensors (what `runner` can probe)."""
+    interpreter = make_interpreter(model_path=path)
+    return [t["name"] for t in interpreter.get_tensor_details()]
 
 
 def _to_input(x, source):

@@ -206,13 +206,36 @@ def _remove_dead_nodes(graph):
         graph.initializer.remove(initializer)
 
 
-def runner(path):
-    """A function that loads the artifact and returns its `predict`."""
+def runner(path, probes=()):
+    """A function that loads the artifact and returns its `predict`.
+
+    `probes`: names of inner tensors (`tensor_names`) that `predict` also
+    returns, as `(output, [probe values])`.
+    """
 
     def make():
         ort = require("onnxruntime", "Running the ONNX artifact")
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        model = path
+        if probes:
+            onnx = require("onnx", "Probing the ONNX artifact")
+            graph = onnx.load(path)
+            graph.graph.output.extend(onnx.ValueInfoProto(name=n) for n in probes)
+            model = graph.SerializeToString()
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
+        if not probes:
+            return lambda x: session.run(None, {name: x})[0]
+
+        def run(x):
+            y, *values = session.run(None, {name: x})
+            return y, values
+
+        return run
 
     return make
+
+
+def tensor_names(path):
+    """The names of the file's node outputs (what `runner` can probe)."""
+    onnx = require("onnx", "Reading the ONNX artifact")
+    return [name for node in onnx.load(path).graph.node for name in node.output]

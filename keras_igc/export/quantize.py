@@ -9,6 +9,7 @@ runtime, so BatchNorm is already inside the convolutions' scales.
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -134,16 +135,18 @@ def litert(saved_model, path, scheme, images, int8_io=False, batch=8):
         f.write(converter.convert())
 
 
-def onnx(float_path, path, scheme, images, batch=8):
+def onnx(float_path, path, scheme, images, batch=8, kept_float=None):
     """Write a quantized ONNX file from the float one: QDQ with per-channel
     weight scales (`"int8"`), or int8 weights alone (`"dynamic"`). Each
     convolution whose int8 form ONNX Runtime runs slower stays float
-    (`keras_igc.forms`, kind `"int8"`); returns `{node: why}` of those."""
+    (`keras_igc.forms`, kind `"int8"`), or those of `kept_float` (`{node:
+    why}`) instead; returns `{node: why}` of those."""
     import onnx as onnx_lib
     from onnxruntime import quantization as q
 
     graph = onnx_lib.load(float_path).graph
-    kept_float = _onnx_kept_float(graph)
+    if kept_float is None:
+        kept_float = _onnx_kept_float(graph)
     if scheme == "dynamic":
         q.quantize_dynamic(
             float_path, path, weight_type=q.QuantType.QInt8,
@@ -180,8 +183,21 @@ def _onnx_kept_float(graph):
     leaves in float."""
     from keras_igc import forms
 
-    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
     kept = {}
+    for node, geometry in onnx_convolutions(graph):
+        choice = forms.decide("int8", "onnx", geometry)
+        if choice.form == "float":
+            kept[node.name] = choice.why
+    return kept
+
+
+def onnx_convolutions(graph):
+    """`(node, forms.Geometry)` of each convolution of an ONNX graph whose
+    weights are constants."""
+    from keras_igc import forms
+
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    found = []
     for node in graph.node:
         if node.op_type != "Conv" or node.input[1] not in shapes:
             continue
@@ -190,10 +206,83 @@ def _onnx_kept_float(graph):
         geometry = forms.Geometry(
             groups, group_inputs, out // groups, tuple(kernel) or (1, 1)
         )
-        choice = forms.decide("int8", "onnx", geometry)
-        if choice.form == "float":
-            kept[node.name] = choice.why
-    return kept
+        found.append((node, geometry))
+    return found
+
+
+def gate_tensors(fmt, path, layers):
+    """`{layer: tensor name}`: each MSGC layer's gate decisions in an artifact.
+
+    The decision is the comparison of the layer's mask logits with the
+    threshold (`GumbelSigmoidGate.inference_gates`); both converters name its
+    output after the layer's scope, `.../<layer>[_N]/gate[_N]/GreaterEqual`.
+    A layer found zero or several times, or a tensor two layers claim, is an
+    error: counting flips on the wrong tensor would be silently wrong.
+    """
+    from keras_igc.export import litert as litert_runtime
+    from keras_igc.export import onnx as onnx_runtime
+
+    runtime = {"litert": litert_runtime, "onnx": onnx_runtime}[fmt]
+    names = runtime.tensor_names(path)
+    found = {}
+    for layer in layers:
+        pattern = re.compile(
+            rf"(^|/){re.escape(layer)}(_\d+)?/gate(_\d+)?/GreaterEqual(:0|;|$)"
+        )
+        # LiteRT names reshaped copies of the decisions after it too; each
+        # holds the same values.
+        matches = [name for name in names if pattern.search(name)]
+        scopes = {pattern.search(name).group(0) for name in matches}
+        if len(scopes) != 1:
+            raise RuntimeError(
+                f"The gate decisions of MSGC layer {layer!r} were found "
+                f"{len(scopes)} times in {path} ({sorted(scopes)}), so their "
+                f"flips cannot be counted. Give the MSGC layers names that are "
+                f"not another layer's name followed by '_N'."
+            )
+        found[layer] = matches[0]
+    if len(set(found.values())) != len(found):
+        raise RuntimeError(
+            f"Two MSGC layers' gate decisions were matched to one tensor in "
+            f"{path}: {found}. Give the MSGC layers names that are not "
+            f"another layer's name followed by '_N'."
+        )
+    return found
+
+
+def gate_logits(fmt, path):
+    """The type of the mask logits that the gates of an 8-bit artifact
+    compare with the threshold: `"int8"` (LiteRT compares the int8 values,
+    ONNX Runtime their dequantized copies: a logit within a quantization step
+    of the threshold can decide the other way than in float) or
+    `"float32"`; None without MSGC gates."""
+    if fmt == "litert":
+        from keras_igc import keras_internals
+        from keras_igc.export.litert import make_interpreter
+
+        interpreter = make_interpreter(model_path=path)
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+        types = {
+            np.dtype(tensors[op["inputs"][0]]["dtype"]).name
+            for op in keras_internals.litert_ops(interpreter)
+            if op["op_name"] == "GREATER_EQUAL"
+            and "/gate" in tensors[op["outputs"][0]]["name"]
+        }
+    else:
+        import onnx as onnx_lib
+
+        graph = onnx_lib.load(path).graph
+        dequantized = {
+            n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"
+        }
+        types = {
+            "int8" if node.input[0] in dequantized else "float32"
+            for node in graph.node
+            if node.op_type == "GreaterOrEqual" and "/gate" in node.name
+        }
+    if not types:
+        return None
+    return "int8" if "int8" in types else "float32"
 
 
 def float_ops(fmt, path):
