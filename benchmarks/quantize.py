@@ -25,11 +25,12 @@ weights, channels_last input). `/ torch int8` is against the faster of the
 two. Writes benchmarks/results/quantize-cpu.json.
 
 `--classes`: what the `"int8"` rule of `keras_igc.forms` for ONNX was measured
-with. The ONNX Runtime int8 file of each network with one class of convolution
-(dense, 2 groups, depthwise, channel multiplier, grouped with several inputs a
-group) left float besides the rule's, against the rule's own, all-int8 and
-float, taking turns. Writes benchmarks/results/quantize-classes-cpu.json.
-Needs the `export` and `bench` extras.
+with. The ONNX Runtime int8 file of each network with the rule's decision
+reversed for one class of convolution at a time (dense, 2 groups, depthwise,
+channel multiplier, grouped with several inputs a group), against the rule's
+own, all-int8 and float, taking turns. Writes
+benchmarks/results/quantize-classes-cpu.json. Needs the `export` and `bench`
+extras.
 """
 
 import argparse
@@ -215,8 +216,8 @@ def convolution_class(g):
 
 
 def class_rows(names, runs, batches):
-    """ONNX Runtime's int8 file with each class of convolution left float in
-    turn (besides the rule's), against the rule's, all-int8 and float."""
+    """ONNX Runtime's int8 file with the rule's decision for each class of
+    convolution reversed in turn, against the rule's, all-int8 and float."""
     import onnx as onnx_lib
     import onnxruntime as ort
 
@@ -236,10 +237,15 @@ def class_rows(names, runs, batches):
             for node, geometry in quantize.onnx_convolutions(graph):
                 classes.setdefault(convolution_class(geometry), []).append(node.name)
             variants = {"float": path, "rule": os.path.join(directory, "rule.onnx")}
-            kept = {"all int8": {}} | {
-                f"rule + {c} float": {**rule, **dict.fromkeys(nodes, c)}
-                for c, nodes in classes.items()
-            }
+            # Each class with the rule's decision for it reversed.
+            kept = {"all int8": {}}
+            for c, nodes in classes.items():
+                if set(nodes) <= set(rule):
+                    kept[f"rule, {c} int8"] = {
+                        k: why for k, why in rule.items() if k not in nodes
+                    }
+                else:
+                    kept[f"rule, {c} float"] = {**rule, **dict.fromkeys(nodes, c)}
             for label, keep in kept.items():
                 variants[label] = os.path.join(directory, f"{len(variants)}.onnx")
                 quantize.onnx(path, variants[label], "int8", images, kept_float=keep)
@@ -276,7 +282,7 @@ def main(argv=None):
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument(
         "--classes", action="store_true", help="instead: ONNX Runtime's int8 "
-        "file with each class of convolution left float in turn",
+        "file with the rule reversed for each class of convolution in turn",
     )  # fmt: skip
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
