@@ -18,9 +18,11 @@ Two markers (registered in pyproject.toml) say what runs where:
   larger hosts' forms: each host takes 8-11 s to build on JAX, which never
   gathers; its per-sample kernels are compared layer by layer there. And
   IGCV3's parity tests, whole 224x224 networks (test_applications.py builds
-  IGCV3 on JAX), and the MSGC hosts' parity with the release (10-17 s to
-  build each host on JAX; the MSGC layers, and MSGC-ResNet18 fitting and
-  round-tripping, are tested on JAX in test_msgc_layers.py).
+  IGCV3 on JAX), and the MSGC hosts' parity with the release, their MAC
+  counts at 224x224 and their torchvision weights (10-20 s to build each
+  host on JAX; the MSGC layers, and MSGC-ResNet18 fitting and
+  round-tripping, are tested on JAX in test_msgc_layers.py, and each host
+  is built there by its docstring example).
 - `slow`: subprocess runs of whole trainings (`-m "not slow"` for a quick loop).
 """
 
