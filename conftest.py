@@ -17,12 +17,13 @@ Two markers (registered in pyproject.toml) say what runs where:
   the MSGC hosts compared in every inference form, and the check of the
   larger hosts' forms: each host takes 8-11 s to build on JAX, which never
   gathers; its per-sample kernels are compared layer by layer there. And
-  IGCV3's parity tests, whole 224x224 networks (test_applications.py builds
-  IGCV3 on JAX), and the MSGC hosts' parity with the release, their MAC
-  counts at 224x224 and their torchvision weights (10-20 s to build each
-  host on JAX; the MSGC layers, and MSGC-ResNet18 fitting and
-  round-tripping, are tested on JAX in test_msgc_layers.py, and each host
-  is built there by its docstring example).
+  everything that builds a whole 224x224 IGCV3 or MSGC host: IGCV3's parity
+  tests, the hosts' parity with the release, their checkpoints, their MAC
+  counts, their torchvision weights, MSGC-ResNet18 fitting, and these
+  networks' docstring examples (10-25 s to build each on JAX). On JAX their
+  layers are tested (IGCV3's blocks are IGC blocks and channel shuffles; the
+  MSGC layers, and a converted CNN that fits and round-trips, in
+  test_msgc_layers.py).
 - `slow`: subprocess runs of whole trainings (`-m "not slow"` for a quick loop).
 """
 
@@ -50,12 +51,22 @@ if importlib.util.find_spec("keras_hub") is None:
     collect_ignore_glob.append("keras_igc/hub/*")
 
 
+# Modules whose docstring examples build whole 224x224 networks: off JAX,
+# like the not_on_jax tests (15-25 s each there).
+_WHOLE_NETWORK_EXAMPLES = {"applications.msgc_hosts", "applications.igcv3"}
+
+
 def _runs_here(item):
     if isinstance(item, pytest.DoctestItem):
         if item.dtest.globs.get("__name__", "").startswith("keras_igc.hub."):
             # Whole networks in each example; tests/test_hub_*.py run the
             # classes on every backend.
             return keras.backend.backend() == "tensorflow"
+        if (
+            item.dtest.globs.get("__name__") in _WHOLE_NETWORK_EXAMPLES
+            and keras.backend.backend() == "jax"
+        ):
+            return False
         backends = item.dtest.globs.get("SUPPORTED_BACKENDS")
         return backends is None or keras.backend.backend() in backends
     backend = keras.backend.backend()

@@ -3,7 +3,8 @@
     python -m benchmarks.quantize                       # digits, then both graphs
     python -m benchmarks.quantize --skip-speed --epochs 20
     python -m benchmarks.quantize --skip-accuracy --networks IGCV3-1 --runs 10
-    python -m benchmarks.quantize --classes --batches 1 8 --runs 15
+    python -m benchmarks.quantize --classes --batches 1 8 --runs 15 \
+        --networks IGCV3-1 IGC-L100M2+Ident. MSGC-ResNet18
 
 Accuracy (digits, scikit-learn's, offline): IGC-L24M2 (depth 8), IGCV3-0.25
 and MSGC-ResNet18 trained with `training.train` (the CLI's recipe) for
@@ -27,8 +28,9 @@ two. Writes benchmarks/results/quantize-cpu.json.
 `--classes`: what the `"int8"` rule of `keras_igc.forms` for ONNX was measured
 with. The ONNX Runtime int8 file of each network with the rule's decision
 reversed for one class of convolution at a time (dense, 2 groups, depthwise,
-channel multiplier, grouped with several inputs a group), against the rule's
-own, all-int8 and float, taking turns. Writes
+channel multiplier, narrow groups of several inputs, wide groups), against the
+rule's own, all-int8 and float, taking turns; MSGC-ResNet18 (224x224, its
+several-head layers as few wide groups) may be named besides the graphs. Writes
 benchmarks/results/quantize-classes-cpu.json. Needs the `export` and `bench`
 extras.
 """
@@ -47,7 +49,7 @@ import numpy as np  # noqa: E402
 from benchmarks.export import NETWORKS, calibrated, peer, torch_onnx  # noqa: E402
 from benchmarks.output import results_path, write_json  # noqa: E402
 from benchmarks.timing import taking_turns  # noqa: E402
-from keras_igc import data, export, training  # noqa: E402
+from keras_igc import applications, data, export, forms, training  # noqa: E402
 from keras_igc.export import quantize  # noqa: E402
 from keras_igc.export.check import RUNTIMES  # noqa: E402
 
@@ -205,14 +207,24 @@ def speed_rows(names, runs, batches):
 
 
 def convolution_class(g):
-    """The class of an ONNX convolution `--classes` leaves float as one."""
+    """The class of an ONNX convolution `--classes` reverses the rule for."""
     if g.groups == 1:
         return "dense"
     if g.groups == 2:
         return "2 groups"
+    if g.group_inputs >= forms.INT8_WIDE_GROUP:
+        return "wide groups"
     if g.group_inputs > 1:
         return "grouped (several inputs a group)"
     return "depthwise" if g.group_outputs == 1 else "channel multiplier"
+
+
+# `--classes` also measures an MSGC host: its several-head layers run masked
+# in ONNX as convolutions of a few wide groups.
+CLASS_NETWORKS = {
+    **{name: spec[:2] for name, spec in NETWORKS.items()},
+    "MSGC-ResNet18": (applications.MSGCResNet18, (224, 224, 3)),
+}
 
 
 def class_rows(names, runs, batches):
@@ -223,7 +235,7 @@ def class_rows(names, runs, batches):
 
     rows = []
     for name in names:
-        builder, shape, _, _ = NETWORKS[name]
+        builder, shape = CLASS_NETWORKS[name]
         model = calibrated(builder, shape)
         images = np.random.default_rng(2).normal(size=(32, *shape)).astype("float32")
         with tempfile.TemporaryDirectory() as directory:

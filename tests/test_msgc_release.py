@@ -200,6 +200,7 @@ def test_torchvision_weights_start_the_host_as_the_torchvision_network(
         )  # fmt: skip
 
 
+@pytest.mark.not_on_jax  # whole hosts, as above
 def test_release_checkpoints_load_from_pth_files_with_their_wrappers(tmp_path):
     torch = pytest.importorskip("torch")  # in the test extra; needed to write .pth
     state = state_dict("resnet18_att")
@@ -242,6 +243,7 @@ def test_a_checkpoint_that_does_not_fit_loads_nothing(tmp_path):
         host("resnet18", dense_weights=42)
 
 
+@pytest.mark.not_on_jax  # whole hosts, as above
 def test_cli_converts_a_release_checkpoint(tmp_path, capsys):
     torch = pytest.importorskip("torch")  # in the test extra; needed to write .pth
     from keras_igc import cli

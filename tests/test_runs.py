@@ -188,12 +188,9 @@ def test_a_damaged_only_backup_is_named(tmp_path):
     assert "no earlier whole backup" in message and "another folder" in message
 
 
-def test_the_same_seed_gives_the_same_weights_and_another_does_not(
-    tmp_path, uninterrupted
-):
-    again = tmp_path / "again"
-    training.train("RegConv-W16", "digits", str(again), **ARGS)
-    assert_same_run(again, uninterrupted)
+def test_another_seed_gives_other_weights(tmp_path, uninterrupted):
+    # That the same seed gives the same weights, every killed run above shows:
+    # each starts afresh in its own process and ends as the uninterrupted run.
     other = tmp_path / "other"
     # One epoch is enough to differ: the initial weights already do.
     training.train("RegConv-W16", "digits", str(other), **dict(ARGS, seed=1, epochs=1))
