@@ -192,7 +192,8 @@ def test_the_command_line_knows_every_scheme():
 @pytest.fixture(scope="module")
 def msgc_network():
     """An MSGC network on digits-sized images: a one-head 3x3 and a 4-head
-    1x1 MSGC layer whose gates vary per example (about a third open)."""
+    1x1 MSGC layer whose gates vary per example (about a third open), under
+    Keras' default names (`conv_1` is also `conv`'s scope with a suffix)."""
     from harness import scramble_generators
 
     from keras_igc import msgc
@@ -201,12 +202,12 @@ def msgc_network():
     inputs = keras.Input(held_out(1).shape[1:])
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="stem")(inputs)
     x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(16, 3, padding="same", name="spatial")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="conv")(x)
     x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(16, 1, name="pointwise")(x)
+    x = keras.layers.Conv2D(16, 1, name="conv_1")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     dense = keras.Model(inputs, keras.layers.Dense(10)(x))
-    heads = {"spatial": 1, "pointwise": 4}
+    heads = {"conv": 1, "conv_1": 4}
     model = msgc.convert(
         dense, lambda l: {"heads": heads[l.name]} if l.name in heads else None
     )
@@ -230,7 +231,7 @@ def test_msgc_gates_say_what_they_run_in_and_their_flips_are_counted(
         for r in export.check_quantized(msgc_network, result.artifacts, images)
     }
     for row in rows.values():
-        assert set(row["gate_flips_by_layer"]) == {"spatial", "pointwise"}
+        assert set(row["gate_flips_by_layer"]) == {"conv", "conv_1"}
         assert 0 <= row["gate_flips"] <= row["examples_with_flips"] <= 1
     assert "gate flips" in export.format_quantized(list(rows.values()))
     # The float files read as if 8-bit: their gates are the Keras model's.
@@ -240,16 +241,19 @@ def test_msgc_gates_say_what_they_run_in_and_their_flips_are_counted(
     }
     for row in export.check_quantized(msgc_network, as_float, images):
         assert row["gate_flips"] == 0 and row["agreement"] == 1, row
-    # One layer's decisions inverted: every one of them counts as a flip.
+    # The second layer's decisions inverted (its comparison comes second in
+    # the graph's order): every one of them counts as a flip, the first
+    # layer's none.
     graph = onnx.load(result.artifacts["onnx"])
-    (node,) = [
+    comparisons = [
         n for n in graph.graph.node
-        if n.op_type == "GreaterOrEqual" and "/pointwise" in n.name
+        if n.op_type == "GreaterOrEqual" and "/gate" in n.name
     ]  # fmt: skip
-    node.op_type = "Less"
+    assert len(comparisons) == 2
+    comparisons[-1].op_type = "Less"
     onnx.save(graph, str(tmp_path / "inverted.onnx"))
     (row,) = export.check_quantized(
         msgc_network, {"onnx_int8": str(tmp_path / "inverted.onnx")}, images
     )
-    assert row["gate_flips_by_layer"] == {"spatial": 0.0, "pointwise": 1.0}
+    assert row["gate_flips_by_layer"] == {"conv": 0.0, "conv_1": 1.0}
     assert row["examples_with_flips"] == 1.0

@@ -215,39 +215,46 @@ def gate_tensors(fmt, path, layers):
 
     The decision is the comparison of the layer's mask logits with the
     threshold (`GumbelSigmoidGate.inference_gates`); both converters name its
-    output after the layer's scope, `.../<layer>[_N]/gate[_N]/GreaterEqual`.
-    A layer found zero or several times, or a tensor two layers claim, is an
-    error: counting flips on the wrong tensor would be silently wrong.
+    output after the layer's scope, `.../<layer>[_N]/gate[_N]/GreaterEqual`,
+    where TensorFlow adds a suffix `_N` of its choosing. With Keras' default
+    names a scope can fit two layers (`conv_1` is `conv` suffixed, or
+    `conv_1` itself), so a layer takes a scope only when it is the one left
+    to it: each layer with a single candidate takes it, and is struck from
+    the others', until all are placed. Nothing is guessed: counting flips on
+    another layer's tensor would be silently wrong.
     """
     from keras_igc.export import litert as litert_runtime
     from keras_igc.export import onnx as onnx_runtime
 
     runtime = {"litert": litert_runtime, "onnx": onnx_runtime}[fmt]
-    names = runtime.tensor_names(path)
-    found = {}
-    for layer in layers:
-        pattern = re.compile(
-            rf"(^|/){re.escape(layer)}(_\d+)?/gate(_\d+)?/GreaterEqual(:0|;|$)"
-        )
-        # LiteRT names reshaped copies of the decisions after it too; each
-        # holds the same values.
-        matches = [name for name in names if pattern.search(name)]
-        scopes = {pattern.search(name).group(0) for name in matches}
-        if len(scopes) != 1:
+    # LiteRT names reshaped copies of the decisions after the comparison
+    # too; each holds the same values, the first will do.
+    scopes = {}
+    for name in runtime.tensor_names(path):
+        found = re.search(r"([^/;]+)/gate(_\d+)?/GreaterEqual(:0|;|$)", name)
+        if found:
+            scopes.setdefault(found.group(1), name)
+    candidates = {
+        layer: {s for s in scopes if re.fullmatch(rf"{re.escape(layer)}(_\d+)?", s)}
+        for layer in layers
+    }
+    placed = {}
+    while candidates:
+        sure = {layer: c for layer, c in candidates.items() if len(c) == 1}
+        taken = [scope for c in sure.values() for scope in c]
+        if not sure or len(set(taken)) < len(taken):
             raise RuntimeError(
-                f"The gate decisions of MSGC layer {layer!r} were found "
-                f"{len(scopes)} times in {path} ({sorted(scopes)}), so their "
-                f"flips cannot be counted. Give the MSGC layers names that are "
-                f"not another layer's name followed by '_N'."
+                f"The gate decisions of MSGC layers {sorted(candidates)} could "
+                f"not each be told apart in {path} (candidates: {candidates}), "
+                f"so their flips cannot be counted. Compare the file with the "
+                f"float model on your own examples instead."
             )
-        found[layer] = matches[0]
-    if len(set(found.values())) != len(found):
-        raise RuntimeError(
-            f"Two MSGC layers' gate decisions were matched to one tensor in "
-            f"{path}: {found}. Give the MSGC layers names that are not "
-            f"another layer's name followed by '_N'."
-        )
-    return found
+        for layer, (scope,) in sure.items():
+            placed[layer] = scopes[scope]
+            del candidates[layer]
+            for others in candidates.values():
+                others.discard(scope)
+    return placed
 
 
 def gate_logits(fmt, path):
