@@ -75,26 +75,8 @@ def _runs_here(item):
     return item.get_closest_marker("tensorflow_only") is None or backend == "tensorflow"
 
 
-# The files that take longest (minutes of whole trainings, CI's --durations),
-# longest first. Under `--dist loadfile` a file runs whole on one worker and
-# the files are handed out in collection order, so one started last leaves the
-# other worker idle; alphabetically test_tuning.py and test_tutorials.py came
-# last.
-LONGEST_FIRST = (
-    "test_tutorials.py", "test_runs.py", "test_distributed.py", "test_training.py",
-    "test_hub_detection.py", "test_tuning.py", "test_msgc_implementations.py",
-    "test_igcv3.py", "test_export.py", "test_release_weights.py",
-)  # fmt: skip
-
-
-def _start_order(item):
-    name = item.path.name
-    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-
 def pytest_collection_modifyitems(config, items):
     deselected = [item for item in items if not _runs_here(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if _runs_here(item)]
-    items.sort(key=_start_order)  # stable: each file's tests keep their order
