@@ -111,7 +111,6 @@ def torch_int8(model, kind, images, directory):
     sizes of its ONNX files: its `torch.onnx` export in ONNX Runtime, float
     and quantized as ours (QDQ, per channel); eager in channels_last, float
     and `torch.ao`'s int8 (`torch_ao_int8`)."""
-    import onnxruntime as ort
     import torch
 
     net = peer(model, kind)
@@ -119,10 +118,10 @@ def torch_int8(model, kind, images, directory):
     paths = {"torch onnx": torch_onnx(net, model, directory)}
     paths["torch int8 onnx"] = os.path.join(directory, "torch_int8.onnx")
     quantize.onnx(paths["torch onnx"], paths["torch int8 onnx"], "int8", nchw)
-    found = {}
-    for label, path in paths.items():
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        found[label] = (lambda a, s=session: s.run(None, {"x": a})[0], "nchw")
+    found = {
+        label: (RUNTIMES["onnx"].runner(path)(), "nchw")
+        for label, path in paths.items()
+    }
     eager = {
         "torch channels_last": net.to(memory_format=torch.channels_last),
         "torch.ao int8": torch_ao_int8(net, nchw),
@@ -231,7 +230,6 @@ def class_rows(names, runs, batches):
     """ONNX Runtime's int8 file with the rule's decision for each class of
     convolution reversed in turn, against the rule's, all-int8 and float."""
     import onnx as onnx_lib
-    import onnxruntime as ort
 
     rows = []
     for name in names:
@@ -261,13 +259,10 @@ def class_rows(names, runs, batches):
             for label, keep in kept.items():
                 variants[label] = os.path.join(directory, f"{len(variants)}.onnx")
                 quantize.onnx(path, variants[label], "int8", images, kept_float=keep)
-            found = {}
-            for label, file in variants.items():
-                session = ort.InferenceSession(file, providers=["CPUExecutionProvider"])
-                found[label] = (
-                    lambda a, s=session: s.run(None, {s.get_inputs()[0].name: a}),
-                    "nhwc",
-                )
+            found = {
+                label: (RUNTIMES["onnx"].runner(file)(), "nhwc")
+                for label, file in variants.items()
+            }
             for batch in batches:
                 x = np.random.default_rng(1).normal(size=(batch, *shape))
                 measured = taking_turns(found, x.astype("float32"), runs)

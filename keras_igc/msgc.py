@@ -201,17 +201,20 @@ def inference_macs(model, x):
     return keras.ops.convert_to_numpy(regularizer.count_macs(gates, per_sample=True))
 
 
-def inference_gates(model, x):
-    """`{layer name: gates (batch, heads, C_in)}`: the deterministic 0/1
-    gates of every MSGC layer on `x` (each layer's second output)."""
+def inference_gates(model, x, batch_size=32):
+    """`{layer name: gates (examples, heads, C_in)}`: the deterministic 0/1
+    gates of every MSGC layer on the images `x` (each layer's second
+    output), `batch_size` images at a time."""
     layers = _msgc_layers(model)
     owner = keras_internals.graph_owner(model, layers[0])
     probe = keras.Model(owner.input, [layer.output[1] for layer in layers])
-    gates = probe(x, training=False)
-    gates = gates if isinstance(gates, list | tuple) else [gates]
+    parts = []
+    for start in range(0, len(x), batch_size):
+        gates = probe(x[start : start + batch_size], training=False)
+        parts.append(gates if isinstance(gates, list | tuple) else [gates])
     return {
-        layer.name: keras.ops.convert_to_numpy(g)
-        for layer, g in zip(layers, gates, strict=True)
+        layer.name: np.concatenate([keras.ops.convert_to_numpy(p[i]) for p in parts])
+        for i, layer in enumerate(layers)
     }
 
 
@@ -547,8 +550,13 @@ def head_masks(model, x):
     }
 
 
+def msgc_layers(model):
+    """The `MSGCConv2D` layers of `model`, nested ones included (may be none)."""
+    return [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
+
+
 def _msgc_layers(model):
-    layers = [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
+    layers = msgc_layers(model)
     if not layers:
         raise ValueError(f"{model.name!r} has no MSGCConv2D layer.")
     return layers

@@ -131,19 +131,12 @@ def check_quantized(model, artifacts, images, batch=32):
 
 def _float_gates(model, images, batch):
     """`{MSGC layer: (examples, decisions) bool}` of the float model, or {}."""
-    from keras_igc import keras_internals, msgc
-    from keras_igc.layers import MSGCConv2D
+    from keras_igc import msgc
 
-    if not any(isinstance(l, MSGCConv2D) for l in keras_internals.all_layers(model)):
+    if not msgc.msgc_layers(model):
         return {}
-    parts = [
-        msgc.inference_gates(model, images[s : s + batch])
-        for s in range(0, len(images), batch)
-    ]
-    return {
-        name: np.concatenate([p[name] for p in parts]).reshape(len(images), -1) > 0.5
-        for name in parts[0]
-    }
+    gates = msgc.inference_gates(model, images, batch_size=batch)
+    return {name: g.reshape(len(images), -1) > 0.5 for name, g in gates.items()}
 
 
 def _gate_flips(gates, probed):

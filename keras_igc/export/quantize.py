@@ -16,6 +16,10 @@ import numpy as np
 SCHEMES = ("int8", "dynamic")
 FILES = {"litert": "model_int8.tflite", "onnx": "model_int8.onnx"}
 DEFAULT_CALIBRATION = 256  # examples: a few hundred settle the ranges
+# An MSGC layer's gate decisions, the comparison of its mask logits with the
+# threshold (`GumbelSigmoidGate.inference_gates`): both converters name its
+# output after the layer's scope, `.../<scope>/gate[_N]/GreaterEqual`.
+_GATE_DECISION = re.compile(r"([^/;]+)/gate(_\d+)?/GreaterEqual(:0|;|$)")
 
 
 def check_scheme(quantize, int8_io=False):
@@ -213,11 +217,9 @@ def onnx_convolutions(graph):
 def gate_tensors(fmt, path, layers):
     """`{layer: tensor name}`: each MSGC layer's gate decisions in an artifact.
 
-    The decision is the comparison of the layer's mask logits with the
-    threshold (`GumbelSigmoidGate.inference_gates`); both converters name its
-    output after the layer's scope, `.../<layer>[_N]/gate[_N]/GreaterEqual`,
-    where TensorFlow adds a suffix `_N` of its choosing. With Keras' default
-    names a scope can fit two layers (`conv_1` is `conv` suffixed, or
+    The decisions are named after the layer's scope (`_GATE_DECISION`): its
+    name, where TensorFlow may add a suffix `_N` of its choosing. With Keras'
+    default names a scope can fit two layers (`conv_1` is `conv` suffixed, or
     `conv_1` itself), so a layer takes a scope only when it is the one left
     to it: each layer with a single candidate takes it, and is struck from
     the others', until all are placed. Nothing is guessed: counting flips on
@@ -231,7 +233,7 @@ def gate_tensors(fmt, path, layers):
     # too; each holds the same values, the first will do.
     scopes = {}
     for name in runtime.tensor_names(path):
-        found = re.search(r"([^/;]+)/gate(_\d+)?/GreaterEqual(:0|;|$)", name)
+        found = _GATE_DECISION.search(name)
         if found:
             scopes.setdefault(found.group(1), name)
     candidates = {
@@ -273,7 +275,7 @@ def gate_logits(fmt, path):
             np.dtype(tensors[op["inputs"][0]]["dtype"]).name
             for op in keras_internals.litert_ops(interpreter)
             if op["op_name"] == "GREATER_EQUAL"
-            and "/gate" in tensors[op["outputs"][0]]["name"]
+            and _GATE_DECISION.search(tensors[op["outputs"][0]]["name"])
         }
     else:
         import onnx as onnx_lib
@@ -285,7 +287,8 @@ def gate_logits(fmt, path):
         types = {
             "int8" if node.input[0] in dequantized else "float32"
             for node in graph.node
-            if node.op_type == "GreaterOrEqual" and "/gate" in node.name
+            if node.op_type == "GreaterOrEqual"
+            and _GATE_DECISION.search(node.output[0])
         }
     if not types:
         return None
