@@ -129,7 +129,9 @@ def _export_command(commands):
     export.add_argument(
         "--check", action="store_true", help="run every artifact in its runtime "
         "and compare with the Keras model (max abs diff, latency); exit 1 if a "
-        "difference exceeds --tolerance",
+        "difference exceeds --tolerance. 8-bit artifacts: top-1 agreement, "
+        "logit error, size and, for MSGC models, gate flips on held-out "
+        "examples; exit 1 under --min-agreement",
     )  # fmt: skip
     export.add_argument(
         "--tolerance", type=_tolerance, default=1e-4,
