@@ -205,8 +205,10 @@ def IGCV3(
             top, any size of at least 32x32 without it; images are normalised
             with torchvision's statistics (`preprocess_input`).
         weights: `None` (random), `"imagenet"` (pytorchcv's published file
-            for this alpha, downloaded once with `keras.utils.get_file`,
-            its SHA-1 checked, then converted), a pytorchcv state_dict
+            for this alpha, downloaded once into Keras' cache folder
+            (`$KERAS_HOME`, else `~/.keras`) by
+            `keras_igc.applications.published.fetch`, its SHA-1 checked,
+            then converted), a pytorchcv state_dict
             (`.pth`, any of the four widths; needs PyTorch to read), the
             authors' MXNet checkpoint (`.params`, 1.0x), or a Keras weights
             file of this network.

@@ -19,53 +19,15 @@ array is checked before any is assigned: a file that does not fit loads
 nothing, and the error names the width the file holds.
 """
 
-import dataclasses
-import hashlib
 import os
-import tempfile
-import zipfile
 
 import keras
 
-from keras_igc.applications import conventions, igcv3, torch_weights
+from keras_igc.applications import conventions, igcv3, published, torch_weights
 from keras_igc.applications.release_weights import _strip, read_mxnet_params
 
-
-@dataclasses.dataclass(frozen=True)
-class Published:
-    """A pytorchcv weights file as its model store publishes it."""
-
-    model: str
-    error: str  # the top-1 error in its file name (1e-4 units)
-    sha1: str  # of the .pth inside the zip
-    release: str
-
-    @property
-    def file(self):
-        return f"{self.model}-{self.error}-{self.sha1[:8]}.pth"
-
-    @property
-    def url(self):
-        return (
-            f"https://github.com/osmr/imgclsmob/releases/download/{self.release}/"
-            f"{self.file}.zip"
-        )
-
-
-# pytorchcv 0.0.74's model_metainfos.csv, by alpha.
-PUBLISHED = {
-    1.0: Published("igcv3_w1", "0920", "12385791681f09adb3a08926c95471f332f538b6",
-                   "v0.0.243"),
-    0.75: Published("igcv3_w3d4", "1140", "63f43cf8d334111d55d06f2f9bf7e1e4871d162c",
-                    "v0.0.207"),
-    0.5: Published("igcv3_wd2", "1732", "8c504f443283d8a32787275b23771082fcaab61b",
-                   "v0.0.132"),
-    0.25: Published("igcv3_wd4", "2871", "c9f28301391601e5e8ae93139431a9e0d467317c",
-                    "v0.0.142"),
-}  # fmt: skip
-# Where `weights="imagenet"` keeps the files (`keras.utils.get_file`'s cache
-# folder when None: ~/.keras).
-CACHE_DIR = None
+# pytorchcv's published widths (`published.py` declares their files), by alpha.
+PUBLISHED = {1.0: "igcv3_w1", 0.75: "igcv3_w3d4", 0.5: "igcv3_wd2", 0.25: "igcv3_wd4"}
 _PARTS = {"conv1": "exp", "conv2": "depthwise", "conv3": "linear"}
 _FIXED = {
     "init_block": ("features.init_block", "first-3x3-conv"),
@@ -94,7 +56,7 @@ def resolve(weights, alpha, include_top, classes):
                 f"(the ImageNet classifier). Received: classes={classes!r}; "
                 "pass include_top=False for features to train a head on."
             )
-        return download(alpha)
+        return published.fetch(PUBLISHED[alpha])
     if isinstance(weights, str | os.PathLike) and os.path.isfile(weights):
         return os.fspath(weights)
     raise ValueError(
@@ -104,63 +66,6 @@ def resolve(weights, alpha, include_top, classes):
         "('*.params') or a Keras weights file ('*.weights.h5'). Received: "
         f"weights={weights!r}."
     )
-
-
-def download(alpha, cache_dir=None):
-    """The path of pytorchcv's published `.pth` for `alpha`, downloaded (a
-    zip, through `keras.utils.get_file`) and unpacked once, its SHA-1
-    checked against the model store's."""
-    entry = PUBLISHED[alpha]
-    folder = os.path.join(
-        os.path.expanduser(cache_dir or CACHE_DIR or keras.config.keras_home()),
-        "models",
-    )
-    target = os.path.join(folder, entry.file)
-    if os.path.isfile(target) and _sha1(target) == entry.sha1:
-        return target
-    # get_file falls back to /tmp for a cache folder that does not exist yet.
-    os.makedirs(folder, exist_ok=True)
-    try:
-        archive = keras.utils.get_file(
-            f"{entry.file}.zip", entry.url, cache_dir=os.path.dirname(folder),
-            cache_subdir="models",
-        )  # fmt: skip
-    except Exception as error:  # get_file raises a bare Exception offline
-        raise ValueError(
-            f"Could not download {entry.file}.zip from {entry.url} ({error}). "
-            f"On a machine without internet access, download it elsewhere, "
-            f"unzip it and pass weights=PATH of the .pth."
-        ) from None
-    with zipfile.ZipFile(archive) as bundle:
-        if entry.file not in bundle.namelist():
-            os.remove(archive)
-            raise ValueError(
-                f"{entry.url} does not hold {entry.file} (it holds "
-                f"{bundle.namelist()[:3]}); the download was removed."
-            )
-        # Unpacked beside the target and renamed: no half-written weights file.
-        handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
-        with os.fdopen(handle, "wb") as out, bundle.open(entry.file) as member:
-            out.write(member.read())
-    found = _sha1(partial)
-    if found != entry.sha1:
-        os.remove(partial)
-        os.remove(archive)
-        raise ValueError(
-            f"{entry.file} from {entry.url} has SHA-1 {found}, not the model "
-            f"store's {entry.sha1}: the download is damaged or was replaced. "
-            f"It was removed; try again."
-        )
-    os.replace(partial, target)
-    return target
-
-
-def _sha1(path):
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def names(model, alpha):
@@ -250,13 +155,13 @@ def describe(state):
             f"final_block convolutions); its first keys: {sorted(state)[:3]}."
         )
     held = (stem.shape[0], last.shape[1], last.shape[0])
-    for alpha, entry in PUBLISHED.items():
+    for alpha, name in PUBLISHED.items():
         stem_width, units, last_width = igcv3.plan(alpha)
         if held == (stem_width, units[-1].outputs, last_width):
             classes = (
                 state["output.weight"].shape[0] if "output.weight" in state else None
             )
-            return {"alpha": alpha, "classes": classes, "model": entry.model}
+            return {"alpha": alpha, "classes": classes, "model": name}
     raise ValueError(
         f"The state_dict's widths (stem {held[0]}, last block {held[1]}, head "
         f"{held[2]}) are none of IGCV3's published widths {sorted(PUBLISHED)}."

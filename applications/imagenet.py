@@ -271,10 +271,9 @@ def preprocess_input(x, mode="igc-release"):
 
 def imagenet_class_names():
     """The 1,000 ImageNet class names, index by index (shipped with keras_igc)."""
-    from importlib import resources
+    from keras_igc import data
 
-    text = resources.files("keras_igc").joinpath("imagenet_classes.txt").read_text()
-    return text.splitlines()
+    return data.class_names("imagenet2012")
 
 
 def from_release_weights(

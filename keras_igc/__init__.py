@@ -41,6 +41,9 @@ def _load():
     names.update({name: getattr(layers, name) for name in _LAYERS})
     names["IMPLEMENTATIONS"] = names["forms"].IMPLEMENTATIONS
     names["applications"] = importlib.import_module("keras_igc.applications")
+    # The optimizers and MSGC's model too: a model `train` saved with its
+    # compile state loads with keras.saving.load_model after `import keras_igc`.
+    importlib.import_module("keras_igc.validation").register_serializables()
     globals().update(names)
 
 

@@ -204,19 +204,37 @@ def _convert_command(commands):
 def _predict_command(commands):
     predict = commands.add_parser(
         "predict",
-        help="classify images with a saved model",
-        description="Resize each image to a short side of 256, take the centre "
-        "crop the model expects (224 by default), normalise it as the release "
-        "does, and print the top classes (ImageNet class names for 1,000 classes).",
+        help="classify images with a model file",
+        description="Classify image files with a .keras model, a release "
+        ".params checkpoint, or an exported .tflite or .onnx file (float or "
+        "int8). Each image is prepared as the model's training images were: "
+        "the preprocessing.json that `train` writes beside its model and "
+        "`export` beside its files gives the size, channels (a colour image "
+        "for a grayscale model is converted, and the reverse), view and "
+        "statistics, and the class names. Without one, ImageNet's centre crop "
+        "and the IGC release's normalisation (--preprocess to choose another).",
     )
-    predict.add_argument("model", help="a .keras file, or a release .params file")
+    predict.add_argument(
+        "model", help="a .keras, .params, .tflite or .onnx file, e.g. "
+        "runs/digits/model.keras or exported/model_int8.tflite",
+    )  # fmt: skip
     predict.add_argument("images", nargs="+", help="JPEG, PNG, BMP or GIF files")
     predict.add_argument("--top", type=int, default=5, help="classes to show")
     predict.add_argument(
-        "--preprocess", default="igc-release", choices=["igc-release", "torch"],
-        help="input normalisation (default: the release's)",
+        "--preprocess", choices=NORMALIZATION_NAMES, help="a normalisation "
+        "to use instead of the model's preprocessing.json (default: the "
+        "record; igc-release where there is none)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--json", action="store_true", help='one JSON object per image: {"image": '
+        '..., "top": [{"class": ..., "score": ...}, ...]}',
     )  # fmt: skip
     predict.set_defaults(run=_predict)
+
+
+# `keras_igc.statistics.NORMALIZATIONS`, named here so that parsing needs no
+# TensorFlow (tests/test_bad_inputs.py checks that the two agree).
+NORMALIZATION_NAMES = ("igc-release", "torch", "cifar10", "cifar100", "svhn")
 
 
 def _tune(commands):
@@ -366,10 +384,16 @@ def main(argv=None):
     _start_keras()
     try:
         return args.run(args) or 0
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
-        # ReleaseWeightsError is a ValueError.
+    except (ValueError, OSError, ImportError) as error:
+        # ReleaseWeightsError is a ValueError; OSError: a path that cannot be
+        # read or written (its message names it).
         print(f"keras-igc {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Every command writes its files atomically: nothing half-written is
+        # left, and `train` resumes from its last backup.
+        print(f"keras-igc {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _run_train(args):
@@ -438,8 +462,8 @@ def _start_keras():
     import tempfile
 
     def load():
-        # Registers the layers for keras.saving.load_model.
-        importlib.import_module("keras_igc.layers")
+        # Registers the layers, optimizers and models for keras.saving.load_model.
+        importlib.import_module("keras_igc.validation").register_serializables()
 
     if os.environ.get("KERAS_IGC_VERBOSE") or "tensorflow" in sys.modules:
         load()
@@ -532,9 +556,15 @@ def _predict(args):
 
     if args.top < 1:
         raise ValueError(f"--top must be a positive integer. Received: {args.top}.")
-    for path, top in predict.classify(
+    results = predict.classify(
         args.model, args.images, top=args.top, mode=args.preprocess
-    ):
+    )
+    for path, top in results:
+        if args.json:
+            print(json.dumps({"image": path, "top": [
+                {"class": label, "score": round(score, 6)} for label, score in top
+            ]}))  # fmt: skip
+            continue
         print(path)
         for label, probability in top:
             print(f"  {probability:7.2%}  {label}")
@@ -619,11 +649,15 @@ def _export(args):
     _check_quantize_flags(args)
     builder_args = {} if args.depth is None else {"depth": args.depth}
     model = export.load_source(args.source, weights=args.weights, **builder_args)
+    from keras_igc import preprocessing
+
+    record = preprocessing.read(args.source) if args.source.endswith(".keras") else None
     result = export.export(
         model, args.output, args.formats.split(","), fold=not args.no_fold,
         block_form=args.block_form, grouped_conv_form=args.grouped_conv_form,
         quantize=args.quantize, int8_io=args.int8_io, overwrite=args.overwrite,
         calibration=args.calibration if args.quantize == "int8" else None,
+        preprocessing=record,
     )  # fmt: skip
     if not args.check:
         return 0
@@ -678,16 +712,17 @@ def _check_quantized(export, model, result, args):
         return 0
     import numpy as np
 
-    from keras_igc import data
+    from keras_igc import data, quick
     from keras_igc.export import quantize
 
     name, _ = quantize.parse_calibration(args.calibration)
+    count = quick.examples(HELD_OUT)
     images = []
     for batch, _ in data.load(name, "eval", batch_size=100):
         images.append(batch.numpy())
-        if len(images) * 100 >= HELD_OUT:
+        if len(images) * 100 >= count:
             break
-    images = np.concatenate(images)[:HELD_OUT]
+    images = np.concatenate(images)[:count]
     rows = export.check_quantized(model, result.artifacts, images)
     print(export.format_quantized(rows))
     least = args.min_agreement or export.MIN_AGREEMENT

@@ -287,6 +287,28 @@ def _tfds(dataset_spec, training, data_dir, download, seed):
         ) from None
 
 
+def class_names(name, *, data_dir=None):
+    """The label of each class of a dataset, index by index, or None where
+    they are not known here (a TFDS dataset not prepared in `data_dir`)."""
+    dataset_spec = spec(name)
+    if dataset_spec.tfds_name is None:  # digits
+        return [str(i) for i in range(dataset_spec.classes)]
+    if name == "imagenet2012":  # shipped: the release's index order
+        from importlib import resources
+
+        text = resources.files("keras_igc").joinpath("imagenet_classes.txt")
+        return text.read_text().splitlines()
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(dataset_spec.tfds_name, data_dir=data_dir)
+        if not builder.is_prepared():
+            return None
+        return list(builder.info.features["label"].names)
+    except Exception:  # TFDS raises many types; the names are optional
+        return None
+
+
 def split_size(name, split="eval", *, data_dir=None, download=False):
     """`(split name, number of examples)` of a dataset's training or
     evaluation split (what `load` reads, before batching)."""

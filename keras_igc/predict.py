@@ -1,72 +1,111 @@
-"""Classify image files with a saved model, as `keras-igc predict` does."""
+"""Classify image files with a model file, as `keras-igc predict` does.
+
+The model file is what a user ships: a `.keras` model (`train`'s, yours, a
+converted checkpoint), a release's `.params` checkpoint, or an exported
+`.tflite` or `.onnx` file (float or int8). Each image is prepared as the
+model's training images were (`keras_igc.preprocessing`: the record `train`
+writes beside the model and `export` copies beside its files), and the top
+classes come with their names where the record has them.
+"""
 
 import os
 
-import keras
 import numpy as np
 
-from keras_igc.validation import load_keras_model
+from keras_igc import preprocessing
 
-
-def load_image(path, size, short_side=256):
-    """An image file as a float32 RGB array: short side `short_side`, centre
-    crop `size` x `size`, values 0-255 (the release's evaluation)."""
-    import tensorflow as tf
-
-    from keras_igc import data
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No image file at {path!r}.")
-    try:
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
-    except tf.errors.InvalidArgumentError:
-        raise ValueError(
-            f"{path!r} is not an image TensorFlow can read (JPEG, PNG, BMP, GIF)."
-        ) from None
-    return data.centre_crop(image, size, short_side).numpy()
+FILE_KINDS = (".keras", ".params", ".tflite", ".onnx")
 
 
 def load_model(path):
-    """A `.keras` model, or the network of a release checkpoint (`.params`)."""
-    import keras_igc  # noqa: F401  (registers the layers)
-    from keras_igc import applications
+    """`(run, input_shape, classes)` of a model file: `run(batch)` gives
+    its outputs, `input_shape` is `(height, width, channels)`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No model file at {path!r}.")
+    if path.endswith(".tflite") or path.endswith(".onnx"):
+        from keras_igc.export import litert, onnx
 
-    if os.fspath(path).endswith(".params"):
-        return applications.from_release_weights(path)
-    return load_keras_model(path)
+        adapter = litert if path.endswith(".tflite") else onnx
+        run = adapter.runner(path)()
+        return run, adapter.input_shape(path), adapter.output_shape(path)[-1]
+    if path.endswith(".params"):
+        from keras_igc import applications
+
+        model = applications.from_release_weights(path)
+    elif path.endswith(".keras"):
+        from keras_igc.validation import load_keras_model
+
+        model = load_keras_model(path)
+    else:
+        raise ValueError(
+            f"{path!r} is not a model file predict reads: pass one ending in "
+            f"{', '.join(FILE_KINDS)}."
+        )
+    if len(model.inputs) != 1 or len(model.input_shape) != 4:
+        raise ValueError(
+            f"{path!r} takes inputs {model.input_shape}; predict classifies "
+            f"images with models of one (batch, height, width, channels) input."
+        )
+    return model.predict_on_batch, tuple(model.input_shape[1:]), model.output_shape[-1]
 
 
-def classify(model, images, top=5, mode="igc-release"):
+def record_for(path, input_shape, classes, mode=None):
+    """How images become the input of the model file at `path`: the record
+    beside it (`preprocessing.read`), or, with `mode` or without a record,
+    the named normalisation (`preprocessing.for_normalization`; default the
+    IGC release's, for ImageNet checkpoints)."""
+    height, width, channels = input_shape
+    record = None if mode is not None else preprocessing.read(path)
+    if record is None:
+        size = (height or 224, width or 224)
+        record = preprocessing.for_normalization(
+            mode or "igc-release", size, channels, classes
+        )
+    size = (height or record.image_size[0], width or record.image_size[1])
+    if size != tuple(record.image_size) or channels != record.channels:
+        raise ValueError(
+            f"The preprocessing record beside {path!r} ({record.source}: "
+            f"{record.image_size} x {record.channels} channels) does not fit the "
+            f"model's input {input_shape}: the record belongs to another model. "
+            f"Remove it or pass --preprocess."
+        )
+    return record
+
+
+def classify(model_path, images, top=5, mode=None):
     """`[(image path, [(label, probability), ...]), ...]` for image files.
 
     Args:
-        model: a model, or a path for `load_model`.
+        model_path: a `.keras`, `.params`, `.tflite` or `.onnx` file.
         images: image file paths.
         top: how many classes per image.
-        mode: the normalisation, see `applications.preprocess_input`.
+        mode: a normalisation of `keras_igc.statistics.NORMALIZATIONS` to use
+            instead of the record beside the model (default: the record; the
+            IGC release's ImageNet normalisation where there is none).
     """
-    from keras_igc import applications
-
-    if not isinstance(model, keras.Model):
-        model = load_model(model)
-    size = model.input_shape[1] or 224
-    batch = np.stack([load_image(path, size) for path in images])
-    scores = keras.ops.convert_to_numpy(
-        model.predict(applications.preprocess_input(batch, mode), verbose=0)
-    )
-    if model.layers[-1].get_config().get("activation") not in ("softmax",):
-        scores = keras.ops.convert_to_numpy(keras.ops.softmax(scores))
-    names = applications.imagenet_class_names() if scores.shape[-1] == 1000 else None
+    run, input_shape, classes = load_model(model_path)
+    record = record_for(model_path, input_shape, classes, mode)
+    batch = np.stack([record.load_image(path) for path in images])
+    scores = np.asarray(run(batch), "float32")
+    if not _are_probabilities(scores):
+        shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores = shifted / shifted.sum(axis=-1, keepdims=True)
+    names = record.class_names
+    if names is not None and len(names) != scores.shape[-1]:
+        names = None
     results = []
     for path, row in zip(images, scores, strict=True):
         best = np.argsort(row)[::-1][:top]
-        labels = [names[i] if names else f"class {i}" for i in best]
         results.append(
-            (
-                path,
-                [(label, float(row[i])) for label, i in zip(labels, best, strict=True)],
-            )
+            (path, [(names[i] if names else f"class {i}", float(row[i])) for i in best])
         )
     return results
+
+
+def _are_probabilities(scores):
+    """Whether each row is already a distribution (a softmax classifier; an
+    int8 file's sums are off by a few quantization steps)."""
+    return bool(
+        np.all(scores >= 0) and np.allclose(scores.sum(axis=-1), 1.0, atol=0.02)
+    )

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 
 from keras_igc import keras_internals
-from keras_igc.validation import positive_int
+from keras_igc.validation import load_keras_model, positive_int
 
 PARTIAL = ".partial"
 SNAPSHOT = "step-"  # backup/step-NNNNNNNNN: the state after that many steps
@@ -337,7 +337,8 @@ class RunFolder:
         """Write the final model, check it loads, then the FINISHED marker."""
         with atomic_path(self.model) as temporary:
             network.save(temporary)
-            keras.saving.load_model(temporary, compile=False)
+            # Loaded as a user will load it: with its compile state.
+            load_keras_model(temporary)
         write_text(self.finished, json.dumps({"epochs": epochs}) + "\n")
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.backup)

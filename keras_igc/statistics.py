@@ -33,16 +33,21 @@ NORMALIZATIONS = {
 }
 
 
-def scale_and_offset(normalization):
-    """`(scale, offset)` per channel such that `x * scale + offset` is
-    `(x / 255 - mean) / std` for images in 0-255 (keras-hub's `ImageConverter`
-    form) under the named normalisation."""
+def check_normalization(normalization):
+    """`normalization` if it names one of `NORMALIZATIONS`, else a ValueError."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(
             f"`normalization` must be one of {sorted(NORMALIZATIONS)}. Received: "
             f"normalization={normalization!r}."
         )
-    mean, std = NORMALIZATIONS[normalization]
+    return normalization
+
+
+def scale_and_offset(normalization):
+    """`(scale, offset)` per channel such that `x * scale + offset` is
+    `(x / 255 - mean) / std` for images in 0-255 (keras-hub's `ImageConverter`
+    form) under the named normalisation."""
+    mean, std = NORMALIZATIONS[check_normalization(normalization)]
     scale = [1.0 / (255.0 * s) for s in std]
     offset = [-m / s for m, s in zip(mean, std, strict=True)]
     return scale, offset

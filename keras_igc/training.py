@@ -33,7 +33,14 @@ import os
 
 import keras
 
-from keras_igc import applications, data, keras_internals, runs
+from keras_igc import (
+    applications,
+    data,
+    keras_internals,
+    preprocessing,
+    quick,
+    runs,
+)
 from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
 from keras_igc.plotting import plot_history
@@ -286,6 +293,8 @@ def train(
     Returns:
         `(model, history)`: the trained model and the `History` of this call.
     """
+    # KERAS_IGC_QUICK=1 (smoke tests) shortens the run; unset, nothing changes.
+    epochs, steps_per_epoch = quick.epochs(epochs), quick.steps(steps_per_epoch)
     run = plan(
         model, dataset, depth=depth, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, model_options=model_options,
@@ -305,6 +314,12 @@ def train(
             seed, recipe=run.data_recipe,
         )  # fmt: skip
         _check_snapshot(snapshot, steps_per_epoch, run.recipe.batch_size)
+        if worker is None:
+            # How an image becomes this model's input: predict and export read it.
+            record = preprocessing.for_dataset(
+                dataset, run.data_recipe, data_dir=data_dir
+            )
+            record.save(folder.root)
         backup = runs.RunBackup(
             chief, steps_per_epoch, backup_every,
             state={"seed": seed, "batch_size": run.recipe.batch_size},

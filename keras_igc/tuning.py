@@ -27,7 +27,7 @@ import time
 import keras
 import keras_tuner
 
-from keras_igc import applications, data, training
+from keras_igc import applications, data, quick, training
 from keras_igc.applications.cifar import igc_conv_weights, units_per_stage
 from keras_igc.complexity import model_complexity
 from keras_igc.plotting import plot_sweep
@@ -352,6 +352,7 @@ def sweep(
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}.")
+    epochs, steps_per_epoch = quick.epochs(epochs), quick.steps(steps_per_epoch)
     spec = data.spec(dataset)
     if mode == "width":
         pairs = fixed_width_pairs(width)

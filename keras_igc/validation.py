@@ -82,13 +82,31 @@ def non_negative_int(value, name, owner=None):
     return int(value)
 
 
+# The modules whose classes a `.keras` file of keras_igc's may name: the
+# layers, the optimizer and schedules of a file saved with its compile state
+# (every model `train` writes), and MSGC's model class. Keras imports no
+# third-party module to find a class, so each must be imported before loading.
+SERIALIZABLE_MODULES = ("keras_igc.layers", "keras_igc.optimizers", "keras_igc.msgc")
+
+
+def register_serializables():
+    """Import `SERIALIZABLE_MODULES`, registering their classes with Keras."""
+    import importlib
+
+    for module in SERIALIZABLE_MODULES:
+        importlib.import_module(module)
+
+
 def load_keras_model(path, **kwargs):
-    """`keras.saving.load_model(path)` with errors that say what is wrong with
-    the file (missing, not a `.keras` archive, truncated)."""
+    """`keras.saving.load_model(path)` with keras_igc's classes registered
+    (`register_serializables`) and errors that say what is wrong with the
+    file (missing, not a `.keras` archive, truncated)."""
     import os
     import zipfile
 
     import keras
+
+    register_serializables()
 
     path = os.fspath(path)
     if not os.path.isfile(path):

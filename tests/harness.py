@@ -5,6 +5,7 @@ checkpoints written without MXNet, and MSGC gates that vary.
 test_layer_harness.py; this is the model-level check.)
 """
 
+import contextlib
 import json
 import struct
 
@@ -130,3 +131,26 @@ def scramble_generators(model_or_layer, seed=0, per_sample=True):
                 values = np.where(rng.random(bias.shape) < 1 / 3, 1.0, -1.0)
                 values = values * (0.5 + rng.random(bias.shape))
             bias.assign(values.astype("float32"))
+
+
+@contextlib.contextmanager
+def serve_folder(folder):
+    """Serve `folder` over HTTP on the loopback address while the block runs;
+    yields the base URL (`http://127.0.0.1:PORT`)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

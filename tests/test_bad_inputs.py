@@ -42,8 +42,11 @@ def test_command_line_parses_without_tensorflow(tmp_path):
     assert "TensorFlow was imported" not in result.stderr
 
 
-def test_the_command_line_knows_every_dataset():
+def test_the_command_line_knows_every_dataset_and_normalization():
+    from keras_igc import statistics
+
     assert set(cli.DATASET_NAMES) == set(data.DATASETS)
+    assert set(cli.NORMALIZATION_NAMES) == set(statistics.NORMALIZATIONS)
 
 
 def test_the_command_line_explains_every_form_an_export_can_ask_for():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -542,6 +543,49 @@ def test_existing_artifacts_need_overwrite_and_other_files_survive(tmp_path):
     assert (tmp_path / "model.tflite").read_bytes() == before
     export.export(model, str(tmp_path), ["litert"], overwrite=True, verbose=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [("a-file", "is a file"), ("a-file/below", "is not a writable folder")],
+)
+def test_an_export_folder_that_cannot_be_one_is_named(tmp_path, where, message):
+    (tmp_path / "a-file").write_text("mine")
+    target = str(tmp_path / where)
+    with pytest.raises(ValueError, match=f"{re.escape(repr(target))}.*{message}"):
+        export.export(layer_alone(), target, ["litert"], verbose=False)
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_a_killed_export_leaves_nothing_the_next_one_trips_on(tmp_path):
+    """`kill -9` mid-export (as a crash in a converter would end it): the next
+    export succeeds, and no scratch folder is left."""
+    import signal
+    import time
+
+    path = str(tmp_path / "m.keras")
+    small_network().save(path)
+    out = tmp_path / "out"
+    script = os.path.join(os.path.dirname(sys.executable), "keras-igc")
+    args = [script, "export", path, "--output", str(out)]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:
+        if out.is_dir() and any(p.startswith(".export-") for p in os.listdir(out)):
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, "the export ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert any(p.startswith(".export-") for p in os.listdir(out))
+    assert not (out / "model.onnx").exists()
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(os.listdir(out)) == sorted(
+        ["export_report.json", "model.onnx", "model.tflite", "saved_model"]
+    )
 
 
 def test_unbuilt_model_is_an_error(tmp_path):

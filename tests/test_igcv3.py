@@ -20,10 +20,10 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from harness import assert_round_trip, numpy, write_mxnet_params
+from harness import assert_round_trip, numpy, serve_folder, write_mxnet_params
 
 from keras_igc import ChannelShuffle, GroupConv2D, applications
-from keras_igc.applications import igcv3, igcv3_weights
+from keras_igc.applications import igcv3, igcv3_weights, published
 from keras_igc.complexity import model_complexity
 
 HERE = os.path.dirname(__file__)
@@ -175,60 +175,93 @@ def test_bad_arguments_are_named(kwargs, message):
         applications.IGCV3(**kwargs)
 
 
-def _published(tmp_path, monkeypatch, state):
-    """pytorchcv's published file for alpha=0.25, served from `tmp_path`:
-    a zipped `.pth` under the model store's name, and its SHA-1."""
+@pytest.fixture
+def published_wd4(tmp_path, monkeypatch):
+    """pytorchcv's published file for alpha=0.25 as a user meets it: a zipped
+    `.pth` under the model store's name, served over HTTP on the loopback
+    address, its registry entry pointing there (`published.register`), and
+    Keras' cache folder where Keras 3 puts it (`$KERAS_HOME`)."""
     torch = pytest.importorskip("torch")
-    entry = igcv3_weights.PUBLISHED[0.25]
+    real = published.get(igcv3_weights.PUBLISHED[0.25])
     served = tmp_path / "served"
     served.mkdir()
     pth = served / "weights.pth"
-    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, pth)
+    torch.save({k: torch.from_numpy(v) for k, v in state_dict(0.25).items()}, pth)
     sha1 = hashlib.sha1(pth.read_bytes()).hexdigest()
-    local = igcv3_weights.Published(entry.model, entry.error, sha1, entry.release)
-    with zipfile.ZipFile(served / f"{local.file}.zip", "w") as bundle:
-        bundle.write(pth, local.file)
-    monkeypatch.setattr(type(local), "url", property(
-        lambda self: (served / f"{self.file}.zip").as_uri()
-    ))  # fmt: skip
-    monkeypatch.setitem(igcv3_weights.PUBLISHED, 0.25, local)
-    monkeypatch.setattr(igcv3_weights, "CACHE_DIR", str(tmp_path / "cache"))
-    return local
+    file = f"{real.name}-2871-{sha1[:8]}.pth"
+    with zipfile.ZipFile(served / f"{file}.zip", "w") as bundle:
+        bundle.write(pth, file)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    with serve_folder(served) as address:
+        entry = published.PublishedFile(real.name, f"{address}/{file}.zip", file, sha1)
+        published.register(entry, replace=True)
+        try:
+            yield entry, served
+        finally:
+            published.register(real, replace=True)
 
 
 def test_imagenet_weights_download_once_check_their_sha1_and_convert(
-    tmp_path, monkeypatch
+    published_wd4, tmp_path
 ):
-    entry = _published(tmp_path, monkeypatch, state_dict(0.25))
+    entry, served = published_wd4
     model = logits_network(0.25, weights="imagenet")
     assert_logits_match(numpy(model(images())), TORCH["igcv3_wd4/logits"])
-    cached = tmp_path / "cache" / "models" / entry.file
+    cached = tmp_path / "keras_home" / "models" / entry.file
     assert cached.is_file()
+    assert [p.name for p in cached.parent.iterdir()] == [entry.file]  # no scratch
     # Served no more: the checked file in the cache is used.
-    (tmp_path / "served" / f"{entry.file}.zip").unlink()
+    (served / f"{entry.file}.zip").unlink()
     again = logits_network(0.25, weights="imagenet")
     assert_logits_match(numpy(again(images())), TORCH["igcv3_wd4/logits"])
 
 
-def test_a_damaged_download_is_refused_and_removed(tmp_path, monkeypatch):
-    entry = _published(tmp_path, monkeypatch, state_dict(0.25))
+def test_a_damaged_cache_entry_is_replaced_not_used(published_wd4, tmp_path):
+    entry, _ = published_wd4
+    cached = tmp_path / "keras_home" / "models" / entry.file
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"half a file")
+    model = logits_network(0.25, weights="imagenet")
+    assert_logits_match(numpy(model(images())), TORCH["igcv3_wd4/logits"])
+    assert published.sha1(cached) == entry.sha1
+
+
+def test_a_damaged_download_is_refused_and_removed(published_wd4, tmp_path):
+    entry, served = published_wd4
     # The served zip holds other bytes under the published name.
-    with zipfile.ZipFile(tmp_path / "served" / f"{entry.file}.zip", "w") as bundle:
+    with zipfile.ZipFile(served / f"{entry.file}.zip", "w") as bundle:
         bundle.writestr(entry.file, b"not the weights")
     with pytest.raises(
-        ValueError, match=f"SHA-1 .* not the model store's {entry.sha1}.*removed"
+        ValueError, match=f"SHA-1 .* not the published {entry.sha1}.*Nothing was kept"
     ):
         applications.IGCV3(0.25, weights="imagenet")
-    assert not list((tmp_path / "cache" / "models").iterdir())
+    assert not list((tmp_path / "keras_home" / "models").iterdir())
 
 
-def test_an_unreachable_download_says_what_to_do(tmp_path, monkeypatch):
-    entry = _published(tmp_path, monkeypatch, state_dict(0.25))
-    (tmp_path / "served" / f"{entry.file}.zip").unlink()
+def test_an_unreachable_download_names_the_url_and_what_to_do(published_wd4):
+    entry, served = published_wd4
+    (served / f"{entry.file}.zip").unlink()
     with pytest.raises(
-        ValueError, match=f"Could not download {entry.file}.zip.*weights=PATH"
+        ValueError, match=f"Could not download {entry.url}.*weights=PATH"
     ):
         applications.IGCV3(0.25, weights="imagenet")
+
+
+def test_a_server_that_never_answers_times_out(tmp_path):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        entry = published.register(published.PublishedFile(
+            "silent", f"http://127.0.0.1:{port}/w.zip", "w.pth", "0" * 40
+        ))  # fmt: skip
+        try:
+            with pytest.raises(ValueError, match="timed out.*timeout 0.5 s"):
+                published.fetch(entry.name, cache_dir=tmp_path, timeout=0.5)
+        finally:
+            published.unregister(entry.name)
 
 
 def test_a_pth_file_loads_through_weights(tmp_path):

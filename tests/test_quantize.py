@@ -121,23 +121,6 @@ def test_a_full_integer_litert_file_takes_int8_and_dynamic_keeps_float_io(
     assert source["dtype"] == np.float32
 
 
-def test_the_command_line_exports_and_checks_int8(digits_model, tmp_path, capsys):
-    path = str(tmp_path / "digits.keras")
-    digits_model.save(path)
-    # Asked for full agreement: the check passes only if every example agrees.
-    argv = ["export", path, "--output", str(tmp_path / "out"), "--formats",
-            "litert", "--quantize", "int8", "--calibration", "digits:128",
-            "--check", "--min-agreement", "1"]  # fmt: skip
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    (row,) = [line for line in captured.out.splitlines() if "| litert_int8 |" in line]
-    assert row.startswith("| litert_int8 | 360 |") and "top-1 agreement" in captured.out
-    if "| 1.0000 |" in row:
-        assert code == 0
-    else:
-        assert code == 1 and "under --min-agreement 1" in captured.err
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -174,12 +157,54 @@ def test_bad_quantize_arguments_are_refused_with_the_fix(
     assert not (out / "model_int8.tflite").exists()
 
 
-def test_calibration_that_does_not_fit_the_model_is_refused(digits_model, tmp_path):
-    with pytest.raises(ValueError, match=r"do not fit the model's input.*channels"):
+def _endless():
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensors(np.zeros((1, 32, 32, 1), "float32")).repeat()
+
+
+def _generator_without_end():
+    while True:
+        yield np.zeros((4, 32, 32, 1), "float32")
+
+
+def _with(index, value):
+    images = held_out(16)
+    images[index, 3, 4, 0] = value
+    return images
+
+
+@pytest.mark.parametrize(
+    "calibration, message",
+    [
+        (lambda: np.zeros((8, 32, 32, 3), "float32"), r"do not fit.*1 channels"),
+        (lambda: np.zeros((0, 32, 32, 1), "float32"), r"at least one image"),
+        (lambda: _with(5, np.inf), r"1 calibration image\(s\) hold NaN.*index 5"),
+        (lambda: _with(0, np.nan), r"NaN or infinite.*index 0"),
+        (lambda: np.full((2, 32, 32, 1), "x"), r"must be numbers.*dtype <U1"),
+        (_endless, r"repeats without end.*dataset.take"),
+        (_generator_without_end, r"more than 10000 examples.*take"),
+        (lambda: iter([]), r"empty"),
+        (lambda: 42, r"an array of images.*Received: int"),
+    ],
+    ids=["channels", "empty", "inf", "nan", "strings", "endless", "generator",
+         "empty-stream", "not-images"],
+)  # fmt: skip
+def test_calibration_data_is_checked_before_it_is_used(
+    digits_model, tmp_path, calibration, message
+):
+    """Each fault of its family is a message naming the fix, before anything
+    runs: an `inf` once crashed the converter (exit 139) and left a scratch
+    folder behind."""
+    with pytest.raises(ValueError, match=message):
         export.export(
-            digits_model, str(tmp_path), ["litert"], quantize="int8",
-            calibration=np.zeros((8, 32, 32, 3), "float32"), verbose=False,
+            digits_model, str(tmp_path / "out"), ["litert", "onnx"],
+            quantize="int8", calibration=calibration(), verbose=False,
         )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_quantize_scheme_is_named(digits_model, tmp_path):
     with pytest.raises(ValueError, match="quantize='int4'"):
         export.export(digits_model, str(tmp_path), quantize="int4")
     assert not list(tmp_path.iterdir())

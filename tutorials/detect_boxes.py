@@ -29,16 +29,17 @@ class (red 0, green 1). Boxes are `"yxyx"` pixel corners; images
 with one box pad the second with label -1, keras-hub's "no box".
 """
 
-import os
 
 import keras
 import keras_hub
 import numpy as np
 
+from keras_igc import quick
 from keras_igc.hub import IGCBackbone, MSGCBackbone, MSGCRetinaNetObjectDetector
 
-EPOCHS = int(os.environ.get("DETECT_TUTORIAL_EPOCHS", "30"))
-IMAGES = int(os.environ.get("DETECT_TUTORIAL_IMAGES", "128"))
+# KERAS_IGC_QUICK=1 shortens both (keras_igc/quick.py): the tests run it so.
+EPOCHS = quick.epochs(30)
+IMAGES = quick.examples(128)
 SIZE, CLASSES = 64, 2
 keras.utils.set_random_seed(0)
 

@@ -34,7 +34,7 @@ import pathlib
 import keras
 import tensorflow as tf
 
-from keras_igc import applications, data
+from keras_igc import applications, data, quick
 
 here = pathlib.Path(__file__).resolve().parent
 checkpoint = os.environ.get(
@@ -97,7 +97,7 @@ model.compile(
     loss="sparse_categorical_crossentropy",
     metrics=["accuracy"],
 )
-epochs = int(os.environ.get("FINETUNE_TUTORIAL_EPOCHS", "3"))
+epochs = quick.epochs(3)  # KERAS_IGC_QUICK=1 (the tests) shortens it
 model.fit(train_data, validation_data=eval_data, epochs=epochs, verbose=2)
 print(model.evaluate(eval_data, verbose=0, return_dict=True))
 

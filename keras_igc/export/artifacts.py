@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 
+from keras_igc import preprocessing as records
 from keras_igc.export import litert, onnx, savedmodel
 from keras_igc.export import quantize as quant
 from keras_igc.export.dependencies import SUPPORTED_BACKENDS, check_backend, require  # noqa: F401 (doctests)
@@ -65,6 +66,7 @@ def export(
     int8_io=False,
     overwrite=False,
     verbose=True,
+    preprocessing=None,
 ):
     """Export a model to SavedModel, LiteRT and ONNX artifacts in `directory`.
 
@@ -90,6 +92,9 @@ def export(
             input and output scales are in the file); default float.
         overwrite: replace artifacts that exist; otherwise an existing one is
             an error and nothing is written.
+        preprocessing: a `keras_igc.preprocessing.Preprocessing` to write
+            beside the artifacts (what `keras-igc predict` reads); default:
+            the record beside a `.keras` source (`train` writes one).
         verbose: print what was written.
 
     Returns:
@@ -111,11 +116,15 @@ def export(
     'grouped_primary'
     """
     check_backend()
-    model = load_source(model) if isinstance(model, str) else model
+    if isinstance(model, str):
+        if preprocessing is None and model.endswith(".keras"):
+            preprocessing = records.read(model)
+        model = load_source(model)
     formats = _check_formats(formats)
     quantization, images = _quantization(model, quantize, calibration, int8_io)
     if "onnx" in formats:
         require("tf2onnx", "ONNX export")
+    _check_directory(directory)
     artifacts = _artifact_paths(directory, formats, quantization)
     existing = [p for p in artifacts.values() if os.path.exists(p)]
     if existing and not overwrite:
@@ -129,7 +138,7 @@ def export(
             model, fold=fold, runtime=fmt, block_form=block_form,
             grouped_conv_form=grouped_conv_form,
         )  # fmt: skip
-    os.makedirs(directory, exist_ok=True)
+    _make_directory(directory)
     select_ops = _write(
         directory, prepared, folding, artifacts, existing, quantization, images
     )
@@ -140,8 +149,9 @@ def export(
         litert_select_ops=select_ops,
         quantization=quantization,
     )
-    with open(os.path.join(directory, REPORT_FILE), "w") as f:
-        f.write(result.to_json())
+    _write_atomically(os.path.join(directory, REPORT_FILE), result.to_json())
+    if preprocessing is not None:
+        preprocessing.save(directory)
     if verbose:
         _print_summary(result)
     return result
@@ -182,7 +192,11 @@ def _write(directory, prepared, folding, artifacts, existing, quantization, imag
     succeeded, so a failed export leaves the directory as it was.
     """
     select_ops = []
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".export-") as scratch:
+    _remove_abandoned_scratch(directory)
+    # The scratch folder carries this process's id, so that a later export
+    # can tell one abandoned by a killed process from one still in use.
+    prefix = f"{SCRATCH_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(dir=directory, prefix=prefix) as scratch:
         staged = {fmt: os.path.join(scratch, FORMATS[fmt]) for fmt in FORMATS}
         staged.update(
             {
@@ -227,6 +241,66 @@ def _write(directory, prepared, folding, artifacts, existing, quantization, imag
         for fmt, path in artifacts.items():
             os.replace(staged[fmt], path)
     return select_ops
+
+
+SCRATCH_PREFIX = ".export-"
+
+
+def _check_directory(directory):
+    """A ValueError naming `directory` if it cannot hold the artifacts."""
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(
+            f"The export folder {directory!r} is a file. Pass a folder (it is "
+            f"created if missing)."
+        )
+    parent = directory
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    parent = parent or "."
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"Cannot write the export folder {directory!r}: {parent!r} is not a "
+            f"writable folder. Pass a folder you can write to."
+        )
+
+
+def _make_directory(directory):
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"Cannot create the export folder {directory!r} ({error.strerror})."
+        ) from None
+
+
+def _remove_abandoned_scratch(directory):
+    """Remove the scratch folders of exports whose process is gone (killed,
+    or crashed), so that none is left for the next run to trip on."""
+    for name in os.listdir(directory):
+        if not name.startswith(SCRATCH_PREFIX):
+            continue
+        owner = name[len(SCRATCH_PREFIX) :].split("-")[0]
+        if owner.isdigit() and _process_alive(int(owner)):
+            continue
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_atomically(path, text):
+    partial = f"{path}.partial"
+    with open(partial, "w") as f:
+        f.write(text)
+    os.replace(partial, path)
 
 
 def _print_summary(result):

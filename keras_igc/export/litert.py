@@ -96,6 +96,18 @@ def runner(path, probes=()):
     return make
 
 
+def input_shape(path):
+    """The file's input shape, `(height, width, channels)`."""
+    details = make_interpreter(model_path=path).get_input_details()[0]
+    return tuple(int(d) for d in details["shape"][1:])
+
+
+def output_shape(path):
+    """The file's output shape, batch axis first."""
+    details = make_interpreter(model_path=path).get_output_details()[0]
+    return tuple(int(d) for d in details["shape"])
+
+
 def tensor_names(path):
     """The names of the file's tensors (what `runner` can probe)."""
     interpreter = make_interpreter(model_path=path)

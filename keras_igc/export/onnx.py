@@ -235,6 +235,23 @@ def runner(path, probes=()):
     return make
 
 
+def input_shape(path):
+    """The file's input shape, `(height, width, channels)` (None where free)."""
+    return _shape(path, "input")[1:]
+
+
+def output_shape(path):
+    """The file's output shape, batch axis first (None where free)."""
+    return _shape(path, "output")
+
+
+def _shape(path, which):
+    onnx = require("onnx", "Reading the ONNX artifact")
+    graph = onnx.load(path, load_external_data=False).graph
+    value = (graph.input if which == "input" else graph.output)[0]
+    return tuple(d.dim_value or None for d in value.type.tensor_type.shape.dim)
+
+
 def tensor_names(path):
     """The names of the file's node outputs (what `runner` can probe)."""
     onnx = require("onnx", "Reading the ONNX artifact")

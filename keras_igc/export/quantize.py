@@ -40,9 +40,11 @@ def check_scheme(quantize, int8_io=False):
 
 def parse_calibration(text):
     """`"digits:300"` -> `("digits", 300)`; `"digits"` -> the default count."""
+    from keras_igc import quick
+
     name, _, count = str(text).partition(":")
     if not count:
-        return name, DEFAULT_CALIBRATION
+        return name, quick.examples(DEFAULT_CALIBRATION)
     try:
         number = int(count)
     except ValueError:
@@ -52,16 +54,23 @@ def parse_calibration(text):
             f"The calibration count after ':' must be a positive number of "
             f"examples, e.g. {name}:300. Received: {text!r}."
         )
-    return name, number
+    return name, quick.examples(number)
+
+
+# The most examples a calibration stream may give: a few hundred settle the
+# ranges, and a stream without end would never finish.
+MAX_CALIBRATION = 10_000
 
 
 def calibration_images(calibration, input_shape, *, data_dir=None, download=False):
     """Calibration images as one float32 array shaped like the model's input.
 
-    `calibration`: an array of images, a `tf.data.Dataset` of images or of
-    `(images, labels)` batches, or `"DATASET[:N]"`: the first N examples of
-    the training split of a `keras_igc.data` dataset (the held-out split is
-    left for the agreement check).
+    `calibration`: an array of images, a finite `tf.data.Dataset` (or other
+    iterable) of images or of `(images, labels)` batches, or
+    `"DATASET[:N]"`: the first N examples of the training split of a
+    `keras_igc.data` dataset (the held-out split is left for the agreement
+    check). Every image is checked before any is used: at least one, at most
+    `MAX_CALIBRATION`, numbers, all finite, shaped like the model's input.
     """
     if calibration is None:
         raise ValueError(
@@ -71,16 +80,62 @@ def calibration_images(calibration, input_shape, *, data_dir=None, download=Fals
         )
     if isinstance(calibration, str):
         images = _dataset_images(calibration, data_dir, download)
-    elif hasattr(calibration, "as_numpy_iterator"):
-        images = np.concatenate(
-            [
-                b[0] if isinstance(b, tuple) else b
-                for b in calibration.as_numpy_iterator()
-            ]
-        )
+    elif isinstance(calibration, np.ndarray) or hasattr(calibration, "__array__"):
+        images = calibration
     else:
-        images = np.asarray(calibration)
-    images = np.asarray(images, "float32")
+        images = _stream_images(calibration)
+    return _checked_images(images, input_shape)
+
+
+def _stream_images(stream):
+    """The images of a finite stream of batches, refusing an endless one."""
+    import itertools
+
+    cardinality = getattr(stream, "cardinality", None)
+    if cardinality is not None and int(cardinality()) == -1:  # tf.data.INFINITE
+        raise ValueError(
+            "The calibration dataset repeats without end (its cardinality is "
+            "infinite): pass a finite one, e.g. dataset.take(32) batches."
+        )
+    if hasattr(stream, "as_numpy_iterator"):
+        stream = stream.as_numpy_iterator()
+    try:
+        batches = iter(stream)
+    except TypeError:
+        raise ValueError(
+            f"`calibration` must be an array of images, a dataset or iterable of "
+            f"image batches, or 'DATASET[:N]'. Received: {type(stream).__name__}."
+        ) from None
+    images, count = [], 0
+    for batch in itertools.islice(batches, MAX_CALIBRATION + 1):
+        batch = np.asarray(batch[0] if isinstance(batch, tuple | list) else batch)
+        images.append(batch)
+        count += len(batch) if batch.ndim else 1
+        if count > MAX_CALIBRATION:
+            raise ValueError(
+                f"The calibration stream gave more than {MAX_CALIBRATION} "
+                f"examples (it may have no end): pass a finite one of a few "
+                f"hundred, e.g. dataset.take(N)."
+            )
+    if not images:
+        raise ValueError("The calibration dataset is empty: pass some images.")
+    try:
+        return np.concatenate(images)
+    except ValueError as error:
+        raise ValueError(
+            f"The calibration batches differ in shape ({error}); every batch "
+            f"must hold images of the model's input size."
+        ) from None
+
+
+def _checked_images(images, input_shape):
+    images = np.asarray(images)
+    if images.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Calibration images must be numbers (uint8 or float arrays). "
+            f"Received dtype {images.dtype}."
+        )
+    images = images.astype("float32")
     wanted = tuple(input_shape[1:])
     fits = images.ndim == len(wanted) + 1 and all(
         w is None or w == g for w, g in zip(wanted, images.shape[1:], strict=True)
@@ -88,9 +143,22 @@ def calibration_images(calibration, input_shape, *, data_dir=None, download=Fals
     if not fits or len(images) == 0:
         raise ValueError(
             f"Calibration images of shape {images.shape} do not fit the model's "
-            f"input {(None, *wanted)}: they must have its image size and "
-            f"{wanted[-1]} channels. Calibrate with the dataset the model was "
-            f"trained on."
+            f"input {(None, *wanted)}: they must be at least one image of its "
+            f"size with {wanted[-1]} channels. Calibrate with the dataset the "
+            f"model was trained on."
+        )
+    if len(images) > MAX_CALIBRATION:
+        raise ValueError(
+            f"{len(images)} calibration images; pass at most {MAX_CALIBRATION} "
+            f"(a few hundred settle the ranges)."
+        )
+    bad = ~np.isfinite(images)
+    if bad.any():
+        which = np.flatnonzero(bad.reshape(len(images), -1).any(axis=1))
+        raise ValueError(
+            f"{len(which)} calibration image(s) hold NaN or infinite values "
+            f"(the first: index {which[0]}); activation ranges need finite "
+            f"images. Remove them or fix their preprocessing."
         )
     return images
 

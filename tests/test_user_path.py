@@ -1,0 +1,148 @@
+"""The path a user takes between the features, each step a fresh `keras-igc`
+process on the files the step before it wrote: `train` (or `training.train`
+on a model of the user's), then `evaluate`, `export` (float and int8,
+`--check`), and `predict` on PNGs of held-out digits through every file a
+user can ship (`.keras`, `.tflite`, `.onnx`, float and int8).
+
+One training per family per test run (module-scoped). Nothing is set
+around the code a user runs: models are saved with their compile state by
+`train`, the preprocessing record is the one `train` wrote, the export folder
+is what `export` made.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
+
+# family: how it is trained (keras-igc train arguments, or None for a model
+# of the user's through training.train), and the least agreement of its int8
+# files on held-out digits that --check must see (a barely trained network's
+# close logits flip under int8 rounding: the point here is the path).
+FAMILIES = {
+    "igc-cifar": (["--model", "IGC-L24M2", "--depth", "8", "--epochs", "6"], 0.9),
+    "igcv3": (["--model", "IGCV3-0.25", "--epochs", "1", "--steps-per-epoch", "2"],
+              0.05),
+    "msgc-host": (["--model", "MSGC-ResNet18", "--epochs", "1",
+                   "--steps-per-epoch", "2", "--batch-size", "16"], 0.05),
+    "users-model": (None, 0.05),
+}  # fmt: skip
+FILES = ("model.tflite", "model.onnx", "model_int8.tflite", "model_int8.onnx")
+USERS_MODEL = """
+import keras
+from keras_igc import training
+
+inputs = keras.Input((32, 32, 1))
+x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+x = keras.layers.BatchNormalization()(x)
+x = keras.layers.ReLU()(x)
+x = keras.layers.GlobalAveragePooling2D()(x)
+outputs = keras.layers.Dense(10, activation="softmax")(x)
+model = keras.Model(inputs, outputs, name="mine")
+training.train(model, "digits", "run", epochs=1, steps_per_epoch=2, seed=0)
+"""
+
+
+def cli(*args, cwd):
+    script = os.path.join(os.path.dirname(sys.executable), "keras-igc")
+    return subprocess.run(
+        [script, *args], cwd=cwd, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    )  # fmt: skip
+
+
+def ok(result):
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "Traceback" not in result.stderr, result.stderr[-4000:]
+    return result.stdout
+
+
+def digit_pngs(folder, count=10):
+    """PNGs of the first held-out digits, grayscale and RGB, named
+    `gray-<i>-<label>.png`, as a user would save them."""
+    from PIL import Image
+
+    from keras_igc import data
+
+    images, labels = next(iter(data._digits("eval").batch(count)))
+    paths = []
+    for i, (image, label) in enumerate(
+        zip(images.numpy(), labels.numpy(), strict=True)
+    ):
+        for mode, pixels in (("gray", image[..., 0]), ("rgb", np.repeat(image, 3, -1))):
+            path = folder / f"{mode}-{i}-{label}.png"
+            Image.fromarray(pixels).save(path)
+            paths.append(path.name)
+    return paths
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def exported(request, tmp_path_factory):
+    """`(family, folder)`: the family trained, evaluated and exported (float
+    and int8, checked) in `folder`, each step a fresh process."""
+    family = request.param
+    args, least = FAMILIES[family]
+    folder = tmp_path_factory.mktemp(family)
+    if args is None:
+        ok(subprocess.run(
+            [sys.executable, "-c", USERS_MODEL], cwd=folder, capture_output=True,
+            text=True, timeout=900, env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        ))  # fmt: skip
+    else:
+        ok(cli("train", *args, "--dataset", "digits", "--seed", "0",
+               "--output", "run", cwd=folder))  # fmt: skip
+    result = json.loads(ok(cli("evaluate", "run/model.keras", "--dataset", "digits",
+                               cwd=folder)))  # fmt: skip
+    assert result["examples"] == 360 and 0 <= result["accuracy"] <= 1
+    out = ok(cli(
+        "export", "run/model.keras", "--output", "exported", "--quantize", "int8",
+        "--calibration", "digits:128", "--check", "--min-agreement", str(least),
+        cwd=folder,
+    ))  # fmt: skip
+    assert "litert_int8" in out and "onnx_int8" in out
+    return family, folder
+
+
+def test_export_carries_the_training_record(exported):
+    family, folder = exported
+    from keras_igc import preprocessing
+
+    record = preprocessing.read(folder / "exported" / "model.onnx")
+    assert record == preprocessing.read(folder / "run" / "model.keras")
+    assert record.channels == 1 and record.class_names == [str(i) for i in range(10)]
+    report = json.loads((folder / "exported" / "export_report.json").read_text())
+    assert report["quantization"]["calibration_examples"] == 128
+    assert not [p for p in os.listdir(folder / "exported") if p.startswith(".")]
+
+
+def test_predict_reads_every_file_a_user_ships(exported):
+    """The `.keras` file and the four exported files classify grayscale and
+    RGB PNGs; the float files agree on every image; the quick-start network
+    gets the digits right."""
+    family, folder = exported
+    images = digit_pngs(folder)
+    tops = {}
+    for model in ("run/model.keras", *(f"exported/{f}" for f in FILES)):
+        lines = ok(cli("predict", model, *images, "--top", "3", "--json", cwd=folder))
+        rows = [json.loads(line) for line in lines.splitlines()]
+        assert [r["image"] for r in rows] == images
+        for row in rows:
+            scores = [c["score"] for c in row["top"]]
+            assert len(row["top"]) == 3 and scores == sorted(scores, reverse=True)
+            assert all(c["class"] in [str(i) for i in range(10)] for c in row["top"])
+        tops[model] = [r["top"][0]["class"] for r in rows]
+    float_files = ["run/model.keras", "exported/model.tflite", "exported/model.onnx"]
+    for model in float_files[1:]:
+        assert tops[model] == tops[float_files[0]], model
+    # A grayscale image and its RGB copy get the same class.
+    assert tops[float_files[0]][0::2] == tops[float_files[0]][1::2]
+    if family == "igc-cifar":
+        truth = [name.split("-")[2].removesuffix(".png") for name in images]
+        for model, top in tops.items():
+            right = np.mean([t == y for t, y in zip(top, truth, strict=True)])
+            assert right >= 0.9, (model, top, truth)
