@@ -34,7 +34,8 @@ def _train(commands):
     _data_args(train)
     train.add_argument(
         "--output", default="runs/igc", help="folder for checkpoints, TensorBoard "
-        "logs, history.csv, curves.png and model.keras (default: runs/igc)",
+        "logs, history.csv, curves.png, model.keras and preprocessing.json (how "
+        "an image becomes its input, for predict and export; default: runs/igc)",
     )  # fmt: skip
     train.add_argument(
         "--epochs", type=int, help="default: the paper's for the dataset"

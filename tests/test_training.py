@@ -266,15 +266,8 @@ def test_bad_model_or_dataset(tmp_path, model, dataset, error):
         training.train(model, dataset, str(tmp_path), **QUICK)
 
 
-def test_cli_train_evaluate_and_info(tmp_path, capsys):
-    out = str(tmp_path / "run")
-    argv = ["train", "--dataset", "digits", "--depth", "8", "--epochs", "1",
-            "--steps-per-epoch", "2", "--batch-size", "16",
-            "--output", out]  # fmt: skip
-    assert cli.main(argv) == 0
-    assert "finished" in capsys.readouterr().out
-    assert cli.main(["evaluate", f"{out}/model.keras", "--dataset", "digits"]) == 0
-    assert '"accuracy"' in capsys.readouterr().out
+def test_cli_info(capsys):
+    # train and evaluate on the command line: tests/test_user_path.py.
     assert cli.main(["info", "IGC-L24M2", "--depth", "8"]) == 0
     assert "| IGC-L24M2 D=8 | 32x32 | 48 | 0.045 |" in capsys.readouterr().out
     assert cli.main(["info", "--list"]) == 0
