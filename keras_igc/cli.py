@@ -650,9 +650,7 @@ def _export(args):
     _check_quantize_flags(args)
     builder_args = {} if args.depth is None else {"depth": args.depth}
     model = export.load_source(args.source, weights=args.weights, **builder_args)
-    from keras_igc import preprocessing
-
-    record = preprocessing.read(args.source) if args.source.endswith(".keras") else None
+    record = export.record_of(args.source)
     result = export.export(
         model, args.output, args.formats.split(","), fold=not args.no_fold,
         block_form=args.block_form, grouped_conv_form=args.grouped_conv_form,

@@ -1,5 +1,5 @@
 """The preprocessing record: what `train` writes, `export` copies and
-`predict` reads (the whole path: test_user_path.py)."""
+`predict` reads (the whole path: user_path.py)."""
 
 import json
 

@@ -267,7 +267,7 @@ def test_bad_model_or_dataset(tmp_path, model, dataset, error):
 
 
 def test_cli_info(capsys):
-    # train and evaluate on the command line: tests/test_user_path.py.
+    # train and evaluate on the command line: tests/user_path.py.
     assert cli.main(["info", "IGC-L24M2", "--depth", "8"]) == 0
     assert "| IGC-L24M2 D=8 | 32x32 | 48 | 0.045 |" in capsys.readouterr().out
     assert cli.main(["info", "--list"]) == 0

@@ -24,6 +24,7 @@ from keras_igc.export.artifacts import (
     ExportResult,
     export,
     load_source,
+    record_of,
 )
 from keras_igc.export.check import (
     MIN_AGREEMENT,
@@ -51,4 +52,5 @@ __all__ = [
     "format_check",
     "load_source",
     "prepare",
+    "record_of",
 ]

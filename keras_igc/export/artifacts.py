@@ -93,8 +93,8 @@ def export(
         overwrite: replace artifacts that exist; otherwise an existing one is
             an error and nothing is written.
         preprocessing: a `keras_igc.preprocessing.Preprocessing` to write
-            beside the artifacts (what `keras-igc predict` reads); default:
-            the record beside a `.keras` source (`train` writes one).
+            beside the artifacts (`keras-igc predict` reads it); default: the
+            one beside a `.keras` source (`train` writes it).
         verbose: print what was written.
 
     Returns:
@@ -117,9 +117,7 @@ def export(
     """
     check_backend()
     if isinstance(model, str):
-        if preprocessing is None and model.endswith(".keras"):
-            preprocessing = records.read(model)
-        model = load_source(model)
+        model, preprocessing = load_source(model), preprocessing or record_of(model)
     formats = _check_formats(formats)
     quantization, images = _quantization(model, quantize, calibration, int8_io)
     if "onnx" in formats:
@@ -321,6 +319,12 @@ def _forms(report):
         (entry["form"], entry.get("primary_groups", entry.get("groups")))
         for entry in entries
     ]
+
+
+def record_of(source):
+    """The preprocessing record beside a `.keras` source (`train` writes
+    one), or None."""
+    return records.read(source) if source.endswith(".keras") else None
 
 
 def load_source(source, weights=None, **kwargs):

@@ -4,10 +4,11 @@ on a model of the user's), then `evaluate`, `export` (float and int8,
 `--check`), and `predict` on PNGs of held-out digits through every file a
 user can ship (`.keras`, `.tflite`, `.onnx`, float and int8).
 
-One training per family per test run (module-scoped). Nothing is set
-around the code a user runs: models are saved with their compile state by
-`train`, the preprocessing record is the one `train` wrote, the export folder
-is what `export` made.
+One training per family per test run. Nothing is set around the code a user
+runs: models are saved with their compile state by `train`, the
+preprocessing record is the one `train` wrote, the export folder is what
+`export` made. test_user_path_igc.py and test_user_path_mobile.py run it for
+two families each (two files, so that the two halves can run side by side).
 """
 
 import json
@@ -16,9 +17,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-
-pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
 
 # family: how it is trained (keras-igc train arguments, or None for a model
 # of the user's through training.train), and the least agreement of its int8
@@ -81,13 +79,10 @@ def digit_pngs(folder, count=10):
     return paths
 
 
-@pytest.fixture(scope="module", params=list(FAMILIES))
-def exported(request, tmp_path_factory):
-    """`(family, folder)`: the family trained, evaluated and exported (float
-    and int8, checked) in `folder`, each step a fresh process."""
-    family = request.param
+def export_family(family, folder):
+    """Train `family`, evaluate and export it (float and int8, checked) in
+    `folder`, each step a fresh process; returns `(family, folder)`."""
     args, least = FAMILIES[family]
-    folder = tmp_path_factory.mktemp(family)
     if args is None:
         ok(subprocess.run(
             [sys.executable, "-c", USERS_MODEL], cwd=folder, capture_output=True,
@@ -108,7 +103,7 @@ def exported(request, tmp_path_factory):
     return family, folder
 
 
-def test_export_carries_the_training_record(exported):
+def check_the_export_carries_the_training_record(exported):
     family, folder = exported
     from keras_igc import preprocessing
 
@@ -120,7 +115,7 @@ def test_export_carries_the_training_record(exported):
     assert not [p for p in os.listdir(folder / "exported") if p.startswith(".")]
 
 
-def test_predict_reads_every_file_a_user_ships(exported):
+def check_predict_reads_every_file_a_user_ships(exported):
     """The `.keras` file and the four exported files classify grayscale and
     RGB PNGs; the float files agree on every image; the quick-start network
     gets the digits right."""
