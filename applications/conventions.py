@@ -9,7 +9,7 @@ import os
 import keras
 
 from keras_igc import keras_internals
-from keras_igc.validation import check_keras_archive
+from keras_igc.saving import check_keras_archive
 
 POOLINGS = (None, "avg", "max")
 

@@ -13,7 +13,7 @@ pytorchcv module (`igcv3_w1`, ...): the authors' MXNet node:
 - `predictions`: `output`: `fc`.
 
 (`_bn` of a convolution: `.bn` / `-batchnorm`; `r`, `b` the release's row and
-block of the unit, `igcv3.Unit`.) Both store convolutions as
+block of the unit, `igcv3_plan.Unit`.) Both store convolutions as
 `(O, I/groups, kh, kw)` and the classifier as `(classes, features)`. Every
 array is checked before any is assigned: a file that does not fit loads
 nothing, and the error names the width the file holds.
@@ -23,11 +23,11 @@ import os
 
 import keras
 
-from keras_igc.applications import conventions, igcv3, published, torch_weights
+from keras_igc.applications import conventions, igcv3_plan, published, torch_weights
 from keras_igc.applications.release_weights import _strip, read_mxnet_params
 
-# pytorchcv's published widths (`published.py` declares their files), by alpha.
-PUBLISHED = {1.0: "igcv3_w1", 0.75: "igcv3_w3d4", 0.5: "igcv3_wd2", 0.25: "igcv3_wd4"}
+# pytorchcv's published widths, by alpha (`published.py` declares their files).
+PUBLISHED = igcv3_plan.WIDTHS
 _PARTS = {"conv1": "exp", "conv2": "depthwise", "conv3": "linear"}
 _FIXED = {
     "init_block": ("features.init_block", "first-3x3-conv"),
@@ -71,7 +71,7 @@ def resolve(weights, alpha, include_top, classes):
 def names(model, alpha):
     """`{pytorchcv key: (variable, layout, MXNet name)}` for every weight of an
     IGCV3 model at width `alpha`."""
-    units = {unit.name: unit for unit in igcv3.plan(alpha)[1]}
+    units = {unit.name: unit for unit in igcv3_plan.plan(alpha)[1]}
     table = {}
     for layer in model.layers:
         if not layer.weights:
@@ -156,7 +156,7 @@ def describe(state):
         )
     held = (stem.shape[0], last.shape[1], last.shape[0])
     for alpha, name in PUBLISHED.items():
-        stem_width, units, last_width = igcv3.plan(alpha)
+        stem_width, units, last_width = igcv3_plan.plan(alpha)
         if held == (stem_width, units[-1].outputs, last_width):
             classes = (
                 state["output.weight"].shape[0] if "output.weight" in state else None

@@ -44,7 +44,8 @@ from keras_igc.applications import conventions, torch_weights
 from keras_igc.applications.registry import register
 from keras_igc.layers import MACRegularizer, MSGCConv2D
 from keras_igc.layers.mask_generator import kaiming_fan_out
-from keras_igc.validation import load_keras_model, positive_int
+from keras_igc.saving import load_keras_model
+from keras_igc.validation import positive_int
 
 HOSTS = ("MSGCResNet18", "MSGCResNet50", "MSGCMobileNetV2")
 REFERENCE_SIZE = 224  # the release counts MACs per 224x224 image
@@ -468,7 +469,7 @@ True
 """
 
 
-@register("imagenet", family="msgc", rows={"MSGC-ResNet18": {}})
+@register("imagenet", family="msgc", rows={"MSGC-ResNet18": {}}, msgc_host=True)
 def MSGCResNet18(
     include_top=True,
     weights=None,
@@ -506,7 +507,7 @@ def MSGCResNet18(
     )
 
 
-@register("imagenet", family="msgc", rows={"MSGC-ResNet50": {}})
+@register("imagenet", family="msgc", rows={"MSGC-ResNet50": {}}, msgc_host=True)
 def MSGCResNet50(
     include_top=True,
     weights=None,
@@ -544,7 +545,7 @@ def MSGCResNet50(
     )
 
 
-@register("imagenet", family="msgc", rows={"MSGC-MobileNetV2": {}})
+@register("imagenet", family="msgc", rows={"MSGC-MobileNetV2": {}}, msgc_host=True)
 def MSGCMobileNetV2(
     include_top=True,
     weights=None,

@@ -33,6 +33,8 @@ class RegisteredModel:
         paper_row: whether the name is a row of a paper's tables.
         any_size: whether it also trains on the other input family (a
             mobile network such as IGCV3 runs on 32x32 images too).
+        msgc_host: whether it is an MSGC host (learned groups and gates;
+            trained with the MSGC release's recipe).
     """
 
     name: str
@@ -42,12 +44,13 @@ class RegisteredModel:
     preset: dict
     paper_row: bool
     any_size: bool = False
+    msgc_host: bool = False
 
     def takes(self, argument):
         return argument in inspect.signature(self.builder).parameters
 
 
-def register(dataset, family="igc", rows=None, any_size=False):
+def register(dataset, family="igc", rows=None, any_size=False, msgc_host=False):
     """Decorator: register a builder under its name and the paper rows it builds.
 
     Args:
@@ -57,6 +60,7 @@ def register(dataset, family="igc", rows=None, any_size=False):
             with those arguments fixed.
         any_size: the network fits the other input family too (no fixed
             depth or stem that needs `dataset`'s size).
+        msgc_host: the builder builds an MSGC host (`msgc_host`).
     """
     if dataset not in DATASETS or family not in FAMILIES:
         raise ValueError(f"register: dataset={dataset!r}, family={family!r}.")
@@ -71,7 +75,14 @@ def register(dataset, family="igc", rows=None, any_size=False):
                     continue  # the file imported again (pytest's doctests do)
                 raise ValueError(f"{name!r} is registered twice.")
             _REGISTRY[name.lower()] = RegisteredModel(
-                name, builder, dataset, family, preset, paper_row, any_size
+                name,
+                builder,
+                dataset,
+                family,
+                preset,
+                paper_row,
+                any_size,
+                msgc_host,
             )
         return builder
 
@@ -158,11 +169,8 @@ def get_model(name, **kwargs):
 def msgc_host(name):
     """The builder name of an MSGC host (`"MSGCResNet18"` for `"MSGC-ResNet18"`
     or `"msgcresnet18"`), or None for any other name."""
-    from keras_igc.applications.msgc_hosts import HOSTS
-
     entry = _REGISTRY.get(str(name).lower())
-    builder = entry and entry.builder.__name__
-    return builder if builder in HOSTS else None
+    return entry.builder.__name__ if entry and entry.msgc_host else None
 
 
 def dataset_of(name):

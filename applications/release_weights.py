@@ -211,7 +211,7 @@ def _targets(model, family):
     """`[(release name, variable, MXNet -> Keras layout function)]`."""
     import keras
 
-    from keras_igc import IGCConv2D
+    from keras_igc.layers import IGCConv2D
 
     def conv(array):  # (O, I/g, kh, kw) -> (kh, kw, I/g, O)
         return array.transpose(2, 3, 1, 0)

@@ -25,7 +25,7 @@ and `torch.ao`'s own int8 (FX graph mode, the x86 backend, per-channel
 weights, channels_last input). `/ torch int8` is against the faster of the
 two. Writes benchmarks/results/quantize-cpu.json.
 
-`--classes`: what the `"int8"` rule of `keras_igc.forms` for ONNX was measured
+`--classes`: what the int8 rule for ONNX (`export.quantize.INT8_RULES`) was measured
 with. The ONNX Runtime int8 file of each network with the rule's decision
 reversed for one class of convolution at a time (dense, 2 groups, depthwise,
 channel multiplier, narrow groups of several inputs, wide groups), against the
@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 from benchmarks.export import NETWORKS, calibrated, peer, torch_onnx  # noqa: E402
 from benchmarks.output import results_path, write_json  # noqa: E402
 from benchmarks.timing import taking_turns  # noqa: E402
-from keras_igc import applications, data, export, forms, training  # noqa: E402
+from keras_igc import applications, data, export, training  # noqa: E402
 from keras_igc.export import quantize  # noqa: E402
 from keras_igc.export.check import RUNTIMES  # noqa: E402
 
@@ -211,7 +211,7 @@ def convolution_class(g):
         return "dense"
     if g.groups == 2:
         return "2 groups"
-    if g.group_inputs >= forms.INT8_WIDE_GROUP:
+    if g.group_inputs >= quantize.INT8_WIDE_GROUP:
         return "wide groups"
     if g.group_inputs > 1:
         return "grouped (several inputs a group)"

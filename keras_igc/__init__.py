@@ -43,7 +43,7 @@ def _load():
     names["applications"] = importlib.import_module("keras_igc.applications")
     # The optimizers and MSGC's model too: a model `train` saved with its
     # compile state loads with keras.saving.load_model after `import keras_igc`.
-    importlib.import_module("keras_igc.validation").register_serializables()
+    importlib.import_module("keras_igc.saving").register_serializables()
     globals().update(names)
 
 

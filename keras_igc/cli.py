@@ -301,32 +301,6 @@ def _info(commands):
     info.set_defaults(run=_run_info)
 
 
-# The help of each form an export can ask for, by kind; the choices are
-# `keras_igc.forms.OVERRIDES` (tests/test_bad_inputs.py checks that every one is
-# explained).
-FORM_HELP = {
-    "igc_block": {
-        "auto": "per format, the one its runtime measured fastest, with LiteRT "
-        "and the SavedModel running M<=2 primaries as fewer, wider groups",
-        "auto_sparse": "as auto, but never the dense-equivalent kernel",
-        "grouped": "primary and secondary as the runtime's grouped "
-        "convolutions, the permutations between",
-        "grouped_primary": "a grouped primary, then one dense 1x1",
-        "dense": "its dense-equivalent convolution, where a BatchNorm folds into it",
-        "igc": "plain convolutions, then one 1x1",
-    },
-    "grouped_conv": {
-        "auto": "per format, the one its runtime measured fastest, and in "
-        "LiteRT and the SavedModel groups of one or two outputs merged into "
-        "wider ones",
-        "grouped": "the runtime's grouped convolution",
-        "dense": "a block-diagonal dense kernel",
-        "depthwise": "a depthwise convolution and a sum",
-        "split": "one convolution per group",
-    },
-}
-
-
 def _form_args(parser):
     """--block-form and --grouped-conv-form, from `keras_igc.forms`."""
     import importlib
@@ -340,7 +314,8 @@ def _form_args(parser):
          "every grouped convolution outside IGC blocks (the projection shortcuts)"),
     ):  # fmt: skip
         explained = "; ".join(
-            f"{form}: {FORM_HELP[kind][form]}" for form in forms.OVERRIDES[kind]
+            f"{form}: {forms.DESCRIPTIONS[kind][form]}"
+            for form in forms.OVERRIDES[kind]
         )
         parser.add_argument(
             flag, default="auto", choices=forms.OVERRIDES[kind],
@@ -447,7 +422,11 @@ def _run_info(args):
     from keras_igc import applications, forms
 
     if args.forms:
+        from keras_igc.export import quantize
+
         print(forms.rules_table())
+        print()
+        print(quantize.int8_rules_table())
     elif args.list:
         print("\n".join(applications.list_models(family="igc")))
     else:
@@ -464,7 +443,7 @@ def _start_keras():
 
     def load():
         # Registers the layers, optimizers and models for keras.saving.load_model.
-        importlib.import_module("keras_igc.validation").register_serializables()
+        importlib.import_module("keras_igc.saving").register_serializables()
 
     if os.environ.get("KERAS_IGC_VERBOSE") or "tensorflow" in sys.modules:
         load()

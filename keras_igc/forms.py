@@ -23,9 +23,6 @@ can read. Four kinds of layer have forms (`FORMS`):
 - `"shuffle"` (`ChannelShuffle`): `"gather"` (one take on the channel axis)
   or `"transpose"` (reshape, transpose, reshape: ONNX export turns it into one
   NCHW transpose).
-- `"int8"` (a convolution of an 8-bit export, `keras_igc.export.quantize`):
-  `"int8"` (the runtime's integer kernel) or `"float"` (left in float where
-  the runtime's integer kernel measured slower).
 
 `choose(layer, runtime, overrides)` reads the rule of `RULES[runtime][kind]`.
 The runtimes (`RUNTIMES`): `"keras"` (the Keras model on this machine's
@@ -52,8 +49,6 @@ FORMS = {
     "igc_block": ("grouped", "grouped_primary", "dense", "igc"),
     "msgc": ("masked", "gather", "scaled_kernel", "auto"),
     "shuffle": ("gather", "transpose"),
-    # A convolution in an 8-bit artifact: integer kernels or left in float.
-    "int8": ("int8", "float"),
 }
 # What an export may ask for instead of the rule: "auto" follows it;
 # "auto_sparse" follows it but keeps every IGC block's own sparse weights
@@ -62,6 +57,36 @@ OVERRIDES = {
     "igc_block": ("auto", "auto_sparse", *FORMS["igc_block"]),
     "grouped_conv": IMPLEMENTATIONS,
     "msgc": ("auto", *FORMS["msgc"][:3]),
+}
+# What each form an export can ask for (`OVERRIDES`) does: the one
+# description, read by the command line's help and `rules_table`
+# (tests/test_forms.py checks that every one is described).
+DESCRIPTIONS = {
+    "igc_block": {
+        "auto": "per format, the one its runtime measured fastest, with LiteRT "
+        "and the SavedModel running M<=2 primaries as fewer, wider groups",
+        "auto_sparse": "as auto, but never the dense-equivalent kernel",
+        "grouped": "primary and secondary as the runtime's grouped "
+        "convolutions, the permutations between",
+        "grouped_primary": "a grouped primary, then one dense 1x1",
+        "dense": "its dense-equivalent convolution, where a BatchNorm folds into it",
+        "igc": "plain convolutions, then one 1x1",
+    },
+    "grouped_conv": {
+        "auto": "per format, the one its runtime measured fastest, and in "
+        "LiteRT and the SavedModel groups of one or two outputs merged into "
+        "wider ones",
+        "grouped": "the runtime's grouped convolution",
+        "dense": "a block-diagonal dense kernel",
+        "depthwise": "a depthwise convolution and a sum",
+        "split": "one convolution per group",
+    },
+    "msgc": {
+        "auto": "per call, the kept channels gathered while few are kept, else masked",
+        "masked": "masked copies of the input, as in training",
+        "gather": "the kept channels only",
+        "scaled_kernel": "each sample's masks folded into its own kernel",
+    },
 }
 EXPORT_RUNTIMES = ("savedmodel", "litert", "onnx")
 RUNTIMES = ("keras", "converter", *EXPORT_RUNTIMES)
@@ -79,19 +104,12 @@ GROUPED_SECONDARY_FROM = {"litert": 200, "onnx": 48}
 # to this many outputs, zeros between (export-grouped-cpu.json); ONNX Runtime
 # does not gain.
 MERGED_GROUP_OUTPUTS = {"litert": 12, "savedmodel": 8}
-# ONNX Runtime's int8 grouped convolution keeps up with its float one from
-# groups this wide on (MSGC's 4-head layers, 64 and more inputs a group, ran
-# as fast in int8; IGC's groups of 1-2 channels ran 1.3-2.3x slower:
-# quantize-classes-cpu.json).
-INT8_WIDE_GROUP = 16
 
 _FORMS_FILE = "benchmarks/results/export-forms-cpu.json"
 _GROUPED_FILE = "benchmarks/results/export-grouped-cpu.json"
 _MSGC_FILE = "benchmarks/results/msgc-forms-cpu.json"
 _MSGC_EXPORTS_FILE = "benchmarks/results/msgc-exports-cpu.json"
 _KERAS_FILE = "benchmarks/results/bench-cpu.json"
-_INT8_FILE = "benchmarks/results/quantize-cpu.json"
-_INT8_CLASSES_FILE = "benchmarks/results/quantize-classes-cpu.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +241,7 @@ def decide(kind, runtime, geometry):
 
 def forced(kind, form, runtime, geometry, why=None):
     """The `Choice` of a form named explicitly (never merged: emitted as named)."""
-    why = why or f"{_ARGUMENTS[kind]}={form!r}"
+    why = why or f"{_argument(kind)}={form!r}"
     extra = {}
     if kind == "igc_block":
         extra["primary"] = {
@@ -257,12 +275,13 @@ def _own(kind, own, runtime, geometry):
     return forced(kind, own, runtime, geometry, why)
 
 
-_ARGUMENTS = {
-    "igc_block": "block_form",
-    "grouped_conv": "grouped_conv_form",
-    "msgc": "msgc_form",
-    "shuffle": "shuffle_form",
-}
+# The export argument that overrides each kind's rule (`export.prepare`).
+_ARGUMENTS = {"igc_block": "block_form", "grouped_conv": "grouped_conv_form"}
+
+
+def _argument(kind):
+    """How a message names the override of `kind`'s form."""
+    return _ARGUMENTS.get(kind, f"the {kind!r} form")
 
 
 def check_kind(choice, kind, layer):
@@ -280,42 +299,37 @@ def check_override(kind, value):
     """`value` if an export may ask for it for `kind`, else a ValueError."""
     allowed = OVERRIDES.get(kind, ("auto",))
     if value not in allowed:
+        if kind not in FORMS:
+            raise ValueError(
+                f"Unknown kind of layer {kind!r}: forms exist for {sorted(FORMS)}."
+            )
+        name = _argument(kind)
         raise ValueError(
-            f"`{_ARGUMENTS[kind]}` must be one of {allowed}. Received: "
-            f"{_ARGUMENTS[kind]}={value!r}."
+            f"`{name}` must be one of {allowed}. Received: {name}={value!r}."
+            if kind in _ARGUMENTS
+            else f"{name} must be one of {allowed}. Received: {value!r}."
         )
     return value
 
 
 def describe(layer):
-    """`(kind, Geometry, implementation)` of a layer that has forms."""
+    """`(kind, Geometry, implementation)` of a layer that has forms.
+
+    keras_igc's layers say it themselves (`execution_geometry()`: forms
+    knows no layer class); a Keras `Conv2D` (grouped or not, and so
+    `GroupConv2D`) is read here.
+    """
     import keras
 
-    from keras_igc.layers import ChannelShuffle, IGCConv2D, MSGCConv2D
-
-    dtype = getattr(layer, "compute_dtype", "float32")
-    own = getattr(layer, "implementation", "auto")
-    if isinstance(layer, IGCConv2D):
-        L = layer.primary_partitions
-        geometry = Geometry(
-            L, layer.primary.kernel.shape[2], layer.secondary_partitions,
-            layer.kernel_size, layer.strides, dtype,
-        )  # fmt: skip
-        return "igc_block", geometry, own
-    if isinstance(layer, MSGCConv2D):
-        geometry = Geometry(
-            group_inputs=layer.input_channels, kernel_size=layer.conv.kernel_size,
-            heads=layer.heads,
-        )  # fmt: skip
-        return "msgc", geometry, own
-    if isinstance(layer, ChannelShuffle):
-        return "shuffle", Geometry(groups=layer.groups), "auto"
+    if hasattr(layer, "execution_geometry"):
+        return layer.execution_geometry()
     if isinstance(layer, keras.layers.Conv2D):
+        dtype = getattr(layer, "compute_dtype", "float32")
         geometry = Geometry(
             layer.groups, layer.kernel.shape[2], layer.filters // layer.groups,
             layer.kernel_size, layer.strides, dtype,
         )  # fmt: skip
-        return "grouped_conv", geometry, own
+        return "grouped_conv", geometry, getattr(layer, "implementation", "auto")
     raise TypeError(
         f"{type(layer).__name__} {layer.name!r} has no execution forms; forms "
         f"are for IGCConv2D, GroupConv2D (or a grouped Conv2D), MSGCConv2D and "
@@ -558,41 +572,17 @@ def _converted_shuffle(g):
     )
 
 
-@rule(("keras", "converter", "savedmodel"), "int8")
-def _float_only(g):
-    """No 8-bit artifact: float."""
-    return "float", "no 8-bit artifact for this runtime"
-
-
-@rule("litert", "int8", source=_INT8_FILE)
-def _litert_int8(g):
-    """Every convolution in int8 (XNNPACK's kernels, grouped ones too)."""
-    return "int8", "litert: XNNPACK's int8 convolutions, grouped ones included"
-
-
-@rule("onnx", "int8", source=_INT8_CLASSES_FILE)
-def _onnx_int8(g):
-    """Float for >2 narrow groups (under 16 inputs or outputs) but depthwise."""
-    narrow = min(g.group_inputs, g.group_outputs) < INT8_WIDE_GROUP
-    if g.groups > 2 and narrow and (g.group_inputs, g.group_outputs) != (1, 1):
-        return "float", (
-            f"onnx: {g.groups} groups of {g.group_inputs} inputs and "
-            f"{g.group_outputs} outputs: ONNX Runtime's QLinearConv is fast for "
-            f"depthwise, few or wide groups only; these measured slower in "
-            f"int8 than in float"
-        )
-    return "int8", (
-        "onnx: ONNX Runtime's QLinearConv (dense, depthwise, 2 groups, wide groups)"
-    )
-
-
 def rules_table():
-    """The rule table as Markdown: runtime, kind, rule, measured in."""
+    """The rule table as Markdown (runtime, kind, rule, measured in), then
+    what each form an export can ask for does."""
     lines = ["| runtime | layer | rule | measured in |", "|---|---|---|---|"]
     for runtime, rules in RULES.items():
         for kind, rule_ in rules.items():
             source = f"`{rule_.source}`" if rule_.source else "-"
             lines.append(f"| {runtime} | {kind} | {rule_.summary} | {source} |")
+    lines += ["", "| layer | form | what it runs |", "|---|---|---|"]
+    for kind, described in DESCRIPTIONS.items():
+        lines += [f"| {kind} | {form} | {text} |" for form, text in described.items()]
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ def load_model(path):
 
         model = applications.from_release_weights(path)
     elif path.endswith(".keras"):
-        from keras_igc.validation import load_keras_model
+        from keras_igc.saving import load_keras_model
 
         model = load_keras_model(path)
     else:

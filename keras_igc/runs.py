@@ -38,7 +38,8 @@ import keras
 import numpy as np
 
 from keras_igc import keras_internals
-from keras_igc.validation import load_keras_model, positive_int
+from keras_igc.saving import load_keras_model
+from keras_igc.validation import positive_int
 
 PARTIAL = ".partial"
 SNAPSHOT = "step-"  # backup/step-NNNNNNNNN: the state after that many steps

@@ -44,12 +44,8 @@ from keras_igc import (
 from keras_igc.layers import GhostBatchNormalization
 from keras_igc.optimizers import CoupledSGD, StepDecay
 from keras_igc.plotting import plot_history
-from keras_igc.validation import (
-    finite_float,
-    is_integer,
-    load_keras_model,
-    positive_int,
-)
+from keras_igc.saving import load_keras_model
+from keras_igc.validation import finite_float, is_integer, positive_int
 
 # The release's learning-rate drops, as (numerator, denominator) of the epochs,
 # in Python 2 integer arithmetic (`num_epochs*7/8` of 20 epochs is 17).

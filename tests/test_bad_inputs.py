@@ -49,9 +49,22 @@ def test_the_command_line_knows_every_dataset_and_normalization():
     assert set(cli.NORMALIZATION_NAMES) == set(statistics.NORMALIZATIONS)
 
 
-def test_the_command_line_explains_every_form_an_export_can_ask_for():
-    for kind, explained in cli.FORM_HELP.items():
-        assert list(explained) == list(forms.OVERRIDES[kind]), kind
+def test_every_form_an_export_can_ask_for_is_described_once():
+    assert set(forms.DESCRIPTIONS) == set(forms.OVERRIDES)
+    for kind, described in forms.DESCRIPTIONS.items():
+        assert list(described) == list(forms.OVERRIDES[kind]), kind
+    assert "FORM_HELP" not in vars(cli)
+
+
+@pytest.mark.parametrize(
+    "kind, value, message",
+    [("int8", "fast", "the 'int8' form must be one of"),
+     ("igc_block", "sparse", "`block_form` must be one of.*block_form='sparse'"),
+     ("conv3d", "grouped", "Unknown kind of layer 'conv3d'")],
+)  # fmt: skip
+def test_every_override_check_raises_a_message(kind, value, message):
+    with pytest.raises(ValueError, match=message):
+        forms.check_override(kind, value)
 
 
 @pytest.mark.parametrize(

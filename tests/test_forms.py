@@ -93,22 +93,3 @@ def test_the_command_line_prints_the_rule_table(capsys):
     assert printed.strip() == forms.rules_table()
     for runtime in forms.RUNTIMES:
         assert f"| {runtime} | igc_block |" in printed
-
-
-@pytest.mark.parametrize(
-    "geometry, onnx_form",
-    [
-        (forms.Geometry(1, 64, 64, (3, 3)), "int8"),  # dense
-        (forms.Geometry(2, 100, 100, (1, 1)), "int8"),  # 2 groups
-        (forms.Geometry(96, 1, 1, (3, 3)), "int8"),  # depthwise
-        (forms.Geometry(100, 1, 2, (3, 3)), "float"),  # channel multiplier
-        (forms.Geometry(100, 2, 2, (3, 3)), "float"),  # IGC primary
-        (forms.Geometry(4, 64, 64, (3, 3)), "int8"),  # MSGC's 4 heads, masked
-    ],
-)
-def test_int8_forms_follow_what_each_runtime_runs_fast(geometry, onnx_form):
-    # benchmarks/README.md, "8-bit exports": ONNX Runtime's int8 kernels
-    # for many narrow groups (not depthwise) measured slower than float.
-    assert forms.decide("int8", "onnx", geometry).form == onnx_form
-    assert forms.decide("int8", "litert", geometry).form == "int8"
-    assert forms.decide("int8", "savedmodel", geometry).form == "float"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_igc
-from keras_igc import cli, data, export
+from keras_igc import cli, data, export, forms
 from keras_igc.export import quantize
 
 pytestmark = pytest.mark.tensorflow_only
@@ -208,6 +208,35 @@ def test_a_bad_quantize_scheme_is_named(digits_model, tmp_path):
     with pytest.raises(ValueError, match="quantize='int4'"):
         export.export(digits_model, str(tmp_path), quantize="int4")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "geometry, onnx_form",
+    [
+        (forms.Geometry(1, 64, 64, (3, 3)), "int8"),  # dense
+        (forms.Geometry(2, 100, 100, (1, 1)), "int8"),  # 2 groups
+        (forms.Geometry(96, 1, 1, (3, 3)), "int8"),  # depthwise
+        (forms.Geometry(100, 1, 2, (3, 3)), "float"),  # channel multiplier
+        (forms.Geometry(100, 2, 2, (3, 3)), "float"),  # IGC primary
+        (forms.Geometry(4, 64, 64, (3, 3)), "int8"),  # MSGC's 4 heads, masked
+    ],
+)
+def test_int8_forms_follow_what_each_runtime_runs_fast(geometry, onnx_form):
+    # benchmarks/README.md, "8-bit exports": ONNX Runtime's int8 kernels
+    # for many narrow groups (not depthwise) measured slower than float.
+    assert quantize.int8_form("onnx", geometry)[0] == onnx_form
+    assert quantize.int8_form("litert", geometry)[0] == "int8"
+    with pytest.raises(ValueError, match="No 8-bit files for runtime 'savedmodel'"):
+        quantize.int8_form("savedmodel", geometry)
+
+
+@pytest.mark.parametrize("rule", list(quantize.INT8_RULES.values()),
+                         ids=lambda r: r.runtime)  # fmt: skip
+def test_each_int8_rule_names_a_results_file_that_exists(rule):
+    import pathlib
+
+    assert (pathlib.Path(__file__).parents[1] / rule.source).is_file()
+    assert rule.summary and rule.summary in quantize.int8_rules_table()
 
 
 def test_the_command_line_knows_every_scheme():

@@ -11,7 +11,7 @@ from keras_igc.export import litert, onnx, savedmodel
 from keras_igc.export import quantize as quant
 from keras_igc.export.dependencies import SUPPORTED_BACKENDS, check_backend, require  # noqa: F401 (doctests)
 from keras_igc.export.folding import FoldingReport, prepare
-from keras_igc.validation import load_keras_model
+from keras_igc.saving import load_keras_model
 
 FORMATS = {"savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
 
@@ -34,8 +34,8 @@ class ExportResult:
             `int8_io`, per format `float_ops` (`{op: count}` of the
             operations left in float, which the runtime has no integer
             kernel for or the scheme leaves float), and `kept_float`
-            (`{"onnx": {node: why}}`: the convolutions the `"int8"` rule of
-            `keras_igc.forms` keeps float, where ONNX Runtime's integer
+            (`{"onnx": {node: why}}`: the convolutions the int8 rule
+            (`quantize.INT8_RULES`) keeps float, where ONNX Runtime's integer
             kernel measured slower). With MSGC layers, `gate_logits`: per
             format, the type of the mask logits the gates compare with their
             threshold (`"int8"`: a logit within a quantization step of it

@@ -23,7 +23,6 @@ from keras_igc.complexity import model_complexity
 from keras_igc.layers import GroupConv2D, IGCConv2D
 
 BLOCK_FORMS = forms.OVERRIDES["igc_block"]
-GROUPED_CONV_FORMS = forms.OVERRIDES["grouped_conv"]
 RUNTIMES = forms.EXPORT_RUNTIMES
 
 

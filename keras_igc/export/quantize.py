@@ -8,6 +8,7 @@ float activations. Both start from the folded clone `prepare` made for the
 runtime, so BatchNorm is already inside the convolutions' scales.
 """
 
+import dataclasses
 import os
 import re
 
@@ -211,7 +212,7 @@ def onnx(float_path, path, scheme, images, batch=8, kept_float=None):
     """Write a quantized ONNX file from the float one: QDQ with per-channel
     weight scales (`"int8"`), or int8 weights alone (`"dynamic"`). Each
     convolution whose int8 form ONNX Runtime runs slower stays float
-    (`keras_igc.forms`, kind `"int8"`), or those of `kept_float` (`{node:
+    (`INT8_RULES`), or those of `kept_float` (`{node:
     why}`) instead; returns `{node: why}` of those."""
     import onnx as onnx_lib
     from onnxruntime import quantization as q
@@ -250,16 +251,84 @@ def onnx(float_path, path, scheme, images, batch=8, kept_float=None):
     return kept_float
 
 
-def _onnx_kept_float(graph):
-    """`{node name: why}` of the convolutions the `"int8"` rule of `onnx`
-    leaves in float."""
-    from keras_igc import forms
+# Which convolutions of an 8-bit file run in int8: a rule per runtime over
+# its graph's convolutions (`keras_igc.forms.Geometry`), each measured in its
+# results file. LiteRT's XNNPACK runs every convolution fast in int8.
+# ONNX Runtime's int8 grouped convolution keeps up with its float one from
+# groups this wide on (MSGC's 4-head layers, 64 and more inputs a group, ran
+# as fast in int8; IGC's groups of 1-2 channels ran 1.3-2.3x slower).
+INT8_WIDE_GROUP = 16
 
+
+@dataclasses.dataclass(frozen=True)
+class Int8Rule:
+    """`decide(geometry)` -> `("int8" | "float", why)` for one runtime."""
+
+    runtime: str
+    decide: object
+    source: str
+
+    @property
+    def summary(self):
+        return (self.decide.__doc__ or "").strip().splitlines()[0]
+
+
+def _litert_int8(g):
+    """Every convolution in int8 (XNNPACK's kernels, grouped ones too)."""
+    return "int8", "litert: XNNPACK's int8 convolutions, grouped ones included"
+
+
+def _onnx_int8(g):
+    """Float for >2 narrow groups (under 16 inputs or outputs) but depthwise."""
+    narrow = min(g.group_inputs, g.group_outputs) < INT8_WIDE_GROUP
+    if g.groups > 2 and narrow and (g.group_inputs, g.group_outputs) != (1, 1):
+        return "float", (
+            f"onnx: {g.groups} groups of {g.group_inputs} inputs and "
+            f"{g.group_outputs} outputs: ONNX Runtime's QLinearConv is fast for "
+            f"depthwise, few or wide groups only; these measured slower in "
+            f"int8 than in float"
+        )
+    return "int8", (
+        "onnx: ONNX Runtime's QLinearConv (dense, depthwise, 2 groups, wide groups)"
+    )
+
+
+INT8_RULES = {
+    "litert": Int8Rule("litert", _litert_int8, "benchmarks/results/quantize-cpu.json"),
+    "onnx": Int8Rule(
+        "onnx", _onnx_int8, "benchmarks/results/quantize-classes-cpu.json"
+    ),
+}
+
+
+def int8_form(runtime, geometry):
+    """`(form, why)`: `"int8"`, or `"float"` where `runtime`'s integer kernel
+    for a convolution of `geometry` measured slower (`INT8_RULES`)."""
+    if runtime not in INT8_RULES:
+        raise ValueError(
+            f"No 8-bit files for runtime {runtime!r}; they are written for "
+            f"{sorted(INT8_RULES)}."
+        )
+    return INT8_RULES[runtime].decide(geometry)
+
+
+def int8_rules_table():
+    """`INT8_RULES` as Markdown: runtime, rule, measured in."""
+    lines = ["| runtime | 8-bit convolutions | measured in |", "|---|---|---|"]
+    lines += [
+        f"| {r.runtime} | {r.summary} | `{r.source}` |" for r in INT8_RULES.values()
+    ]
+    return "\n".join(lines)
+
+
+def _onnx_kept_float(graph):
+    """`{node name: why}` of the convolutions the int8 rule of `onnx`
+    (`INT8_RULES`) leaves in float."""
     kept = {}
     for node, geometry in onnx_convolutions(graph):
-        choice = forms.decide("int8", "onnx", geometry)
-        if choice.form == "float":
-            kept[node.name] = choice.why
+        form, why = int8_form("onnx", geometry)
+        if form == "float":
+            kept[node.name] = why
     return kept
 
 

@@ -76,5 +76,10 @@ class ChannelShuffle(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def execution_geometry(self):
+        """`(kind, forms.Geometry, implementation)`: what `keras_igc.forms`
+        rules read of this layer."""
+        return "shuffle", forms.Geometry(groups=self.groups), "auto"
+
     def get_config(self):
         return {**super().get_config(), "groups": self.groups}

@@ -42,7 +42,6 @@ class GroupConv2D(keras.layers.Conv2D):
         self.implementation = validation.implementation(
             implementation, self.strides, "GroupConv2D"
         )
-        self.active_implementation = None
         self.execution_form = None
         self._merged_kernel = None
 
@@ -56,12 +55,17 @@ class GroupConv2D(keras.layers.Conv2D):
             )
         self.set_execution_form(choice)
 
+    @property
+    def active_implementation(self):
+        """The path of the form set (`execution_form.form`), None before
+        `build`."""
+        return None if self.execution_form is None else self.execution_form.form
+
     def set_execution_form(self, choice):
         """Compute the convolution as `choice` says from the next call or
         trace on: a `keras_igc.forms.Choice` of kind `"grouped_conv"` (see
         `IGCConv2D.set_execution_form`)."""
         self.execution_form = forms.check_kind(choice, "grouped_conv", self)
-        self.active_implementation = choice.form
         self._merged_kernel = igc_ops.merged_groups_constant(
             self.kernel, self.groups, choice.merge
         )

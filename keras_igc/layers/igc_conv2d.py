@@ -153,7 +153,6 @@ class IGCConv2D(keras.layers.Layer):
         self.implementation = validation.implementation(
             implementation, self.strides, "IGCConv2D"
         )
-        self.active_implementation = None
         self.execution_form = None
         self._merged_primary_kernel = None
         self.use_bias = bool(use_bias)
@@ -231,7 +230,6 @@ class IGCConv2D(keras.layers.Layer):
         primary kernel as it is now: set it after the weights.
         """
         self.execution_form = forms.check_kind(choice, "igc_block", self)
-        self.active_implementation = choice.primary
         self._merged_primary_kernel = igc_ops.merged_groups_constant(
             self.primary.kernel, self.primary_partitions, choice.merge
         )
@@ -341,6 +339,23 @@ class IGCConv2D(keras.layers.Layer):
         return igc_ops.output_bias(
             self.secondary.bias, self.primary_partitions, self.secondary_partitions
         )
+
+    @property
+    def active_implementation(self):
+        """The primary's path of the form set (`execution_form.primary`;
+        `"dense"` for the block's dense-equivalent kernel), None before
+        `build`."""
+        return None if self.execution_form is None else self.execution_form.primary
+
+    def execution_geometry(self):
+        """`(kind, forms.Geometry, implementation)`: what `keras_igc.forms`
+        rules read of this layer."""
+        geometry = forms.Geometry(
+            self.primary_partitions, self.primary.kernel.shape[2],
+            self.secondary_partitions, self.kernel_size, self.strides,
+            getattr(self, "compute_dtype", "float32"),
+        )  # fmt: skip
+        return "igc_block", geometry, self.implementation
 
     def get_config(self):
         config = super().get_config()

@@ -139,9 +139,7 @@ class MSGCConv2D(keras.layers.Layer):
                 "or the TensorFlow or PyTorch backend."
             )
         self.implementation = implementation
-        self.active_implementation = None
         self.execution_form = None
-        self.gather_limit = None
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.conv = GroupConv2D(
@@ -244,10 +242,20 @@ class MSGCConv2D(keras.layers.Layer):
         sets the `"keras"` form, export each runtime's, and
         `forms.forced("msgc", form, ...)` any."""
         self.execution_form = forms.check_kind(choice, "msgc", self)
-        form = choice.form
-        self.active_implementation, self.gather_limit = form, choice.gather_limit
         # XLA compiles static shapes only: the gathered form runs without it.
-        self.supports_jit = form in ("masked", "scaled_kernel")
+        self.supports_jit = choice.form in ("masked", "scaled_kernel")
+
+    @property
+    def active_implementation(self):
+        """The inference form set (`execution_form.form`), None before
+        `build`."""
+        return None if self.execution_form is None else self.execution_form.form
+
+    @property
+    def gather_limit(self):
+        """The `"auto"` form's most kept channels to gather
+        (`execution_form.gather_limit`)."""
+        return None if self.execution_form is None else self.execution_form.gather_limit
 
     def _masked(self, x, masks):
         pixels, channels = igc_ops.batch_free_shape(x)[:3], self.input_channels
@@ -386,6 +394,15 @@ class MSGCConv2D(keras.layers.Layer):
             keras.KerasTensor(shapes[0], dtype=self.compute_dtype),
             keras.KerasTensor(shapes[1], dtype="float32"),
         ]
+
+    def execution_geometry(self):
+        """`(kind, forms.Geometry, implementation)`: what `keras_igc.forms`
+        rules read of this layer."""
+        geometry = forms.Geometry(
+            group_inputs=self.input_channels, kernel_size=self.conv.kernel_size,
+            heads=self.heads,
+        )  # fmt: skip
+        return "msgc", geometry, self.implementation
 
     def get_config(self):
         return {
