@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 # family: how it is trained (keras-igc train arguments, or None for a model
 # of the user's through training.train), and the least agreement of its int8
@@ -79,6 +80,18 @@ def digit_pngs(folder, count=10):
     return paths
 
 
+def exported_families(families):
+    """A module fixture over `families`: `(family, folder)`, each trained,
+    evaluated and exported (float and int8, checked) in its folder."""
+
+    @pytest.fixture(scope="module", params=families)
+    def exported(request, tmp_path_factory):
+        folder = tmp_path_factory.mktemp(request.param)
+        return export_family(request.param, folder)
+
+    return exported
+
+
 def export_family(family, folder):
     """Train `family`, evaluate and export it (float and int8, checked) in
     `folder`, each step a fresh process; returns `(family, folder)`."""
@@ -103,7 +116,7 @@ def export_family(family, folder):
     return family, folder
 
 
-def check_the_export_carries_the_training_record(exported):
+def test_export_carries_the_training_record(exported):
     family, folder = exported
     from keras_igc import preprocessing
 
@@ -113,9 +126,23 @@ def check_the_export_carries_the_training_record(exported):
     report = json.loads((folder / "exported" / "export_report.json").read_text())
     assert report["quantization"]["calibration_examples"] == 128
     assert not [p for p in os.listdir(folder / "exported") if p.startswith(".")]
+    # `keras.saving.load_model` after `import keras_igc`, in a fresh process,
+    # with the compile state `train` saved (docs/training.md says it loads).
+    code = (
+        "import keras, keras_igc; "
+        "m = keras.saving.load_model('run/model.keras'); "
+        "print(type(m).__name__, type(m.optimizer).__name__)"
+    )
+    loaded = ok(subprocess.run(
+        [sys.executable, "-c", code], cwd=folder, capture_output=True, text=True,
+        timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    ))  # fmt: skip
+    assert loaded.split()[-1] == "CoupledSGD"
+    if family == "msgc-host":
+        assert loaded.split()[-2] == "MSGCModel"
 
 
-def check_predict_reads_every_file_a_user_ships(exported):
+def test_predict_reads_every_file_a_user_ships(exported):
     """The `.keras` file and the four exported files classify grayscale and
     RGB PNGs; the float files agree on every image; the quick-start network
     gets the digits right."""
