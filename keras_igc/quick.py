@@ -22,7 +22,7 @@ import os
 VARIABLE = "KERAS_IGC_QUICK"
 EPOCHS = 1
 STEPS = 8
-EXAMPLES = 32
+EXAMPLES = 16
 
 
 def enabled(environ=None):
