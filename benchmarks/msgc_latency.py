@@ -50,8 +50,8 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.output import results_path, write_json  # noqa: E402
 from benchmarks.timing import median_seconds, taking_turns  # noqa: E402
 from keras_igc import applications, keras_internals, msgc  # noqa: E402
-from keras_igc.forms import Choice  # noqa: E402
-from keras_igc.layers import MaskGenerator, MSGCConv2D  # noqa: E402
+from keras_igc import forms as form_rules  # noqa: E402
+from keras_igc.layers import MaskGenerator  # noqa: E402
 
 # host: (its dense host, the paper's MAC ratio)
 HOSTS = {
@@ -215,32 +215,33 @@ def with_forms(host, dense, masked, forms):
     """A copy of `masked` whose MSGC layers of each class in `forms` run
     that form (the rest masked)."""
     keras.utils.set_random_seed(0)
-    layers = _msgc_layers(masked)
+    layers = msgc.msgc_layers(masked)
     model = getattr(applications, host)(
         attention=any(l.attention for l in layers),
         granularity=layers[0].granularity, dense_weights=dense,
         implementation="masked", classifier_activation=None,
     )  # fmt: skip
     model.set_weights(masked.get_weights())
-    for layer in _msgc_layers(model):
-        form = forms.get(layer_class(layer), "masked")
-        _set_form(layer, form, layer.input_channels if form == "gather" else 0)
+    for layer in msgc.msgc_layers(model):
+        _set_form(layer, forms.get(layer_class(layer), "masked"))
     return model
 
 
-def _set_form(layer, form, gather_limit):
-    """Run `layer` in `form`, whatever `keras_igc.forms`' rule says."""
-    choice = Choice("msgc", form, "keras", "benchmarks/msgc_latency.py")
-    layer.set_execution_form(dataclasses.replace(choice, gather_limit=gather_limit))
-
-
-def _msgc_layers(model):
-    return [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
+def _set_form(layer, form, gather_limit=None):
+    """Run `layer` in `form`, whatever `keras_igc.forms`' rule says (`"auto"`
+    gathering up to `gather_limit` kept channels)."""
+    geometry = form_rules.describe(layer)[1]
+    choice = form_rules.forced(
+        "msgc", form, "keras", geometry, "benchmarks/msgc_latency.py"
+    )
+    if gather_limit is not None:
+        choice = dataclasses.replace(choice, gather_limit=gather_limit)
+    layer.set_execution_form(choice)
 
 
 def compare_forms(host, dense, forms, x, runs):
     """`{variant: ms / dense ms}` at the batch of `x`."""
-    present = {layer_class(l) for l in _msgc_layers(forms["masked"])}
+    present = {layer_class(l) for l in msgc.msgc_layers(forms["masked"])}
     variants = {"masked everywhere": forms["masked"], "auto": forms["auto"]}
     for kind in sorted(present):
         for form in CLASSES[kind]:
@@ -256,7 +257,7 @@ def compare_forms(host, dense, forms, x, runs):
 
 def profile(model, dense, x, runs):
     """Per MSGC layer at batch 1: `{layer: {measure: ms}}`."""
-    layers = [l for l in keras_internals.all_layers(model) if isinstance(l, MSGCConv2D)]
+    layers = msgc.msgc_layers(model)
     probe = keras.Model(model.input, [keras_internals.call_inputs(l) for l in layers])
     inputs = probe(x, training=False)
     rows = {}

@@ -688,19 +688,11 @@ def _check_quantized(export, model, result, args):
     """--check of the 8-bit artifacts: top-1 agreement on held-out examples."""
     if not args.quantize:
         return 0
-    import numpy as np
-
     from keras_igc import data, quick
     from keras_igc.export import quantize
 
     name, _ = quantize.parse_calibration(args.calibration)
-    count = quick.examples(HELD_OUT)
-    images = []
-    for batch, _ in data.load(name, "eval", batch_size=100):
-        images.append(batch.numpy())
-        if len(images) * 100 >= count:
-            break
-    images = np.concatenate(images)[:count]
+    images = data.first_images(name, "eval", quick.examples(HELD_OUT))
     rows = export.check_quantized(model, result.artifacts, images)
     print(export.format_quantized(rows))
     least = args.min_agreement or export.MIN_AGREEMENT

@@ -287,6 +287,22 @@ def _tfds(dataset_spec, training, data_dir, download, seed):
         ) from None
 
 
+def first_images(name, split, count, *, data_dir=None, download=False):
+    """The first `count` images of a split as one array (training: the
+    stream of `seed=0`, augmented as in training), as `load` prepares them."""
+    batches = load(
+        name, split, batch_size=64, seed=0 if split == "train" else None,
+        data_dir=data_dir, download=download,
+    )  # fmt: skip
+    images, held = [], 0
+    for batch, _ in batches:
+        images.append(batch.numpy())
+        held += len(images[-1])
+        if held >= count:
+            break
+    return np.concatenate(images)[:count]
+
+
 def class_names(name, *, data_dir=None):
     """The label of each class of a dataset, index by index, or None where
     they are not known here (a TFDS dataset not prepared in `data_dir`)."""

@@ -173,16 +173,7 @@ def _dataset_images(text, data_dir, download):
             f"Unknown calibration dataset {name!r} (from {text!r}). Choose one "
             f"of {sorted(data.DATASETS)}, optionally with ':N' examples."
         )
-    batches = data.load(
-        name, "train", batch_size=64, seed=0, data_dir=data_dir,
-        download=download,
-    )  # fmt: skip
-    images = []
-    for batch, _ in batches:
-        images.append(batch.numpy())
-        if sum(len(i) for i in images) >= count:
-            break
-    return np.concatenate(images)[:count]
+    return data.first_images(name, "train", count, data_dir=data_dir, download=download)
 
 
 def litert(saved_model, path, scheme, images, int8_io=False, batch=8):
