@@ -27,8 +27,18 @@ def load_model(path):
         from keras_igc.export import litert, onnx
 
         adapter = litert if path.endswith(".tflite") else onnx
-        run = adapter.runner(path)()
-        return run, adapter.input_shape(path), adapter.output_shape(path)[-1]
+        try:
+            run = adapter.runner(path)()
+            shape, outputs = adapter.input_shape(path), adapter.output_shape(path)
+        except ImportError:  # a runtime not installed: its message names the extra
+            raise
+        except Exception as error:  # each runtime raises types of its own
+            raise ValueError(
+                f"{path!r} could not be loaded as a {os.path.splitext(path)[1]} "
+                f"model ({type(error).__name__}: {str(error)[:200]}); it may be "
+                f"truncated, or not a model file. Export it again."
+            ) from None
+        return run, shape, outputs[-1]
     if path.endswith(".params"):
         from keras_igc import applications
 

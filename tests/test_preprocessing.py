@@ -54,10 +54,12 @@ def test_a_record_of_another_model_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "name, message",
-    [("missing.keras", "No model file at"), ("model.h5", "ending in .keras")],
-)
+    [("missing.keras", "No model file at"), ("model.h5", "ending in .keras"),
+     ("model.tflite", "could not be loaded as a .tflite model.*truncated"),
+     ("model.onnx", "could not be loaded as a .onnx model.*truncated")],
+)  # fmt: skip
 def test_predict_names_a_file_it_cannot_read(tmp_path, name, message):
-    if name == "model.h5":
-        (tmp_path / name).write_bytes(b"x")
+    if name != "missing.keras":
+        (tmp_path / name).write_bytes(b"half a model")
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         predict.load_model(str(tmp_path / name))
