@@ -85,11 +85,10 @@ class Preprocessing:
 
     def save(self, folder):
         """Write the record as `folder/preprocessing.json` (atomically)."""
+        from keras_igc import runs
+
         path = os.path.join(folder, RECORD_FILE)
-        partial = f"{path}.partial"
-        with open(partial, "w") as f:
-            f.write(self.to_json())
-        os.replace(partial, path)
+        runs.write_text(path, self.to_json())
         return path
 
     def load_image(self, path):

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 
 from keras_igc import preprocessing as records
+from keras_igc import runs
 from keras_igc.export import litert, onnx, savedmodel
 from keras_igc.export import quantize as quant
 from keras_igc.export.dependencies import SUPPORTED_BACKENDS, check_backend, require  # noqa: F401 (doctests)
@@ -147,7 +148,7 @@ def export(
         litert_select_ops=select_ops,
         quantization=quantization,
     )
-    _write_atomically(os.path.join(directory, REPORT_FILE), result.to_json())
+    runs.write_text(os.path.join(directory, REPORT_FILE), result.to_json())
     if preprocessing is not None:
         preprocessing.save(directory)
     if verbose:
@@ -292,13 +293,6 @@ def _process_alive(pid):
     except PermissionError:
         return True
     return True
-
-
-def _write_atomically(path, text):
-    partial = f"{path}.partial"
-    with open(partial, "w") as f:
-        f.write(text)
-    os.replace(partial, path)
 
 
 def _print_summary(result):
