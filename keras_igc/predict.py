@@ -29,7 +29,7 @@ def load_model(path):
         adapter = litert if path.endswith(".tflite") else onnx
         try:
             run = adapter.runner(path)()
-            shape, outputs = adapter.input_shape(path), adapter.output_shape(path)
+            inputs, outputs = adapter.io_shapes(path)
         except ImportError:  # a runtime not installed: its message names the extra
             raise
         except Exception as error:  # each runtime raises types of its own
@@ -38,7 +38,7 @@ def load_model(path):
                 f"model ({type(error).__name__}: {str(error)[:200]}); it may be "
                 f"truncated, or not a model file. Export it again."
             ) from None
-        return run, shape, outputs[-1]
+        return run, inputs[1:], outputs[-1]
     if path.endswith(".params"):
         from keras_igc import applications
 

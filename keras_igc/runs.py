@@ -80,6 +80,18 @@ def atomic_path(path):
             os.remove(temporary)
 
 
+def process_alive(pid):
+    """Whether a process `pid` runs on this machine (one of another user's
+    counts: it cannot be signalled, but it is there)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_text(path, text):
     with atomic_path(path) as temporary:
         with open(temporary, "w") as f:
@@ -162,13 +174,7 @@ class RunFolder:
             return None  # a lock written halfway: its writer died
         if holder.get("host") != socket.gethostname():
             return holder  # cannot tell: assume it is alive
-        try:
-            os.kill(int(holder["pid"]), 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return holder
-        return holder
+        return holder if process_alive(int(holder["pid"])) else None
 
     def release(self):
         with contextlib.suppress(FileNotFoundError):

@@ -280,19 +280,9 @@ def _remove_abandoned_scratch(directory):
         if not name.startswith(SCRATCH_PREFIX):
             continue
         owner = name[len(SCRATCH_PREFIX) :].split("-")[0]
-        if owner.isdigit() and _process_alive(int(owner)):
+        if owner.isdigit() and runs.process_alive(int(owner)):
             continue
         shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _print_summary(result):

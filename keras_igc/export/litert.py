@@ -96,16 +96,16 @@ def runner(path, probes=()):
     return make
 
 
-def input_shape(path):
-    """The file's input shape, `(height, width, channels)`."""
-    details = make_interpreter(model_path=path).get_input_details()[0]
-    return tuple(int(d) for d in details["shape"][1:])
-
-
-def output_shape(path):
-    """The file's output shape, batch axis first."""
-    details = make_interpreter(model_path=path).get_output_details()[0]
-    return tuple(int(d) for d in details["shape"])
+def io_shapes(path):
+    """`(input shape, output shape)` of the file, batch axes first."""
+    interpreter = make_interpreter(model_path=path)
+    (source,), (target,) = (
+        interpreter.get_input_details(),
+        interpreter.get_output_details(),
+    )
+    return tuple(
+        tuple(int(d) for d in details["shape"]) for details in (source, target)
+    )
 
 
 def tensor_names(path):

@@ -235,21 +235,15 @@ def runner(path, probes=()):
     return make
 
 
-def input_shape(path):
-    """The file's input shape, `(height, width, channels)` (None where free)."""
-    return _shape(path, "input")[1:]
-
-
-def output_shape(path):
-    """The file's output shape, batch axis first (None where free)."""
-    return _shape(path, "output")
-
-
-def _shape(path, which):
+def io_shapes(path):
+    """`(input shape, output shape)` of the file, batch axes first (None
+    where free)."""
     onnx = require("onnx", "Reading the ONNX artifact")
     graph = onnx.load(path, load_external_data=False).graph
-    value = (graph.input if which == "input" else graph.output)[0]
-    return tuple(d.dim_value or None for d in value.type.tensor_type.shape.dim)
+    return tuple(
+        tuple(d.dim_value or None for d in value.type.tensor_type.shape.dim)
+        for value in (graph.input[0], graph.output[0])
+    )
 
 
 def tensor_names(path):

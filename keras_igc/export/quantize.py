@@ -8,11 +8,12 @@ float activations. Both start from the folded clone `prepare` made for the
 runtime, so BatchNorm is already inside the convolutions' scales.
 """
 
-import dataclasses
 import os
 import re
 
 import numpy as np
+
+from keras_igc import forms
 
 SCHEMES = ("int8", "dynamic")
 FILES = {"litert": "model_int8.tflite", "onnx": "model_int8.onnx"}
@@ -251,19 +252,6 @@ def onnx(float_path, path, scheme, images, batch=8, kept_float=None):
 INT8_WIDE_GROUP = 16
 
 
-@dataclasses.dataclass(frozen=True)
-class Int8Rule:
-    """`decide(geometry)` -> `("int8" | "float", why)` for one runtime."""
-
-    runtime: str
-    decide: object
-    source: str
-
-    @property
-    def summary(self):
-        return (self.decide.__doc__ or "").strip().splitlines()[0]
-
-
 def _litert_int8(g):
     """Every convolution in int8 (XNNPACK's kernels, grouped ones too)."""
     return "int8", "litert: XNNPACK's int8 convolutions, grouped ones included"
@@ -284,10 +272,13 @@ def _onnx_int8(g):
     )
 
 
+# `forms.Rule`s of kind "int8": `decide(geometry)` -> `("int8" | "float", why)`.
 INT8_RULES = {
-    "litert": Int8Rule("litert", _litert_int8, "benchmarks/results/quantize-cpu.json"),
-    "onnx": Int8Rule(
-        "onnx", _onnx_int8, "benchmarks/results/quantize-classes-cpu.json"
+    "litert": forms.Rule(
+        "litert", "int8", _litert_int8, "benchmarks/results/quantize-cpu.json"
+    ),
+    "onnx": forms.Rule(
+        "onnx", "int8", _onnx_int8, "benchmarks/results/quantize-classes-cpu.json"
     ),
 }
 
@@ -326,8 +317,6 @@ def _onnx_kept_float(graph):
 def onnx_convolutions(graph):
     """`(node, forms.Geometry)` of each convolution of an ONNX graph whose
     weights are constants."""
-    from keras_igc import forms
-
     shapes = {i.name: tuple(i.dims) for i in graph.initializer}
     found = []
     for node in graph.node:
