@@ -22,6 +22,7 @@ from keras_igc.applications.conv_families import (
     SumFusionConvs,
 )
 from keras_igc.applications.registry import register
+from keras_igc.applications.weights import Sources, mxnet
 from keras_igc.validation import positive_int
 
 CIFAR_MEAN, CIFAR_STD = statistics.CIFAR10
@@ -81,6 +82,11 @@ def igc_conv_weights(L, M, depth, residual=False, input_channels=3):
     return conv_weights(IGCConvs(L), L * M, depth, residual, input_channels)
 
 
+# The weights these networks take besides Keras files: the IGC authors'
+# MXNet checkpoints (`weights="...-0095.params"`).
+WEIGHTS = Sources("the IGC CIFAR networks", (mxnet.FORMAT,))
+
+
 def _cifar_network(convs, stage1_width, depth, residual, **application_args):
     """The CIFAR skeleton; `application_args` are the keras.applications ones."""
     units_per_stage(depth, residual)  # a clear error before any layer
@@ -102,7 +108,7 @@ def _cifar_network(convs, stage1_width, depth, residual, **application_args):
             x = block(x, convs, width, strides, momentum, name)
         return x
 
-    return conventions.build(features, 32, 8, **application_args)
+    return conventions.build(features, 32, 8, sources=WEIGHTS, **application_args)
 
 
 def _default_name(prefix, depth, residual):

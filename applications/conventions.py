@@ -4,12 +4,9 @@ Input handling, argument validation, the classification head and weight
 loading live here once, so each network file only describes its layers.
 """
 
-import os
-
 import keras
 
 from keras_igc import keras_internals
-from keras_igc.saving import check_keras_archive
 
 POOLINGS = (None, "avg", "max")
 
@@ -26,10 +23,16 @@ def build(
     classes,
     classifier_activation,
     name,
+    *,
+    sources,
+    **weights_context,
 ):
     """A keras.applications model: validated arguments, the input, the network's
-    `features(image)`, the head, and the weights file if one is given."""
-    check_arguments(weights, pooling, include_top, classes)
+    `features(image)`, the head, and the weights `weights` names, read through
+    the network's `sources` (`keras_igc.applications.weights.Sources`)."""
+    check_arguments(pooling, include_top, classes)
+    variant = weights_context.get("alpha")  # the published file's key
+    source = sources.resolve(weights, variant, include_top, classes)
     image, inputs = image_input(
         input_tensor, input_shape, default_size, min_size, include_top
     )
@@ -37,67 +40,13 @@ def build(
         features(image), include_top, pooling, classes, classifier_activation
     )
     model = keras.Model(inputs, outputs, name=name)
-    if weights is not None:
-        load_weights(model, weights)
+    if source is not None:
+        sources.load(model, source, **weights_context)
     return model
 
 
-def load_weights(model, weights):
-    """A Keras weights file, or a release checkpoint (`*.params`, MXNet)."""
-    path = os.fspath(weights)
-    if path.endswith(".params"):
-        from keras_igc.applications.release_weights import load_release_weights
-
-        return load_release_weights(model, weights)
-    return load_keras_weights(model, path)
-
-
-def load_keras_weights(model, path):
-    """`model.load_weights(path)` with errors that name the file and the fix:
-    a file that is no weights file, or the weights of another network."""
-    import warnings
-
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if path.endswith(".h5") and head != b"\x89HDF\r\n\x1a\n":
-        raise ValueError(
-            f"{path!r} is not an HDF5 weights file (saved with "
-            f"model.save_weights('name.weights.h5')); it starts with {head!r}."
-        )
-    if path.endswith(".keras"):
-        check_keras_archive(path)
-    try:
-        with warnings.catch_warnings():
-            # Keras warns per layer before it fails; the error below says it once.
-            warnings.simplefilter("ignore")
-            return model.load_weights(path)
-    except ValueError as error:
-        raise ValueError(
-            f"The weights in {path!r} do not fit {model.name!r} (the file was "
-            f"saved from another network, or with other classes, width or "
-            f"input shape): {str(error).splitlines()[0][:200]}"
-        ) from None
-
-
-RELEASE_CHECKPOINTS = {
-    ".params": "a checkpoint of the IGC authors' MXNet release ('*.params')",
-    ".pth": "a checkpoint of the MSGC authors' PyTorch release or a torchvision "
-    "state_dict ('*.pth', '*.pth.tar')",
-}
-
-
-def check_arguments(weights, pooling, include_top, classes, release=".params"):
-    """Validate the builder arguments before any layer is created."""
-    if weights is not None and not (
-        isinstance(weights, str | os.PathLike) and os.path.isfile(weights)
-    ):
-        raise ValueError(
-            "The `weights` argument should be either `None` (random "
-            "initialization), the path to a weights file saved with "
-            "`model.save_weights()` (e.g. 'model.weights.h5'), or the path of "
-            f"{RELEASE_CHECKPOINTS[release]}. Nothing is downloaded. Received: "
-            f"weights={weights!r}."
-        )
+def check_arguments(pooling, include_top, classes):
+    """Validate the head's arguments before any layer is created."""
     if pooling not in POOLINGS:
         raise ValueError(
             "The `pooling` argument should be one of None, 'avg' or 'max' (it "

@@ -30,12 +30,12 @@ of each row from an already scaled width (so scales it twice) when
 
 Layer names mirror pytorchcv's modules (`stage{i}_unit{j}_conv{k}` is
 `features.stage{i}.unit{j}.conv{k}`), which is what lets its state_dicts and
-the release's MXNet checkpoints load by name (`igcv3_weights.py`).
+the release's MXNet checkpoints load by name (`weights/pytorchcv.py`).
 """
 
 import keras
 
-from keras_igc.applications import conventions, igcv3_weights
+from keras_igc.applications import conventions
 from keras_igc.applications.igcv3_plan import (  # noqa: F401 (igcv3.plan, ...)
     GROUPS,
     LAST_WIDTH,
@@ -47,6 +47,7 @@ from keras_igc.applications.igcv3_plan import (  # noqa: F401 (igcv3.plan, ...)
     plan,
 )
 from keras_igc.applications.registry import register
+from keras_igc.applications.weights import Sources, published, pytorchcv
 from keras_igc.layers import ChannelShuffle, GroupConv2D
 
 MOMENTUM, EPSILON = 0.9, 1e-5
@@ -109,6 +110,27 @@ def igcv3_features(alpha):
     return features
 
 
+# IGCV3's weights: pytorchcv's state_dicts and the authors' MXNet checkpoint,
+# and pytorchcv's published files for `weights="imagenet"` (pytorchcv 0.0.74's
+# model_metainfos.csv), by alpha.
+for _name, _error, _sha1, _release in (
+    ("igcv3_w1", "0920", "12385791681f09adb3a08926c95471f332f538b6", "v0.0.243"),
+    ("igcv3_w3d4", "1140", "63f43cf8d334111d55d06f2f9bf7e1e4871d162c", "v0.0.207"),
+    ("igcv3_wd2", "1732", "8c504f443283d8a32787275b23771082fcaab61b", "v0.0.132"),
+    ("igcv3_wd4", "2871", "c9f28301391601e5e8ae93139431a9e0d467317c", "v0.0.142"),
+):
+    published.register(
+        published.pytorchcv(_name, _error, _sha1, _release), replace=True
+    )
+WEIGHTS = Sources(
+    "IGCV3",
+    pytorchcv.FORMATS,
+    published=WIDTHS,
+    published_from="pytorchcv",
+    key_name="alpha",
+)
+
+
 @register(
     "imagenet",
     rows={f"IGCV3-{alpha:g}": {"alpha": alpha} for alpha in WIDTHS},
@@ -158,14 +180,11 @@ def IGCV3(
     """
     alpha = check_alpha(alpha)
     name = name or f"igcv3_{alpha:g}".replace(".", "_")
-    source = igcv3_weights.resolve(weights, alpha, include_top, classes)
-    model = conventions.build(
-        igcv3_features(alpha), 224, 32, include_top, None, input_tensor,
+    return conventions.build(
+        igcv3_features(alpha), 224, 32, include_top, weights, input_tensor,
         input_shape, pooling, classes, classifier_activation, name,
+        sources=WEIGHTS, alpha=alpha,
     )  # fmt: skip
-    if source is not None:
-        igcv3_weights.load(model, source, alpha)
-    return model
 
 
 def preprocess_input(x):

@@ -1,5 +1,5 @@
 """IGCV3's layout: the paper's rows, pytorchcv's widths, and the units they
-give (`plan`). The network (`igcv3.py`) and its weights (`igcv3_weights.py`)
+give (`plan`). The network (`igcv3.py`) and its weights (`weights/pytorchcv.py`)
 both read it, so neither imports the other's module for it."""
 
 import dataclasses

@@ -18,9 +18,15 @@ from keras_igc.applications import conventions
 from keras_igc.applications.blocks import residual_block
 from keras_igc.applications.conv_families import IGCConvs, RegularConvs
 from keras_igc.applications.registry import register
+from keras_igc.applications.weights import Sources, mxnet
 from keras_igc.validation import positive_int
 
 MOMENTUM = 0.9
+
+
+# The weights these networks take besides Keras files: the IGC authors'
+# MXNet checkpoints (`weights="...-0095.params"`).
+WEIGHTS = Sources("the IGC ImageNet networks", (mxnet.FORMAT,))
 
 
 def imagenet_network(convs, stem_width, stage_widths, **application_args):
@@ -52,7 +58,7 @@ def imagenet_network(convs, stem_width, stage_widths, **application_args):
                 x = residual_block(x, convs, width, strides, MOMENTUM, name)
         return x
 
-    return conventions.build(features, 224, 32, **application_args)
+    return conventions.build(features, 224, 32, sources=WEIGHTS, **application_args)
 
 
 IMAGENET_DOC = """{title}
@@ -299,14 +305,10 @@ def from_release_weights(
         A model whose `name` says which network it is (`igc_l100m2_ident` for
         IGC-L100M2+Ident., `resnet18_c69`, ...).
     """
-    from keras_igc.applications.release_weights import (
-        describe_release_weights,
-        load_release_weights,
-        read_mxnet_params,
-    )
-
-    params = path if isinstance(path, dict) else read_mxnet_params(os.fspath(path))
-    network = describe_release_weights(params)
+    if not isinstance(path, dict):
+        path = mxnet.read_mxnet_params(os.fspath(path))
+    params = path
+    network = mxnet.describe_release_weights(params)
     model = igc_imagenet_network(
         network["stem"],
         network["widths"],
@@ -322,4 +324,4 @@ def from_release_weights(
         classifier_activation=classifier_activation,
         name=name or network["name"],
     )
-    return load_release_weights(model, params)
+    return mxnet.load_release_weights(model, params)

@@ -40,8 +40,9 @@ import os
 import keras
 
 from keras_igc import msgc as msgc_module
-from keras_igc.applications import conventions, torch_weights
+from keras_igc.applications import conventions
 from keras_igc.applications.registry import register
+from keras_igc.applications.weights import Sources, pytorch
 from keras_igc.layers import MACRegularizer, MSGCConv2D
 from keras_igc.layers.mask_generator import kaiming_fan_out
 from keras_igc.saving import load_keras_model
@@ -306,7 +307,8 @@ def host_network(
     """A host (or, with `msgc=False`, its dense network) in the
     keras.applications conventions; MSGC hosts end in the `MACRegularizer`
     and are `MSGCModel`s."""
-    conventions.check_arguments(weights, pooling, include_top, classes, release=".pth")
+    conventions.check_arguments(pooling, include_top, classes)
+    source = WEIGHTS.resolve(weights, include_top=include_top, classes=classes)
     if msgc:
         positive_int(heads, "heads", default_name)
     # How the host's convolutions are gated: not at all (the dense network)
@@ -340,8 +342,8 @@ def host_network(
         model = msgc_module.MSGCModel(inputs, outputs, name=name)
     if dense_weights is not None:
         _load_dense_weights(model, dense_weights)
-    if weights is not None:
-        _load_weights(model, weights)
+    if source is not None:
+        WEIGHTS.load(model, source)
     return model
 
 
@@ -407,12 +409,9 @@ def _mobilenet_v2(alpha):
 # ---------------------------------------------------------------- weights
 
 
-def _load_weights(model, weights):
-    """A Keras weights file, or a release checkpoint (`.pth`, every key)."""
-    if torch_weights.is_torch_file(weights):
-        torch_weights.load_torch_weights(model, weights)
-    else:
-        conventions.load_keras_weights(model, os.fspath(weights))
+# The weights the hosts take besides Keras files: the MSGC authors' release
+# checkpoints and torchvision's state_dicts (`.pth`, every key).
+WEIGHTS = Sources("the MSGC hosts", (pytorch.FORMAT,))
 
 
 def _load_dense_weights(model, source):
@@ -422,8 +421,8 @@ def _load_dense_weights(model, source):
     if isinstance(source, keras.Model):
         msgc_module.copy_weights_by_name(source, model, require_all=True)
         return
-    if isinstance(source, dict) or torch_weights.is_torch_file(source):
-        torch_weights.load_torch_weights(model, source, dense=True)
+    if isinstance(source, dict) or pytorch.is_torch_file(source):
+        pytorch.load_torch_weights(model, source, dense=True)
         return
     raise ValueError(
         f"`dense_weights` takes a torchvision state_dict (a dict, or a .pth / "

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from benchmarks.output import write_json  # noqa: E402
 from benchmarks.timing import taking_turns  # noqa: E402
 from keras_igc import applications, export  # noqa: E402
-from keras_igc.export.check import RUNTIMES  # noqa: E402
+from keras_igc.export.runtimes import RUNTIMES  # noqa: E402
 
 # name: (builder, input shape, batch sizes, the PyTorch peer of a built model).
 NETWORKS = {

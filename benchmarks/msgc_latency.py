@@ -123,7 +123,7 @@ def set_gates(model, target, images, consistency=2.0, seed=0):
         for generator in masks:
             del generator.call
     z = [rng.standard_normal(logits[id(g)].shape[1]) for g in masks]
-    dense = msgc._regularizer(model).dense_macs
+    dense = msgc.mac_regularizer(model).dense_macs
 
     def apply(t):
         for generator, offsets in zip(masks, z, strict=True):
@@ -176,7 +176,7 @@ def export_runners(dense, forms, directory):
     `"auto"` (the forms each converter gets) and `"masked"`, each in its
     runtime: `{f"{model} {format}": (run, "nhwc")}`."""
     from keras_igc import export
-    from keras_igc.export.check import RUNTIMES
+    from keras_igc.export.runtimes import RUNTIMES
 
     found = {}
     models = {
@@ -377,7 +377,7 @@ def main(argv=None):
             for batch in args.batches:
                 x = rng.normal(size=(batch, SIZE, SIZE, 3)).astype("float32")
                 ratios = msgc.inference_macs(forms["masked"], x) / (
-                    msgc._regularizer(forms["masked"]).dense_macs
+                    msgc.mac_regularizer(forms["masked"]).dense_macs
                 )
                 measured = taking_turns(found, x, args.runs)
                 base = measured["dense Keras"][0]

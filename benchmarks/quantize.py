@@ -25,7 +25,7 @@ and `torch.ao`'s own int8 (FX graph mode, the x86 backend, per-channel
 weights, channels_last input). `/ torch int8` is against the faster of the
 two. Writes benchmarks/results/quantize-cpu.json.
 
-`--classes`: what the int8 rule for ONNX (`export.quantize.INT8_RULES`) was measured
+`--classes`: what the int8 rule for ONNX (`INT8_RULE` of `export.onnx`) was measured
 with. The ONNX Runtime int8 file of each network with the rule's decision
 reversed for one class of convolution at a time (dense, 2 groups, depthwise,
 channel multiplier, narrow groups of several inputs, wide groups), against the
@@ -50,8 +50,8 @@ from benchmarks.export import NETWORKS, calibrated, peer, torch_onnx  # noqa: E4
 from benchmarks.output import results_path, write_json  # noqa: E402
 from benchmarks.timing import taking_turns  # noqa: E402
 from keras_igc import applications, data, export, training  # noqa: E402
-from keras_igc.export import quantize  # noqa: E402
-from keras_igc.export.check import RUNTIMES  # noqa: E402
+from keras_igc.export import onnx as onnx_runtime  # noqa: E402
+from keras_igc.export.runtimes import RUNTIMES  # noqa: E402
 
 # int8 runner -> its float one
 PAIRED = {"torch int8 onnx": "torch onnx", "torch.ao int8": "torch channels_last"}
@@ -117,7 +117,9 @@ def torch_int8(model, kind, images, directory):
     nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     paths = {"torch onnx": torch_onnx(net, model, directory)}
     paths["torch int8 onnx"] = os.path.join(directory, "torch_int8.onnx")
-    quantize.onnx(paths["torch onnx"], paths["torch int8 onnx"], "int8", nchw)
+    onnx_runtime.quantize_file(
+        paths["torch onnx"], paths["torch int8 onnx"], "int8", nchw
+    )
     found = {
         label: (RUNTIMES["onnx"].runner(path)(), "nchw")
         for label, path in paths.items()
@@ -199,9 +201,7 @@ def speed_rows(names, runs, batches):
                         f"{size} |",
                         flush=True,
                     )
-            rows.append(
-                {"network": name, "float_ops": result.quantization["float_ops"]}
-            )
+            rows.append({"network": name, "float_ops": result.quantization.float_ops})
     return rows
 
 
@@ -211,7 +211,7 @@ def convolution_class(g):
         return "dense"
     if g.groups == 2:
         return "2 groups"
-    if g.group_inputs >= quantize.INT8_WIDE_GROUP:
+    if g.group_inputs >= onnx_runtime.INT8_WIDE_GROUP:
         return "wide groups"
     if g.group_inputs > 1:
         return "grouped (several inputs a group)"
@@ -241,10 +241,11 @@ def class_rows(names, runs, batches):
                 "onnx"
             ]
             graph = onnx_lib.load(path).graph
-            rule = quantize.onnx(path, os.path.join(directory, "rule.onnx"), "int8",
-                                 images)  # fmt: skip
+            rule = onnx_runtime.quantize_file(
+                path, os.path.join(directory, "rule.onnx"), "int8", images
+            )
             classes = {}
-            for node, geometry in quantize.onnx_convolutions(graph):
+            for node, geometry in onnx_runtime.convolutions(graph):
                 classes.setdefault(convolution_class(geometry), []).append(node.name)
             variants = {"float": path, "rule": os.path.join(directory, "rule.onnx")}
             # Each class with the rule's decision for it reversed.
@@ -258,7 +259,9 @@ def class_rows(names, runs, batches):
                     kept[f"rule, {c} float"] = {**rule, **dict.fromkeys(nodes, c)}
             for label, keep in kept.items():
                 variants[label] = os.path.join(directory, f"{len(variants)}.onnx")
-                quantize.onnx(path, variants[label], "int8", images, kept_float=keep)
+                onnx_runtime.quantize_file(
+                    path, variants[label], "int8", images, kept_float=keep
+                )
             found = {
                 label: (RUNTIMES["onnx"].runner(file)(), "nhwc")
                 for label, file in variants.items()

@@ -266,16 +266,16 @@ def eager_runners(twin, label):
 
 def pytorchcv_igcv3(model, alpha=1.0):
     """pytorchcv's own IGCV3 (`igcv3_w1`, ...) with the weights of a keras_igc
-    `applications.IGCV3` model (its names: `igcv3_weights.names`)."""
+    `applications.IGCV3` model (its names: `pytorchcv.names`)."""
     from pytorchcv.models import igcv3
 
-    from keras_igc.applications import igcv3_weights, torch_weights
+    from keras_igc.applications.weights import pytorch, pytorchcv
 
-    builder = getattr(igcv3, igcv3_weights.PUBLISHED[alpha].model)
+    builder = getattr(igcv3, pytorchcv.PUBLISHED[alpha].model)
     net = builder(num_classes=model.output_shape[-1]).eval()
     state = {
-        key: torch.from_numpy(torch_weights.to_torch(np.asarray(variable), kind).copy())
-        for key, (variable, kind, _) in igcv3_weights.names(model, alpha).items()
+        key: torch.from_numpy(pytorch.to_torch(np.asarray(variable), kind).copy())
+        for key, (variable, kind, _) in pytorchcv.names(model, alpha).items()
     }
     missing, unexpected = net.load_state_dict(state, strict=False)
     assert not unexpected and all("num_batches" in k for k in missing), missing

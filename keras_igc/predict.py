@@ -14,6 +14,8 @@ import numpy as np
 
 from keras_igc import preprocessing
 
+# The exported files' endings come from the runtimes' adapters
+# (`keras_igc.export.runtimes`); listed here so that a message needs no import.
 FILE_KINDS = (".keras", ".params", ".tflite", ".onnx")
 
 
@@ -23,10 +25,10 @@ def load_model(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
-    if path.endswith(".tflite") or path.endswith(".onnx"):
-        from keras_igc.export import litert, onnx
+    from keras_igc.export import runtimes
 
-        adapter = litert if path.endswith(".tflite") else onnx
+    adapter = runtimes.for_file(path)
+    if adapter is not None:
         try:
             run = adapter.runner(path)()
             inputs, outputs = adapter.io_shapes(path)

@@ -90,8 +90,10 @@ def test_overrides_and_runtimes_are_checked():
 def test_the_command_line_prints_the_rule_table(capsys):
     assert cli.main(["info", "--forms"]) == 0
     printed = capsys.readouterr().out
-    from keras_igc.export import quantize
+    from keras_igc.export import runtimes
 
-    assert printed.strip() == f"{forms.rules_table()}\n\n{quantize.int8_rules_table()}"
+    assert printed.strip() == "\n\n".join(
+        [runtimes.table(), forms.rules_table(), runtimes.int8_rules_table()]
+    )
     for runtime in forms.RUNTIMES:
         assert f"| {runtime} | igc_block |" in printed

@@ -23,7 +23,8 @@ import pytest
 from harness import assert_round_trip, numpy, serve_folder, write_mxnet_params
 
 from keras_igc import ChannelShuffle, GroupConv2D, applications
-from keras_igc.applications import igcv3, igcv3_weights, published
+from keras_igc.applications import igcv3
+from keras_igc.applications.weights import published, pytorchcv
 from keras_igc.complexity import model_complexity
 
 HERE = os.path.dirname(__file__)
@@ -71,7 +72,7 @@ def assert_logits_match(got, expected):
 @pytest.mark.parametrize("alpha", list(MODELS))
 def test_logits_match_pytorchcv_at_every_width(alpha):
     model = logits_network(alpha)
-    igcv3_weights.load(model, state_dict(alpha), alpha)
+    pytorchcv.load(model, state_dict(alpha), alpha)
     assert_logits_match(numpy(model(images())), TORCH[f"{MODELS[alpha]}/logits"])
 
 
@@ -129,9 +130,9 @@ def test_saves_and_loads_in_safe_mode(tmp_path):
 
 def test_features_without_the_classifier_load_the_same_file():
     full = logits_network(0.25)
-    igcv3_weights.load(full, state_dict(0.25), 0.25)
+    pytorchcv.load(full, state_dict(0.25), 0.25)
     features = applications.IGCV3(0.25, include_top=False, pooling="avg")
-    igcv3_weights.load(features, state_dict(0.25), 0.25)
+    pytorchcv.load(features, state_dict(0.25), 0.25)
     pooled = numpy(features(images()))
     head = full.get_layer("predictions")
     expected = pooled @ numpy(head.kernel) + numpy(head.bias)
@@ -144,13 +145,13 @@ def test_a_file_of_another_width_names_the_width_it_holds():
     with pytest.raises(
         ValueError, match=r"alpha=0.25 \(pytorchcv's igcv3_wd4\).*IGCV3\(alpha=0.25\)"
     ):
-        igcv3_weights.load(model, state_dict(0.25), 0.5)
+        pytorchcv.load(model, state_dict(0.25), 0.5)
     state = state_dict(0.5)
     state["output.weight"] = state["output.weight"][:10]
     with pytest.raises(
         ValueError, match=r"output.weight: \(10, 1280\).*Nothing was loaded"
     ):
-        igcv3_weights.load(model, state, 0.5)
+        pytorchcv.load(model, state, 0.5)
     for old, new in zip(before, model.weights, strict=True):
         np.testing.assert_array_equal(old, numpy(new))
 
@@ -182,7 +183,7 @@ def published_wd4(tmp_path, monkeypatch):
     address, its registry entry pointing there (`published.register`), and
     Keras' cache folder where Keras 3 puts it (`$KERAS_HOME`)."""
     torch = pytest.importorskip("torch")
-    real = published.get(igcv3_weights.PUBLISHED[0.25])
+    real = published.get(pytorchcv.PUBLISHED[0.25])
     served = tmp_path / "served"
     served.mkdir()
     pth = served / "weights.pth"

@@ -142,7 +142,7 @@ def test_convert_counts_block_gates_in_the_generators():
     for granularity in (1, 4):
         plan = {"heads": 2, "attention": True, "granularity": granularity}
         model = msgc.convert(dense, lambda l, p=plan: p if l.name == "b" else None)
-        static[granularity] = msgc._regularizer(model).static_macs
+        static[granularity] = msgc.mac_regularizer(model).static_macs
     hidden = 16 // 4  # the generators' squeeze
     # Only the mask generator's last layer shrinks, to 2 heads x 16 / 4 gates.
     assert static[1] - static[4] == hidden * 2 * (16 - 16 // 4)
@@ -196,7 +196,7 @@ def test_every_host_gives_the_masked_logits_in_every_form(host, attention, granu
             logits = numpy(models[form](x[:batch], training=False))
             assert relative_difference(logits, reference[batch]) < 1e-5, (form, batch)
     ratios = msgc.inference_macs(models["masked"], x) / (
-        msgc._regularizer(models["masked"]).dense_macs
+        msgc.mac_regularizer(models["masked"]).dense_macs
     )
     assert np.all(ratios < 0.9)  # the gates did close channels
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from keras_igc import GumbelSigmoidGate, MSGCConv2D, applications, msgc
-from keras_igc.applications import torch_weights
+from keras_igc.applications.weights import pytorch
 
 HERE = os.path.dirname(__file__)
 FIXTURE = np.load(os.path.join(HERE, "fixtures", "msgc_release.npz"))
@@ -64,7 +64,7 @@ def gates_by_generator(model, x, training=False):
         x, training=training
     )
     return {
-        torch_weights.generator_name(model, layer.name): keras.ops.convert_to_numpy(g)
+        pytorch.generator_name(model, layer.name): keras.ops.convert_to_numpy(g)
         for layer, g in zip(layers, outputs, strict=True)
     }
 
@@ -72,7 +72,7 @@ def gates_by_generator(model, x, training=False):
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def loaded(request):
     model = host(request.param)
-    torch_weights.load_torch_weights(model, state_dict(request.param))
+    pytorch.load_torch_weights(model, state_dict(request.param))
     return request.param, model
 
 
@@ -92,7 +92,7 @@ def test_logits_masks_and_macs_equal_the_release(loaded):
         np.testing.assert_array_equal(gates[name], FIXTURE[f"{variant}/masks/{name}"])
     # MACs: per batch (the release's log) and per sample (inference_macs).
     regularizer = model.get_layer("mac_regularizer")
-    ordered = [gates[torch_weights.generator_name(model, l.name)]
+    ordered = [gates[pytorch.generator_name(model, l.name)]
                for l in model.layers if isinstance(l, MSGCConv2D)]  # fmt: skip
     batch = float(keras.ops.convert_to_numpy(regularizer.count_macs(ordered)))
     assert batch == pytest.approx(FIXTURE[f"{variant}/macs"][0], rel=1e-3)
@@ -128,7 +128,7 @@ def test_training_step_mac_loss_equals_the_release(loaded, monkeypatch):
     gate_owner = {}
     for layer in model.layers:
         if isinstance(layer, MSGCConv2D):
-            gate_owner[id(layer.gate)] = torch_weights.generator_name(model, layer.name)
+            gate_owner[id(layer.gate)] = pytorch.generator_name(model, layer.name)
 
     def release_noise(gate, shape):
         name = gate_owner[id(gate)] + ".gate"
@@ -139,7 +139,7 @@ def test_training_step_mac_loss_equals_the_release(loaded, monkeypatch):
     regularizer.tau.assign(float(FIXTURE["target"]))
     regularizer.weight = float(FIXTURE["lambda"])
     expected_loss = float(FIXTURE[f"{variant}/train_mac_loss"])
-    order = [torch_weights.generator_name(model, l.name)
+    order = [pytorch.generator_name(model, l.name)
              for l in model.layers if isinstance(l, MSGCConv2D)]  # fmt: skip
     # The accounting alone, on the release's own sampled masks: exact.
     release_gates = [FIXTURE[f"{variant}/train_masks/{name}"] for name in order]
@@ -193,7 +193,7 @@ def test_torchvision_weights_start_the_host_as_the_torchvision_network(
         resnet = applications.ResNet50(
             input_shape=(SIZE, SIZE, 3), classifier_activation=None
         )
-        torch_weights.load_torch_weights(resnet, dense)
+        pytorch.load_torch_weights(resnet, dense)
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(resnet(images())), expected,
             atol=1e-4 * np.abs(expected).max(),
@@ -222,14 +222,14 @@ def test_a_checkpoint_that_does_not_fit_loads_nothing(tmp_path):
     model = host("resnet18")
     before = [keras.ops.convert_to_numpy(v) for v in model.weights]
     with pytest.raises(ValueError, match="attention=True.*Nothing was loaded"):
-        torch_weights.load_torch_weights(model, state_dict("resnet18_att"))
+        pytorch.load_torch_weights(model, state_dict("resnet18_att"))
     with pytest.raises(ValueError, match="missing.*Nothing was loaded"):
-        torch_weights.load_torch_weights(model, state_dict("torchvision_resnet18"))
+        pytorch.load_torch_weights(model, state_dict("torchvision_resnet18"))
     with pytest.raises(ValueError, match="does not have"):
-        torch_weights.load_torch_weights(model, state_dict("resnet50"))
+        pytorch.load_torch_weights(model, state_dict("resnet50"))
     wrong_classes = host("resnet18", classes=10)
     with pytest.raises(ValueError, match="fc.weight: \\(1000, 512\\).*classes"):
-        torch_weights.load_torch_weights(
+        pytorch.load_torch_weights(
             wrong_classes, state_dict("torchvision_resnet18"), dense=True
         )
     for variable, value in zip(model.weights, before, strict=True):

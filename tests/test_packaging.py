@@ -1,7 +1,9 @@
 """The wheel maps the top-level applications/ folder to keras_igc.applications."""
 
 import ast
+import itertools
 import pathlib
+import re
 import subprocess
 import sys
 import zipfile
@@ -33,7 +35,13 @@ def test_wheel_contains_the_mapped_applications_package(tmp_path):
     (wheel,) = tmp_path.glob("keras_igc-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "keras_igc/applications/__init__.py" in names
-    assert "keras_igc/layers/igc_conv2d.py" in names
+    # Every module of the source tree, subpackages included (setup.cfg lists
+    # each package: a new one left out would be missing from installs).
+    for folder, installed in (("keras_igc", "keras_igc"),
+                              ("applications", "keras_igc/applications")):  # fmt: skip
+        for path in (ROOT / folder).rglob("*.py"):
+            name = f"{installed}/{path.relative_to(ROOT / folder).as_posix()}"
+            assert name in names, f"{name} is not in the wheel: list its package"
     assert not any(name.startswith(("applications/", "tests/")) for name in names)
 
 
@@ -183,3 +191,46 @@ def test_only_a_layer_sets_its_execution_form():
                 if target.attr.startswith("_") and not target.attr.endswith("__"):
                     owner = ast.unparse(target.value)
                     assert owner in ("self", "cls"), (path.name, ast.unparse(target))
+
+
+def test_where_things_go_names_files_that_exist():
+    """CONTRIBUTING.md's table names the one file to touch for each kind of
+    change; each path in it exists (a `<name>` part: its folder does)."""
+    root = pathlib.Path(__file__).parents[1]
+    text = (root / "CONTRIBUTING.md").read_text()
+    section = text.split("## Where things go", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
+    changes = [row.split("|")[1].strip() for row in rows]
+    for change in ("a runtime", "a weight source", "a form", "a layer",
+                   "a network", "a recipe", "a command"):  # fmt: skip
+        assert change in changes, f"CONTRIBUTING.md names no file for {change}"
+    paths = [
+        path for row in rows for path in re.findall(r"`([\w./<>-]+\.(?:py|md))`", row)
+    ]
+    assert len(paths) >= 15
+    for path in paths:
+        parts = pathlib.PurePosixPath(path).parts
+        where = root.joinpath(*itertools.takewhile(lambda p: "<" not in p, parts))
+        assert where.exists(), f"CONTRIBUTING.md's table names {path}, which is gone"
+
+
+def test_each_runtime_and_command_is_registered_once():
+    """A runtime is its adapter file plus one line in `runtimes.ADAPTERS`
+    (and its forms rules); a command is its module plus one in `COMMANDS`."""
+    from keras_igc import cli, forms
+    from keras_igc.export import runtimes
+
+    root = pathlib.Path(__file__).parents[1]
+    adapters = {
+        path.stem
+        for path in (root / "keras_igc" / "export").glob("*.py")
+        if re.search(r"^NAME = ", path.read_text(), re.M)
+    }
+    assert adapters == {a.__name__.rsplit(".", 1)[1] for a in runtimes.ADAPTERS}
+    assert tuple(runtimes.RUNTIMES) == forms.EXPORT_RUNTIMES
+    commands = {
+        path.stem
+        for path in (root / "keras_igc" / "cli").glob("*.py")
+        if re.search(r"^def run\(args\)", path.read_text(), re.M)
+    }
+    assert commands == {c.__name__.rsplit(".", 1)[1] for c in cli.COMMANDS}

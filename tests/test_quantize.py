@@ -9,7 +9,7 @@ import pytest
 
 import keras_igc
 from keras_igc import cli, data, export, forms
-from keras_igc.export import quantize
+from keras_igc.export import quantize, runtimes
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -80,7 +80,7 @@ def test_the_report_says_the_scheme_the_calibration_and_what_stayed_float(export
     with open(directory / export.REPORT_FILE) as f:
         report = json.load(f)["quantization"]
     assert report["scheme"] == "int8" and report["calibration_examples"] == 256
-    assert report == result.quantization
+    assert report == result.quantization.to_dict()
     # LiteRT runs every convolution in int8.
     assert not {"CONV_2D", "DEPTHWISE_CONV_2D"} & set(report["float_ops"]["litert"])
     # ONNX Runtime: the grouped convolutions of 2 inputs a group and 8 groups
@@ -114,7 +114,7 @@ def test_a_full_integer_litert_file_takes_int8_and_dynamic_keeps_float_io(
         digits_model, str(tmp_path / "dyn"), ["litert"], quantize="dynamic",
         verbose=False,
     )  # fmt: skip
-    assert result.quantization["calibration_examples"] == 0
+    assert result.quantization.calibration_examples == 0
     (source,) = make_interpreter(
         model_path=result.artifacts["litert_int8"]
     ).get_input_details()
@@ -224,19 +224,20 @@ def test_a_bad_quantize_scheme_is_named(digits_model, tmp_path):
 def test_int8_forms_follow_what_each_runtime_runs_fast(geometry, onnx_form):
     # benchmarks/README.md, "8-bit exports": ONNX Runtime's int8 kernels
     # for many narrow groups (not depthwise) measured slower than float.
-    assert quantize.int8_form("onnx", geometry)[0] == onnx_form
-    assert quantize.int8_form("litert", geometry)[0] == "int8"
+    assert runtimes.int8_form("onnx", geometry)[0] == onnx_form
+    assert runtimes.int8_form("litert", geometry)[0] == "int8"
     with pytest.raises(ValueError, match="No 8-bit files for runtime 'savedmodel'"):
-        quantize.int8_form("savedmodel", geometry)
+        runtimes.int8_form("savedmodel", geometry)
 
 
-@pytest.mark.parametrize("rule", list(quantize.INT8_RULES.values()),
-                         ids=lambda r: r.runtime)  # fmt: skip
-def test_each_int8_rule_names_a_results_file_that_exists(rule):
+@pytest.mark.parametrize("runtime", list(runtimes.INT8_RUNTIMES))
+def test_each_int8_rule_names_a_results_file_that_exists(runtime):
     import pathlib
 
+    rule = runtimes.INT8_RUNTIMES[runtime].INT8_RULE
+    assert (rule.runtime, rule.kind) == (runtime, "int8")
     assert (pathlib.Path(__file__).parents[1] / rule.source).is_file()
-    assert rule.summary and rule.summary in quantize.int8_rules_table()
+    assert rule.summary and rule.summary in runtimes.int8_rules_table()
 
 
 def test_the_command_line_knows_every_scheme():
@@ -279,7 +280,7 @@ def test_msgc_gates_say_what_they_run_in_and_their_flips_are_counted(
         msgc_network, str(tmp_path), ["litert", "onnx"], quantize="int8",
         calibration=held_out(64), verbose=False,
     )  # fmt: skip
-    assert result.quantization["gate_logits"] == {"litert": "int8", "onnx": "int8"}
+    assert result.quantization.gate_logits == {"litert": "int8", "onnx": "int8"}
     rows = {
         r["format"]: r
         for r in export.check_quantized(msgc_network, result.artifacts, images)

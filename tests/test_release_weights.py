@@ -21,8 +21,8 @@ import pytest
 from harness import assert_close, write_mxnet_params
 
 from keras_igc import applications
-from keras_igc.applications import release_weights
-from keras_igc.applications.release_weights import ReleaseWeightsError
+from keras_igc.applications.weights import mxnet
+from keras_igc.applications.weights.mxnet import ReleaseWeightsError
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -77,9 +77,7 @@ def test_a_release_residual_cifar_checkpoint_needs_the_release_transition():
 
 def test_the_structure_is_read_from_the_shapes():
     described = {
-        name: release_weights.describe_release_weights(
-            release_weights.read_mxnet_params(checkpoint(name))
-        )
+        name: mxnet.describe_release_weights(mxnet.read_mxnet_params(checkpoint(name)))
         for name in NETWORKS
     }
     assert described["igc-l4m32"]["primary_partitions"] == 4  # L fixed, M grows
@@ -97,7 +95,7 @@ def test_every_array_format_reads_back(tmp_path, version):
         "aux:a_moving_var": np.ones(5, "float32"),
     }
     write_mxnet_params(tmp_path / "x.params", arrays, version)
-    read = release_weights.read_mxnet_params(str(tmp_path / "x.params"))
+    read = mxnet.read_mxnet_params(str(tmp_path / "x.params"))
     assert list(read) == list(arrays)
     for name in arrays:
         np.testing.assert_array_equal(read[name], arrays[name])
@@ -106,7 +104,7 @@ def test_every_array_format_reads_back(tmp_path, version):
 def _random_release_checkpoint(model, path):
     """Random weights under the release's names for `model`, MXNet layout."""
     arrays, rng = {}, np.random.RandomState(0)
-    for name, variable, layout in release_weights._targets(model, "imagenet-igc"):
+    for name, variable, layout in mxnet._targets(model, "imagenet-igc"):
         shape = tuple(variable.shape)
         if layout is None:
             array = rng.uniform(0.5, 1.5, shape)
@@ -129,9 +127,7 @@ def test_named_builder_takes_a_full_size_release_checkpoint(tmp_path):
         keras.ops.convert_to_numpy(model.get_layer("predictions").kernel),
         arrays["arg:fc_score_weight"].T,
     )
-    described = release_weights.describe_release_weights(
-        release_weights.read_mxnet_params(path)
-    )
+    described = mxnet.describe_release_weights(mxnet.read_mxnet_params(path))
     assert described["paper_name"] == "IGC-L100M2+Ident."
     assert applications.from_release_weights(path).name == "igc_l100m2_ident"
 
@@ -164,12 +160,12 @@ def test_another_networks_checkpoint_names_what_does_not_fit():
     with pytest.raises(
         ReleaseWeightsError, match="not in the network 'g1_b1_proj_bn_beta'"
     ):
-        release_weights.load_release_weights(model, checkpoint("igc-l100m2"))
+        mxnet.load_release_weights(model, checkpoint("igc-l100m2"))
     with pytest.raises(ReleaseWeightsError, match="imagenet-resnet"):
-        release_weights.load_release_weights(model, checkpoint("resnet18-w64"))
+        mxnet.load_release_weights(model, checkpoint("resnet18-w64"))
     # Same names, other shapes (L16 stages are wider than L4's here).
     with pytest.raises(ReleaseWeightsError, match="parameter 'g0_conv_weight' has"):
-        release_weights.load_release_weights(model, checkpoint("igc-l16m16"))
+        mxnet.load_release_weights(model, checkpoint("igc-l16m16"))
     assert _unchanged(model, before)  # nothing half-loaded
 
 

@@ -182,7 +182,7 @@ def test_a_damaged_only_backup_is_named(tmp_path):
     (backup / runs.STATE).write_text(json.dumps({"epoch": 1, "step": 0}))
     (backup / runs.WEIGHTS).write_bytes(b"")
     with pytest.raises(ValueError) as error:
-        folder.latest_snapshot()
+        folder.backups.latest()
     message = str(error.value)
     assert str(backup / runs.WEIGHTS) in message and "is damaged" in message
     assert "no earlier whole backup" in message and "another folder" in message
@@ -203,12 +203,12 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     out = tmp_path / "run"
     folder = runs.RunFolder(str(out))
     folder.check_writable()
-    folder.acquire()  # as a run in progress in this very process would
+    folder.lock.acquire()  # as a run in progress in this very process would
     try:
         with pytest.raises(ValueError, match="in use by another training run"):
             training.train("RegConv-W16", "digits", str(out), **ARGS)
     finally:
-        folder.release()
+        folder.lock.release()
     assert not (out / "history.csv").exists()
 
 

@@ -320,17 +320,17 @@ def test_msgc_recipes_are_the_releases_scaled_by_batch():
     assert msgc.release_recipe("MSGCMobileNetV2", attention=True).target == 0.628
     assert msgc.release_recipe("MSGCResNet50").epochs == 120
     assert msgc.release_recipe("MSGCMobileNetV2").epochs == 150
-    recipe, release = training._msgc_recipes("MSGCResNet18", None, None, 64, None, None)
+    recipe, release = training.msgc_recipes("MSGCResNet18", None, None, 64, None, None)
     assert release.mask_learning_rate == pytest.approx(0.075 / 4)
     assert release.backbone_learning_rate == pytest.approx(0.015 / 4)
     assert (recipe.epochs, recipe.batch_size) == (120, 64)
-    _, release = training._msgc_recipes("MSGCResNet18", None, 3, None, 0.01, 0.3)
+    _, release = training.msgc_recipes("MSGCResNet18", None, 3, None, 0.01, 0.3)
     assert (release.epochs, release.target) == (3, 0.3)
     assert release.mask_learning_rate == pytest.approx(0.05)
     with pytest.raises(ValueError, match="mac_target=1.5"):
-        training._msgc_recipes("MSGCResNet18", None, None, None, None, 1.5)
+        training.msgc_recipes("MSGCResNet18", None, None, None, None, 1.5)
     with pytest.raises(ValueError, match="model options attention"):
-        training._msgc_recipes("MSGCResNet18", {"width": 3}, None, None, None, None)
+        training.msgc_recipes("MSGCResNet18", {"width": 3}, None, None, None, None)
 
 
 def test_cli_trains_an_msgc_host_from_dense_weights(tmp_path, capsys):

@@ -8,13 +8,15 @@ import tempfile
 
 from keras_igc import preprocessing as records
 from keras_igc import runs
-from keras_igc.export import litert, onnx, savedmodel
 from keras_igc.export import quantize as quant
+from keras_igc.export import savedmodel
 from keras_igc.export.dependencies import SUPPORTED_BACKENDS, check_backend, require  # noqa: F401 (doctests)
 from keras_igc.export.folding import FoldingReport, prepare
+from keras_igc.export.runtimes import INT8_RUNTIMES, RUNTIMES
 from keras_igc.saving import load_keras_model
 
-FORMATS = {"savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
+# The artifact's name in an export folder, by format (runtime).
+FORMATS = {name: adapter.FILE for name, adapter in RUNTIMES.items()}
 
 REPORT_FILE = "export_report.json"
 
@@ -30,28 +32,22 @@ class ExportResult:
             `blocks` say which form each IGC block got in that format and why.
         litert_select_ops: TensorFlow ops the LiteRT file runs through the
             select-TF fallback (empty: builtin ops only).
-        quantization: None, or what the 8-bit artifacts (`artifacts`' keys
-            `litert_int8`, `onnx_int8`) hold: `scheme`, `calibration_examples`,
-            `int8_io`, per format `float_ops` (`{op: count}` of the
-            operations left in float, which the runtime has no integer
-            kernel for or the scheme leaves float), and `kept_float`
-            (`{"onnx": {node: why}}`: the convolutions the int8 rule
-            (`quantize.INT8_RULES`) keeps float, where ONNX Runtime's integer
-            kernel measured slower). With MSGC layers, `gate_logits`: per
-            format, the type of the mask logits the gates compare with their
-            threshold (`"int8"`: a logit within a quantization step of it
-            can decide otherwise than in float; `check_quantized` counts
-            the flips).
+        quantization: None, or a `quantize.QuantizationReport` of what the
+            8-bit artifacts (`artifacts`' keys `litert_int8`, `onnx_int8`)
+            hold.
     """
 
     artifacts: dict
     sizes: dict
     folding: FoldingReport
     litert_select_ops: list
-    quantization: dict | None = None
+    quantization: quant.QuantizationReport | None = None
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2)
+        data = dataclasses.asdict(self)
+        if self.quantization is not None:
+            data["quantization"] = self.quantization.to_dict()
+        return json.dumps(data, indent=2)
 
 
 def export(
@@ -165,11 +161,11 @@ def _quantization(model, quantize, calibration, int8_io):
     images = None
     if quantize == "int8":
         images = quant.calibration_images(calibration, model.input_shape)
-    report = {
-        "scheme": quantize,
-        "int8_io": int8_io,
-        "calibration_examples": 0 if images is None else len(images),
-    }
+    report = quant.QuantizationReport(
+        scheme=quantize,
+        int8_io=int8_io,
+        calibration_examples=0 if images is None else len(images),
+    )
     return report, images
 
 
@@ -177,10 +173,54 @@ def _artifact_paths(directory, formats, quantization):
     """Path by format (`"litert_int8"`, `"onnx_int8"` for 8-bit ones)."""
     paths = {fmt: os.path.join(directory, FORMATS[fmt]) for fmt in formats}
     if quantization is not None:
-        for fmt in quant.FILES:
-            if fmt in formats:
-                paths[f"{fmt}_int8"] = os.path.join(directory, quant.FILES[fmt])
+        for fmt in formats:
+            if fmt in INT8_RUNTIMES:
+                paths[f"{fmt}_int8"] = os.path.join(
+                    directory, INT8_RUNTIMES[fmt].INT8_FILE
+                )
     return paths
+
+
+class Stage:
+    """The files of one export in its scratch folder, before they move into
+    place; what an adapter's `write` and `write_int8` read of the others'.
+
+    Args:
+        scratch: the scratch folder.
+        prepared: each format's clone (`prepare`), by format.
+        folding: each clone's `FoldingReport`, by format.
+    """
+
+    def __init__(self, scratch, prepared, folding):
+        self.scratch, self.prepared, self.folding = scratch, prepared, folding
+        self._saved_models = {}
+
+    def path(self, runtime):
+        """Where `runtime`'s float artifact is staged."""
+        return os.path.join(self.scratch, RUNTIMES[runtime].FILE)
+
+    def int8_path(self, runtime):
+        """Where `runtime`'s 8-bit artifact is staged."""
+        return os.path.join(self.scratch, INT8_RUNTIMES[runtime].INT8_FILE)
+
+    def saved_model(self, runtime):
+        """A SavedModel of `runtime`'s clone, for converters that read one:
+        the SavedModel artifact itself where its layers took the same forms
+        (one export fewer), else one written for `runtime` alone."""
+        if runtime not in self._saved_models:
+            mine = self.folding[runtime]
+            if "savedmodel" in self.prepared and _forms(mine) == _forms(
+                self.folding["savedmodel"]
+            ):
+                runtime_of_file = "savedmodel"
+                path = self.path("savedmodel")
+            else:
+                runtime_of_file = runtime
+                path = os.path.join(self.scratch, f"{runtime}_saved_model")
+            if not os.path.exists(path):
+                savedmodel.write(self.prepared[runtime_of_file], path)
+            self._saved_models[runtime] = path
+        return self._saved_models[runtime]
 
 
 def _write(directory, prepared, folding, artifacts, existing, quantization, images):
@@ -190,56 +230,39 @@ def _write(directory, prepared, folding, artifacts, existing, quantization, imag
     Artifacts are staged and moved into place only when every format has
     succeeded, so a failed export leaves the directory as it was.
     """
-    select_ops = []
+    fallback_ops = {}
     _remove_abandoned_scratch(directory)
     # The scratch folder carries this process's id, so that a later export
     # can tell one abandoned by a killed process from one still in use.
     prefix = f"{SCRATCH_PREFIX}{os.getpid()}-"
     with tempfile.TemporaryDirectory(dir=directory, prefix=prefix) as scratch:
-        staged = {fmt: os.path.join(scratch, FORMATS[fmt]) for fmt in FORMATS}
-        staged.update(
-            {
-                f"{fmt}_int8": os.path.join(scratch, name)
-                for fmt, name in quant.FILES.items()
-            }
-        )
-        if "savedmodel" in prepared:
-            savedmodel.write(prepared["savedmodel"], staged["savedmodel"])
-        if "litert" in prepared:
-            # LiteRT converts a SavedModel: the SavedModel's own where its
-            # layers took the same forms, else one of LiteRT's clone.
-            source = staged["savedmodel"]
-            if "savedmodel" not in prepared or _forms(folding["litert"]) != _forms(
-                folding["savedmodel"]
-            ):
-                source = os.path.join(scratch, "litert_saved_model")
-                savedmodel.write(prepared["litert"], source)
-            select_ops = litert.write(source, staged["litert"])
-            if quantization:
-                quant.litert(source, staged["litert_int8"], quantization["scheme"],
-                                images, quantization["int8_io"])  # fmt: skip
-        if "onnx" in prepared:
-            onnx.write(prepared["onnx"], staged["onnx"])
-            if quantization:
-                kept = quant.onnx(staged["onnx"], staged["onnx_int8"],
-                                  quantization["scheme"], images)  # fmt: skip
-                quantization["kept_float"] = {"onnx": kept}
-        if quantization:
-            quantization["float_ops"] = {
-                fmt: quant.float_ops(fmt, staged[f"{fmt}_int8"])
-                for fmt in quant.FILES if fmt in prepared
-            }  # fmt: skip
-            gate_logits = {
-                fmt: quant.gate_logits(fmt, staged[f"{fmt}_int8"])
-                for fmt in quant.FILES if fmt in prepared
-            }  # fmt: skip
-            if any(gate_logits.values()):
-                quantization["gate_logits"] = gate_logits
+        stage = Stage(scratch, prepared, folding)
+        staged = {}
+        for fmt, adapter in RUNTIMES.items():  # the SavedModel first
+            if fmt not in prepared:
+                continue
+            staged[fmt] = stage.path(fmt)
+            fallback_ops[fmt] = adapter.write(prepared[fmt], staged[fmt], stage)
+            if quantization and fmt in INT8_RUNTIMES:
+                staged[f"{fmt}_int8"] = stage.int8_path(fmt)
+                kept = adapter.write_int8(
+                    stage, staged[f"{fmt}_int8"], quantization.scheme, images,
+                    quantization.int8_io,
+                )  # fmt: skip
+                if kept is not None:  # a runtime whose rule can keep some
+                    quantization.kept_float[fmt] = kept
+                quantization.float_ops[fmt] = adapter.float_ops(staged[f"{fmt}_int8"])
+                gates = quant.gate_logits_type(
+                    adapter.gate_logits(staged[f"{fmt}_int8"])
+                )
+                if gates is not None:
+                    quantization.gate_logits = quantization.gate_logits or {}
+                    quantization.gate_logits[fmt] = gates
         for path in existing:
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         for fmt, path in artifacts.items():
             os.replace(staged[fmt], path)
-    return select_ops
+    return fallback_ops.get("litert", [])
 
 
 SCRATCH_PREFIX = ".export-"
@@ -290,7 +313,8 @@ def _print_summary(result):
         print(f"{fmt}: {report.summary()}")
     for fmt, path in result.artifacts.items():
         print(f"{fmt}: {path} ({result.sizes[fmt] / 2**20:.2f} MiB)")
-    for fmt, ops in ((result.quantization or {}).get("float_ops") or {}).items():
+    float_ops = result.quantization.float_ops if result.quantization else {}
+    for fmt, ops in float_ops.items():
         print(f"{fmt}_int8: left in float: {ops or 'nothing'}")
     if result.litert_select_ops:
         print(f"litert: select-TF fallback for {result.litert_select_ops}")

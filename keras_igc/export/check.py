@@ -1,15 +1,15 @@
 """Run each artifact in its own runtime against the Keras model."""
 
 import os
+import re
 import time
 
 import numpy as np
 
-from keras_igc.export import litert, onnx, quantize, savedmodel
 from keras_igc.export.artifacts import FORMATS, load_source
 from keras_igc.export.dependencies import check_backend
-
-RUNTIMES = {"savedmodel": savedmodel, "litert": litert, "onnx": onnx}
+from keras_igc.export.runtimes import RUNTIMES
+from keras_igc.layers.msgc_conv2d import GATE_DECISION
 
 
 def check(model, artifacts, batch_sizes=(1, 3), runs=20, seed=0):
@@ -107,8 +107,9 @@ def check_quantized(model, artifacts, images, batch=32):
         if not fmt.endswith("_int8"):
             continue
         base = fmt.removesuffix("_int8")
-        probes = quantize.gate_tensors(base, path, list(gates)) if gates else {}
-        run = RUNTIMES[base].runner(path, list(probes.values()))()
+        adapter = RUNTIMES[base]
+        probes = gate_tensors(adapter.tensor_names(path), path, gates) if gates else {}
+        run = adapter.runner(path, list(probes.values()))()
         outputs = [run(images[s : s + batch]) for s in range(0, len(images), batch)]
         got = np.concatenate(
             [np.asarray(o[0] if probes else o, "float32") for o in outputs]
@@ -137,6 +138,48 @@ def _float_gates(model, images, batch):
         return {}
     gates = msgc.inference_gates(model, images, batch_size=batch)
     return {name: g.reshape(len(images), -1) > 0.5 for name, g in gates.items()}
+
+
+def gate_tensors(names, path, layers):
+    """`{layer: tensor name}`: each MSGC layer's gate decisions among the
+    tensor `names` of the artifact at `path`.
+
+    The decisions are named after the layer's scope (`GATE_DECISION`): its
+    name, where TensorFlow may add a suffix `_N` of its choosing. With Keras'
+    default names a scope can fit two layers (`conv_1` is `conv` suffixed, or
+    `conv_1` itself), so a layer takes a scope only when it is the one left
+    to it: each layer with a single candidate takes it, and is struck from
+    the others', until all are placed. Nothing is guessed: counting flips on
+    another layer's tensor would be silently wrong.
+    """
+    # LiteRT names reshaped copies of the decisions after the comparison
+    # too; each holds the same values, the first will do.
+    scopes = {}
+    for name in names:
+        found = GATE_DECISION.search(name)
+        if found:
+            scopes.setdefault(found.group(1), name)
+    candidates = {
+        layer: {s for s in scopes if re.fullmatch(rf"{re.escape(layer)}(_\d+)?", s)}
+        for layer in layers
+    }
+    placed = {}
+    while candidates:
+        sure = {layer: c for layer, c in candidates.items() if len(c) == 1}
+        taken = [scope for c in sure.values() for scope in c]
+        if not sure or len(set(taken)) < len(taken):
+            raise RuntimeError(
+                f"The gate decisions of MSGC layers {sorted(candidates)} could "
+                f"not each be told apart in {path} (candidates: {candidates}), "
+                f"so their flips cannot be counted. Compare the file with the "
+                f"float model on your own examples instead."
+            )
+        for layer, (scope,) in sure.items():
+            placed[layer] = scopes[scope]
+            del candidates[layer]
+            for others in candidates.values():
+                others.discard(scope)
+    return placed
 
 
 def _gate_flips(gates, probed):

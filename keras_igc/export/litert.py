@@ -1,14 +1,68 @@
-"""LiteRT (`.tflite`), converted from the SavedModel."""
+"""The LiteRT runtime (`.tflite`): converted from a SavedModel of the
+runtime's clone; its 8-bit file full-integer (per-channel weight scales,
+calibrated activations) or weight-only.
+
+An adapter module of `keras_igc.export.runtimes`: its names are the ones
+every adapter defines (see that module).
+"""
 
 import os
 import warnings
 
 import numpy as np
 
-from keras_igc import keras_internals
+from keras_igc import forms, keras_internals
+from keras_igc.layers.msgc_conv2d import GATE_DECISION
+
+NAME = "litert"
+FILE = "model.tflite"
+SUFFIX = ".tflite"
+INT8_FILE = "model_int8.tflite"
 
 
-def write(saved_model, path):
+def _int8(g):
+    """Every convolution in int8 (XNNPACK's kernels, grouped ones too)."""
+    return "int8", "litert: XNNPACK's int8 convolutions, grouped ones included"
+
+
+# Which convolutions of the 8-bit file run in int8 (`forms.Rule` of kind
+# "int8"): XNNPACK runs every convolution fast in int8.
+INT8_RULE = forms.Rule(NAME, "int8", _int8, "benchmarks/results/quantize-cpu.json")
+
+
+def write(model, path, stage):
+    """Write `model` (the runtime's clone) as a `.tflite` file at `path`,
+    converted from its SavedModel (`stage.saved_model`); returns the
+    TensorFlow ops that needed the select-TF fallback (empty: builtin only)."""
+    return _convert(stage.saved_model(NAME), path)
+
+
+def write_int8(stage, path, scheme, images, int8_io=False, batch=8):
+    """Write the 8-bit file of the SavedModel `write` converted; returns
+    None: `INT8_RULE` keeps no convolution float."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        stage.saved_model(NAME), signature_keys=["serve"]
+    )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if scheme == "int8":
+
+        def representative():
+            for start in range(0, len(images), batch):
+                yield [images[start : start + batch]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+    return None
+
+
+def _convert(saved_model, path):
     """Convert with builtin ops; fall back to select-TF ops only if needed."""
     import tensorflow as tf
 
@@ -131,3 +185,31 @@ def _from_output(y, target):
         return y
     scale, zero = target["quantization"]
     return (y.astype("float32") - zero) * scale
+
+
+def float_ops(path):
+    """The operations of an 8-bit file that compute in float, by type:
+    `{op: count}` (what LiteRT has no integer kernel for)."""
+    interpreter = make_interpreter(model_path=path)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    found = {}
+    for op in keras_internals.litert_ops(interpreter):
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        outputs = [tensors[i]["dtype"] for i in op["outputs"] if i in tensors]
+        if any(np.dtype(d) == np.float32 for d in outputs):
+            found[op["op_name"]] = found.get(op["op_name"], 0) + 1
+    return found
+
+
+def gate_logits(path):
+    """The types of the mask logits the MSGC gates of the file compare with
+    their threshold (LiteRT compares the int8 values themselves)."""
+    interpreter = make_interpreter(model_path=path)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return {
+        np.dtype(tensors[op["inputs"][0]]["dtype"]).name
+        for op in keras_internals.litert_ops(interpreter)
+        if op["op_name"] == "GREATER_EQUAL"
+        and GATE_DECISION.search(tensors[op["outputs"][0]]["name"])
+    }

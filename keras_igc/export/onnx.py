@@ -9,6 +9,12 @@ and a transpose back to NHWC that cancels against the next convolution's.
 A ReLU that follows such a shuffle moves before it, onto the convolution's
 output (a permutation commutes with an elementwise op), where ONNX Runtime
 fuses it into the convolution.
+
+The 8-bit file is QDQ with per-channel weight scales, calibrated (or int8
+weights alone), except the convolutions `INT8_RULE` keeps float.
+
+An adapter module of `keras_igc.export.runtimes`: its names are the ones
+every adapter defines (see that module).
 """
 
 import os
@@ -16,10 +22,46 @@ import warnings
 
 import numpy as np
 
+from keras_igc import forms
 from keras_igc.export.dependencies import require
+from keras_igc.layers.msgc_conv2d import GATE_DECISION
+
+NAME = "onnx"
+FILE = "model.onnx"
+SUFFIX = ".onnx"
+INT8_FILE = "model_int8.onnx"
+
+# ONNX Runtime's int8 grouped convolution keeps up with its float one from
+# groups this wide on (MSGC's 4-head layers, 64 and more inputs a group, ran
+# as fast in int8; IGC's groups of 1-2 channels ran 1.3-2.3x slower).
+INT8_WIDE_GROUP = 16
 
 
-def write(model, path):
+def _int8(g):
+    """Float for >2 narrow groups (under 16 inputs or outputs) but depthwise."""
+    narrow = min(g.group_inputs, g.group_outputs) < INT8_WIDE_GROUP
+    if g.groups > 2 and narrow and (g.group_inputs, g.group_outputs) != (1, 1):
+        return "float", (
+            f"onnx: {g.groups} groups of {g.group_inputs} inputs and "
+            f"{g.group_outputs} outputs: ONNX Runtime's QLinearConv is fast for "
+            f"depthwise, few or wide groups only; these measured slower in "
+            f"int8 than in float"
+        )
+    return "int8", (
+        "onnx: ONNX Runtime's QLinearConv (dense, depthwise, 2 groups, wide groups)"
+    )
+
+
+# Which convolutions of the 8-bit file run in int8 (`forms.Rule` of kind
+# "int8"), a rule over the graph's Conv nodes.
+INT8_RULE = forms.Rule(
+    NAME, "int8", _int8, "benchmarks/results/quantize-classes-cpu.json"
+)
+
+
+def write(model, path, stage=None):
+    """Write `model` (the runtime's clone) as an `.onnx` file at `path`; no op
+    needs a fallback (a node tf2onnx cannot convert is an error)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         model.export(path, format="onnx", verbose=False)
@@ -43,6 +85,116 @@ def write(model, path):
     if native_shuffles(model):
         onnx.checker.check_model(model)
         onnx.save(model, path)
+    return []
+
+
+def write_int8(stage, path, scheme, images, int8_io=False, batch=8):
+    """Write the 8-bit file of the float one `write` wrote (`int8_io` is
+    LiteRT's alone); returns `{node: why}` of the convolutions kept float."""
+    return quantize_file(stage.path(NAME), path, scheme, images, batch)
+
+
+def quantize_file(float_path, path, scheme, images, batch=8, kept_float=None):
+    """Write a quantized ONNX file from the float one: QDQ with per-channel
+    weight scales (`"int8"`), or int8 weights alone (`"dynamic"`). Each
+    convolution whose int8 form ONNX Runtime runs slower stays float
+    (`INT8_RULE`), or those of `kept_float` (`{node: why}`) instead; returns
+    `{node: why}` of those."""
+    onnx = require("onnx", "ONNX export")
+    from onnxruntime import quantization as q
+
+    graph = onnx.load(float_path).graph
+    if kept_float is None:
+        kept_float = {
+            node.name: why
+            for node, geometry in convolutions(graph)
+            for form, why in [INT8_RULE.decide(geometry)]
+            if form == "float"
+        }
+    if scheme == "dynamic":
+        q.quantize_dynamic(
+            float_path, path, weight_type=q.QuantType.QInt8,
+            nodes_to_exclude=list(kept_float),
+        )  # fmt: skip
+        return kept_float
+    name = graph.input[0].name
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(
+                {name: images[s : s + batch]} for s in range(0, len(images), batch)
+            )
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared = f"{path}.prepared.onnx"
+    try:
+        q.quant_pre_process(float_path, prepared)
+        q.quantize_static(
+            prepared, path, Reader(), quant_format=q.QuantFormat.QDQ,
+            per_channel=True, activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8, nodes_to_exclude=list(kept_float),
+        )  # fmt: skip
+    finally:
+        if os.path.exists(prepared):
+            os.remove(prepared)
+    return kept_float
+
+
+def convolutions(graph):
+    """`(node, forms.Geometry)` of each convolution of an ONNX graph whose
+    weights are constants."""
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    found = []
+    for node in graph.node:
+        if node.op_type != "Conv" or node.input[1] not in shapes:
+            continue
+        out, group_inputs, *kernel = shapes[node.input[1]]
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        geometry = forms.Geometry(
+            groups, group_inputs, out // groups, tuple(kernel) or (1, 1)
+        )
+        found.append((node, geometry))
+    return found
+
+
+def float_ops(path):
+    """The operations of an 8-bit file that compute in float, by type:
+    `{op: count}` (what the scheme or `INT8_RULE` leaves float)."""
+    onnx = require("onnx", "Reading the ONNX artifact")
+    graph = onnx.load(path).graph
+    constants = {i.name for i in graph.initializer}
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    found = {}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        inputs = [i for i in node.input if i and i not in constants]
+        # Between QDQ pairs ONNX Runtime fuses the op into its integer form.
+        if node.op_type.startswith("QLinear") or node.op_type.endswith("Integer"):
+            continue
+        integer = bool(inputs) and all(i in dequantized for i in inputs)
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            integer = integer and node.input[1] in dequantized  # int8 weights
+        if integer:
+            continue
+        found[node.op_type] = found.get(node.op_type, 0) + 1
+    return found
+
+
+def gate_logits(path):
+    """The types of the mask logits the MSGC gates of the file compare with
+    their threshold (ONNX Runtime compares dequantized copies of int8
+    values: `"int8"` too, as a step of the int8 grid can flip them)."""
+    onnx = require("onnx", "Reading the ONNX artifact")
+    graph = onnx.load(path).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    return {
+        "int8" if node.input[0] in dequantized else "float32"
+        for node in graph.node
+        if node.op_type == "GreaterOrEqual" and GATE_DECISION.search(node.output[0])
+    }
 
 
 def native_shuffles(model):

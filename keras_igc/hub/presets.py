@@ -5,7 +5,7 @@ import os
 import shutil
 
 from keras_igc.applications import registry
-from keras_igc.applications.checkpoints import from_checkpoint
+from keras_igc.applications.weights.checkpoints import from_checkpoint
 from keras_igc.hub.igc_backbone import IGCBackbone
 from keras_igc.hub.igc_image_classifier import IGCImageClassifier
 from keras_igc.hub.igc_image_converter import IGCImageConverter

@@ -1,3 +1,5 @@
+import re
+
 import keras
 from keras import ops
 
@@ -7,6 +9,13 @@ from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
 from keras_igc.layers.mask_generator import MaskGenerator
 from keras_igc.validation import positive_int
+
+# The gate sublayer's name. Exported graphs name its decisions after it: both
+# converters call the comparison of the mask logits with the threshold
+# `.../<layer scope>/gate[_N]/GreaterEqual`, which `GATE_DECISION` finds (the
+# export's 8-bit report and flip count read it).
+GATE_NAME = "gate"
+GATE_DECISION = re.compile(rf"([^/;]+)/{GATE_NAME}(_\d+)?/GreaterEqual(:0|;|$)")
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -155,7 +164,7 @@ class MSGCConv2D(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.gate = GumbelSigmoidGate(
-            temperature, seed=seed, name="gate", dtype=self.dtype_policy
+            temperature, seed=seed, name=GATE_NAME, dtype=self.dtype_policy
         )
         self.mask_generator = None  # needs the input width: made in build
         self.attention_generator = None

@@ -1,31 +1,7 @@
-"""Train and evaluate the IGC networks with the paper's recipe, through `model.fit`.
-
-The recipe of the authors' release (`train_model.py`, `train_imagenet.py`,
-`utility.py`), update for update: Nesterov SGD with momentum 0.9 and *coupled*
-L2 weight decay 1e-4 on every parameter (`keras_igc.optimizers.CoupledSGD`,
-the rule of MXNet's NAG and `torch.optim.SGD`); learning rate 0.1 for a batch
-of 64 (scaled linearly with the batch size), divided by 10 after epochs
-`epochs*1//2`, `epochs*3//4` and `epochs*7//8` (ImageNet: every 30 epochs of
-120, lr 0.1 for a batch of 256), from the first update of the next epoch on
-(`keras_igc.optimizers.StepDecay`). Epochs and batch size default to the
-paper's for each dataset (`keras_igc.data.DATASETS`).
-
-A run writes into its output folder:
-
-    checkpoints/epoch-NNN.keras   the model after every epoch
-    backup/                       the resume point (removed when done)
-    logs/                         TensorBoard
-    history.csv                   loss and accuracy per epoch
-    curves.png                    loss and accuracy curves
-    model.keras                   the final model
-
-Running the same command again after an interruption resumes at the newest
-backup (every epoch end, and inside epochs every `backup_every` steps or 10
-minutes) and ends with the weights the uninterrupted run would have.
-"""
+"""A run of a `Plan` through `model.fit`: its folder, the resume point,
+the fit phases (the learning-rate drops, MSGC's phases), and `evaluate`."""
 
 import contextlib
-import dataclasses
 import functools
 import json
 import math
@@ -33,222 +9,19 @@ import os
 
 import keras
 
-from keras_igc import (
-    applications,
-    data,
-    keras_internals,
-    preprocessing,
-    quick,
-    runs,
-)
+from keras_igc import applications, data, keras_internals, preprocessing, quick, runs
 from keras_igc.layers import GhostBatchNormalization
-from keras_igc.optimizers import CoupledSGD, StepDecay
 from keras_igc.plotting import plot_history
 from keras_igc.saving import load_keras_model
-from keras_igc.validation import finite_float, is_integer, positive_int
-
-# The release's learning-rate drops, as (numerator, denominator) of the epochs,
-# in Python 2 integer arithmetic (`num_epochs*7/8` of 20 epochs is 17).
-CIFAR_DROPS = ((1, 2), (3, 4), (7, 8))
-IMAGENET_DROP_EVERY = 30  # epochs: `range(30, num_epochs, 30)`
-# GPUs the release splits each batch over (its `--gpus` defaults), so each
-# BatchNorm sees batch_size / devices images: 32 on CIFAR, 64 on ImageNet.
-RELEASE_DEVICES = {"cifar": 2, "imagenet": 4}
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    boundaries: tuple  # epochs after which the rate drops by 10
-    momentum: float = 0.9
-    weight_decay: float = 1e-4  # coupled L2, on every parameter
-    devices: int = 1  # the release's GPUs, each normalising its share of a batch
-
-    @property
-    def bn_batch(self):
-        """Examples per BatchNorm statistic in the release."""
-        return max(1, self.batch_size // self.devices)
-
-
-def paper_recipe(dataset, epochs=None, batch_size=None, learning_rate=None):
-    """The paper's recipe for `dataset`, with optional overrides.
-
-    Without an explicit `learning_rate`, 0.1 is scaled by `batch_size` over the
-    paper's batch size (the linear scaling rule). A drop that would fall at
-    epoch 0 (a one-epoch run) is left out.
-    """
-    spec = data.spec(dataset)
-    epochs = spec.epochs if epochs is None else epochs
-    batch_size = spec.batch_size if batch_size is None else batch_size
-    positive_int(epochs, "epochs")
-    positive_int(batch_size, "batch_size")
-    if learning_rate is None:
-        learning_rate = 0.1 * batch_size / spec.batch_size
-    learning_rate = finite_float(learning_rate, "learning_rate", positive=True)
-    if spec.family == "imagenet":
-        boundaries = range(IMAGENET_DROP_EVERY, epochs, IMAGENET_DROP_EVERY)
-    else:
-        boundaries = (epochs * num // den for num, den in CIFAR_DROPS)
-    boundaries = tuple(b for b in boundaries if b > 0)
-    devices = RELEASE_DEVICES[spec.family]
-    return Recipe(epochs, batch_size, learning_rate, boundaries, devices=devices)
-
-
-def learning_rate_schedule(recipe, steps_per_epoch):
-    """The rate divided by 10 from the first update after each boundary epoch."""
-    positive_int(steps_per_epoch, "steps_per_epoch")
-    return StepDecay(
-        recipe.learning_rate, [b * steps_per_epoch for b in recipe.boundaries]
-    )
-
-
-def make_optimizer(recipe, steps_per_epoch):
-    """The release's optimizer: Nesterov SGD with coupled weight decay on every
-    trainable weight (BatchNorm's scale and offset too), on the step schedule."""
-    return CoupledSGD(
-        learning_rate_schedule(recipe, steps_per_epoch),
-        momentum=recipe.momentum,
-        nesterov=True,
-        weight_decay=recipe.weight_decay,
-    )
-
-
-def distribution_strategy():
-    """The tf.distribute strategy for this machine: several machines when
-    `TF_CONFIG` describes a cluster, several GPUs, or the default one."""
-    import tensorflow as tf
-
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def check_model_for_dataset(model, dataset):
-    """A ValueError unless the registered network fits the dataset's input
-    family (`"cifar"` or `"imagenet"`; a mobile network fits both)."""
-    spec = data.spec(dataset)
-    family = applications.dataset_of(model)
-    if family != spec.family and not applications.lookup(model).any_size:
-        raise ValueError(
-            f"{model!r} is a {family} network and {dataset!r} a {spec.family} "
-            f"dataset. Pick a model from "
-            f"keras_igc.applications.list_models({spec.family!r})."
-        )
-
-
-def check_network_for_dataset(network, dataset):
-    """A `keras.Model` of yours fits `dataset`: its image size, channels and
-    classes, or a ValueError that names the values."""
-    spec = data.spec(dataset)
-    if not isinstance(network, keras.Model) or not network.inputs:
-        raise ValueError(
-            f"`model` must be a registered name or a built keras.Model (start it "
-            f"with keras.Input). Received: {network!r}."
-        )
-    wanted = (spec.image_size, spec.image_size, spec.channels)
-    given = tuple(network.input_shape[1:])
-    if len(given) != 3 or any(
-        g not in (None, w) for g, w in zip(given, wanted, strict=True)
-    ):
-        raise ValueError(
-            f"Model {network.name!r} takes inputs of shape {given}; {dataset!r} "
-            f"gives images of shape {wanted}. Build it with "
-            f"keras.Input({wanted}) (or None for the height and width)."
-        )
-    classes = network.output_shape[-1]
-    if classes != spec.classes:
-        raise ValueError(
-            f"Model {network.name!r} has {classes} outputs; {dataset!r} has "
-            f"{spec.classes} classes. Give it a classifier of {spec.classes} "
-            f"units (a softmax, for the sparse categorical cross-entropy)."
-        )
-
-
-def build_model(model, dataset, depth=20, **kwargs):
-    """A registered network (`applications.list_models()`) sized for `dataset`."""
-    spec = data.spec(dataset)
-    check_model_for_dataset(model, dataset)
-    if applications.lookup(model).takes("depth"):
-        kwargs["depth"] = depth
-    return applications.get_model(
-        model,
-        input_shape=(spec.image_size, spec.image_size, spec.channels),
-        classes=spec.classes,
-        **kwargs,
-    )
-
-
-@dataclasses.dataclass
-class Plan:
-    """What a run trains and how, as data (`plan`): the network, the recipe
-    it follows and how its data is prepared.
-
-    Attributes:
-        name: the registered name, or the given model's name.
-        dataset: a name of `keras_igc.data.DATASETS`.
-        recipe: the `Recipe` (for an MSGC host, its epochs, batch and
-            backbone rate; `msgc` has the rest).
-        msgc: the MSGC release's `msgc.ReleaseRecipe`, or None for the IGC
-            paper's recipe.
-        given: a `keras.Model` of yours, or None to build `name`.
-        depth, model_options: the builder's arguments.
-        bn_batch: examples per BatchNorm statistic (see `train`).
-    """
-
-    name: str
-    dataset: str
-    recipe: Recipe
-    msgc: object = None
-    given: object = None
-    depth: int = 20
-    model_options: dict = dataclasses.field(default_factory=dict)
-    bn_batch: object = None
-
-    @property
-    def data_recipe(self):
-        """How `data.load` prepares the images: the IGC or the MSGC release's way."""
-        return "igc" if self.msgc is None else "msgc"
-
-    @property
-    def host(self):
-        return None if self.msgc is None else applications.msgc_host(self.name)
-
-
-def plan(
-    model, dataset, *, depth=20, epochs=None, batch_size=None, learning_rate=None,
-    model_options=None, mac_target=None, bn_batch=None,
-):  # fmt: skip
-    """The `Plan` of `train`'s arguments: the IGC paper's recipe for `dataset`,
-    or the MSGC release's for an MSGC host; bad arguments refused here."""
-    given = model if isinstance(model, keras.Model) else None
-    if given is not None:
-        check_network_for_dataset(given, dataset)
-        if model_options or depth != 20:
-            raise ValueError(
-                "`model_options` and `depth` are builder arguments; a keras.Model "
-                "is already built. Leave them out."
-            )
-        model = given.name
-    host = None if given is not None else applications.msgc_host(model)
-    options = dict(model_options or {})
-    if host is not None:
-        recipe, release = _msgc_recipes(
-            host, options, epochs, batch_size, learning_rate, mac_target
-        )
-        return Plan(model, dataset, recipe, release, model_options=options)
-    if given is None:
-        check_model_for_dataset(model, dataset)
-    if mac_target is not None:
-        raise ValueError(
-            f"mac_target applies to the MSGC hosts {list(applications.HOSTS)}; "
-            f"{model!r} is not one."
-        )
-    recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
-    return Plan(model, dataset, recipe, None, given, depth, options, bn_batch)
+from keras_igc.training.distribution import (
+    check_distribution,
+    distribution_strategy,
+    multi_worker_workarounds,
+    worker_name,
+)
+from keras_igc.training.plan import build_model, plan
+from keras_igc.training.recipes import Recipe, bn_group_size, make_optimizer
+from keras_igc.validation import is_integer, positive_int
 
 
 def train(
@@ -298,12 +71,12 @@ def train(
     )  # fmt: skip
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
     strategy = strategy or distribution_strategy()
-    _check_distribution(run, strategy, seed)
+    check_distribution(run, strategy, seed)
     folder, chief, worker = _run_folders(output_dir, strategy)
-    folder.acquire()
+    folder.lock.acquire()
     try:
         folder.clean_partial_files()
-        snapshot = chief.latest_snapshot()
+        snapshot = chief.backups.latest()
         seed = _run_seed(seed, snapshot, chief)
         train_data, eval_data, steps_per_epoch = fit_data(
             dataset, run.recipe.batch_size, steps_per_epoch, data_dir, download,
@@ -338,31 +111,15 @@ def train(
         _check_finite(history, folder.root, run.recipe)
         folder.finish(network, run.recipe.epochs)
     finally:
-        folder.release()
+        folder.lock.release()
     return network, history
-
-
-def _check_distribution(run, strategy, seed):
-    if run.given is not None and strategy.num_replicas_in_sync > 1:
-        raise ValueError(
-            f"A keras.Model built outside the strategy's scope cannot train on "
-            f"{strategy.num_replicas_in_sync} replicas. Pass a registered name "
-            f"(keras_igc.applications), or train with model.fit under "
-            f"strategy.scope()."
-        )
-    if seed is None and _workers(strategy) > 1:
-        raise ValueError(
-            "A multi-worker run needs a seed: every worker must read the same "
-            "shuffled stream to take its share of each batch. Pass --seed N "
-            "(seed=N), the same on every worker."
-        )
 
 
 def _run_folders(output_dir, strategy):
     """`(folder, chief's folder, worker name or None)`. Every worker trains;
     the chief writes the run into `output_dir`, the others restore from its
     backup and keep their final model in a folder of their own."""
-    worker = _worker_name(strategy)
+    worker = worker_name(strategy)
     run_dir = output_dir if worker is None else os.path.join(output_dir, worker)
     folder = runs.RunFolder(run_dir)
     folder.check_writable()
@@ -428,7 +185,7 @@ def _network(run, strategy, seed, steps_per_epoch, train_data):
             )
             extra = []
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            _multi_worker_workarounds(network, train_data)
+            multi_worker_workarounds(network, train_data)
     return network, extra
 
 
@@ -492,14 +249,6 @@ def _joined(history, phase):
     for key, values in phase.history.items():
         history.history.setdefault(key, []).extend(values)
     return history
-
-
-def _workers(strategy):
-    """How many machines train (1 without a cluster)."""
-    resolver = _cluster_resolver(strategy)
-    if resolver is None:
-        return 1
-    return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values())
 
 
 def _run_seed(seed, snapshot, folder):
@@ -608,46 +357,6 @@ def _banner(network, run, folder, snapshot):
     )
 
 
-def _msgc_recipes(host, model_options, epochs, batch_size, learning_rate, target):
-    """`(Recipe, msgc.ReleaseRecipe)` for an MSGC host, with the overrides."""
-    from keras_igc import msgc
-
-    options = dict(model_options or {})
-    unknown = set(options) - {"attention", "dense_weights", "heads", "granularity"}
-    if unknown:
-        raise ValueError(
-            f"MSGC hosts take the model options attention, dense_weights, heads "
-            f"and granularity. Received: {sorted(unknown)}."
-        )
-    release = msgc.release_recipe(host, options.get("attention", False))
-    release = release.scaled(
-        release.batch_size if batch_size is None
-        else positive_int(batch_size, "batch_size")
-    )  # fmt: skip
-    if learning_rate is not None:
-        # --learning-rate is the backbone's; the masks keep the release's 5x.
-        rate = finite_float(learning_rate, "learning_rate", positive=True)
-        factor = release.mask_learning_rate / release.backbone_learning_rate
-        release = dataclasses.replace(
-            release, backbone_learning_rate=rate, mask_learning_rate=factor * rate
-        )
-    if target is not None:
-        target = finite_float(target, "mac_target", positive=True)
-        if target > 1:
-            raise ValueError(
-                f"mac_target is a ratio of the dense network's MACs, in (0, 1]. "
-                f"Received: mac_target={target}."
-            )
-        release = dataclasses.replace(release, target=target)
-    epochs = release.epochs if epochs is None else positive_int(epochs, "epochs")
-    release = dataclasses.replace(release, epochs=epochs)
-    recipe = Recipe(
-        epochs, release.batch_size, release.backbone_learning_rate, (),
-        devices=release.devices,
-    )  # fmt: skip
-    return recipe, release
-
-
 def _msgc_network(host, dataset, release, model_options, steps_per_epoch):
     """The host built for `dataset`, compiled with the release's recipe, and
     the callback that lowers its MAC target."""
@@ -673,79 +382,6 @@ def _msgc_network(host, dataset, release, model_options, steps_per_epoch):
         total_steps=release.epochs * steps_per_epoch,
     )  # fmt: skip
     return network, [scheduler]
-
-
-def _multi_worker_workarounds(network, train_data):
-    """Lets Keras 3's `fit` run under MultiWorkerMirroredStrategy, which it
-    does not support (keras-team/keras#20585). Two steps fail there:
-
-    - `fit` reduces a peeked input batch across workers only to learn its
-      shape; the model, metrics and optimizer are built here from the
-      dataset's element spec instead, and that step is skipped;
-    - the logs of each step (scalars) are mean-reduced across workers along
-      axis 0; the steps here return them with a batch axis of 1, which that
-      reduction removes again.
-    """
-    keras_internals.build_for_data(network, train_data.element_spec)
-    for name in ("train_step", "test_step"):
-        step = getattr(network, name)
-
-        def with_batch_axis(data, step=step):
-            return keras.tree.map_structure(
-                lambda value: keras.ops.reshape(value, (1,)), step(data)
-            )
-
-        setattr(network, name, with_batch_axis)
-
-
-def _cluster_resolver(strategy):
-    """The strategy's cluster, or None on a single machine."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return None
-    return resolver
-
-
-def _worker_name(strategy):
-    """None for the chief (or a single machine), else `"workers/worker-N"`."""
-    resolver = _cluster_resolver(strategy)
-    if resolver is None:
-        return None
-    cluster = resolver.cluster_spec().as_dict()
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type == "chief" or (
-        task_type == "worker" and task_id == 0 and "chief" not in cluster
-    ):
-        return None
-    return os.path.join("workers", f"{task_type}-{task_id}")
-
-
-def bn_group_size(recipe, replicas=1, bn_batch=None):
-    """The group size for `GhostBatchNormalization`, or None for whole batches.
-
-    `bn_batch`: None for the release's (`recipe.bn_batch`, at most each
-    device's batch), `"device"` for each device's whole batch, or a number
-    that divides each device's batch.
-    """
-    per_replica, remainder = divmod(recipe.batch_size, replicas)
-    if remainder:
-        raise ValueError(
-            f"batch_size={recipe.batch_size} does not split evenly over "
-            f"{replicas} devices; use a multiple of {replicas}."
-        )
-    if bn_batch == "device":
-        return None
-    if bn_batch is None:
-        bn_batch = min(recipe.bn_batch, per_replica)
-    positive_int(bn_batch, "bn_batch")
-    if per_replica % bn_batch:
-        raise ValueError(
-            f"bn_batch={bn_batch} does not divide the {per_replica} examples each "
-            f"of the {replicas} device(s) gets (batch_size={recipe.batch_size}); "
-            f"pass a divisor of {per_replica}, or bn_batch='device' (--bn-batch "
-            f"device) to normalise each device's whole batch."
-        )
-    return None if bn_batch == per_replica and replicas == 1 else bn_batch
 
 
 def with_bn_batch(model, bn_batch):

@@ -23,10 +23,12 @@ import os
 
 import keras
 
-from keras_igc.applications import conventions, igcv3_plan, published, torch_weights
-from keras_igc.applications.release_weights import _strip, read_mxnet_params
+from keras_igc.applications import igcv3_plan
+from keras_igc.applications.weights import Format
+from keras_igc.applications.weights import pytorch as torch_weights
+from keras_igc.applications.weights.mxnet import _strip, read_mxnet_params
 
-# pytorchcv's published widths, by alpha (`published.py` declares their files).
+# pytorchcv's published widths, by alpha (igcv3.py declares their files).
 PUBLISHED = igcv3_plan.WIDTHS
 _PARTS = {"conv1": "exp", "conv2": "depthwise", "conv3": "linear"}
 _FIXED = {
@@ -37,35 +39,6 @@ _MXNET_BATCH_NORM = {
     "weight": "gamma", "bias": "beta",
     "running_mean": "moving_mean", "running_var": "moving_var",
 }  # fmt: skip
-
-
-def resolve(weights, alpha, include_top, classes):
-    """The file `weights` names (downloading `"imagenet"`), or None; a bad
-    argument is a ValueError that says what `weights` takes."""
-    if weights is None:
-        return None
-    if isinstance(weights, str) and weights == "imagenet":
-        if alpha not in PUBLISHED:
-            raise ValueError(
-                f"weights='imagenet' exists for alpha in {sorted(PUBLISHED)} "
-                f"(pytorchcv's published widths). Received: alpha={alpha!r}."
-            )
-        if include_top and classes != 1000:
-            raise ValueError(
-                "weights='imagenet' with include_top=True needs classes=1000 "
-                f"(the ImageNet classifier). Received: classes={classes!r}; "
-                "pass include_top=False for features to train a head on."
-            )
-        return published.fetch(PUBLISHED[alpha])
-    if isinstance(weights, str | os.PathLike) and os.path.isfile(weights):
-        return os.fspath(weights)
-    raise ValueError(
-        "IGCV3's `weights` should be None (random initialization), 'imagenet' "
-        "(pytorchcv's published weights, downloaded), or the path of a "
-        "pytorchcv state_dict ('*.pth'), the authors' MXNet checkpoint "
-        "('*.params') or a Keras weights file ('*.weights.h5'). Received: "
-        f"weights={weights!r}."
-    )
 
 
 def names(model, alpha):
@@ -169,12 +142,10 @@ def describe(state):
 
 
 def load(model, source, alpha):
-    """Load a pytorchcv state_dict (a dict or `.pth`), the authors' MXNet
-    `.params` or a Keras weights file into an IGCV3 model of width `alpha`."""
+    """Load a pytorchcv state_dict (a dict or `.pth`) or the authors' MXNet
+    `.params` into an IGCV3 model of width `alpha`."""
     is_file = isinstance(source, str | os.PathLike)
     path = os.fspath(source) if is_file else "the state_dict"
-    if is_file and not (_is_mxnet(source) or torch_weights.is_torch_file(source)):
-        return conventions.load_keras_weights(model, path)
     table = names(model, alpha)
     state = read(source, table)
     held = describe(state)
@@ -200,3 +171,14 @@ def load(model, source, alpha):
         "include_top=False.",
     )  # fmt: skip
     return model
+
+
+# IGCV3's checkpoints (`Sources` of igcv3.py): pytorchcv's state_dicts and
+# the authors' MXNet checkpoint, whose names map onto the same layers.
+FORMATS = (
+    Format(
+        torch_weights.TORCH_SUFFIXES, "a pytorchcv state_dict ('*.pth')", load,
+        dicts=True,
+    ),
+    Format((".params",), "the IGCV3 authors' MXNet checkpoint ('*.params')", load),
+)  # fmt: skip

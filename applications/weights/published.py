@@ -13,9 +13,9 @@ returns the checked file in Keras' cache folder, downloading it once:
   download, never used; a download whose SHA-1 differs is removed and
   named.
 
-The files are declared once, at the end of this module (IGCV3's
-`weights="imagenet"` looks them up by name); a project can add its own with
-`register`.
+Each network declares its files once, beside its builder (igcv3.py: the
+`pytorchcv` helper here names a pytorchcv file), and its `weights="imagenet"`
+looks them up by name; a project can add its own with `register`.
 
 Example:
 
@@ -194,17 +194,10 @@ def sha1(path):
     return digest.hexdigest()
 
 
-def _pytorchcv(model, error, sha1, release):
-    """A weights file of pytorchcv's model store: its name holds the top-1
-    error (1e-4 units) and the SHA-1's first 8 digits; one zip per file."""
+def pytorchcv(model, error, sha1, release):
+    """The `PublishedFile` of a weights file of pytorchcv's model store: its
+    name holds the top-1 error (1e-4 units) and the SHA-1's first 8 digits;
+    one zip per file, in imgclsmob's `release` on GitHub."""
     file = f"{model}-{error}-{sha1[:8]}.pth"
     base = "https://github.com/osmr/imgclsmob/releases/download"
-    register(PublishedFile(model, f"{base}/{release}/{file}.zip", file, sha1))
-
-
-# IGCV3 (`IGCV3(alpha, weights="imagenet")`): pytorchcv 0.0.74's
-# model_metainfos.csv.
-_pytorchcv("igcv3_w1", "0920", "12385791681f09adb3a08926c95471f332f538b6", "v0.0.243")
-_pytorchcv("igcv3_w3d4", "1140", "63f43cf8d334111d55d06f2f9bf7e1e4871d162c", "v0.0.207")
-_pytorchcv("igcv3_wd2", "1732", "8c504f443283d8a32787275b23771082fcaab61b", "v0.0.132")
-_pytorchcv("igcv3_wd4", "2871", "c9f28301391601e5e8ae93139431a9e0d467317c", "v0.0.142")
+    return PublishedFile(model, f"{base}/{release}/{file}.zip", file, sha1)

@@ -21,6 +21,8 @@ import struct
 
 import numpy as np
 
+from keras_igc.applications.weights import Format
+
 LIST_MAGIC = 0x112
 NDARRAY_MAGICS = {0xF993FAC8: 1, 0xF993FAC9: 2, 0xF993FACA: 3}
 DTYPES = {0: "<f4", 1: "<f8", 2: "<f2", 3: "u1", 4: "<i4", 5: "i1", 6: "<i8"}
@@ -390,3 +392,11 @@ def describe_release_weights(params):
         "paper_name": paper_name,
         "name": name,
     }
+
+
+# The IGC networks' checkpoints (`Sources` of cifar.py, imagenet.py).
+FORMAT = Format(
+    (".params",),
+    "a checkpoint of the IGC authors' MXNet release ('*.params')",
+    load_release_weights,
+)

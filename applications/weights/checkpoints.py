@@ -10,10 +10,11 @@ import dataclasses
 
 import keras
 
-from keras_igc.applications import igcv3_weights, torch_weights
 from keras_igc.applications.imagenet import from_release_weights
 from keras_igc.applications.registry import get_model, lookup, msgc_host
-from keras_igc.applications.release_weights import (
+from keras_igc.applications.weights import pytorch as torch_weights
+from keras_igc.applications.weights import pytorchcv as igcv3_weights
+from keras_igc.applications.weights.mxnet import (
     describe_release_weights,
     read_mxnet_params,
 )

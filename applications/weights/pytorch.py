@@ -30,6 +30,7 @@ import re
 import keras
 import numpy as np
 
+from keras_igc.applications.weights import Format
 from keras_igc.layers import MACRegularizer, MSGCConv2D
 
 TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt")
@@ -338,3 +339,13 @@ def describe_state_dict(state):
         "classes": int(classes),
         "dense": not any(".maskgen" in k for k in keys),
     }
+
+
+# The MSGC hosts' checkpoints (`Sources` of msgc_hosts.py).
+FORMAT = Format(
+    TORCH_SUFFIXES,
+    "a checkpoint of the MSGC authors' PyTorch release or a torchvision "
+    "state_dict ('*.pth', '*.pth.tar')",
+    lambda model, source: load_torch_weights(model, source),
+    dicts=True,
+)
