@@ -15,14 +15,16 @@ def positive_int(value, name, owner=None):
     return int(value)
 
 
-def implementation(value, strides, owner):
-    """`value` if it is one of `keras_igc.forms.IMPLEMENTATIONS` that works
+def implementation(value, strides, owner, choices=None):
+    """`value` if it is one of `choices` (default
+    `keras_igc.forms.IMPLEMENTATIONS`, the grouped layers' forms) that works
     with `strides` (a pair), else a ValueError that names it and the fix."""
     from keras_igc.forms import IMPLEMENTATIONS
 
-    if value not in IMPLEMENTATIONS:
+    choices = IMPLEMENTATIONS if choices is None else choices
+    if value not in choices:
         raise ValueError(
-            f"{owner} `implementation` must be one of {IMPLEMENTATIONS}. "
+            f"{owner} `implementation` must be one of {choices}. "
             f"Received: implementation={value!r}."
         )
     if value == "depthwise" and strides[0] != strides[1]:

@@ -19,7 +19,7 @@ looks them up by name; a project can add its own with `register`.
 
 Example:
 
->>> from keras_igc.applications import published
+>>> from keras_igc.applications.weights import published
 >>> published.get("igcv3_wd2").file
 'igcv3_wd2-1732-8c504f44.pth'
 """

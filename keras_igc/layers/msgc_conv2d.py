@@ -3,7 +3,7 @@ import re
 import keras
 from keras import ops
 
-from keras_igc import forms
+from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
 from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
@@ -134,12 +134,9 @@ class MSGCConv2D(keras.layers.Layer):
         self.temperature = temperature
         self.seed = seed
         self.granularity = positive_int(granularity, "granularity", "MSGCConv2D")
-        if implementation not in forms.OVERRIDES["msgc"]:
-            raise ValueError(
-                f"MSGCConv2D `implementation` must be one of "
-                f"{forms.OVERRIDES['msgc']}. Received: "
-                f"implementation={implementation!r}."
-            )
+        validation.implementation(
+            implementation, self.strides, "MSGCConv2D", forms.OVERRIDES["msgc"]
+        )
         if implementation == "gather" and keras.backend.backend() == "jax":
             raise ValueError(
                 "MSGCConv2D implementation='gather' needs shapes that depend on "

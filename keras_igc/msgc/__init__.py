@@ -43,6 +43,7 @@ from keras_igc.msgc.recipe import (
     mask_variables,
     release_recipe,
 )
+from keras_igc.plotting import plot_topology  # which channels each head reads
 
 __all__ = [
     "MACMetrics",
@@ -62,5 +63,6 @@ __all__ = [
     "mask_variables",
     "msgc_layers",
     "open_gates",
+    "plot_topology",
     "release_recipe",
 ]

@@ -28,12 +28,7 @@ The package's modules, one job each: `recipes` (the recipes as data),
 (the run itself, and `evaluate`).
 """
 
-from keras_igc.training.distribution import (
-    check_distribution,
-    distribution_strategy,
-    multi_worker_workarounds,
-    worker_name,
-)
+from keras_igc.training.distribution import distribution_strategy
 from keras_igc.training.fit import (
     evaluate,
     fit_data,
@@ -69,7 +64,6 @@ __all__ = [
     "Recipe",
     "bn_group_size",
     "build_model",
-    "check_distribution",
     "check_model_for_dataset",
     "check_network_for_dataset",
     "distribution_strategy",
@@ -79,11 +73,9 @@ __all__ = [
     "learning_rate_schedule",
     "make_optimizer",
     "msgc_recipes",
-    "multi_worker_workarounds",
     "paper_recipe",
     "plan",
     "train",
     "train_stream",
     "with_bn_batch",
-    "worker_name",
 ]
