@@ -162,7 +162,7 @@ def IGCV3(
         weights: `None` (random), `"imagenet"` (pytorchcv's published file
             for this alpha, downloaded once into Keras' cache folder
             (`$KERAS_HOME`, else `~/.keras`) by
-            `keras_igc.applications.published.fetch`, its SHA-1 checked,
+            `keras_igc.applications.weights.published.fetch`, its SHA-1 checked,
             then converted), a pytorchcv state_dict
             (`.pth`, any of the four widths; needs PyTorch to read), the
             authors' MXNet checkpoint (`.params`, 1.0x), or a Keras weights

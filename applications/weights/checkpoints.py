@@ -12,8 +12,7 @@ import keras
 
 from keras_igc.applications.imagenet import from_release_weights
 from keras_igc.applications.registry import get_model, lookup, msgc_host
-from keras_igc.applications.weights import pytorch as torch_weights
-from keras_igc.applications.weights import pytorchcv as igcv3_weights
+from keras_igc.applications.weights import pytorch, pytorchcv
 from keras_igc.applications.weights.mxnet import (
     describe_release_weights,
     read_mxnet_params,
@@ -67,8 +66,8 @@ def from_checkpoint(path, expect=None):
     Returns:
         A `Checkpoint`.
     """
-    if torch_weights.is_torch_file(path):
-        state = torch_weights.read_state_dict(path)
+    if pytorch.is_torch_file(path):
+        state = pytorch.read_state_dict(path)
         if "features.init_block.conv.weight" in state:
             return _from_igcv3(path, state, expect)
         return _from_torch(path, state, expect)
@@ -79,7 +78,7 @@ def from_checkpoint(path, expect=None):
 
 
 def _igcv3_state(params):
-    """The widths-and-classes view `igcv3_weights.describe` reads, from the
+    """The widths-and-classes view `pytorchcv.describe` reads, from the
     IGCV3 authors' MXNet names (the release's graph is 1.0x)."""
     named = {k.split(":", 1)[-1]: v for k, v in params.items()}
     return {
@@ -91,12 +90,12 @@ def _igcv3_state(params):
 
 def _from_igcv3(path, state, expect):
     """IGCV3 from pytorchcv's state_dict or the authors' MXNet checkpoint."""
-    held = igcv3_weights.describe(state)
+    held = pytorchcv.describe(state)
     name = f"IGCV3-{held['alpha']:g}"
     if expect is not None and lookup(expect) is not lookup(name):
         raise ValueError(f"{path!r} holds {name} ({held['model']}), not {expect!r}.")
     model = get_model(name, classes=held["classes"])
-    igcv3_weights.load(model, path, held["alpha"])
+    pytorchcv.load(model, path, held["alpha"])
     return Checkpoint(
         model=model,
         paper_name=f"{name} ({held['model']})",
@@ -132,12 +131,12 @@ def _from_mxnet(path, params, expect):
 
 
 def _from_torch(path, state, expect):
-    network = torch_weights.describe_state_dict(state)
+    network = pytorch.describe_state_dict(state)
     if expect is not None and msgc_host(expect) != network["host"]:
         raise ValueError(f"{path!r} holds {network['host']}, not {expect!r}.")
     arguments = {"attention": network["attention"]}
     model = get_model(network["host"], classes=network["classes"], **arguments)
-    torch_weights.load_torch_weights(model, state, dense=network["dense"])
+    pytorch.load_torch_weights(model, state, dense=network["dense"])
     name = network["host"] + (" with attention" if network["attention"] else "")
     if network["dense"]:
         name += " (dense weights: every gate starts open)"

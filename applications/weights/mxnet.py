@@ -177,7 +177,7 @@ HINTS = {
 
 def family_of(names):
     """Which release graph a checkpoint's parameter names come from."""
-    names = {_strip(n) for n in names}
+    names = {parameter_name(n) for n in names}
     if "g0_weight" in names:
         return "imagenet-resnet"
     if "g1_b1_conv1_conv1_weight" in names:
@@ -192,7 +192,8 @@ def family_of(names):
     )
 
 
-def _strip(name):
+def parameter_name(name):
+    """A parameter's name without MXNet's `arg:` / `aux:` prefix."""
     return name.split(":", 1)[1] if name[:4] in ("arg:", "aux:") else name
 
 
@@ -263,7 +264,7 @@ def load_release_weights(model, params):
     path = params if isinstance(params, str | os.PathLike) else "the checkpoint"
     if not isinstance(params, dict):
         params = read_mxnet_params(os.fspath(params))
-    weights = {_strip(name): array for name, array in params.items()}
+    weights = {parameter_name(name): array for name, array in params.items()}
     family = family_of(weights)
     targets = _targets(model, family)
     expected = {name for name, _, _ in targets}
@@ -334,7 +335,7 @@ def describe_release_weights(params):
         `secondary_partitions` (M likewise), `classes`, `paper_name` (e.g.
         "IGC-L100M2+Ident.", or a description for other widths) and `name`.
     """
-    weights = {_strip(name): array for name, array in params.items()}
+    weights = {parameter_name(name): array for name, array in params.items()}
     family = family_of(weights)
     if not family.startswith("imagenet"):
         raise ReleaseWeightsError(

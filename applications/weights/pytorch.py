@@ -346,6 +346,6 @@ FORMAT = Format(
     TORCH_SUFFIXES,
     "a checkpoint of the MSGC authors' PyTorch release or a torchvision "
     "state_dict ('*.pth', '*.pth.tar')",
-    lambda model, source: load_torch_weights(model, source),
+    load_torch_weights,
     dicts=True,
 )

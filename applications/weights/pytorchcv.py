@@ -24,9 +24,8 @@ import os
 import keras
 
 from keras_igc.applications import igcv3_plan
-from keras_igc.applications.weights import Format
-from keras_igc.applications.weights import pytorch as torch_weights
-from keras_igc.applications.weights.mxnet import _strip, read_mxnet_params
+from keras_igc.applications.weights import Format, pytorch
+from keras_igc.applications.weights.mxnet import parameter_name, read_mxnet_params
 
 # pytorchcv's published widths, by alpha (igcv3.py declares their files).
 PUBLISHED = igcv3_plan.WIDTHS
@@ -52,7 +51,7 @@ def names(model, alpha):
         torch_prefix, mxnet_prefix, kind = _module(layer, units)
         if isinstance(layer, keras.layers.BatchNormalization):
             for variable in layer.weights:
-                key = torch_weights.BATCH_NORM[variable.name]
+                key = pytorch.BATCH_NORM[variable.name]
                 table[f"{torch_prefix}.{key}"] = (
                     variable,
                     "vector",
@@ -98,9 +97,9 @@ def read(source, table):
     or an MXNet `.params` file, whose names `table` (`names` of the model to
     load) translates."""
     if not _is_mxnet(source):
-        state = torch_weights.read_state_dict(source)
+        state = pytorch.read_state_dict(source)
         return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    params = {_strip(k): v for k, v in read_mxnet_params(source).items()}
+    params = {parameter_name(k): v for k, v in read_mxnet_params(source).items()}
     if "first-3x3-conv-conv2d_weight" not in params:
         raise ValueError(
             f"{source!r} is not the IGCV3 authors' MXNet checkpoint (no "
@@ -165,7 +164,7 @@ def load(model, source, alpha):
         problems.append(f"{len(missing)} weights missing (e.g. {missing[:3]})")
     if extra:
         problems.append(f"{len(extra)} weights the model lacks (e.g. {extra[:3]})")
-    torch_weights.assign_checked(
+    pytorch.assign_checked(
         table, state, path, model, problems,
         advice=" Build IGCV3 with the file's `classes` (1000 for ImageNet), or "
         "include_top=False.",
@@ -177,7 +176,7 @@ def load(model, source, alpha):
 # the authors' MXNet checkpoint, whose names map onto the same layers.
 FORMATS = (
     Format(
-        torch_weights.TORCH_SUFFIXES, "a pytorchcv state_dict ('*.pth')", load,
+        pytorch.TORCH_SUFFIXES, "a pytorchcv state_dict ('*.pth')", load,
         dicts=True,
     ),
     Format((".params",), "the IGCV3 authors' MXNet checkpoint ('*.params')", load),
