@@ -324,4 +324,5 @@ def from_release_weights(
         classifier_activation=classifier_activation,
         name=name or network["name"],
     )
-    return mxnet.load_release_weights(model, params)
+    WEIGHTS.load(model, params)
+    return model

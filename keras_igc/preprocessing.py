@@ -98,6 +98,7 @@ class Preprocessing:
 
         from keras_igc import data
 
+        path = os.fspath(path)  # a str or a pathlib.Path
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No image file at {path!r}.")
         try:

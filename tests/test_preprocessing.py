@@ -20,6 +20,8 @@ def test_a_datasets_record_prepares_images_as_its_pipeline_does(tmp_path):
         Image.fromarray(np.repeat(image, 3, -1)).save(tmp_path / f"{i}.png")
         got = record.load_image(str(tmp_path / f"{i}.png"))  # RGB to grayscale
         np.testing.assert_allclose(got, expected[i], atol=1e-6)
+        # A pathlib.Path, as `predict.classify` users pass, reads the same.
+        np.testing.assert_array_equal(record.load_image(tmp_path / f"{i}.png"), got)
 
 
 def test_a_record_saves_loads_and_is_found_beside_a_model(tmp_path):

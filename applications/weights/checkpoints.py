@@ -1,5 +1,8 @@
 """An authors' checkpoint to the network it holds, with its weights.
 
+It reads the file with the network's own `WEIGHTS` (its `Sources`), as its
+builder's `weights=` does.
+
 One reader for the `keras-igc convert` command and the keras-hub presets
 (`keras_igc.hub.convert_to_preset`): it says which network the file holds, the
 registered name and arguments that rebuild it, and the input normalisation
@@ -10,6 +13,7 @@ import dataclasses
 
 import keras
 
+from keras_igc.applications import igcv3, msgc_hosts
 from keras_igc.applications.imagenet import from_release_weights
 from keras_igc.applications.registry import get_model, lookup, msgc_host
 from keras_igc.applications.weights import pytorch, pytorchcv
@@ -95,7 +99,7 @@ def _from_igcv3(path, state, expect):
     if expect is not None and lookup(expect) is not lookup(name):
         raise ValueError(f"{path!r} holds {name} ({held['model']}), not {expect!r}.")
     model = get_model(name, classes=held["classes"])
-    pytorchcv.load(model, path, held["alpha"])
+    igcv3.WEIGHTS.load(model, path, alpha=held["alpha"])
     return Checkpoint(
         model=model,
         paper_name=f"{name} ({held['model']})",
@@ -136,7 +140,7 @@ def _from_torch(path, state, expect):
         raise ValueError(f"{path!r} holds {network['host']}, not {expect!r}.")
     arguments = {"attention": network["attention"]}
     model = get_model(network["host"], classes=network["classes"], **arguments)
-    pytorch.load_torch_weights(model, state, dense=network["dense"])
+    msgc_hosts.WEIGHTS.load(model, state, dense=network["dense"])
     name = network["host"] + (" with attention" if network["attention"] else "")
     if network["dense"]:
         name += " (dense weights: every gate starts open)"

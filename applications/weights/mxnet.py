@@ -400,4 +400,5 @@ FORMAT = Format(
     (".params",),
     "a checkpoint of the IGC authors' MXNet release ('*.params')",
     load_release_weights,
+    dicts=True,  # its arrays, as `read_mxnet_params` returns them
 )
