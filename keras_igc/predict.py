@@ -14,9 +14,9 @@ import numpy as np
 
 from keras_igc import preprocessing
 
-# The exported files' endings come from the runtimes' adapters
-# (`keras_igc.export.runtimes`); listed here so that a message needs no import.
-FILE_KINDS = (".keras", ".params", ".tflite", ".onnx")
+# The model files predict reads besides the exported ones, whose endings the
+# runtimes' adapters say (`keras_igc.export.runtimes`).
+KERAS_FILE_KINDS = (".keras", ".params")
 
 
 def load_model(path):
@@ -52,7 +52,7 @@ def load_model(path):
     else:
         raise ValueError(
             f"{path!r} is not a model file predict reads: pass one ending in "
-            f"{', '.join(FILE_KINDS)}."
+            f"{', '.join(file_kinds())}."
         )
     if len(model.inputs) != 1 or len(model.input_shape) != 4:
         raise ValueError(
@@ -60,6 +60,13 @@ def load_model(path):
             f"images with models of one (batch, height, width, channels) input."
         )
     return model.predict_on_batch, tuple(model.input_shape[1:]), model.output_shape[-1]
+
+
+def file_kinds():
+    """The endings of the model files predict reads."""
+    from keras_igc.export import runtimes
+
+    return (*KERAS_FILE_KINDS, *(a.SUFFIX for a in runtimes.ADAPTERS if a.SUFFIX))
 
 
 def record_for(path, input_shape, classes, mode=None):

@@ -2,11 +2,11 @@
 
 With `KERAS_IGC_QUICK=1` in the environment, every training run (`train`,
 `tune`, the tutorials) takes at most `EPOCHS` epochs of at most `STEPS`
-steps, and every example count (calibration, held-out checks) is at most
-`EXAMPLES`. Nothing else changes: the same code, files and commands. The
-test that runs the README and docs/ sets it, so that every block runs in
-minutes; the numbers such runs give mean nothing. Unset (or `0`), nothing
-is shortened.
+steps, a sweep at most `TRIALS` trials, and every example count
+(calibration, held-out checks) is at most `EXAMPLES`. Nothing else
+changes: the same code, files and commands. The test that runs the README
+and docs/ sets it, so that every block runs in minutes; the numbers such
+runs give mean nothing. Unset (or `0`), nothing is shortened.
 
 Example:
 
@@ -23,6 +23,7 @@ VARIABLE = "KERAS_IGC_QUICK"
 EPOCHS = 1
 STEPS = 8
 EXAMPLES = 16
+TRIALS = 2
 
 
 def enabled(environ=None):
@@ -51,3 +52,9 @@ def steps(value, environ=None):
 def examples(value, environ=None):
     """`value` examples, at most `EXAMPLES` under the setting."""
     return _cap(value, EXAMPLES, environ)
+
+
+def trials(value, environ=None):
+    """`value` sweep trials (None: one per configuration), at most `TRIALS`
+    under the setting."""
+    return _cap(value, TRIALS, environ)

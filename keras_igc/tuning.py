@@ -353,6 +353,7 @@ def sweep(
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}.")
     epochs, steps_per_epoch = quick.epochs(epochs), quick.steps(steps_per_epoch)
+    max_trials = quick.trials(max_trials)
     spec = data.spec(dataset)
     if mode == "width":
         pairs = fixed_width_pairs(width)

@@ -8,7 +8,7 @@ import keras
 import keras_tuner
 import pytest
 
-from keras_igc import applications, cli, tuning
+from keras_igc import applications, cli, quick, tuning
 from keras_igc.complexity import model_complexity
 
 pytestmark = pytest.mark.tensorflow_only
@@ -188,3 +188,12 @@ def test_cli_tune(tmp_path, capsys):
     assert os.path.exists(os.path.join(directory, "report.md"))
     with pytest.raises(SystemExit):
         cli.main([*argv, "--directory", directory, "--tuner", "optuna"])
+
+
+def test_quick_caps_a_sweep_at_two_trials(tmp_path, monkeypatch):
+    # --mode width --width 4 has three configurations: (1, 4), (2, 2), (4, 1).
+    monkeypatch.setenv("KERAS_IGC_QUICK", "1")
+    rows = tuning.sweep(
+        "width", "digits", str(tmp_path / "sweep"), width=4, epochs=5, verbose=0,
+    )  # fmt: skip
+    assert len(rows) == quick.TRIALS == 2
