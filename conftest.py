@@ -80,8 +80,3 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if _runs_here(item)]
-    # The files with `slow` tests first: pytest-xdist hands files out in this
-    # order, and the longest ones started last left one worker idle while
-    # the other finished them (longest first balances the two).
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)

@@ -61,7 +61,7 @@ class Backups:
         """
         damaged = []
         for step in reversed(self.steps()):
-            path = os.path.join(self.root, f"{SNAPSHOT}{step:09d}")
+            path = self.path(step)
             weights = os.path.join(path, WEIGHTS)
             try:
                 with open(os.path.join(path, STATE)) as f:
