@@ -54,9 +54,7 @@ MOMENTUM, EPSILON = 0.9, 1e-5
 
 
 def _bn(x, name):
-    return keras.layers.BatchNormalization(
-        momentum=MOMENTUM, epsilon=EPSILON, name=name
-    )(x)
+    return conventions.batch_norm(x, MOMENTUM, name, EPSILON)
 
 
 def _pointwise(x, filters, name):

@@ -137,9 +137,7 @@ def _generator_macs(layer):
 
 
 def _bn(x, name):
-    return keras.layers.BatchNormalization(
-        momentum=MOMENTUM, epsilon=EPSILON, name=name
-    )(x)
+    return conventions.batch_norm(x, MOMENTUM, name, EPSILON)
 
 
 def _relu(x, name, cap=None):

@@ -44,6 +44,11 @@ LAYERS = {
         expected_output_shape=(2, 4, 6), expected_num_trainable_weights=5,
         expected_num_non_trainable_weights=2,
     ),
+    "FusedBatchNormalization": dict(
+        init_kwargs=dict(momentum=0.5), input_shape=(4, 3, 3, 5),
+        expected_output_shape=(4, 3, 3, 5), expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=2,
+    ),
     "GhostBatchNormalization": dict(
         init_kwargs=dict(virtual_batch_size=2), input_shape=(4, 3, 3, 5),
         expected_output_shape=(4, 3, 3, 5), expected_num_trainable_weights=2,

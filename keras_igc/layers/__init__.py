@@ -1,4 +1,5 @@
 from keras_igc.layers.channel_shuffle import ChannelShuffle
+from keras_igc.layers.fused_batch_normalization import FusedBatchNormalization
 from keras_igc.layers.ghost_batch_normalization import GhostBatchNormalization
 from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
@@ -10,6 +11,7 @@ from keras_igc.layers.msgc_conv2d import MSGCConv2D
 
 __all__ = [
     "ChannelShuffle",
+    "FusedBatchNormalization",
     "GhostBatchNormalization",
     "GroupConv2D",
     "GumbelSigmoidGate",

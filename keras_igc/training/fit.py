@@ -10,7 +10,7 @@ import os
 import keras
 
 from keras_igc import applications, data, keras_internals, preprocessing, quick, runs
-from keras_igc.layers import GhostBatchNormalization
+from keras_igc.layers import FusedBatchNormalization, GhostBatchNormalization
 from keras_igc.plotting import plot_history
 from keras_igc.saving import load_keras_model
 from keras_igc.training.distribution import (
@@ -399,7 +399,8 @@ def with_bn_batch(model, bn_batch):
 
     def clone(layer):
         config = layer.get_config()
-        if type(layer) is keras.layers.BatchNormalization:
+        if type(layer) in (keras.layers.BatchNormalization, FusedBatchNormalization):
+            config.pop("fused", None)
             return GhostBatchNormalization(virtual_batch_size=bn_batch, **config)
         return type(layer).from_config(config)
 
