@@ -107,8 +107,9 @@ def test_the_block_is_the_papers():
     model = applications.IGCV3(0.25, input_shape=(64, 64, 3))
     layers = [layer for layer in model.layers if layer.name.startswith("stage2_unit2_")]
     assert [type(layer).__name__ for layer in layers] == [
-        "GroupConv2D", "BatchNormalization", "ChannelShuffle", "DepthwiseConv2D",
-        "BatchNormalization", "ReLU", "GroupConv2D", "BatchNormalization", "Add",
+        "GroupConv2D", "FusedBatchNormalization", "ChannelShuffle", "DepthwiseConv2D",
+        "FusedBatchNormalization", "ReLU", "GroupConv2D", "FusedBatchNormalization",
+        "Add",
     ]  # fmt: skip
     assert [lyr.groups for lyr in layers if isinstance(lyr, GroupConv2D)] == [2, 2]
     assert layers[2].groups == 2 and layers[5].max_value == 6.0
