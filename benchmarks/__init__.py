@@ -96,6 +96,21 @@ BENCHMARKS = (
         ("quantize-cpu.json", "quantize-classes-cpu.json"),
     ),
     Benchmark(
+        "networks",
+        "whole networks of every family, a training step (model.fit's own) and "
+        "inference, against PyTorch's best for the same network and weights, "
+        "each side in its own process",
+        "python -m benchmarks.networks [--cases ...] [--msgc-release CHECKOUT]",
+        ("networks-cpu.json",),
+    ),
+    Benchmark(
+        "shuffle_forms",
+        "the two forms of a channel shuffle in Keras (gather, transpose) on each "
+        "backend, forward and gradient: keras_igc.forms' shuffle rule",
+        "python -m benchmarks.shuffle_forms",
+        ("shuffle-forms-cpu.json",),
+    ),
+    Benchmark(
         "resume",
         "what exact resume costs: op determinism, a backup, a mid-stream start",
         "python -m benchmarks.resume",

@@ -24,7 +24,9 @@ timed calls of each of its runners; only one worker computes at a time. The
 Keras worker writes the model (`.keras`) that the others load, and every
 worker reports its inference logits on the same batch, which the driver
 checks against the Keras model's before timing anything. Peak memory is the
-growth of the worker's peak resident set over a runner's first two calls.
+growth of the worker's peak resident set over two calls of a runner after its
+first (a process's first call also holds what later calls reuse, which would
+charge it to whichever runner comes first).
 """
 
 import argparse
@@ -43,6 +45,7 @@ from benchmarks.output import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 0
+REPLY = "@benchmarks.networks "  # marks the workers' answers on their stdout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,8 +221,11 @@ def _msgc_release(model, checkout):
 
     models, net_config = release_models(checkout)
     net = build(models, net_config, "msgc_resnet18", False, 224)
-    state = {
-        key: torch.from_numpy(pytorch.to_torch(np.asarray(variable), kind).copy())
+    shapes = {key: tuple(value.shape) for key, value in net.state_dict().items()}
+    state = {  # the release's generators are 1x1 convolutions: 4D
+        key: torch.from_numpy(
+            pytorch.to_torch(np.asarray(variable), kind).reshape(shapes[key]).copy()
+        )
         for key, (variable, kind) in pytorch.torch_names(model).items()
     }
     missing, unexpected = net.load_state_dict(state, strict=False)
@@ -246,12 +252,13 @@ def worker(args):
         )
     else:
         runners, logits = keras_runners(case, args.model_file)
-    reply = lambda message: print(json.dumps(message), flush=True)  # noqa: E731
+    reply = lambda message: print(REPLY + json.dumps(message), flush=True)  # noqa: E731
     reply({"runners": list(runners), "logits": logits()[:4].tolist()})
     for line in sys.stdin:
         request = json.loads(line)
         run = runners[request["runner"]]
-        if request["kind"] == "warm":  # the first two calls: peak memory
+        if request["kind"] == "warm":  # a first call, then two: peak memory
+            run()
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # the peak resident set restarts from now
             before = _peak_kib()["VmRSS"]
@@ -292,10 +299,11 @@ class Worker:
         self.runners, self.logits = hello["runners"], np.array(hello["logits"])
 
     def _read(self):
-        line = self.process.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {self.side} worker stopped (its stderr is above)")
-        return json.loads(line)
+        for line in self.process.stdout:  # what else the worker prints: passed on
+            if line.startswith(REPLY):
+                return json.loads(line.removeprefix(REPLY))
+            print(line, end="")
+        raise SystemExit(f"the {self.side} worker stopped (its stderr is above)")
 
     def ask(self, runner, kind, calls=0):
         self.process.stdin.write(

@@ -271,7 +271,7 @@ def pytorchcv_igcv3(model, alpha=1.0):
 
     from keras_igc.applications.weights import pytorch, pytorchcv
 
-    builder = getattr(igcv3, pytorchcv.PUBLISHED[alpha].model)
+    builder = getattr(igcv3, pytorchcv.PUBLISHED[alpha])
     net = builder(num_classes=model.output_shape[-1]).eval()
     state = {
         key: torch.from_numpy(pytorch.to_torch(np.asarray(variable), kind).copy())

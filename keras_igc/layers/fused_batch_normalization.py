@@ -4,22 +4,23 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="keras_igc")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """Keras' BatchNormalization, trained with TensorFlow's fused kernel.
+    """Keras' BatchNormalization, run by TensorFlow's fused kernel.
 
     Keras 3 computes a training batch's moments and its normalisation with
     separate ops (a mean, a squared difference, a second mean, the scale and
     shift, and as many again in the gradient), each one pass over the
     activations. TensorFlow's `FusedBatchNormV3` (oneDNN on CPU) does the
     forward in two passes and the gradient in two, the `fused=True` of
-    Keras 2. In a whole IGCNet38 training step on CPU that is about a sixth
-    of the time (benchmarks/networks.py). keras_igc's networks use this layer
-    wherever they normalise.
+    Keras 2: in a whole IGCNet38 training step on CPU about a sixth of the
+    time (benchmarks/networks.py). At inference the one op is what
+    TensorFlow's graph optimizer folds into the convolution before it.
+    keras_igc's networks use this layer wherever they normalise.
 
     The layer computes what `keras.layers.BatchNormalization` computes: the
     same outputs (to float32 rounding), the same moving statistics (Keras'
     biased batch variance, not the kernel's unbiased one), the same
-    variables, so weights move between the two freely. At inference, on the
-    JAX and PyTorch backends, and wherever the kernel does not apply (a mask,
+    variables, so weights move between the two freely. On the JAX and
+    PyTorch backends, and wherever the kernel does not apply (a mask,
     `renorm`, `synchronized`, an axis other than the last of a 4D input,
     float64), Keras' own computation runs.
 
@@ -50,12 +51,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             )
         self.fused = fused
 
-    def _fuses(self, inputs, training, mask):
+    def _fuses(self, inputs, mask):
         return (
             self.fused is None
             and keras.backend.backend() == "tensorflow"
-            and training
-            and self.trainable
             and mask is None
             and not self.renorm
             and not self.synchronized
@@ -65,7 +64,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
-        if not self._fuses(inputs, training, mask):
+        if not self._fuses(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
@@ -73,10 +72,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         channels = x.shape[-1]
         gamma = self.gamma if self.scale else ops.ones((channels,))
         beta = self.beta if self.center else ops.zeros((channels,))
+        training = bool(training and self.trainable)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, ops.cast(gamma, "float32"), ops.cast(beta, "float32"),
-            epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            mean=None if training else self.moving_mean,
+            variance=None if training else self.moving_variance,
+            epsilon=self.epsilon, data_format="NHWC", is_training=training,
         )  # fmt: skip
+        if not training:
+            return ops.cast(outputs, self.compute_dtype)
         # The kernel returns the unbiased variance; Keras' moving variance
         # follows the biased one, the variance it normalises with.
         count = ops.cast(ops.size(x) // channels, "float32")
