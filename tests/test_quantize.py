@@ -10,6 +10,7 @@ import pytest
 import keras_igc
 from keras_igc import cli, data, export, forms
 from keras_igc.export import quantize, runtimes
+from keras_igc.export.check import INT8_BATCHES
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -73,6 +74,17 @@ def test_int8_artifacts_agree_with_the_float_model_and_are_smaller(
     # carry a scale and a zero point each), so only LiteRT's shrinks here.
     (litert,) = [r for r in rows if r["format"] == "litert_int8"]
     assert litert["bytes"] < 0.7 * litert["float_bytes"], litert
+    # Each 8-bit file timed against its float file, and its misses named.
+    for row in rows:
+        assert set(row["time_ratio"]) == set(INT8_BATCHES), row
+        assert row["size_ratio"] == row["bytes"] / row["float_bytes"]
+        sizes = ["size"] if row["size_ratio"] > export.INT8_GOALS["size"] else []
+        times = [
+            b for b, r in row["time_ratio"].items() if r > export.INT8_GOALS["time"]
+        ]
+        assert len(row["misses"]) == len(sizes) + len(times), row
+        assert all("int8" in miss and "goal" in miss for miss in row["misses"])
+    assert "time of float, batch 32" in export.format_quantized(rows)
 
 
 def test_the_report_says_the_scheme_the_calibration_and_what_stayed_float(exported):

@@ -135,6 +135,14 @@ def test_export_carries_the_training_record(exported):
     assert record.channels == 1 and record.class_names == [str(i) for i in range(10)]
     report = json.loads((folder / "exported" / "export_report.json").read_text())
     assert report["quantization"]["calibration_examples"] == calibration(family)
+    # --check measured each 8-bit file against its float file and says where
+    # it does not pay (issue 43's goals), with the measured ratios.
+    checked = {row["format"]: row for row in report["int8_check"]}
+    assert set(checked) == {"litert_int8", "onnx_int8"}
+    for row in checked.values():
+        assert set(row["time_ratio"]) == {"1", "32"}
+        slow = max(row["time_ratio"].values()) > 0.6
+        assert bool(row["misses"]) == (slow or row["size_ratio"] > 0.3), row
     assert not [p for p in os.listdir(folder / "exported") if p.startswith(".")]
     # `keras.saving.load_model` after `import keras_igc`, in a fresh process,
     # with the compile state `train` saved (docs/training.md says it loads).

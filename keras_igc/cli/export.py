@@ -186,7 +186,8 @@ HELD_OUT = 1000  # examples of the held-out split an 8-bit check compares on
 
 
 def _check_quantized(export, model, result, args):
-    """--check of the 8-bit artifacts: top-1 agreement on held-out examples."""
+    """--check of the 8-bit artifacts: top-1 agreement on held-out examples,
+    and their time and size against the float files (`INT8_GOALS`)."""
     if not args.quantize:
         return 0
     from keras_igc import data, quick
@@ -196,6 +197,15 @@ def _check_quantized(export, model, result, args):
     images = data.first_images(name, "eval", quick.examples(HELD_OUT))
     rows = export.check_quantized(model, result.artifacts, images)
     print(export.format_quantized(rows))
+    export.add_to_report(args.output, "int8_check", rows)
+    for row in rows:  # slower or larger than worth it: said, not refused
+        for miss in row.get("misses", []):
+            print(
+                f"keras-igc export: warning: {miss}; the float file may be the "
+                f"better one to ship (measured here, in {export.REPORT_FILE} "
+                f"under int8_check)",
+                file=sys.stderr,
+            )
     least = args.min_agreement or export.MIN_AGREEMENT
     failed = [r for r in rows if r["agreement"] < least]
     for row in failed:

@@ -268,6 +268,16 @@ def _write(directory, prepared, folding, artifacts, existing, quantization, imag
 SCRATCH_PREFIX = ".export-"
 
 
+def add_to_report(directory, key, value):
+    """Add `key: value` to the export report in `directory` (a check's
+    findings beside what the export wrote), rewritten whole or not at all."""
+    path = os.path.join(directory, REPORT_FILE)
+    with open(path) as f:
+        report = json.load(f)
+    report[key] = value
+    runs.write_text(path, json.dumps(report, indent=2))
+
+
 def _check_directory(directory):
     """A ValueError naming `directory` if it cannot hold the artifacts."""
     directory = os.fspath(directory)

@@ -81,6 +81,11 @@ def check(model, artifacts, batch_sizes=(1, 3), runs=20, seed=0):
 # on held-out examples: post-training int8 of a CNN usually moves a few
 # predictions in a thousand; more means a layer lost its range.
 MIN_AGREEMENT = 0.98
+# An 8-bit file pays for itself when it runs in at most this share of its
+# float file's time (at each of `INT8_BATCHES`) and takes at most this share
+# of its size; `check_quantized` measures both and names a miss.
+INT8_GOALS = {"time": 0.6, "size": 0.3}
+INT8_BATCHES = (1, 32)
 
 
 def check_quantized(model, artifacts, images, batch=32):
@@ -95,6 +100,10 @@ def check_quantized(model, artifacts, images, batch=32):
         For a model with MSGC layers also `gate_flips` (the fraction of gate
         decisions that differ from the float model's), `examples_with_flips`
         (the fraction of images with at least one) and `gate_flips_by_layer`.
+        Where the float file was exported beside it, also `time_ratio`
+        (`{batch: the 8-bit file's median time over the float file's}`, the
+        two taking turns, at `INT8_BATCHES`), `size_ratio`, and `misses`:
+        what falls short of `INT8_GOALS`, in words (empty when it pays).
     """
     images = np.asarray(images, "float32")
     expected = np.concatenate(
@@ -126,8 +135,44 @@ def check_quantized(model, artifacts, images, batch=32):
                 os.path.getsize(artifacts[base]) if base in artifacts else None
             ),
             **(_gate_flips(gates, [o[1] for o in outputs]) if probes else {}),
+            **(_int8_costs(adapter, artifacts[base], path, images)
+               if base in artifacts else {}),
         })  # fmt: skip
     return rows
+
+
+def _int8_costs(adapter, float_path, int8_path, images, runs=10):
+    """The 8-bit file's time and size over its float file's, in one runtime."""
+    runners = {
+        "float": adapter.runner(float_path)(),
+        "int8": adapter.runner(int8_path)(),
+    }
+    ratios = {}
+    for batch in INT8_BATCHES:
+        x = np.resize(images, (batch, *images.shape[1:])).astype("float32")
+        times = {name: [] for name in runners}
+        for run in runners.values():
+            run(x)  # the first call of a batch size may build a plan
+        for _ in range(runs):  # turns: drift on a shared machine hits both
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run(x)
+                times[name].append(time.perf_counter() - start)
+        ratios[batch] = float(np.median(times["int8"]) / np.median(times["float"]))
+    size = os.path.getsize(int8_path) / os.path.getsize(float_path)
+    name = os.path.basename(int8_path)
+    misses = [
+        f"{name} runs in {ratio:.2f}x its float file's time at batch {batch} "
+        f"(goal: at most {INT8_GOALS['time']}x)"
+        for batch, ratio in ratios.items()
+        if ratio > INT8_GOALS["time"]
+    ]
+    if size > INT8_GOALS["size"]:
+        misses.append(
+            f"{name} is {size:.2f}x its float file's size (goal: at most "
+            f"{INT8_GOALS['size']}x)"
+        )
+    return {"time_ratio": ratios, "size_ratio": size, "misses": misses}
 
 
 def _float_gates(model, images, batch):
@@ -200,16 +245,23 @@ def _gate_flips(gates, probed):
 def format_quantized(rows):
     """`check_quantized` rows as a Markdown table."""
     gated = any("gate_flips" in r for r in rows)
+    times = " | ".join(f"time of float, batch {b}" for b in INT8_BATCHES)
     lines = [
-        "| format | examples | top-1 agreement | max logit error | size | of float |"
-        + (" gate flips | examples with flips |" if gated else ""),
-        "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if gated else ""),
-    ]
+        f"| format | examples | top-1 agreement | max logit error | size | of float "
+        f"| {times} |" + (" gate flips | examples with flips |" if gated else ""),
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(INT8_BATCHES)
+        + ("---:|---:|" if gated else ""),
+    ]  # fmt: skip
     for r in rows:
         share = f"{r['bytes'] / r['float_bytes']:.2f}" if r["float_bytes"] else "-"
+        ratios = r.get("time_ratio", {})
+        timed = " | ".join(
+            f"{ratios[b]:.2f}" if b in ratios else "-" for b in INT8_BATCHES
+        )
         lines.append(
             f"| {r['format']} | {r['examples']} | {r['agreement']:.4f} | "
-            f"{r['max_logit_error']:.3g} | {r['bytes'] / 2**10:.0f} KiB | {share} |"
+            f"{r['max_logit_error']:.3g} | {r['bytes'] / 2**10:.0f} KiB | {share} | "
+            f"{timed} |"
             + (
                 f" {r['gate_flips']:.2%} | {r['examples_with_flips']:.2%} |"
                 if gated
