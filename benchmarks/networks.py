@@ -216,11 +216,12 @@ def _msgc_release(model, checkout):
 
     from keras_igc.applications.weights import pytorch
 
-    sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures", "generate"))
-    from msgc_release_torch import build, release_models
-
-    models, net_config = release_models(checkout)
-    net = build(models, net_config, "msgc_resnet18", False, 224)
+    # The fixture generator's way of building the release's hosts.
+    generator = _module_at(
+        os.path.join(ROOT, "tests", "fixtures", "generate", "msgc_release_torch.py")
+    )
+    models, net_config = generator.release_models(checkout)
+    net = generator.build(models, net_config, "msgc_resnet18", False, 224)
     shapes = {key: tuple(value.shape) for key, value in net.state_dict().items()}
     state = {  # the release's generators are 1x1 convolutions: 4D
         key: torch.from_numpy(
@@ -242,6 +243,17 @@ def _msgc_release(model, checkout):
         return 2.0 * (flops / flops_ori - 0.5)
 
     return net, mac_loss
+
+
+def _module_at(path):
+    """The Python file at `path` as a module (it finds its own neighbours)."""
+    import importlib.util
+
+    name = os.path.basename(path).removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def worker(args):
