@@ -102,7 +102,37 @@ def test_the_report_says_the_scheme_the_calibration_and_what_stayed_float(export
     assert len(kept) == 4 and all(
         "8 groups of 2 inputs" in why for why in kept.values()
     )
-    assert report["float_ops"]["onnx"].get("Conv") == len(kept)
+    # The convolutions after them read their float outputs (below), so they
+    # compute in float too, from int8 weights: one after each IGC primary.
+    assert report["float_ops"]["onnx"].get("Conv") == len(kept) + 3
+
+
+def test_onnx_runtime_runs_the_kept_float_convolutions_in_float(exported):
+    """No quantize-dequantize pair after a kept-float convolution: ONNX Runtime
+    would fuse it with the convolution into a QLinearConv when it loads the
+    file, quantizing the weights the rule kept float."""
+    import onnx
+    import onnxruntime as ort
+
+    directory, result = exported
+    path = str(directory / "model_int8.onnx")
+    graph = onnx.load(path).graph
+    kept = result.quantization.kept_float["onnx"]
+    outputs = {node.output[0] for node in graph.node if node.name in kept}
+    assert len(outputs) == len(kept)
+    assert not [n.name for n in graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] in outputs]  # fmt: skip
+    initializers = {i.name for i in graph.initializer}
+    assert initializers <= {name for node in graph.node for name in node.input}
+    # What ONNX Runtime runs after its own fusions: the kept convolutions as
+    # float Conv, the others as QLinearConv.
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(directory / "optimized.onnx")
+    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    ran = onnx.load(options.optimized_model_filepath).graph.node
+    assert sum(n.op_type == "QLinearConv" for n in ran) >= 1
+    float_convs = [n for n in ran if n.op_type in ("Conv", "FusedConv")]
+    assert len(float_convs) >= len(kept), [n.op_type for n in ran]
 
 
 def test_a_full_integer_litert_file_takes_int8_and_dynamic_keeps_float_io(

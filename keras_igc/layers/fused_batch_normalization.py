@@ -75,8 +75,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         training = bool(training and self.trainable)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, ops.cast(gamma, "float32"), ops.cast(beta, "float32"),
-            mean=None if training else self.moving_mean,
-            variance=None if training else self.moving_variance,
+            mean=None if training else ops.cast(self.moving_mean, "float32"),
+            variance=None if training else ops.cast(self.moving_variance, "float32"),
             epsilon=self.epsilon, data_format="NHWC", is_training=training,
         )  # fmt: skip
         if not training:
