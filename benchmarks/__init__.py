@@ -101,7 +101,7 @@ BENCHMARKS = (
         "inference, against PyTorch's best for the same network and weights, "
         "each side in its own process",
         "python -m benchmarks.networks [--cases ...] [--msgc-release CHECKOUT]",
-        ("networks-cpu.json",),
+        ("networks-cpu.json", "networks-compile-cpu.json"),
     ),
     Benchmark(
         "shuffle_forms",
