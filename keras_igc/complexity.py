@@ -169,21 +169,25 @@ def model_complexity(model, count_batch_norm=False):
     import keras
 
     from keras_igc.layers import IGCConv2D, IGCV2Conv2D, MSGCConv2D
+    from keras_igc.quantization import QuantizeAwareConvolution
 
     conv_params = 0
     macs = 0
-    for layer in _leaf_layers(model):
+    for wrapper in _leaf_layers(model):
+        # A quantization-aware layer costs what the layer it trains costs.
+        quantized = isinstance(wrapper, QuantizeAwareConvolution)
+        layer = wrapper.layer if quantized else wrapper
         if isinstance(layer, MSGCConv2D):  # outputs [feature map, gates]
             weights, shape = _size(layer.kernel), layer.output[0].shape
         elif isinstance(layer, IGCConv2D):
             weights = _size(layer.primary.kernel) + _size(layer.secondary.kernel)
-            shape = layer.output.shape
+            shape = wrapper.output.shape
         elif isinstance(layer, IGCV2Conv2D):
             weights = _size(layer.depthwise.kernel)
             weights += sum(_size(conv.kernel) for conv in layer.pointwise)
             shape = layer.output.shape
         elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
-            weights, shape = _size(layer.kernel), layer.output.shape
+            weights, shape = _size(layer.kernel), wrapper.output.shape
         elif isinstance(layer, keras.layers.Dense):
             macs += _size(layer.kernel)
             continue

@@ -6,11 +6,13 @@ def register_serializables():
     """Import the modules whose classes keras_igc's `.keras` files name,
     which registers the classes with Keras: the layers, the optimizer and
     schedules (a file saved with its compile state: every model `train`
-    writes) and MSGC's model class. Keras imports no third-party module to
-    find a class, so each must be imported before loading."""
+    writes), MSGC's model class and the quantization-aware layers. Keras
+    imports no third-party module to find a class, so each must be imported
+    before loading."""
     import keras_igc.layers  # noqa: F401
     import keras_igc.msgc  # noqa: F401
     import keras_igc.optimizers  # noqa: F401
+    import keras_igc.quantization  # noqa: F401
 
 
 def load_keras_model(path, **kwargs):

@@ -124,18 +124,20 @@ def _fraction(text):
 
 
 def run(args):
-    from keras_igc import export
+    from keras_igc import export, quantization
 
     _check_quantize_flags(args)
     builder_args = {} if args.depth is None else {"depth": args.depth}
     model = export.load_source(args.source, weights=args.weights, **builder_args)
     record = export.record_of(args.source)
+    learned = quantization.is_quantize_aware(model)
+    _check_calibration(args, learned, record)
     formats = args.formats.split(",") if args.formats else tuple(export.FORMATS)
     result = export.export(
         model, args.output, formats, fold=not args.no_fold,
         block_form=args.block_form, grouped_conv_form=args.grouped_conv_form,
         quantize=args.quantize, int8_io=args.int8_io, overwrite=args.overwrite,
-        calibration=args.calibration if args.quantize == "int8" else None,
+        calibration=None if learned or args.quantize != "int8" else args.calibration,
         preprocessing=record,
     )  # fmt: skip
     if not args.check:
@@ -150,7 +152,7 @@ def run(args):
             file=sys.stderr,
         )
         return 1
-    return _check_quantized(export, model, result, args)
+    return _check_quantized(export, model, result, args, record)
 
 
 def _check_quantize_flags(args):
@@ -165,8 +167,28 @@ def _check_quantize_flags(args):
             "--calibration and --min-agreement apply to 8-bit artifacts: add "
             "--quantize int8 (or dynamic)."
         )
+
+
+def _check_calibration(args, learned, record):
+    """A calibration dataset where the 8-bit files need one: to set the
+    ranges of a float model, and for --check's held-out examples (a
+    quantization-aware model learned its ranges, and its run's
+    preprocessing.json names its dataset)."""
+    if learned and args.calibration is not None:
+        raise ValueError(
+            f"{args.source} is quantization-aware: its int8 files take the ranges "
+            f"it learned, and --check compares on its dataset's held-out split. "
+            f"Leave --calibration out."
+        )
+    if learned and args.quantize and args.check and _record_dataset(record) is None:
+        raise ValueError(
+            f"--check of a quantization-aware model compares on the held-out "
+            f"split of its dataset, which the preprocessing.json beside "
+            f"{args.source} names; export the model.keras of its run folder."
+        )
     if (
-        args.quantize
+        not learned
+        and args.quantize
         and args.calibration is None
         and (args.quantize == "int8" or args.check)
     ):
@@ -185,7 +207,17 @@ def _check_quantize_flags(args):
 HELD_OUT = 1000  # examples of the held-out split an 8-bit check compares on
 
 
-def _check_quantized(export, model, result, args):
+def _record_dataset(record):
+    """The `keras_igc.data` dataset a preprocessing record was made from, or
+    None."""
+    from keras_igc import data
+
+    source = "" if record is None else record.source
+    name = source.removeprefix("dataset ")
+    return name if source.startswith("dataset ") and name in data.DATASETS else None
+
+
+def _check_quantized(export, model, result, args, record):
     """--check of the 8-bit artifacts: top-1 agreement on held-out examples,
     and their time and size against the float files (`INT8_GOALS`)."""
     if not args.quantize:
@@ -193,7 +225,10 @@ def _check_quantized(export, model, result, args):
     from keras_igc import data, quick
     from keras_igc.export import quantize
 
-    name, _ = quantize.parse_calibration(args.calibration)
+    if args.calibration is None:  # a quantization-aware model's own dataset
+        name = _record_dataset(record)
+    else:
+        name, _ = quantize.parse_calibration(args.calibration)
     images = data.first_images(name, "eval", quick.examples(HELD_OUT))
     rows = export.check_quantized(model, result.artifacts, images)
     print(export.format_quantized(rows))
@@ -208,11 +243,12 @@ def _check_quantized(export, model, result, args):
             )
     least = args.min_agreement or export.MIN_AGREEMENT
     failed = [r for r in rows if r["agreement"] < least]
+    reference = "float" if args.calibration else "quantization-aware"
     for row in failed:
         print(
             f"keras-igc export: check failed: {row['format']} agrees with the "
-            f"float model on {row['agreement']:.2%} of {row['examples']} held-out "
-            f"examples, under --min-agreement {least:g}",
+            f"{reference} model on {row['agreement']:.2%} of {row['examples']} "
+            f"held-out examples, under --min-agreement {least:g}",
             file=sys.stderr,
         )
     return 1 if failed else 0

@@ -68,6 +68,19 @@ def add(commands):
         "the release's: 0.49 ResNet-18, 0.457 ResNet-50, 0.65 MobileNetV2)",
     )  # fmt: skip
     train.add_argument(
+        "--quantize-aware", nargs="?", const="int8", metavar="SCHEME",
+        help="fine-tune the trained float model of --from under the rounding of "
+        "its int8 exports (quantization-aware training; SCHEME: int8, the "
+        "default), a tenth of its epochs at a hundredth of its rate, BatchNorm "
+        "statistics frozen for the second half; export the result with "
+        "--quantize int8",
+    )  # fmt: skip
+    train.add_argument(
+        "--from", dest="from_run", metavar="RUN_FOLDER",
+        help="with --quantize-aware: the finished float run whose model.keras "
+        "to fine-tune (e.g. runs/digits)",
+    )  # fmt: skip
+    train.add_argument(
         "--bn-batch", type=_bn_batch, help="examples per BatchNorm statistic: N, "
         "or 'device' for each device's whole batch (default: the release's, the "
         "batch over its GPUs: 32 on CIFAR and SVHN, 64 on ImageNet)",
@@ -77,10 +90,10 @@ def add(commands):
 
 def _model_args(parser):
     parser.add_argument(
-        "--model", default="IGC-L24M2", help="a registered network name, e.g. "
-        "IGC-L24M2, IGC-L4M8+Ident., RegConv-W16 (see `keras-igc info --list`); "
+        "--model", help="a registered network name, e.g. IGC-L24M2 (the "
+        "default), IGC-L4M8+Ident., RegConv-W16 (see `keras-igc info --list`); "
         "train also takes the MSGC hosts MSGC-ResNet18, MSGC-ResNet50, "
-        "MSGC-MobileNetV2",
+        "MSGC-MobileNetV2; with --from, the network of that run",
     )  # fmt: skip
     parser.add_argument(
         "--depth", type=int, default=20, help="depth of CIFAR networks: 3k+2 plain, "
@@ -88,20 +101,105 @@ def _model_args(parser):
     )  # fmt: skip
 
 
+DEFAULT_MODEL = "IGC-L24M2"
+
+
 def run(args):
     from keras_igc import training
 
+    if args.quantize_aware is not None or args.from_run is not None:
+        # --model and --depth only check what the run folder holds.
+        model, quantize_aware, depth = _float_run_model(args), True, 20
+    else:
+        model, quantize_aware, depth = args.model or DEFAULT_MODEL, False, args.depth
     _, history = training.train(
-        args.model, args.dataset, args.output, depth=args.depth,
+        model, args.dataset, args.output, depth=depth,
         epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, data_dir=args.data_dir,
         download=args.download, seed=args.seed,
         steps_per_epoch=args.steps_per_epoch,
         mixed_precision=args.mixed_precision, bn_batch=args.bn_batch,
-        backup_every=args.backup_every, **_msgc_train_args(args),
+        backup_every=args.backup_every, quantize_aware=quantize_aware,
+        **_msgc_train_args(args),
     )  # fmt: skip
     last = {k: round(v[-1], 4) for k, v in history.history.items()}
     print(f"finished; last epoch: {json.dumps(last)}; saved in {args.output}")
+
+
+def _float_run_model(args):
+    """The float model of `--from` that `--quantize-aware` fine-tunes, checked
+    against the other arguments."""
+    import os
+
+    from keras_igc import preprocessing, training
+    from keras_igc.saving import load_keras_model
+
+    if args.quantize_aware not in (None, "int8"):
+        raise ValueError(
+            f"--quantize-aware trains under int8 rounding only (weights and "
+            f"activations); received {args.quantize_aware!r}. Dynamic "
+            f"quantization keeps activations float and needs no fine-tuning: "
+            f"export the float run with --quantize dynamic."
+        )
+    if args.quantize_aware is None:
+        raise ValueError(
+            f"--from {args.from_run} names the float run that --quantize-aware "
+            f"fine-tunes; add --quantize-aware."
+        )
+    if args.from_run is None:
+        raise ValueError(
+            "--quantize-aware fine-tunes a trained float model: name its run "
+            "folder with --from (e.g. --from runs/digits)."
+        )
+    if os.path.abspath(args.from_run) == os.path.abspath(args.output):
+        raise ValueError(
+            f"--output {args.output} is the float run --from names; write the "
+            f"quantization-aware run into another folder (e.g. {args.output}-qat)."
+        )
+    used = [
+        flag
+        for flag, value in [
+            ("--depth without --model", None if args.model or args.depth == 20 else 1),
+            ("--bn-batch", args.bn_batch),
+            ("--dense-weights", args.dense_weights),
+            ("--granularity", args.granularity),
+            ("--mac-target", args.mac_target),
+            ("--attention", args.attention or None),
+        ]
+        if value is not None
+    ]
+    if used:
+        raise ValueError(
+            f"{', '.join(used)} build or normalise a new network; --quantize-aware "
+            f"fine-tunes the one in {args.from_run}. Leave them out."
+        )
+    path = os.path.join(args.from_run, "model.keras")
+    if not os.path.isfile(os.path.join(args.from_run, "FINISHED")) or not (
+        os.path.isfile(path)
+    ):
+        raise ValueError(
+            f"{args.from_run!r} holds no finished run (no FINISHED and "
+            f"model.keras): finish the float run first (train again with "
+            f"--output {args.from_run}), or name a finished run folder."
+        )
+    record = preprocessing.read(path)
+    trained_on = None if record is None else record.source.removeprefix("dataset ")
+    if trained_on is not None and trained_on != args.dataset:
+        raise ValueError(
+            f"The run in {args.from_run!r} was trained on {trained_on!r}; "
+            f"fine-tuning it on --dataset {args.dataset} would change what it "
+            f"predicts. Pass --dataset {trained_on}."
+        )
+    model = load_keras_model(path)
+    if args.model is not None:
+        wanted = training.build_model(args.model, args.dataset, args.depth).name
+        if model.name != wanted:
+            raise ValueError(
+                f"The run in {args.from_run!r} trained {model.name!r}, not "
+                f"--model {args.model} ({wanted!r}). Leave --model out (--from "
+                f"decides it) or name the run that trained {args.model}."
+            )
+    return model
 
 
 def _msgc_train_args(args):
@@ -114,7 +212,7 @@ def _msgc_train_args(args):
         "--granularity": args.granularity,
         "--mac-target": args.mac_target,
     }
-    if msgc_host(args.model) is None:
+    if args.from_run is not None or msgc_host(args.model or DEFAULT_MODEL) is None:
         used = [flag for flag, value in given.items() if value is not None]
         if used:
             raise ValueError(

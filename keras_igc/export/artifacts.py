@@ -84,7 +84,10 @@ def export(
             `"dynamic"` (int8 weights only): also writes `model_int8.tflite`
             and `model_int8.onnx` beside the float LiteRT and ONNX files.
         calibration: for `"int8"`: images (an array or a `tf.data.Dataset`)
-            or `"DATASET[:N]"` (`export.quant.calibration_images`).
+            or `"DATASET[:N]"` (`export.quant.calibration_images`); none for
+            a quantization-aware model (`keras_igc.quantization`), whose
+            int8 files take the ranges it learned. Its float files hold the
+            rounded weights it trained, with float activations.
         int8_io: the int8 LiteRT file takes and gives int8 tensors (the
             input and output scales are in the file); default float.
         overwrite: replace artifacts that exist; otherwise an existing one is
@@ -116,7 +119,10 @@ def export(
     if isinstance(model, str):
         model, preprocessing = load_source(model), preprocessing or record_of(model)
     formats = _check_formats(formats)
-    quantization, images = _quantization(model, quantize, calibration, int8_io)
+    model, rounded = _quantize_aware_sources(model, quantize)
+    quantization, images = _quantization(
+        model, quantize, calibration, int8_io, rounded is not None
+    )
     if "onnx" in formats:
         require("tf2onnx", "ONNX export")
     _check_directory(directory)
@@ -127,16 +133,21 @@ def export(
             f"Export would replace {existing}. Choose another directory, remove "
             f"them, or pass overwrite=True (--overwrite) to replace them."
         )
-    prepared, folding = {}, {}
-    for fmt in formats:
-        prepared[fmt], folding[fmt] = prepare(
-            model, fold=fold, runtime=fmt, block_form=block_form,
-            grouped_conv_form=grouped_conv_form,
-        )  # fmt: skip
-    _make_directory(directory)
-    select_ops = _write(
-        directory, prepared, folding, artifacts, existing, quantization, images
+    prepared, folding, prepared_rounded = {}, {}, None
+    options = dict(
+        fold=fold, block_form=block_form, grouped_conv_form=grouped_conv_form
     )
+    for fmt in formats:
+        prepared[fmt], folding[fmt] = prepare(model, runtime=fmt, **options)
+    if rounded is not None:
+        prepared_rounded = {
+            fmt: prepare(rounded, runtime=fmt, **options)[0]
+            for fmt in formats
+            if fmt in INT8_RUNTIMES
+        }
+    _make_directory(directory)
+    stage = dict(prepared=prepared, folding=folding, rounded=prepared_rounded)
+    select_ops = _write(directory, stage, artifacts, existing, quantization, images)
     result = ExportResult(
         artifacts=artifacts,
         sizes={fmt: _disk_size(path) for fmt, path in artifacts.items()},
@@ -152,19 +163,39 @@ def export(
     return result
 
 
-def _quantization(model, quantize, calibration, int8_io):
+def _quantize_aware_sources(model, quantize):
+    """`(model, rounded)`: a quantization-aware model as the float model its
+    float files hold, and (for int8) the rounded one its int8 files are
+    converted from (`quantization.inference_model`); else `(model, None)`."""
+    from keras_igc import quantization
+
+    if not quantization.is_quantize_aware(model):
+        return model, None
+    rounded = quantization.inference_model(model) if quantize == "int8" else None
+    return quantization.inference_model(model, round_activations=False), rounded
+
+
+def _quantization(model, quantize, calibration, int8_io, quantize_aware=False):
     """`(report, calibration images)` of the 8-bit artifacts asked for, or
     `(None, None)`; bad arguments refused before anything is written."""
     quant.check_scheme(quantize, int8_io)
     if quantize is None:
         return None, None
     images = None
-    if quantize == "int8":
+    if quantize == "int8" and quantize_aware:
+        if calibration is not None:
+            raise ValueError(
+                "This model is quantization-aware: its int8 files take the "
+                "ranges it learned in training. Leave calibration out "
+                "(--calibration)."
+            )
+    elif quantize == "int8":
         images = quant.calibration_images(calibration, model.input_shape)
     report = quant.QuantizationReport(
         scheme=quantize,
         int8_io=int8_io,
         calibration_examples=0 if images is None else len(images),
+        quantize_aware=quantize_aware,
     )
     return report, images
 
@@ -189,10 +220,14 @@ class Stage:
         scratch: the scratch folder.
         prepared: each format's clone (`prepare`), by format.
         folding: each clone's `FoldingReport`, by format.
+        rounded: None, or for a quantization-aware model the clone of its
+            rounded model (`quantization.inference_model`) by 8-bit format,
+            which its int8 file is converted from.
     """
 
-    def __init__(self, scratch, prepared, folding):
+    def __init__(self, scratch, prepared, folding, rounded=None):
         self.scratch, self.prepared, self.folding = scratch, prepared, folding
+        self.rounded = rounded
         self._saved_models = {}
 
     def path(self, runtime):
@@ -203,10 +238,16 @@ class Stage:
         """Where `runtime`'s 8-bit artifact is staged."""
         return os.path.join(self.scratch, INT8_RUNTIMES[runtime].INT8_FILE)
 
-    def saved_model(self, runtime):
-        """A SavedModel of `runtime`'s clone, for converters that read one:
-        the SavedModel artifact itself where its layers took the same forms
-        (one export fewer), else one written for `runtime` alone."""
+    def saved_model(self, runtime, rounded=False):
+        """A SavedModel of `runtime`'s clone (`rounded`: of its rounded
+        clone), for converters that read one: the SavedModel artifact itself
+        where its layers took the same forms (one export fewer), else one
+        written for `runtime` alone."""
+        if rounded:
+            path = os.path.join(self.scratch, f"{runtime}_rounded_saved_model")
+            if not os.path.exists(path):
+                savedmodel.write(self.rounded[runtime], path)
+            return path
         if runtime not in self._saved_models:
             mine = self.folding[runtime]
             if "savedmodel" in self.prepared and _forms(mine) == _forms(
@@ -223,7 +264,7 @@ class Stage:
         return self._saved_models[runtime]
 
 
-def _write(directory, prepared, folding, artifacts, existing, quantization, images):
+def _write(directory, stage, artifacts, existing, quantization, images):
     """Write every format's artifact (and its 8-bit one with `quantization`,
     whose `float_ops` it records); the ops LiteRT runs through select-TF.
 
@@ -236,8 +277,8 @@ def _write(directory, prepared, folding, artifacts, existing, quantization, imag
     # can tell one abandoned by a killed process from one still in use.
     prefix = f"{SCRATCH_PREFIX}{os.getpid()}-"
     with tempfile.TemporaryDirectory(dir=directory, prefix=prefix) as scratch:
-        stage = Stage(scratch, prepared, folding)
-        staged = {}
+        stage = Stage(scratch, **stage)
+        prepared, staged = stage.prepared, {}
         for fmt, adapter in RUNTIMES.items():  # the SavedModel first
             if fmt not in prepared:
                 continue

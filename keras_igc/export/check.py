@@ -17,7 +17,9 @@ def check(model, artifacts, batch_sizes=(1, 3), runs=20, seed=0):
 
     Args:
         model: the Keras model the artifacts came from (a source string is
-            loaded with `load_source`).
+            loaded with `load_source`). A quantization-aware model's float
+            files are compared with the float model they hold (its rounded
+            weights, float activations: `quantization.inference_model`).
         artifacts: path by format (`ExportResult.artifacts`), or an export
             directory.
         batch_sizes: batch sizes to compare and time.
@@ -32,7 +34,11 @@ def check(model, artifacts, batch_sizes=(1, 3), runs=20, seed=0):
         row has format "keras").
     """
     check_backend()
+    from keras_igc import quantization
+
     model = load_source(model) if isinstance(model, str) else model
+    if quantization.is_quantize_aware(model):
+        model = quantization.inference_model(model, round_activations=False)
     if isinstance(artifacts, str):
         artifacts = {
             fmt: os.path.join(artifacts, name)
@@ -90,7 +96,8 @@ INT8_BATCHES = (1, 32)
 
 def check_quantized(model, artifacts, images, batch=32):
     """Each 8-bit artifact against the float Keras model on `images` (held
-    out: not the calibration examples).
+    out: not the calibration examples); a quantization-aware model's against
+    the model itself, which computes what its int8 files should.
 
     Returns:
         One dict per 8-bit format: `format`, `examples`, `agreement` (the

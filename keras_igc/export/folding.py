@@ -338,7 +338,10 @@ def _folded_weights(layer, bn, clone):
     shift = (beta if beta is not None else 0.0) - mean * scale
     if isinstance(layer, IGCConv2D):
         bias = layer.dense_equivalent_bias()
-        bias = np.zeros(channels) if bias is None else np.asarray(bias, "float64")
+        if bias is None:
+            bias = np.zeros(channels)
+        else:  # a tensor (on PyTorch, one that needs grad)
+            bias = np.asarray(keras.ops.convert_to_numpy(bias), "float64")
         if isinstance(clone, IGCConv2D):
             # The secondary kernel and bias are stored in permuted order:
             # output channel o is secondary channel order[o].

@@ -38,15 +38,22 @@ def write(model, path, stage):
 
 
 def write_int8(stage, path, scheme, images, int8_io=False, batch=8):
-    """Write the 8-bit file of the SavedModel `write` converted; returns
-    None: `INT8_RULE` keeps no convolution float."""
+    """Write the 8-bit file of the SavedModel `write` converted (of a
+    quantization-aware model: of its rounded clone, `stage.rounded`, whose
+    fixed ranges the converter reads, with no calibration); returns None:
+    `INT8_RULE` keeps no convolution float."""
     import tensorflow as tf
 
+    learned = scheme == "int8" and stage.rounded is not None
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        stage.saved_model(NAME), signature_keys=["serve"]
+        stage.saved_model(NAME, rounded=learned), signature_keys=["serve"]
     )
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if scheme == "int8":
+    if learned:
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    elif scheme == "int8":
 
         def representative():
             for start in range(0, len(images), batch):

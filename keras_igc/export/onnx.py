@@ -89,8 +89,11 @@ def write(model, path, stage=None):
 
 
 def write_int8(stage, path, scheme, images, int8_io=False, batch=8):
-    """Write the 8-bit file of the float one `write` wrote (`int8_io` is
-    LiteRT's alone); returns `{node: why}` of the convolutions kept float."""
+    """Write the 8-bit file of the float one `write` wrote (of a
+    quantization-aware model: `write_rounded_int8`; `int8_io` is LiteRT's
+    alone); returns `{node: why}` of the convolutions kept float."""
+    if scheme == "int8" and stage.rounded is not None:
+        return write_rounded_int8(stage, path)
     return quantize_file(stage.path(NAME), path, scheme, images, batch)
 
 
@@ -164,11 +167,12 @@ def _float_outputs(path, kept_float):
             continue
         output = node.output[0]
         for quantize in consumers.get(output, []):
-            if quantize.op_type != "QuantizeLinear":
+            dequantizers = consumers.get(quantize.output[0], [])
+            if quantize.op_type != "QuantizeLinear" or any(
+                d.op_type != "DequantizeLinear" for d in dequantizers
+            ):
                 continue
-            for dequantize in consumers.get(quantize.output[0], []):
-                if dequantize.op_type != "DequantizeLinear":
-                    continue
+            for dequantize in dequantizers:
                 for reader in consumers.get(dequantize.output[0], []):
                     for i, name in enumerate(reader.input):
                         if name == dequantize.output[0]:
@@ -183,6 +187,104 @@ def _float_outputs(path, kept_float):
     for initializer in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(initializer)
     onnx.save(model, path)
+
+
+def write_rounded_int8(stage, path):
+    """Write the 8-bit file of a quantization-aware model from its rounded
+    clone (`stage.rounded`): tf2onnx turns each of its fixed ranges into a
+    quantize-dequantize pair, and `quantize_rounded_weights` stores its
+    rounded kernels as int8 with their scales, except those of the
+    convolutions `INT8_RULE` keeps float, which compute in float from their
+    rounded weights and leave their output unrounded (a step finer than the
+    model trained); returns `{node: why}` of those."""
+    write(stage.rounded[NAME], path)
+    onnx = require("onnx", "ONNX export")
+    model = onnx.load(path)
+    kept_float = {
+        node.name: why
+        for node, geometry in convolutions(model.graph)
+        for form, why in [INT8_RULE.decide(geometry)]
+        if form == "float"
+    }
+    quantize_rounded_weights(model, kept_float)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    _float_outputs(path, kept_float)
+    return kept_float
+
+
+def quantize_rounded_weights(model, kept_float=()):
+    """Store each Conv's and MatMul's float weights, which
+    `quantization.inference_model` rounded to int8 steps, as int8 with one
+    symmetric scale per output channel and a DequantizeLinear (what ONNX
+    Runtime's quantizer writes, and fuses into QLinearConv); a Conv's bias
+    as int32 in steps of its input's scale times the weight's, where a
+    DequantizeLinear gives the input's scale. The nodes named in
+    `kept_float` keep their float weights. Rewrites `model` (an
+    `onnx.ModelProto`) in place; returns how many weights it stored."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    weights = {i.name: i for i in graph.initializer}
+    producers = _producers(graph)
+    count = 0
+    for node in list(graph.node):
+        if node.op_type not in ("Conv", "MatMul") or node.input[1] not in weights:
+            continue
+        if node.name in kept_float:
+            continue
+        kernel = numpy_helper.to_array(weights[node.input[1]])
+        if kernel.dtype != np.float32:
+            continue
+        axis = 0 if node.op_type == "Conv" else 1  # OIHW; (inputs, outputs)
+        shape = [1] * kernel.ndim
+        shape[axis] = -1
+        others = tuple(i for i in range(kernel.ndim) if i != axis)
+        scale = np.maximum(np.abs(kernel).max(axis=others), 1e-12) / 127
+        integers = np.clip(np.round(kernel / scale.reshape(shape)), -127, 127)
+        _dequantized(graph, node, 1, integers.astype(np.int8), scale, axis)
+        count += 1
+        step = _input_scale(node.input[0], producers, weights)
+        if node.op_type == "Conv" and len(node.input) > 2 and step is not None:
+            bias = numpy_helper.to_array(weights[node.input[2]])
+            bias_scale = (step * scale).astype(np.float32)
+            integers = np.round(bias / bias_scale).astype(np.int32)
+            _dequantized(graph, node, 2, integers, bias_scale, 0)
+    _remove_dead_nodes(graph)
+    return count
+
+
+def _dequantized(graph, node, index, integers, scale, axis):
+    """`node`'s input `index` read from `integers` (int8 or int32, zero
+    point 0) times `scale` along `axis`, through a DequantizeLinear."""
+    from onnx import helper, numpy_helper
+
+    tag = f"{node.input[index]}_{integers.dtype.name}"
+    graph.initializer.extend([
+        numpy_helper.from_array(integers, tag),
+        numpy_helper.from_array(scale.astype(np.float32), f"{tag}_scale"),
+        numpy_helper.from_array(np.zeros(len(scale), integers.dtype), f"{tag}_zero"),
+    ])  # fmt: skip
+    dequantize = helper.make_node(
+        "DequantizeLinear", [tag, f"{tag}_scale", f"{tag}_zero"],
+        [f"{tag}_dequantized"], axis=axis,
+    )  # fmt: skip
+    graph.node.insert(list(graph.node).index(node), dequantize)
+    node.input[index] = dequantize.output[0]
+
+
+def _input_scale(name, producers, weights):
+    """The scale of the DequantizeLinear that gives tensor `name`, through
+    layout ops (a transpose or reshape keeps the scale); None if none does."""
+    from onnx import numpy_helper
+
+    node = producers.get(name)
+    while node is not None and node.op_type in ("Transpose", "Reshape"):
+        node = producers.get(node.input[0])
+    if node is None or node.op_type != "DequantizeLinear":
+        return None
+    scale = weights.get(node.input[1])
+    return None if scale is None else float(numpy_helper.to_array(scale))
 
 
 def convolutions(graph):

@@ -26,7 +26,11 @@ class QuantizationReport:
     Attributes:
         scheme: `"int8"` or `"dynamic"`.
         int8_io: whether the int8 LiteRT file takes and gives int8 tensors.
-        calibration_examples: how many images set the activation ranges.
+        calibration_examples: how many images set the activation ranges
+            (0 for a quantization-aware model: it learned them).
+        quantize_aware: whether the model trained under int8 rounding
+            (`keras_igc.quantization`): its int8 files take its learned
+            ranges and run every convolution in int8, as it trained.
         kept_float: `{runtime: {node: why}}`, the convolutions the runtime's
             int8 rule keeps float (where its integer kernel measured slower);
             only runtimes whose rule keeps some kind of convolution float.
@@ -41,6 +45,7 @@ class QuantizationReport:
     scheme: str
     int8_io: bool
     calibration_examples: int
+    quantize_aware: bool = False
     kept_float: dict = dataclasses.field(default_factory=dict)
     float_ops: dict = dataclasses.field(default_factory=dict)
     gate_logits: dict | None = None

@@ -17,7 +17,8 @@ Every adapter module defines:
   With one: `INT8_RULE` (a `forms.Rule` of kind "int8" saying which
   convolutions run in int8), `write_int8(stage, path, scheme, images,
   int8_io)` returning `{node: why}` of convolutions kept float (None for a
-  rule that keeps none),
+  rule that keeps none; for a quantization-aware model, `stage.rounded`
+  holds the clone with its learned ranges, converted without calibration),
   `float_ops(path)`, `gate_logits(path)` (the types of the values the MSGC
   gates compare), `tensor_names(path)` and `io_shapes(path)`.
 """

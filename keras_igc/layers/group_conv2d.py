@@ -66,8 +66,12 @@ class GroupConv2D(keras.layers.Conv2D):
         trace on: a `keras_igc.forms.Choice` of kind `"grouped_conv"` (see
         `IGCConv2D.set_execution_form`)."""
         self.execution_form = forms.check_kind(choice, "grouped_conv", self)
+        # For converters the dense form's kernel is a constant too: a kernel
+        # computed in the graph stays float in an int8 file (LiteRT's
+        # quantizer reads constant weights only).
+        dense = choice.form == "dense" and choice.for_converter
         self._merged_kernel = igc_ops.merged_groups_constant(
-            self.kernel, self.groups, choice.merge
+            self.kernel, self.groups, self.groups if dense else choice.merge
         )
 
     def convolution_op(self, inputs, kernel):
@@ -78,12 +82,13 @@ class GroupConv2D(keras.layers.Conv2D):
             strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate
         )
         groups = self.groups
-        if path == "grouped" and self.execution_form.for_converter:
+        if path in ("grouped", "dense") and self.execution_form.for_converter:
             # The plain graph op, which converters map onto the runtime's.
             conv_args["graph_op"] = True
             if self._merged_kernel is not None:
                 kernel = keras.ops.convert_to_tensor(self._merged_kernel, kernel.dtype)
                 groups = inputs.shape[-1] // kernel.shape[2]
+                path = "grouped"  # the merged kernel's own groups, or dense
         return igc_ops.GROUPED_CONVOLUTIONS[path](inputs, kernel, groups, **conv_args)
 
     def get_config(self):

@@ -54,6 +54,8 @@ from keras_igc.training.recipes import (
     make_optimizer,
     msgc_recipes,
     paper_recipe,
+    qat_freeze_epoch,
+    qat_recipe,
 )
 
 __all__ = [
@@ -75,6 +77,8 @@ __all__ = [
     "msgc_recipes",
     "paper_recipe",
     "plan",
+    "qat_freeze_epoch",
+    "qat_recipe",
     "train",
     "train_stream",
     "with_bn_batch",

@@ -20,7 +20,12 @@ from keras_igc.training.distribution import (
     worker_name,
 )
 from keras_igc.training.plan import build_model, plan
-from keras_igc.training.recipes import Recipe, bn_group_size, make_optimizer
+from keras_igc.training.recipes import (
+    Recipe,
+    bn_group_size,
+    make_optimizer,
+    qat_freeze_epoch,
+)
 from keras_igc.validation import is_integer, positive_int
 
 
@@ -29,7 +34,7 @@ def train(
     epochs=None, batch_size=None, learning_rate=None, data_dir=None,
     download=False, seed=None, steps_per_epoch=None, mixed_precision="auto",
     verbose="auto", callbacks=(), model_options=None, bn_batch=None,
-    strategy=None, mac_target=None, backup_every=None,
+    strategy=None, mac_target=None, backup_every=None, quantize_aware=False,
 ):  # fmt: skip
     """Train a registered network on a dataset with the paper's recipe
     (an MSGC host: the MSGC release's, `msgc.release_recipe`).
@@ -58,6 +63,11 @@ def train(
         mac_target: MSGC hosts: the MAC ratio to reach (the release's).
         backup_every: steps between backups inside an epoch, or `"epoch"`
             (default: every 10 minutes; every epoch end is backed up).
+        quantize_aware: fine-tune `model`, a trained float `keras.Model`,
+            under the int8 rounding of its exports
+            (`keras_igc.quantization.quantize_aware`): `qat_recipe` (a tenth
+            of the epochs at a hundredth of the rate), BatchNorm statistics
+            frozen for the second half (`qat_freeze_epoch`).
 
     Returns:
         `(model, history)`: the trained model and the `History` of this call.
@@ -67,7 +77,7 @@ def train(
     run = plan(
         model, dataset, depth=depth, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, model_options=model_options,
-        mac_target=mac_target, bn_batch=bn_batch,
+        mac_target=mac_target, bn_batch=bn_batch, quantize_aware=quantize_aware,
     )  # fmt: skip
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op.
     strategy = strategy or distribution_strategy()
@@ -170,6 +180,8 @@ def _network(run, strategy, seed, steps_per_epoch, train_data):
             network, extra = _msgc_network(
                 run.host, run.dataset, run.msgc, run.model_options, steps_per_epoch
             )
+        elif run.quantize_aware:
+            network, extra = _qat_network(run, steps_per_epoch)
         else:
             network = run.given or build_model(
                 run.name, run.dataset, run.depth, **run.model_options
@@ -333,6 +345,13 @@ def _banner(network, run, folder, snapshot):
             f"(coupled decay {schedule.weight_decay:g}) at {schedule.learning_rate:g}"
             f", /10 after epochs {drops}"
         )
+        if run.quantize_aware:
+            freeze = qat_freeze_epoch(schedule)
+            frozen = "never" if freeze is None else f"from epoch {freeze + 1}"
+            recipe = (
+                f"quantization-aware fine-tune under int8 rounding: {recipe}; "
+                f"BatchNorm statistics frozen {frozen}"
+            )
     else:
         recipe = (
             f"{schedule.epochs} epochs, batch {schedule.batch_size}, the MSGC "
@@ -355,6 +374,21 @@ def _banner(network, run, folder, snapshot):
         f"keras-igc: {recipe}\n"
         f"keras-igc: {state}; writing {folder.root}"
     )
+
+
+def _qat_network(run, steps_per_epoch):
+    """The given float model made quantization-aware, compiled with the QAT
+    recipe, and the callback that freezes its BatchNorm statistics."""
+    from keras_igc import quantization
+
+    network = quantization.quantize_aware(run.given)
+    network.compile(
+        optimizer=make_optimizer(run.recipe, steps_per_epoch),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    freeze = qat_freeze_epoch(run.recipe)
+    return network, [] if freeze is None else [quantization.FreezeBatchNorm(freeze)]
 
 
 def _msgc_network(host, dataset, release, model_options, steps_per_epoch):

@@ -6,7 +6,7 @@ import dataclasses
 import keras
 
 from keras_igc import applications, data
-from keras_igc.training.recipes import Recipe, msgc_recipes, paper_recipe
+from keras_igc.training.recipes import Recipe, msgc_recipes, paper_recipe, qat_recipe
 
 
 def check_model_for_dataset(model, dataset):
@@ -79,6 +79,8 @@ class Plan:
         given: a `keras.Model` of yours, or None to build `name`.
         depth, model_options: the builder's arguments.
         bn_batch: examples per BatchNorm statistic (see `train`).
+        quantize_aware: fine-tune `given` (a trained float model) under int8
+            rounding (`keras_igc.quantization`), with `qat_recipe`.
     """
 
     name: str
@@ -89,6 +91,7 @@ class Plan:
     depth: int = 20
     model_options: dict = dataclasses.field(default_factory=dict)
     bn_batch: object = None
+    quantize_aware: bool = False
 
     @property
     def data_recipe(self):
@@ -102,11 +105,17 @@ class Plan:
 
 def plan(
     model, dataset, *, depth=20, epochs=None, batch_size=None, learning_rate=None,
-    model_options=None, mac_target=None, bn_batch=None,
+    model_options=None, mac_target=None, bn_batch=None, quantize_aware=False,
 ):  # fmt: skip
     """The `Plan` of `train`'s arguments: the IGC paper's recipe for `dataset`,
-    or the MSGC release's for an MSGC host; bad arguments refused here."""
+    the MSGC release's for an MSGC host, or the QAT fine-tune of a float
+    model; bad arguments refused here."""
     given = model if isinstance(model, keras.Model) else None
+    if quantize_aware:
+        return _qat_plan(
+            model, dataset, epochs, batch_size, learning_rate,
+            model_options or depth != 20 or mac_target is not None, bn_batch,
+        )  # fmt: skip
     if given is not None:
         check_network_for_dataset(given, dataset)
         if model_options or depth != 20:
@@ -131,3 +140,37 @@ def plan(
         )
     recipe = paper_recipe(dataset, epochs, batch_size, learning_rate)
     return Plan(model, dataset, recipe, None, given, depth, options, bn_batch)
+
+
+def _qat_plan(model, dataset, epochs, batch_size, learning_rate, builder_args,
+              bn_batch):  # fmt: skip
+    """The `Plan` that fine-tunes a trained float model under int8 rounding."""
+    from keras_igc.quantization import check_quantizable, is_quantize_aware
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Quantization-aware training fine-tunes a trained float model: pass "
+            f"it as model= (keras_igc.saving.load_keras_model('runs/x/model.keras'))"
+            f", or train --quantize-aware --from RUN_FOLDER. Received: "
+            f"model={model!r}."
+        )
+    check_network_for_dataset(model, dataset)
+    if is_quantize_aware(model):
+        raise ValueError(
+            f"Model {model.name!r} is already quantization-aware; pass the float "
+            f"model it was made from (its run's --from folder)."
+        )
+    if builder_args:
+        raise ValueError(
+            "`model_options`, `depth` and `mac_target` build a new network; "
+            "quantization-aware training fine-tunes a trained one. Leave them out."
+        )
+    if bn_batch is not None:
+        raise ValueError(
+            f"Quantization-aware training normalises each whole batch (its "
+            f"BatchNorms fold into the convolutions); leave bn_batch out. "
+            f"Received: bn_batch={bn_batch!r}."
+        )
+    check_quantizable(model)
+    recipe = qat_recipe(dataset, epochs, batch_size, learning_rate)
+    return Plan(model.name, dataset, recipe, given=model, quantize_aware=True)

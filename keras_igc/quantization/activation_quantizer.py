@@ -1,0 +1,110 @@
+import keras
+from keras import ops
+
+from keras_igc.quantization.fake_quant import quantize_activations
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class ActivationQuantizer(keras.layers.Layer):
+    """Rounds a tensor to the int8 levels its exported twin will hold.
+
+    The range is a moving average of each training batch's minimum and
+    maximum (the first batch sets it), the rule TensorFlow Model
+    Optimization's QAT follows and the one the exports' calibration
+    approximates with its own min and max. Moving averages, not learned
+    ranges: at 8 bits a range a few percent wide of the best one costs less
+    than a step, the averages follow the ranges while BatchNorm and the
+    weights move, and they need no learning rate of their own. Before its
+    first training batch the layer passes its input through unchanged, so a
+    model that `quantize_aware` just made computes what the float one did.
+
+    Args:
+        momentum: the weight of the old range in each update (0.99: about
+            the last 100 batches count).
+        fixed_range: None, or `(min, max)`: a range that training does not
+            move, without variables (what `inference_model` gives the
+            exporters: TensorFlow runs it as one `FakeQuantWithMinMaxVars`).
+        **kwargs: base layer keyword arguments, such as `name`.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_igc.quantization as q
+    >>> layer = q.ActivationQuantizer()
+    >>> x = np.linspace(0, 1, 5, dtype="float32")[None]
+    >>> _ = layer(x, training=True)  # sets the range [0, 1]
+    >>> y = keras.ops.convert_to_numpy(layer(x + 0.001))
+    >>> [round(v * 255, 3) for v in y[0]]  # steps of 1/255
+    [0.0, 64.0, 128.0, 191.0, 255.0]
+    """
+
+    def __init__(self, momentum=0.99, fixed_range=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(momentum, bool) or not (
+            isinstance(momentum, int | float) and 0 <= momentum < 1
+        ):
+            raise ValueError(
+                f"ActivationQuantizer `momentum` must be a number in [0, 1), the "
+                f"weight of the old range in each update (e.g. 0.99). Received: "
+                f"momentum={momentum!r}."
+            )
+        self.momentum = float(momentum)
+        self.fixed_range = None
+        if fixed_range is not None:
+            try:
+                low, high = (float(v) for v in fixed_range)
+            except (TypeError, ValueError):
+                low = high = float("nan")
+            if not low <= high:  # NaN too
+                raise ValueError(
+                    f"ActivationQuantizer `fixed_range` must be (min, max) with "
+                    f"min <= max. Received: fixed_range={fixed_range!r}."
+                )
+            self.fixed_range = (low, high)
+
+    def build(self, input_shape):
+        if self.fixed_range is not None:
+            return
+
+        def scalar(name):
+            return self.add_weight(
+                shape=(), initializer="zeros", trainable=False, name=name,
+                dtype="float32",
+            )  # fmt: skip
+
+        self.range_min = scalar("range_min")
+        self.range_max = scalar("range_max")
+        self.initialized = scalar("initialized")  # 1 after a training batch
+
+    def call(self, inputs, training=False):
+        if self.fixed_range is not None:
+            return quantize_activations(inputs, *self.fixed_range)
+        if training:
+            batch_min = ops.cast(ops.min(inputs), "float32")
+            batch_max = ops.cast(ops.max(inputs), "float32")
+            # The first batch sets the range; later ones move it.
+            keep = self.momentum * self.initialized
+            self.range_min.assign(keep * self.range_min + (1 - keep) * batch_min)
+            self.range_max.assign(keep * self.range_max + (1 - keep) * batch_max)
+            self.initialized.assign(1.0)
+        low = ops.cast(self.range_min, inputs.dtype)
+        high = ops.cast(self.range_max, inputs.dtype)
+        rounded = quantize_activations(inputs, low, high)
+        return ops.where(self.initialized > 0, rounded, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    @property
+    def range(self):
+        """`(min, max)` the layer rounds to now, None before it has one."""
+        if self.fixed_range is not None:
+            return self.fixed_range
+        if not float(self.initialized):
+            return None
+        return float(self.range_min), float(self.range_max)
+
+    def get_config(self):
+        config = {**super().get_config(), "momentum": self.momentum}
+        if self.fixed_range is not None:
+            config["fixed_range"] = list(self.fixed_range)
+        return config

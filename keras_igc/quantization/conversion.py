@@ -1,0 +1,430 @@
+"""`quantize_aware`: a float model rebuilt to train under the int8 rounding
+its exports apply, and the switches of such a model.
+
+Where the int8 files round, the rebuilt model rounds: the input, each
+convolution's output after its folded BatchNorm and fused ReLU
+(`QuantizeAwareConvolution`), and the output of every layer that makes new
+values (an addition, a pooled mean, a ReLU of its own). Layers that only move
+values (padding, max pooling, the channel permutations and shuffles,
+reshapes) keep the rounding of their input exactly, as the runtimes do.
+"""
+
+import collections
+
+import keras
+
+from keras_igc import keras_internals
+from keras_igc.export import folding
+from keras_igc.layers import ChannelShuffle, GroupConv2D, IGCConv2D
+from keras_igc.quantization.activation_quantizer import ActivationQuantizer
+from keras_igc.quantization.quantize_aware_convolution import (
+    LINEAR_LAYERS,
+    QuantizeAwareConvolution,
+    activation_name,
+)
+
+# Layers that move values without making new ones: their int8 output keeps
+# their input's scale, so they need no rounding of their own.
+MOVING_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Cropping2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.Reshape,
+    keras.layers.Flatten,
+    keras.layers.Permute,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.Identity,
+    ChannelShuffle,
+)
+# Layers that make new values: their output is rounded to its own range.
+VALUE_LAYERS = (
+    keras.layers.Add,
+    keras.layers.Subtract,
+    keras.layers.Multiply,
+    keras.layers.Average,
+    keras.layers.Concatenate,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.ReLU,
+    keras.layers.Activation,
+    keras.layers.BatchNormalization,
+    keras.layers.Rescaling,
+)
+FUSED_ACTIVATIONS = {"relu": "relu", "relu6": "relu6"}
+
+
+def quantize_aware(model, *, momentum=0.99):
+    """A copy of `model` that trains under int8 rounding, as its int8 exports
+    will run it.
+
+    Every convolution (`IGCConv2D`, `Conv2D`, `GroupConv2D`,
+    `DepthwiseConv2D`) and `Dense` becomes a `QuantizeAwareConvolution` that
+    folds the BatchNorm after it and the ReLU after that, and rounds its
+    kernels per output channel and its output per tensor; the input and the
+    output of every layer that makes new values get an `ActivationQuantizer`.
+    The copy starts from `model`'s weights, computes what `model` computes
+    until its first training batch sets the ranges, and is a plain
+    Functional model of keras_igc layers: it trains with `fit`, saves, and
+    loads with `safe_mode=True`. It is not compiled: compile it with a
+    learning rate a few times smaller than the float run's last one.
+
+    Args:
+        model: a built Functional or Sequential float model.
+        momentum: the moving-average momentum of the ranges.
+
+    Returns:
+        The quantization-aware model (`model` is left unchanged).
+
+    Example:
+
+    >>> import keras, keras_igc
+    >>> from keras_igc.quantization import quantize_aware
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 8)),
+    ...     keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False),
+    ...     keras.layers.BatchNormalization(),
+    ...     keras.layers.ReLU(),
+    ...     keras.layers.GlobalAveragePooling2D(),
+    ...     keras.layers.Dense(3, activation="softmax"),
+    ... ])
+    >>> qat = quantize_aware(model)
+    >>> for layer in qat.layers[1:]:
+    ...     print(type(layer).__name__, layer.name)
+    ActivationQuantizer input_layer_quantizer
+    QuantizeAwareConvolution igc_conv2d
+    GlobalAveragePooling2D global_average_pooling2d
+    ActivationQuantizer global_average_pooling2d_quantizer
+    QuantizeAwareConvolution dense
+    """
+    model = check_quantizable(model)
+    return _Rebuild(model, momentum).model()
+
+
+def check_quantizable(model):
+    """`model` as a Functional graph that `quantize_aware` can rebuild, or a
+    ValueError naming what it cannot (a subclassed model, a layer QAT does
+    not cover, a model already quantization-aware)."""
+    _check_model(model)
+    if isinstance(model, keras.Sequential):
+        (inputs,), (outputs,) = model.inputs, model.outputs
+        model = keras.Model(inputs, outputs, name=model.name)
+    _check_layers(model)
+    return model
+
+
+def is_quantize_aware(model):
+    """Whether `model` (or a model nested in it) was made by `quantize_aware`."""
+    return any(
+        isinstance(layer, QuantizeAwareConvolution)
+        for layer in keras_internals.all_layers(model)
+    )
+
+
+def freeze_batch_norm_statistics(model, frozen=True):
+    """From the next training step on, train `model`'s folded BatchNorms
+    with their moving statistics, left as they are (`frozen=False` undoes
+    it); returns how many layers it set."""
+    count = 0
+    for layer in keras_internals.all_layers(model):
+        if isinstance(layer, QuantizeAwareConvolution) and layer.batch_norm:
+            layer.batch_norm_frozen.assign(1.0 if frozen else 0.0)
+            count += 1
+    return count
+
+
+class _Rebuild:
+    """The graph of `model` replayed node by node with the QAT layers."""
+
+    def __init__(self, model, momentum):
+        self.source = model
+        self.momentum = momentum
+        self.pairs = folding._batch_norm_pairs(model)
+        self.nodes = keras_internals.graph_nodes_in_order(model)
+        self.consumers = collections.defaultdict(list)
+        for node in self.nodes:
+            for tensor in node.input_tensors:
+                self.consumers[id(tensor)].append(node)
+        self.outputs = {id(t) for t in model.outputs}
+        self.tensors = {}  # id of a source tensor -> its tensor in the copy
+        self.inputs = {}  # id of a source input -> the copy's input
+        self.absorbed = set()  # ids of the BatchNorm and ReLU layers folded in
+
+    def model(self):
+        for node in self.nodes:
+            layer = node.operation
+            if id(layer) in self.absorbed:
+                continue
+            if node.is_input:
+                self._input(node)
+            elif isinstance(layer, LINEAR_LAYERS):
+                self._linear(node)
+            else:
+                self._replay(node)
+        inputs = [self.inputs[id(t)] for t in self.source.inputs]
+        outputs = [self.tensors[id(t)] for t in self.source.outputs]
+        unwrap = len(inputs) == 1 and not isinstance(self.source.input, list | dict)
+        return keras.Model(
+            inputs[0] if unwrap else inputs,
+            outputs[0] if len(outputs) == 1 else outputs,
+            name=self.source.name,
+        )
+
+    def _input(self, node):
+        (tensor,) = node.output_tensors
+        name = node.operation.name
+        copy = keras.Input(batch_shape=tensor.shape, dtype="float32", name=name)
+        self.inputs[id(tensor)] = copy
+        self.tensors[id(tensor)] = ActivationQuantizer(
+            self.momentum, name=f"{name}_quantizer"
+        )(copy)
+
+    def _linear(self, node):
+        """A convolution or Dense, with the BatchNorm and ReLU after it."""
+        layer = node.operation
+        (tensor,) = node.output_tensors
+        activation = activation_name(layer)
+        batch_norm, ends = None, [tensor]
+        bn = self.pairs.get(layer.name)
+        if bn is not None and activation == "linear":
+            batch_norm = _copy(bn)
+            self.absorbed.add(id(bn))
+            ends.append(self._single_consumer(tensor).output_tensors[0])
+        relu = self._fusable_relu(ends[-1]) if activation == "linear" else None
+        if relu is not None:
+            activation = _relu_kind(relu)
+            self.absorbed.add(id(relu))
+            ends.append(self._single_consumer(ends[-1]).output_tensors[0])
+        if activation not in ("linear", "relu", "relu6", "softmax"):
+            raise ValueError(
+                f"Layer {layer.name!r} has activation={activation!r}, which int8 "
+                f"kernels do not fuse; QAT takes linear, relu, relu6 or a final "
+                f"softmax. Use one of those, or a separate Activation layer."
+            )
+        linear = {} if isinstance(layer, IGCConv2D) else {"activation": None}
+        inner = _copy(layer, **linear)
+        wrapper = QuantizeAwareConvolution(
+            inner, batch_norm, activation, self.momentum, name=layer.name
+        )
+        (source,) = node.input_tensors
+        result = wrapper(self.tensors[id(source)])
+        for end in ends:
+            self.tensors[id(end)] = result
+
+    def _replay(self, node):
+        """A layer as it is; rounded after it if it makes new values (after
+        the ReLU that follows it instead, which the runtimes fuse)."""
+        layer = node.operation
+        copy = _copy(layer)
+        args, kwargs = node.arguments.fill_in(self.tensors)
+        result = copy(*args, **kwargs)
+        if copy.weights:
+            copy.set_weights(layer.get_weights())
+        (tensor,) = node.output_tensors
+        rounded = isinstance(layer, VALUE_LAYERS) and not _is_softmax(layer)
+        if rounded and self._fusable_relu(tensor) is None:
+            result = ActivationQuantizer(self.momentum, name=f"{layer.name}_quantizer")(
+                result
+            )
+        self.tensors[id(tensor)] = result
+
+    def _single_consumer(self, tensor):
+        (node,) = self.consumers[id(tensor)]
+        return node
+
+    def _fusable_relu(self, tensor):
+        """The ReLU layer that alone reads `tensor`, if a runtime fuses it
+        into the op before: a plain ReLU or ReLU6."""
+        readers = self.consumers[id(tensor)]
+        if len(readers) != 1 or id(tensor) in self.outputs:
+            return None
+        layer = readers[0].operation
+        return layer if _relu_kind(layer) else None
+
+
+def _relu_kind(layer):
+    """`"relu"` or `"relu6"` for a layer a runtime fuses as one, else None."""
+    if isinstance(layer, keras.layers.ReLU):
+        plain = layer.negative_slope == 0 and layer.threshold == 0
+        if plain and layer.max_value is None:
+            return "relu"
+        if plain and layer.max_value == 6:
+            return "relu6"
+        return None
+    if isinstance(layer, keras.layers.Activation):
+        return FUSED_ACTIVATIONS.get(activation_name(layer))
+    return None
+
+
+def _is_softmax(layer):
+    return isinstance(layer, keras.layers.Activation) and (
+        activation_name(layer) == "softmax"
+    )
+
+
+def _copy(layer, **changes):
+    """A float32 copy of `layer` with its weights (a grouped `Conv2D` as a
+    `GroupConv2D`, which avoids Keras' XLA path on TensorFlow)."""
+    config = {**layer.get_config(), **changes, "dtype": "float32"}
+    cls = type(layer)
+    if folding._is_grouped_conv(layer):
+        cls = GroupConv2D
+    copy = cls.from_config(config)
+    if layer.weights:
+        copy.build(_input_shape(layer))
+        copy.set_weights(layer.get_weights())
+    return copy
+
+
+def _input_shape(layer):
+    """The input shape of `layer`'s call in its graph; None for a layer
+    nested in another (a wrapper's quantizer: its range is scalar)."""
+    if layer._inbound_nodes:
+        return keras_internals.call_inputs(layer)[0].shape
+    return None
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"quantize_aware expects a keras.Model. Received: {type(model).__name__}."
+        )
+    if not isinstance(model, keras.Sequential) and not keras_internals.is_graph_model(
+        model
+    ):
+        raise ValueError(
+            f"quantize_aware rebuilds the model layer by layer, which needs a "
+            f"Functional or Sequential model; {model.name!r} is a subclassed "
+            f"{type(model).__name__}. Rebuild it with the functional API."
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"Model {model.name!r} is not built, so its input shape is unknown. "
+            f"Start it with keras.Input(shape) before quantize_aware."
+        )
+    if is_quantize_aware(model):
+        raise ValueError(
+            f"Model {model.name!r} is already quantization-aware; train it as it "
+            f"is (quantize_aware takes the float model)."
+        )
+
+
+def _check_layers(model):
+    """Every layer of the graph is one QAT covers, or a ValueError naming
+    the first that is not and what to do."""
+    known = (*LINEAR_LAYERS, *MOVING_LAYERS, *VALUE_LAYERS)
+    for node in keras_internals.graph_nodes_in_order(model):
+        layer = node.operation
+        if isinstance(layer, keras.Model):
+            raise ValueError(
+                f"Model {model.name!r} holds the model {layer.name!r} as a layer; "
+                f"quantize_aware needs one flat graph. Rebuild it flat, e.g. "
+                f"call the inner model's layers on the outer inputs."
+            )
+        if not isinstance(layer, known):
+            raise ValueError(
+                f"quantize_aware does not cover layer {layer.name!r} "
+                f"({type(layer).__name__}): it knows the convolutions (IGCConv2D, "
+                f"Conv2D, GroupConv2D, DepthwiseConv2D), Dense, BatchNorm, "
+                f"ReLU/ReLU6, Add, pooling, padding and ChannelShuffle. Export "
+                f"this model with post-training int8 (--quantize int8) instead."
+            )
+        if not node.is_input and (
+            len(node.output_tensors) != 1
+            or (len(node.input_tensors) != 1 and not isinstance(layer, VALUE_LAYERS))
+        ):
+            raise ValueError(
+                f"Layer {layer.name!r} takes {len(node.input_tensors)} inputs and "
+                f"gives {len(node.output_tensors)} outputs; quantize_aware takes "
+                f"one of each (several inputs for merges such as Add)."
+            )
+
+
+def inference_model(model, round_activations=True):
+    """A trained quantization-aware `model` as the plain layers the exporters
+    convert: each `QuantizeAwareConvolution` becomes its float convolution
+    (an IGC block: its primary `GroupConv2D`, then one 1x1 `Conv2D` that
+    holds the permutation, secondary and inverse) with the folded, rounded
+    kernels and bias the int8 files hold, then its activation layer. With
+    `round_activations`, every `ActivationQuantizer` stays (TensorFlow runs
+    it as `FakeQuantWithMinMaxVars`, whose ranges the converters read);
+    without, the model is float from end to end: the float files of a QAT
+    run."""
+    if not is_quantize_aware(model):
+        raise ValueError(
+            f"Model {model.name!r} is not quantization-aware (made by "
+            f"quantize_aware); export it as it is."
+        )
+    tensors, inputs = {}, {}
+    for node in keras_internals.graph_nodes_in_order(model):
+        layer = node.operation
+        if node.is_input:
+            (tensor,) = node.output_tensors
+            inputs[id(tensor)] = keras.Input(
+                batch_shape=tensor.shape, dtype="float32", name=layer.name
+            )
+            tensors[id(tensor)] = inputs[id(tensor)]
+            continue
+        args, kwargs = node.arguments.fill_in(tensors)
+        kwargs.pop("training", None)
+        if isinstance(layer, QuantizeAwareConvolution):
+            result = _plain_layers(layer, args[0], round_activations)
+        elif isinstance(layer, ActivationQuantizer):
+            result = _frozen(layer, round_activations, layer.name)(args[0])
+        else:
+            result = _copy(layer)(*args, **kwargs)
+        (tensor,) = node.output_tensors
+        tensors[id(tensor)] = result
+    return keras.Model(
+        [inputs[id(t)] for t in model.inputs][0],
+        [tensors[id(t)] for t in model.outputs][0],
+        name=model.name,
+    )
+
+
+def _frozen(quantizer, round_activations, name):
+    """The quantizer's range as a fixed one, or an `Identity` where it has
+    none (it never saw a training batch) or activations stay float."""
+    rounding = quantizer.range if round_activations else None
+    if rounding is None:
+        return keras.layers.Identity(name=name)
+    return ActivationQuantizer(fixed_range=rounding, name=name)
+
+
+def _plain_layers(wrapper, x, round_activations):
+    """`wrapper`'s computation as plain layers on `x`."""
+    kernels, bias = wrapper.folded_weights()
+    layer, name = wrapper.layer, wrapper.name
+    if isinstance(layer, IGCConv2D):
+        L, M = layer.primary_partitions, layer.secondary_partitions
+        primary = GroupConv2D(
+            L * M, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+            dilation_rate=layer.dilation_rate, groups=L, use_bias=False,
+            name=f"{name}_primary",
+        )  # fmt: skip
+        x = primary(x)
+        primary.set_weights([kernels[0]])
+        middle = wrapper.intermediate_quantizer
+        x = _frozen(middle, round_activations, f"{name}_primary_quantizer")(x)
+        # The permutations, secondary and inverse as one 1x1 convolution, as
+        # the export writes a block whose primary runs grouped.
+        secondary = keras.layers.Conv2D(
+            L * M, 1, use_bias=bias is not None, name=f"{name}_secondary"
+        )
+        x = secondary(x)
+        secondary.set_weights([kernels[1]] + ([] if bias is None else [bias]))
+    else:
+        config = {**layer.get_config(), "name": name, "use_bias": bias is not None}
+        if not isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.Dense):
+            config.pop("implementation", None)
+        plain = type(layer).from_config(config)
+        x = plain(x)
+        plain.set_weights(kernels + ([] if bias is None else [bias]))
+    if wrapper.activation in ("relu", "relu6"):
+        six = 6.0 if wrapper.activation == "relu6" else None
+        x = keras.layers.ReLU(max_value=six, name=f"{name}_{wrapper.activation}")(x)
+    x = _frozen(wrapper.output_quantizer, round_activations, f"{name}_quantizer")(x)
+    if wrapper.activation == "softmax":
+        x = keras.layers.Activation("softmax", name=f"{name}_softmax")(x)
+    return x

@@ -1,0 +1,294 @@
+import keras
+import numpy as np
+from keras import ops
+
+from keras_igc import ops as igc_ops
+from keras_igc.layers import IGCConv2D
+from keras_igc.quantization.activation_quantizer import ActivationQuantizer
+from keras_igc.quantization.fake_quant import quantize_weights
+
+# The layers whose kernels it quantizes (a grouped Conv2D as `GroupConv2D`).
+LINEAR_LAYERS = (
+    IGCConv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Conv2D,
+    keras.layers.Dense,
+)
+# The activations an int8 kernel applies to its own output (LiteRT and ONNX
+# Runtime fuse them), and softmax, which runs after the rounded logits.
+ACTIVATIONS = ("linear", "relu", "relu6", "softmax")
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class QuantizeAwareConvolution(keras.layers.Layer):
+    """A convolution (or `Dense`) trained under the int8 rounding of its export.
+
+    It computes what the exported int8 kernel computes, in float: the
+    BatchNorm that follows the convolution folded into its kernel and bias,
+    the folded kernel rounded to int8 with one scale per output channel, the
+    fused activation, and the output rounded to the 256 levels of its range
+    (`ActivationQuantizer`). An `IGCConv2D` is two kernels: its primary
+    output is rounded too (the exported block holds it as an int8 tensor),
+    the permutations are exact.
+
+    BatchNorm is folded as the standard QAT recipe folds it (Jacob et al.,
+    2018): the kernel is scaled by the moving statistics and rounded, the
+    convolution's output is scaled back and normalised with the batch's
+    statistics, which keep updating the moving ones; once
+    `batch_norm_frozen` is 1 (`keras_igc.quantization.FreezeBatchNorm`),
+    training uses the moving statistics and computes exactly the folded
+    layer the export writes. At inference it always does.
+
+    `keras_igc.quantization.quantize_aware` builds these from a float model;
+    you rarely build one yourself.
+
+    Args:
+        layer: the float layer (an `IGCConv2D`, `Conv2D`, `GroupConv2D`,
+            `DepthwiseConv2D` or `Dense`, or its serialized config), whose
+            weights it trains. Its own activation must be linear: pass it as
+            `activation`.
+        batch_norm: the `BatchNormalization` (or config) folded into it, or
+            None.
+        activation: `"linear"`, `"relu"`, `"relu6"`, or `"softmax"` (applied
+            after the rounded logits, in float).
+        momentum: the output ranges' moving-average momentum.
+        **kwargs: base layer keyword arguments, such as `name`.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_igc
+    >>> from keras_igc.quantization import QuantizeAwareConvolution
+    >>> layer = QuantizeAwareConvolution(
+    ...     keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False),
+    ...     batch_norm=keras.layers.BatchNormalization(), activation="relu")
+    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 8)).astype("float32")
+    >>> tuple(layer(x, training=True).shape)
+    (2, 8, 8, 8)
+    """
+
+    def __init__(self, layer, batch_norm=None, activation="linear", momentum=0.99,
+                 **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.layer = _layer(layer)
+        if not isinstance(self.layer, LINEAR_LAYERS):
+            raise ValueError(
+                f"QuantizeAwareConvolution wraps an IGCConv2D, Conv2D, "
+                f"GroupConv2D, DepthwiseConv2D or Dense layer. Received: "
+                f"{type(self.layer).__name__} {self.layer.name!r}."
+            )
+        own = activation_name(self.layer)
+        if own != "linear":
+            raise ValueError(
+                f"The wrapped layer {self.layer.name!r} has activation={own!r}; "
+                f"give it activation=None and pass activation={own!r} to "
+                f"QuantizeAwareConvolution, which applies it before rounding."
+            )
+        if isinstance(self.layer, keras.layers.Conv2D) and self.layer.groups > 1:
+            if self.layer.data_format != "channels_last":
+                raise ValueError(
+                    f"Grouped convolution {self.layer.name!r} is channels_first; "
+                    f"QAT takes channels_last grouped convolutions only."
+                )
+        self.batch_norm = None if batch_norm is None else _layer(batch_norm)
+        if self.batch_norm is not None and (
+            not isinstance(self.batch_norm, keras.layers.BatchNormalization)
+            or self.batch_norm.axis not in (-1, 3)
+        ):
+            raise ValueError(
+                f"`batch_norm` must be a BatchNormalization over the last axis "
+                f"(the channels). Received: {self.batch_norm!r}."
+            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"`activation` must be one of {ACTIVATIONS}. Received: "
+                f"activation={activation!r}."
+            )
+        self.activation = activation
+        self.momentum = momentum
+        self.output_quantizer = ActivationQuantizer(momentum, name="output_quantizer")
+        self.intermediate_quantizer = None
+        if isinstance(self.layer, IGCConv2D):
+            # The primary's output is an int8 tensor in the exported block.
+            self.intermediate_quantizer = ActivationQuantizer(
+                momentum, name="intermediate_quantizer"
+            )
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        output_shape = self.layer.compute_output_shape(input_shape)
+        if self.intermediate_quantizer is not None:
+            self.intermediate_quantizer.build(
+                self.layer.primary.compute_output_shape(input_shape)
+            )
+        if self.batch_norm is not None:
+            if not self.batch_norm.built:
+                self.batch_norm.build(output_shape)
+            self.batch_norm_frozen = self.add_weight(
+                shape=(), initializer="zeros", trainable=False,
+                name="batch_norm_frozen", dtype="float32",
+            )  # fmt: skip
+        self.output_quantizer.build(output_shape)
+        if isinstance(self.layer, IGCConv2D):
+            # Output channel o is secondary channel order[o] (igc_ops.output_bias).
+            L, M = self.layer.primary_partitions, self.layer.secondary_partitions
+            order = np.asarray(igc_ops.output_bias(np.arange(L * M), L, M))
+            self._secondary_order = np.argsort(order)
+
+    def call(self, inputs, training=False):
+        scale = None if self.batch_norm is None else self._batch_norm_scale()
+        outputs = self._linear(inputs, scale, training)
+        bias = self._bias()
+        if self.batch_norm is None:
+            if bias is not None:
+                outputs = outputs + bias
+        else:
+            outputs = self._normalize(outputs, scale, bias, training)
+        if self.activation == "relu":
+            outputs = ops.relu(outputs)
+        elif self.activation == "relu6":
+            outputs = ops.relu6(outputs)
+        outputs = self.output_quantizer(outputs, training=training)
+        if self.activation == "softmax":
+            outputs = ops.softmax(outputs, axis=-1)
+        return outputs
+
+    def _batch_norm_scale(self):
+        """gamma / sqrt(moving variance + epsilon), per output channel (a
+        zero scale becomes 1: the folded kernel is then 0 either way)."""
+        bn = self.batch_norm
+        scale = ops.rsqrt(bn.moving_variance + bn.epsilon)
+        if bn.gamma is not None:
+            scale = bn.gamma * scale
+        return ops.where(ops.equal(scale, 0.0), ops.ones_like(scale), scale)
+
+    def _linear(self, inputs, scale, training):
+        """The convolution with its (folded) kernels rounded, no bias."""
+        layer = self.layer
+        kernels = self._rounded_kernels(scale)
+        if isinstance(layer, IGCConv2D):
+            L, M = layer.primary_partitions, layer.secondary_partitions
+            path = layer.active_implementation
+            # QAT rounds the primary's output, so the block is never computed
+            # as its dense-equivalent kernel.
+            path = "grouped" if path == "dense" else path
+            middle = igc_ops.GROUPED_CONVOLUTIONS[path](
+                inputs, kernels[0], L, strides=layer.strides,
+                padding=layer.padding, dilation_rate=layer.dilation_rate,
+            )  # fmt: skip
+            middle = self.intermediate_quantizer(middle, training=training)
+            return igc_ops.secondary_dense(middle, kernels[1], L, M)
+        (kernel,) = kernels
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            return ops.depthwise_conv(
+                inputs, kernel, strides=layer.strides, padding=layer.padding,
+                data_format=layer.data_format, dilation_rate=layer.dilation_rate,
+            )  # fmt: skip
+        if isinstance(layer, keras.layers.Dense):
+            return ops.matmul(inputs, kernel)
+        return layer.convolution_op(inputs, kernel)
+
+    def _rounded_kernels(self, scale):
+        """The kernels scaled by the BatchNorm scale (None: none) and
+        rounded per output channel: `[kernel]`, or an IGC block's
+        `[primary, secondary]` (the secondary in its stored order)."""
+        layer = self.layer
+        if isinstance(layer, IGCConv2D):
+            kernel = layer.secondary.kernel
+            if scale is not None:
+                kernel = kernel * ops.take(scale, self._secondary_order)
+            return [quantize_weights(layer.primary.kernel), quantize_weights(kernel)]
+        kernel = layer.kernel
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            # Output channel c * multiplier + j is kernel[..., c, j].
+            if scale is not None:
+                kernel = kernel * ops.reshape(scale, kernel.shape[2:])
+            return [quantize_weights(kernel, axes=(2, 3))]
+        if scale is not None:
+            kernel = kernel * scale
+        return [quantize_weights(kernel)]
+
+    def folded_weights(self):
+        """What the int8 files hold, as float NumPy arrays: `(kernels, bias)`,
+        the rounded kernels with the BatchNorm folded in (`[kernel]`; for an
+        IGC block `[primary, secondary]`, the secondary as one 1x1 kernel
+        that holds both permutations, `igc_ops.secondary_block_diagonal`:
+        each output channel keeps its values and so its rounding) and the
+        bias in output order (None without one)."""
+        scale = None if self.batch_norm is None else self._batch_norm_scale()
+        kernels = self._rounded_kernels(scale)
+        if isinstance(self.layer, IGCConv2D):
+            L, M = self.layer.primary_partitions, self.layer.secondary_partitions
+            matrix = igc_ops.secondary_block_diagonal(kernels[1], L, M)
+            kernels[1] = ops.reshape(matrix, (1, 1, L * M, L * M))
+        bias = self._bias()
+        if self.batch_norm is not None:
+            bn = self.batch_norm
+            shift = bn.beta if bn.beta is not None else 0.0
+            bias = (0.0 if bias is None else bias) - bn.moving_mean
+            bias = bias * scale + shift
+        kernels = [ops.convert_to_numpy(k) for k in kernels]
+        return kernels, None if bias is None else ops.convert_to_numpy(bias)
+
+    def _bias(self):
+        """The layer's bias in output channel order, or None."""
+        if isinstance(self.layer, IGCConv2D):
+            return self.layer.dense_equivalent_bias()
+        return self.layer.bias if self.layer.use_bias else None
+
+    def _normalize(self, outputs, scale, bias, training):
+        """The folded BatchNorm's shift; in training before the freeze, the
+        output scaled back and normalised with the batch's statistics."""
+        bn = self.batch_norm
+        beta = 0.0 if bn.beta is None else bn.beta
+        if bias is None:
+            bias = 0.0
+        if not training:
+            return outputs + (bias - bn.moving_mean) * scale + beta
+        frozen = self.batch_norm_frozen
+        unscaled = outputs / scale + bias
+        axes = tuple(range(len(unscaled.shape) - 1))
+        batch_mean, batch_variance = ops.moments(unscaled, axes=axes)
+        # Frozen: the moving statistics, left as they are.
+        mean = frozen * bn.moving_mean + (1 - frozen) * batch_mean
+        variance = frozen * bn.moving_variance + (1 - frozen) * batch_variance
+        keep = bn.momentum + (1 - bn.momentum) * frozen
+        bn.moving_mean.assign(keep * bn.moving_mean + (1 - keep) * batch_mean)
+        bn.moving_variance.assign(
+            keep * bn.moving_variance + (1 - keep) * batch_variance
+        )
+        gamma = 1.0 if bn.gamma is None else bn.gamma
+        return (unscaled - mean) * gamma * ops.rsqrt(variance + bn.epsilon) + beta
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        serialize = keras.saving.serialize_keras_object
+        batch_norm = self.batch_norm
+        return {
+            **super().get_config(),
+            "layer": serialize(self.layer),
+            "batch_norm": None if batch_norm is None else serialize(batch_norm),
+            "activation": self.activation,
+            "momentum": self.momentum,
+        }
+
+
+def _layer(layer):
+    """A layer, or one deserialized from its config (`from_config`)."""
+    if isinstance(layer, dict):
+        return keras.saving.deserialize_keras_object(layer)
+    if not isinstance(layer, keras.layers.Layer):
+        raise ValueError(
+            f"Expected a Keras layer or its serialized config. Received: {layer!r}."
+        )
+    return layer
+
+
+def activation_name(layer):
+    """The name of `layer`'s own activation (`"linear"` without one)."""
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "linear"
+    return keras.activations.serialize(activation)

@@ -1,0 +1,368 @@
+"""Quantization-aware training on every backend: the rounding the int8 files
+apply (kernels per output channel, activations per tensor), BatchNorm folded
+as the export folds it, the freeze, the rebuilt networks, saving and the
+errors. The int8 files of a QAT model: tests/test_quantization_export.py."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_igc
+from keras_igc.applications import registry
+from keras_igc.export import prepare
+from keras_igc.quantization import (
+    ActivationQuantizer,
+    FreezeBatchNorm,
+    QuantizeAwareConvolution,
+    freeze_batch_norm_statistics,
+    inference_model,
+    quantize_aware,
+)
+
+
+def numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def rng_images(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def rounded_per_channel(kernel, axes=(-1,)):
+    """int8 rounding with one symmetric scale per index of `axes`, in NumPy
+    (independent of the layers' own code)."""
+    kernel = np.asarray(keras.ops.convert_to_numpy(kernel), "float64")
+    keep = {a % kernel.ndim for a in axes}
+    others = tuple(i for i in range(kernel.ndim) if i not in keep)
+    scale = np.abs(kernel).max(axis=others, keepdims=True) / 127
+    return np.clip(np.round(kernel / scale), -127, 127) * scale
+
+
+def with_statistics(model, seed=1):
+    """Give every BatchNorm moving statistics and an affine part far from
+    the defaults, so that folding them is checked."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(size=c).astype("float32") * 0.3)
+            layer.moving_variance.assign(rng.uniform(0.3, 3, c).astype("float32"))
+            layer.gamma.assign(rng.uniform(0.5, 2, c).astype("float32"))
+            layer.beta.assign(rng.normal(size=c).astype("float32") * 0.2)
+    return model
+
+
+def test_activation_quantizer_learns_its_range_and_rounds_to_256_levels():
+    layer = ActivationQuantizer(momentum=0.5)
+    x = rng_images((4, 6, 6, 3))
+    # Before a training batch it passes its input through.
+    np.testing.assert_array_equal(numpy(layer(x)), x)
+    assert layer.range is None
+    y = numpy(layer(x, training=True))  # the first batch sets the range
+    low, high = layer.range
+    assert low == pytest.approx(x.min()) and high == pytest.approx(x.max())
+    step = (high - low) / 255
+    levels = (y - y.min()) / step
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert len(np.unique(np.round(levels))) > 100
+    layer(2 * x, training=True)  # later batches move it by the momentum
+    assert layer.range[1] == pytest.approx(0.5 * high + 0.5 * 2 * x.max())
+    frozen = ActivationQuantizer(fixed_range=(-1.0, 3.0))
+    assert not frozen.weights
+    assert frozen.get_config()["fixed_range"] == [-1.0, 3.0]
+    clipped = numpy(frozen(np.array([[-5.0, 0.0, 10.0]], "float32")))
+    np.testing.assert_allclose(clipped, [[-1.0, 0.0, 3.0]], atol=0.02)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"momentum": 1.0}, "momentum=1.0"),
+        ({"momentum": True}, "momentum=True"),
+        ({"fixed_range": (2.0, 1.0)}, "fixed_range=(2.0, 1.0)"),
+        ({"fixed_range": "wide"}, "fixed_range='wide'"),
+    ],
+)
+def test_bad_quantizer_arguments_are_named(kwargs, message):
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
+        ActivationQuantizer(**kwargs)
+
+
+def linear_layers():
+    """One of each layer QAT rounds, on an 8-channel input."""
+    return {
+        "conv": keras.layers.Conv2D(6, 3, padding="same", use_bias=True),
+        "depthwise": keras.layers.DepthwiseConv2D(
+            3, depth_multiplier=2, padding="same"
+        ),
+        "grouped": keras_igc.GroupConv2D(8, 1, groups=4, use_bias=False),
+        "igc": keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False),
+        "igc_strided": keras_igc.IGCConv2D(2, 4, strides=2, padding="same"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(linear_layers()))
+def test_the_folded_rounded_layer_is_what_the_export_folds_then_rounds(kind):
+    """Inference of a fresh QAT model (its quantizers have no range yet) is
+    the export's folded clone with each kernel rounded per output channel:
+    the same BatchNorm fold, the same weights."""
+    inputs = keras.Input((6, 6, 8))
+    x = linear_layers()[kind](inputs)
+    x = keras.layers.BatchNormalization()(x)
+    outputs = keras.layers.ReLU()(x)
+    model = with_statistics(keras.Model(inputs, outputs))
+    folded, _ = prepare(model, block_form="auto_sparse")
+    for layer in folded.layers:
+        if isinstance(layer, keras_igc.IGCConv2D):
+            layer.primary.kernel.assign(rounded_per_channel(layer.primary.kernel))
+            layer.secondary.kernel.assign(rounded_per_channel(layer.secondary.kernel))
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            layer.kernel.assign(rounded_per_channel(layer.kernel, axes=(2, 3)))
+        elif hasattr(layer, "kernel"):
+            layer.kernel.assign(rounded_per_channel(layer.kernel))
+        if hasattr(layer, "set_execution_form"):  # a merged kernel is a snapshot
+            layer.set_execution_form(layer.execution_form)
+    qat = quantize_aware(model)
+    assert [type(layer).__name__ for layer in qat.layers[1:]] == [
+        "ActivationQuantizer",
+        "QuantizeAwareConvolution",
+    ]
+    x = rng_images((2, 6, 6, 8))
+    np.testing.assert_allclose(numpy(qat(x)), numpy(folded(x)), atol=2e-5, rtol=1e-5)
+
+
+def test_batch_norm_trains_on_batch_statistics_until_frozen():
+    inputs = keras.Input((6, 6, 8))
+    x = keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.5)(x)
+    model = with_statistics(keras.Model(inputs, x))
+    qat = quantize_aware(model)
+    layer = qat.get_layer(model.layers[1].name)
+    x = rng_images((4, 6, 6, 8)) * 3 + 1
+    before = numpy(layer.batch_norm.moving_mean)
+    trained = numpy(qat(x, training=True))
+    # Normalised with the batch's statistics (then rounded): per channel,
+    # mean beta and standard deviation gamma.
+    beta, gamma = numpy(layer.batch_norm.beta), numpy(layer.batch_norm.gamma)
+    np.testing.assert_allclose(trained.mean(axis=(0, 1, 2)), beta, atol=0.05)
+    np.testing.assert_allclose(trained.std(axis=(0, 1, 2)), np.abs(gamma), rtol=0.05)
+    moved = numpy(layer.batch_norm.moving_mean)
+    assert not np.allclose(moved, before)
+    assert freeze_batch_norm_statistics(qat) == 1
+    frozen = numpy(qat(x, training=True))
+    np.testing.assert_allclose(numpy(layer.batch_norm.moving_mean), moved)
+    # Frozen, training computes exactly the folded layer of inference.
+    np.testing.assert_allclose(frozen, numpy(qat(x)), atol=1e-5)
+
+
+def test_gradients_pass_straight_through_the_rounding():
+    inputs = keras.Input((6, 6, 8))
+    x = keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    qat = quantize_aware(keras.Model(inputs, outputs))
+    qat.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    x, y = rng_images((8, 6, 6, 8)), np.arange(8) % 3
+    weights = [numpy(w) for w in qat.trainable_weights]
+    qat.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    changed = [
+        not np.allclose(numpy(w), before)
+        for w, before in zip(qat.trainable_weights, weights, strict=True)
+    ]
+    assert all(changed), list(zip(qat.trainable_weights, changed, strict=True))
+    ranges = [
+        layer.range
+        for layer in keras_igc.keras_internals.all_layers(qat)
+        if isinstance(layer, ActivationQuantizer)
+    ]
+    # The input, the block's primary output and output, the mean, the logits.
+    assert len(ranges) == 5 and None not in ranges
+
+
+def small_mobile_network():
+    """IGCV3's pieces: a grouped 1x1, a shuffle, a depthwise with ReLU6, a
+    residual addition, a ReLU after an addition, and a pooled classifier."""
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 8))
+    x = keras_igc.GroupConv2D(16, 1, groups=2, use_bias=False, name="expand")(inputs)
+    x = layers.BatchNormalization(name="expand_bn")(x)
+    x = keras_igc.ChannelShuffle(2, name="shuffle")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(x)
+    x = layers.BatchNormalization(name="depthwise_bn")(x)
+    x = layers.ReLU(6.0, name="depthwise_relu")(x)
+    # Keras' own grouped convolution
+    x = layers.Conv2D(8, 1, groups=2, use_bias=False, name="project")(x)
+    x = layers.BatchNormalization(name="project_bn")(x)
+    x = layers.Add(name="add")([x, inputs])
+    x = layers.ReLU(name="add_relu")(x)
+    x = layers.MaxPooling2D(name="max_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(4, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_quantize_aware_rounds_where_the_runtimes_do(tmp_path):
+    model = small_mobile_network()
+    qat = quantize_aware(model)
+    kinds = {layer.name: type(layer).__name__ for layer in qat.layers}
+    # Convolutions take their BatchNorm and activation; an addition takes the
+    # ReLU after it; moving layers (shuffle, max pooling) round nothing.
+    assert list(kinds.values()).count("QuantizeAwareConvolution") == 4
+    assert not {"expand_bn", "depthwise_bn", "depthwise_relu"} & set(kinds)
+    assert (
+        kinds["add"] == "Add" and kinds["add_relu_quantizer"] == "ActivationQuantizer"
+    )
+    assert "add_quantizer" not in kinds and "max_pool_quantizer" not in kinds
+    assert kinds["shuffle"] == "ChannelShuffle" and "avg_pool_quantizer" in kinds
+    activations = {
+        layer.name: layer.activation
+        for layer in qat.layers
+        if isinstance(layer, QuantizeAwareConvolution)
+    }
+    assert sorted(activations.values()) == ["linear", "linear", "relu6", "softmax"]
+    grouped = qat.get_layer("project").layer
+    assert type(grouped).__name__ == "GroupConv2D"  # not Keras' XLA path
+    assert keras_igc.complexity.model_complexity(qat) == (
+        keras_igc.complexity.model_complexity(model)
+    )
+    # Trains, saves with its compile state and loads safely, the same model.
+    qat.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    x, y = rng_images((8, 8, 8, 8)), np.arange(8) % 4
+    qat.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    path = str(tmp_path / "qat.keras")
+    qat.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(numpy(loaded(x)), numpy(qat(x)))
+    loaded.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    qat.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_allclose(numpy(loaded(x)), numpy(qat(x)), atol=1e-6)
+
+
+def test_the_inference_model_is_the_trained_model_as_plain_layers():
+    """What the exporters convert: the rounded model computes what the QAT
+    model computes at inference, the float one the same without rounding
+    activations (its rounded kernels kept)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 8)),
+            keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
+    qat = quantize_aware(with_statistics(model))
+    x = rng_images((16, 6, 6, 8))
+    qat(x, training=True)  # sets every range
+    rounded, plain = inference_model(qat), inference_model(qat, round_activations=False)
+    kinds = [type(layer).__name__ for layer in rounded.layers[1:]]
+    assert kinds == [
+        "ActivationQuantizer", "GroupConv2D", "ActivationQuantizer", "Conv2D", "ReLU",
+        "ActivationQuantizer", "GlobalAveragePooling2D", "ActivationQuantizer",
+        "Dense", "ActivationQuantizer",
+    ]  # fmt: skip
+    assert not any(isinstance(layer, ActivationQuantizer) for layer in plain.layers)
+    logits = numpy(qat(x))
+    step = np.ptp(logits) / 255
+    assert np.abs(numpy(rounded(x)) - logits).max() <= step
+    assert np.abs(numpy(plain(x)) - logits).max() > step  # rounding matters
+    for layer in keras_igc.keras_internals.all_layers(qat):
+        if isinstance(layer, ActivationQuantizer):
+            layer.initialized.assign(0.0)  # now passes activations through
+    np.testing.assert_allclose(numpy(plain(x)), numpy(qat(x)), atol=1e-5)
+
+
+def test_freeze_batch_norm_callback_freezes_from_its_epoch():
+    inputs = keras.Input((6, 6, 8))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    qat = quantize_aware(keras.Model(inputs, keras.layers.Dense(2)(x)))
+    qat.compile(keras.optimizers.SGD(0.01), "mse")
+    x, y = rng_images((4, 6, 6, 8)), np.zeros((4, 2), "float32")
+    layer = qat.layers[2]
+    seen = []
+    watch = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(float(layer.batch_norm_frozen))
+    )
+    qat.fit(x, y, epochs=3, verbose=0, callbacks=[FreezeBatchNorm(2), watch])
+    assert seen == [0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="epoch=-1"):
+        FreezeBatchNorm(-1)
+
+
+def test_a_registry_network_becomes_quantization_aware():
+    model = registry.get_model(
+        "IGC-L24M2", depth=8, weights=None, input_shape=(16, 16, 1), classes=10
+    )
+    qat = quantize_aware(model)
+    wrapped = [l for l in qat.layers if isinstance(l, QuantizeAwareConvolution)]
+    convolutions = [
+        l
+        for l in model.layers
+        if isinstance(l, keras.layers.Conv2D | keras_igc.IGCConv2D)
+    ]
+    assert {l.name for l in wrapped} == {l.name for l in convolutions} | {"predictions"}
+    assert all(l.batch_norm is not None for l in wrapped if l.name != "predictions")
+    assert qat.get_layer("predictions").activation == "softmax"
+    assert np.allclose(numpy(qat(rng_images((2, 16, 16, 1)))).sum(-1), 1, atol=1e-5)
+
+
+class Doubling(keras.layers.Layer):
+    def call(self, x):
+        return 2 * x
+
+
+class Subclassed(keras.Model):
+    def call(self, x):
+        return x
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (
+            lambda: keras.Sequential([keras.Input((4, 4, 2)), Doubling(name="twice")]),
+            ValueError,
+            r"does not cover layer 'twice' \(Doubling\).*post-training int8",
+        ),
+        (
+            lambda: keras.Sequential(
+                [keras.Input((4, 4, 2)), keras.layers.Conv2D(2, 1, activation="tanh")]
+            ),
+            ValueError,
+            "activation='tanh'",
+        ),
+        (lambda: Subclassed(), ValueError, "subclassed Subclassed"),
+        (lambda: "model.keras", TypeError, "expects a keras.Model"),
+        (
+            lambda: quantize_aware(
+                keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(2, 1)])
+            ),
+            ValueError,
+            "already quantization-aware",
+        ),
+        (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((4, 4, 2)),
+                    keras.Sequential(
+                        [keras.Input((4, 4, 2)), keras.layers.Conv2D(2, 1)]
+                    ),
+                ]
+            ),
+            ValueError,
+            "one flat graph",
+        ),
+    ],
+    ids=["layer", "activation", "subclassed", "not-a-model", "twice", "nested"],
+)
+def test_what_qat_cannot_take_is_named_with_the_fix(make, error, message):
+    with pytest.raises(error, match=message):
+        quantize_aware(make())
