@@ -207,3 +207,43 @@ def test_predict_reads_every_file_a_user_ships(exported):
         for model, top in tops.items():
             right = np.mean([t == y for t, y in zip(top, truth, strict=True)])
             assert right >= 0.9, (model, top, truth)
+
+
+def test_quantization_aware_fine_tune_exports_and_predicts(exported):
+    """`train --quantize-aware --from run` fine-tunes the float run under int8
+    rounding; its export needs no calibration (the ranges are learned), and
+    --check holds its int8 files to the fine-tuned model itself."""
+    family, folder = exported
+    # A network that has learned something: its ONNX file computes the
+    # narrow-group primaries in float (docs/quantization.md), a step finer
+    # than it trained. The barely trained ones' close logits may tie in int8.
+    least = 0.99 if family == "igc-cifar" else FAMILIES[family][1]
+    ok(cli("train", "--quantize-aware", "--from", "run", "--dataset", "digits",
+           "--epochs", "1", "--steps-per-epoch", "8", "--seed", "0",
+           "--output", "run-qat", cwd=folder))  # fmt: skip
+    out = ok(cli(
+        "export", "run-qat/model.keras", "--output", "exported-qat", "--formats",
+        "litert,onnx", "--quantize", "int8", "--check", "--min-agreement",
+        str(least), cwd=folder,
+    ))  # fmt: skip
+    assert "litert_int8" in out and "onnx_int8" in out
+    report = json.loads((folder / "exported-qat" / "export_report.json").read_text())
+    assert report["quantization"]["quantize_aware"] is True
+    assert report["quantization"]["calibration_examples"] == 0
+    assert report["quantization"]["float_ops"]["litert"] == {}
+    from keras_igc import predict
+
+    images = digit_pngs(folder, count=4)
+    tops = {
+        model: [
+            top[0][0]
+            for _, top in predict.classify(
+                folder / model, [folder / i for i in images], top=1
+            )
+        ]  # fmt: skip
+        for model in ("run-qat/model.keras", "exported-qat/model_int8.tflite")
+    }
+    if family == "igc-cifar":
+        truth = [name.split("-")[2].removesuffix(".png") for name in images]
+        assert tops["run-qat/model.keras"] == truth
+        assert tops["exported-qat/model_int8.tflite"] == truth
