@@ -297,6 +297,7 @@ def test_freeze_batch_norm_callback_freezes_from_its_epoch():
         FreezeBatchNorm(-1)
 
 
+@pytest.mark.tensorflow_only  # a whole network: its layers run on every backend above
 def test_a_registry_network_becomes_quantization_aware():
     model = registry.get_model(
         "IGC-L24M2", depth=8, weights=None, input_shape=(16, 16, 1), classes=10
@@ -366,3 +367,39 @@ class Subclassed(keras.Model):
 def test_what_qat_cannot_take_is_named_with_the_fix(make, error, message):
     with pytest.raises(error, match=message):
         quantize_aware(make())
+
+
+def test_the_qat_layers_pass_keras_run_layer_test():
+    """Keras' own layer test harness (config round trip, symbolic and eager
+    calls, saving, a training step, mixed precision), as every public layer
+    of keras_igc.layers takes it (test_layer_harness.py)."""
+    from keras.src.testing import TestCase
+
+    class Harness(TestCase):
+        def runTest(self):
+            pass
+
+    harness = Harness()
+    harness.setUp()
+    serialize = keras.saving.serialize_keras_object
+    try:
+        harness.run_layer_test(
+            ActivationQuantizer, init_kwargs=dict(momentum=0.9),
+            input_shape=(2, 4, 4, 3), expected_output_shape=(2, 4, 4, 3),
+            expected_num_trainable_weights=0, expected_num_non_trainable_weights=3,
+            run_training_check=False,  # nothing to train
+        )  # fmt: skip
+        harness.run_layer_test(
+            QuantizeAwareConvolution,
+            init_kwargs=dict(
+                layer=serialize(keras_igc.IGCConv2D(4, 2, padding="same")),
+                batch_norm=serialize(keras.layers.BatchNormalization()),
+                activation="relu6",
+            ),
+            input_shape=(2, 6, 6, 8), expected_output_shape=(2, 6, 6, 8),
+            # primary, secondary, bias, gamma, beta; the moving statistics,
+            # the freeze and two ranges of three variables
+            expected_num_trainable_weights=5, expected_num_non_trainable_weights=9,
+        )  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy("float32")

@@ -86,9 +86,7 @@ class ActivationQuantizer(keras.layers.Layer):
             self.range_min.assign(keep * self.range_min + (1 - keep) * batch_min)
             self.range_max.assign(keep * self.range_max + (1 - keep) * batch_max)
             self.initialized.assign(1.0)
-        low = ops.cast(self.range_min, inputs.dtype)
-        high = ops.cast(self.range_max, inputs.dtype)
-        rounded = quantize_activations(inputs, low, high)
+        rounded = quantize_activations(inputs, self.range_min, self.range_max)
         return ops.where(self.initialized > 0, rounded, inputs)
 
     def compute_output_shape(self, input_shape):

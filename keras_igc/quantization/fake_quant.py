@@ -35,8 +35,11 @@ def quantize_activations(x, low, high):
     """`x` on the 256 levels of the range `[low, high]` (widened to hold
     zero, as the converters do), gradient passed straight through inside
     the range and zero outside it."""
-    low = ops.minimum(low, 0.0)
-    high = ops.maximum(ops.maximum(high, 0.0), low + 1e-6)
-    return keras.quantizers.fake_quant_with_min_max_vars(
-        x, low, high, num_bits=ACTIVATION_BITS, narrow_range=False
+    low = ops.minimum(ops.cast(low, "float32"), 0.0)
+    high = ops.maximum(ops.maximum(ops.cast(high, "float32"), 0.0), low + 1e-6)
+    # TensorFlow's kernel takes float32 only; a mixed-precision tensor goes
+    # back to its own type.
+    rounded = keras.quantizers.fake_quant_with_min_max_vars(
+        ops.cast(x, "float32"), low, high, num_bits=ACTIVATION_BITS, narrow_range=False
     )
+    return ops.cast(rounded, x.dtype)

@@ -105,12 +105,15 @@ class QuantizeAwareConvolution(keras.layers.Layer):
             )
         self.activation = activation
         self.momentum = momentum
-        self.output_quantizer = ActivationQuantizer(momentum, name="output_quantizer")
+        policy = self.dtype_policy
+        self.output_quantizer = ActivationQuantizer(
+            momentum, name="output_quantizer", dtype=policy
+        )
         self.intermediate_quantizer = None
         if isinstance(self.layer, IGCConv2D):
             # The primary's output is an int8 tensor in the exported block.
             self.intermediate_quantizer = ActivationQuantizer(
-                momentum, name="intermediate_quantizer"
+                momentum, name="intermediate_quantizer", dtype=policy
             )
 
     def build(self, input_shape):
@@ -151,7 +154,8 @@ class QuantizeAwareConvolution(keras.layers.Layer):
         outputs = self.output_quantizer(outputs, training=training)
         if self.activation == "softmax":
             outputs = ops.softmax(outputs, axis=-1)
-        return outputs
+        # The wrapped layer keeps its own type (quantize_aware: float32).
+        return ops.cast(outputs, self.compute_dtype)
 
     def _batch_norm_scale(self):
         """gamma / sqrt(moving variance + epsilon), per output channel (a
