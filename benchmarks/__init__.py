@@ -96,6 +96,14 @@ BENCHMARKS = (
         ("quantize-cpu.json", "quantize-classes-cpu.json"),
     ),
     Benchmark(
+        "qat",
+        "quantization-aware training against post-training int8 on digits: "
+        "accuracy and agreement of each int8 file (LiteRT, ONNX) with the float "
+        "and the fine-tuned model",
+        "python -m benchmarks.qat [--epochs 15] [--qat-epochs 3]",
+        ("qat-digits.json",),
+    ),
+    Benchmark(
         "networks",
         "whole networks of every family, a training step (model.fit's own) and "
         "inference, against PyTorch's best for the same network and weights, "

@@ -163,3 +163,46 @@ def test_train_quantize_aware_names_what_does_not_fit(
     assert cli.main(["train", *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "qat").exists()
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the run after an epoch, as a crash would, keeping its state."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            self.weights = [w.copy() for w in self.model.get_weights()]
+            raise KeyboardInterrupt
+
+
+class Start(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = self.model.get_weights()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_a_qat_run_resumes_exactly_and_freezes_in_its_second_half(float_run, tmp_path):
+    """`train(quantize_aware=True)` is a run like any other: interrupted, it
+    resumes where its backup left it, with every range, statistic and the
+    freeze switch; the freeze comes at the epoch `qat_freeze_epoch` says."""
+    from keras_igc import training
+
+    model = keras.saving.load_model(float_run / "model.keras")
+    args = dict(epochs=3, steps_per_epoch=2, seed=0, verbose=0, quantize_aware=True)
+    interrupt = Interrupt()
+    with pytest.raises(KeyboardInterrupt):
+        training.train(model, "digits", str(tmp_path), callbacks=[interrupt], **args)
+    start = Start()
+    qat, _ = training.train(model, "digits", str(tmp_path), callbacks=[start], **args)
+    assert start.epochs == [2]
+    for restored, saved in zip(start.weights, interrupt.weights, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    assert training.qat_freeze_epoch(training.qat_recipe("digits", epochs=3)) == 2
+    frozen = [float(layer.batch_norm_frozen) for layer in qat.layers
+              if isinstance(layer, quantization.QuantizeAwareConvolution)
+              and layer.batch_norm is not None]  # fmt: skip
+    assert frozen == [1.0]
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert quantization.is_quantize_aware(loaded)
