@@ -82,3 +82,31 @@ def non_negative_int(value, name, owner=None):
             f"{name}={value!r}."
         )
     return int(value)
+
+
+def graph_model(model, task, alternative="rebuild it with the functional API"):
+    """`model` if it is a built Functional or Sequential `keras.Model`, which
+    `task` ("Export", "quantize_aware") clones layer by layer; else an error
+    that says why and what to do instead (`alternative`)."""
+    import keras
+
+    from keras_igc import keras_internals
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{task} expects a keras.Model. Received: {type(model).__name__}."
+        )
+    if not isinstance(model, keras.Sequential) and not keras_internals.is_graph_model(
+        model
+    ):
+        raise ValueError(
+            f"{task} clones the model layer by layer, which needs a Functional or "
+            f"Sequential model; {model.name!r} is a subclassed "
+            f"{type(model).__name__}. Instead, {alternative}."
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"Model {model.name!r} is not built, so its input shape is unknown. "
+            f"Start it with keras.Input(shape) (or call it on a batch) first."
+        )
+    return model

@@ -17,7 +17,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_igc import forms, keras_internals
+from keras_igc import forms, keras_internals, validation
 from keras_igc import ops as igc_ops
 from keras_igc.complexity import model_complexity
 from keras_igc.layers import GroupConv2D, IGCConv2D
@@ -252,25 +252,10 @@ def _folded_form(choices, name):
 
 
 def check_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"Expected a keras.Model to export. Received: {type(model).__name__}."
-        )
-    if not isinstance(model, keras.Sequential) and not keras_internals.is_graph_model(
-        model
-    ):
-        raise ValueError(
-            f"Export clones the model layer by layer, which needs a Functional "
-            f"or Sequential model; {model.name!r} is a subclassed "
-            f"{type(model).__name__}. Export it with model.export() instead "
-            f"(no folding), or rebuild it with the functional API."
-        )
-    if not model.built or not model.inputs:
-        raise ValueError(
-            f"Model {model.name!r} is not built, so its input shape is unknown. "
-            f"Start it with keras.Input(shape) (or call it on a batch) before "
-            f"exporting."
-        )
+    validation.graph_model(
+        model, "Export", "export it with model.export() (no folding), or rebuild "
+        "it with the functional API",
+    )  # fmt: skip
 
 
 def _batch_norm_pairs(model):

@@ -13,7 +13,7 @@ import collections
 
 import keras
 
-from keras_igc import keras_internals
+from keras_igc import keras_internals, validation
 from keras_igc.export import folding
 from keras_igc.layers import ChannelShuffle, GroupConv2D, IGCConv2D
 from keras_igc.quantization.activation_quantizer import ActivationQuantizer
@@ -286,23 +286,7 @@ def _input_shape(layer):
 
 
 def _check_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"quantize_aware expects a keras.Model. Received: {type(model).__name__}."
-        )
-    if not isinstance(model, keras.Sequential) and not keras_internals.is_graph_model(
-        model
-    ):
-        raise ValueError(
-            f"quantize_aware rebuilds the model layer by layer, which needs a "
-            f"Functional or Sequential model; {model.name!r} is a subclassed "
-            f"{type(model).__name__}. Rebuild it with the functional API."
-        )
-    if not model.built or not model.inputs:
-        raise ValueError(
-            f"Model {model.name!r} is not built, so its input shape is unknown. "
-            f"Start it with keras.Input(shape) before quantize_aware."
-        )
+    validation.graph_model(model, "quantize_aware")
     if is_quantize_aware(model):
         raise ValueError(
             f"Model {model.name!r} is already quantization-aware; train it as it "
