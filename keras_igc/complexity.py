@@ -169,14 +169,13 @@ def model_complexity(model, count_batch_norm=False):
     import keras
 
     from keras_igc.layers import IGCConv2D, IGCV2Conv2D, MSGCConv2D
-    from keras_igc.quantization import QuantizeAwareConvolution
 
     conv_params = 0
     macs = 0
     for wrapper in _leaf_layers(model):
-        # A quantization-aware layer costs what the layer it trains costs.
-        quantized = isinstance(wrapper, QuantizeAwareConvolution)
-        layer = wrapper.layer if quantized else wrapper
+        # A wrapper (a quantization-aware convolution) costs what it wraps.
+        wrapped = isinstance(wrapper, keras.layers.Wrapper)
+        layer = wrapper.layer if wrapped else wrapper
         if isinstance(layer, MSGCConv2D):  # outputs [feature map, gates]
             weights, shape = _size(layer.kernel), layer.output[0].shape
         elif isinstance(layer, IGCConv2D):

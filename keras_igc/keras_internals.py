@@ -58,6 +58,12 @@ def call_inputs(layer):
     return layer._inbound_nodes[0].input_tensors
 
 
+def was_called(layer):
+    """Whether `layer` was called in a Functional graph (a layer nested in
+    another, e.g. a wrapper's sublayer, was not)."""
+    return bool(layer._inbound_nodes)
+
+
 def all_layers(model):
     """Every layer of `model`, nested ones included."""
     return list(model._flatten_layers())

@@ -133,34 +133,37 @@ def export(
             f"Export would replace {existing}. Choose another directory, remove "
             f"them, or pass overwrite=True (--overwrite) to replace them."
         )
-    prepared, folding, prepared_rounded = {}, {}, None
-    options = dict(
-        fold=fold, block_form=block_form, grouped_conv_form=grouped_conv_form
-    )
-    for fmt in formats:
-        prepared[fmt], folding[fmt] = prepare(model, runtime=fmt, **options)
-    if rounded is not None:
-        prepared_rounded = {
-            fmt: prepare(rounded, runtime=fmt, **options)[0]
-            for fmt in formats
-            if fmt in INT8_RUNTIMES
-        }
+    stage = _prepared(model, rounded, formats, fold=fold, block_form=block_form,
+                      grouped_conv_form=grouped_conv_form)  # fmt: skip
     _make_directory(directory)
-    stage = dict(prepared=prepared, folding=folding, rounded=prepared_rounded)
     select_ops = _write(directory, stage, artifacts, existing, quantization, images)
     result = ExportResult(
         artifacts=artifacts,
         sizes={fmt: _disk_size(path) for fmt, path in artifacts.items()},
-        folding=folding,
-        litert_select_ops=select_ops,
+        folding=stage["folding"], litert_select_ops=select_ops,
         quantization=quantization,
-    )
+    )  # fmt: skip
     runs.write_text(os.path.join(directory, REPORT_FILE), result.to_json())
     if preprocessing is not None:
         preprocessing.save(directory)
     if verbose:
         _print_summary(result)
     return result
+
+
+def _prepared(model, rounded, formats, **options):
+    """`Stage`'s arguments: each format's clone of `model` and its report,
+    and of a quantization-aware model's `rounded` one, by 8-bit format."""
+    prepared, folding = {}, {}
+    for fmt in formats:
+        prepared[fmt], folding[fmt] = prepare(model, runtime=fmt, **options)
+    if rounded is not None:
+        rounded = {
+            fmt: prepare(rounded, runtime=fmt, **options)[0]
+            for fmt in formats
+            if fmt in INT8_RUNTIMES
+        }
+    return {"prepared": prepared, "folding": folding, "rounded": rounded}
 
 
 def _quantize_aware_sources(model, quantize):

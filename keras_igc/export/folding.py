@@ -119,7 +119,7 @@ def prepare(
         # clone_model replaces calls (BatchNorm by Identity) in graphs only.
         (inputs,), (outputs,) = model.inputs, model.outputs
         model = keras.Model(inputs, outputs, name=model.name)
-    pairs = _batch_norm_pairs(model) if fold else {}
+    pairs = batch_norm_pairs(model) if fold else {}
     choices = _top_level_choices(model, target, overrides, pairs)
     clone = _clone(model, pairs, choices)
     _copy_weights(model, clone, pairs)
@@ -163,7 +163,7 @@ def _top_level_choices(model, runtime, overrides, pairs):
                 )
             choices[layer.name] = choice
     for layer in model.layers:  # the layers `clone_model` sees
-        if _is_grouped_conv(layer):
+        if is_grouped_conv(layer):
             choices[layer.name] = forms.choose(layer, runtime, overrides)
     return choices
 
@@ -182,7 +182,7 @@ def _clone(model, pairs, choices):
             config["use_bias"] = True
         if isinstance(layer, IGCConv2D) and choices[layer.name].form == "dense":
             return keras.layers.Conv2D.from_config(_dense_config(layer))
-        if _is_grouped_conv(layer):
+        if is_grouped_conv(layer):
             return GroupConv2D.from_config(config)
         return type(layer).from_config(config)
 
@@ -258,7 +258,7 @@ def check_model(model):
     )  # fmt: skip
 
 
-def _batch_norm_pairs(model):
+def batch_norm_pairs(model):
     """`{producer name: BatchNormalization}` for every foldable pair."""
     nodes = keras_internals.graph_nodes(model)
     calls = collections.Counter(id(node.operation) for node in nodes)
@@ -292,7 +292,7 @@ def _batch_norm_pairs(model):
     return pairs
 
 
-def _is_grouped_conv(layer):
+def is_grouped_conv(layer):
     return (
         isinstance(layer, keras.layers.Conv2D)
         and layer.groups > 1

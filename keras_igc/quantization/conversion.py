@@ -140,7 +140,7 @@ class _Rebuild:
     def __init__(self, model, momentum):
         self.source = model
         self.momentum = momentum
-        self.pairs = folding._batch_norm_pairs(model)
+        self.pairs = folding.batch_norm_pairs(model)
         self.nodes = keras_internals.graph_nodes_in_order(model)
         self.consumers = collections.defaultdict(list)
         for node in self.nodes:
@@ -268,7 +268,7 @@ def _copy(layer, **changes):
     `GroupConv2D`, which avoids Keras' XLA path on TensorFlow)."""
     config = {**layer.get_config(), **changes, "dtype": "float32"}
     cls = type(layer)
-    if folding._is_grouped_conv(layer):
+    if folding.is_grouped_conv(layer):
         cls = GroupConv2D
     copy = cls.from_config(config)
     if layer.weights:
@@ -280,7 +280,7 @@ def _copy(layer, **changes):
 def _input_shape(layer):
     """The input shape of `layer`'s call in its graph; None for a layer
     nested in another (a wrapper's quantizer: its range is scalar)."""
-    if layer._inbound_nodes:
+    if keras_internals.was_called(layer):
         return keras_internals.call_inputs(layer)[0].shape
     return None
 

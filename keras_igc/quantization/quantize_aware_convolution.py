@@ -20,7 +20,7 @@ ACTIVATIONS = ("linear", "relu", "relu6", "softmax")
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
-class QuantizeAwareConvolution(keras.layers.Layer):
+class QuantizeAwareConvolution(keras.layers.Wrapper):
     """A convolution (or `Dense`) trained under the int8 rounding of its export.
 
     It computes what the exported int8 kernel computes, in float: the
@@ -68,8 +68,7 @@ class QuantizeAwareConvolution(keras.layers.Layer):
 
     def __init__(self, layer, batch_norm=None, activation="linear", momentum=0.99,
                  **kwargs):  # fmt: skip
-        super().__init__(**kwargs)
-        self.layer = _layer(layer)
+        super().__init__(_layer(layer), **kwargs)
         if not isinstance(self.layer, LINEAR_LAYERS):
             raise ValueError(
                 f"QuantizeAwareConvolution wraps an IGCConv2D, Conv2D, "
@@ -271,8 +270,7 @@ class QuantizeAwareConvolution(keras.layers.Layer):
         serialize = keras.saving.serialize_keras_object
         batch_norm = self.batch_norm
         return {
-            **super().get_config(),
-            "layer": serialize(self.layer),
+            **super().get_config(),  # the wrapped layer's, as Keras' wrappers do
             "batch_norm": None if batch_norm is None else serialize(batch_norm),
             "activation": self.activation,
             "momentum": self.momentum,
