@@ -403,3 +403,18 @@ def test_the_qat_layers_pass_keras_run_layer_test():
         )  # fmt: skip
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_qat_computes_in_float32_under_a_mixed_precision_policy():
+    """The rounding of the int8 files, not float16's: the copy is float32
+    whatever the global policy (docs/quantization.md)."""
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = small_mobile_network()
+        qat = quantize_aware(model)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert {layer.compute_dtype for layer in qat.layers[1:]} == {"float32"}
+    assert keras.backend.standardize_dtype(qat(rng_images((1, 8, 8, 8))).dtype) == (
+        "float32"
+    )

@@ -176,9 +176,7 @@ class _Rebuild:
         name = node.operation.name
         copy = keras.Input(batch_shape=tensor.shape, dtype="float32", name=name)
         self.inputs[id(tensor)] = copy
-        self.tensors[id(tensor)] = ActivationQuantizer(
-            self.momentum, name=f"{name}_quantizer"
-        )(copy)
+        self.tensors[id(tensor)] = self._quantizer(f"{name}_quantizer")(copy)
 
     def _linear(self, node):
         """A convolution or Dense, with the BatchNorm and ReLU after it."""
@@ -205,8 +203,9 @@ class _Rebuild:
         linear = {} if isinstance(layer, IGCConv2D) else {"activation": None}
         inner = _copy(layer, **linear)
         wrapper = QuantizeAwareConvolution(
-            inner, batch_norm, activation, self.momentum, name=layer.name
-        )
+            inner, batch_norm, activation, self.momentum, name=layer.name,
+            dtype="float32",
+        )  # fmt: skip
         (source,) = node.input_tensors
         result = wrapper(self.tensors[id(source)])
         for end in ends:
@@ -224,10 +223,13 @@ class _Rebuild:
         (tensor,) = node.output_tensors
         rounded = isinstance(layer, VALUE_LAYERS) and not _is_softmax(layer)
         if rounded and self._fusable_relu(tensor) is None:
-            result = ActivationQuantizer(self.momentum, name=f"{layer.name}_quantizer")(
-                result
-            )
+            result = self._quantizer(f"{layer.name}_quantizer")(result)
         self.tensors[id(tensor)] = result
+
+    def _quantizer(self, name):
+        # float32 under a mixed-precision policy too: the rounding of the
+        # int8 files, not of float16.
+        return ActivationQuantizer(self.momentum, name=name, dtype="float32")
 
     def _single_consumer(self, tensor):
         (node,) = self.consumers[id(tensor)]
