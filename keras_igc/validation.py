@@ -109,4 +109,16 @@ def graph_model(model, task, alternative="rebuild it with the functional API"):
             f"Model {model.name!r} is not built, so its input shape is unknown. "
             f"Start it with keras.Input(shape) (or call it on a batch) first."
         )
+    quantized = [
+        layer.name
+        for layer in keras_internals.all_layers(model)
+        if getattr(layer, "quantization_mode", None) is not None
+    ]
+    if quantized:
+        raise ValueError(
+            f"{task} takes a float model; model.quantize() stored the weights of "
+            f"{quantized[:3]}{' and more' if len(quantized) > 3 else ''} of "
+            f"{model.name!r} as int8. Use the float model it was quantized from "
+            f"(export: with quantize='int8', --quantize int8, for int8 files)."
+        )
     return model

@@ -1,113 +1,29 @@
-"""The int8 files of a quantization-aware model: written from the ranges it
-learned (no calibration), every layer as it trained, agreeing with the model
-itself; and `keras-igc train --quantize-aware --from`'s checks (TensorFlow:
-the exports and the command line run there)."""
+"""A quantization-aware run and its export's arguments: `keras-igc train
+--quantize-aware --from`'s checks, the exact resume of a QAT run, no
+calibration for a QAT model (TensorFlow: the runs, the exports and the
+command line run there). The int8 files of a QAT run, checked against it,
+are on the user's path (tests/user_path.py)."""
 
-import collections
 import json
 
 import keras
 import numpy as np
 import pytest
 
-import keras_igc
-from keras_igc import cli, data, export, preprocessing, quantization
-from keras_igc.export.dependencies import require
+from keras_igc import cli, export, preprocessing, quantization
 
 pytestmark = pytest.mark.tensorflow_only
 
 
-def held_out():
-    return np.concatenate([b.numpy() for b, _ in data.load("digits", "eval")])
-
-
-@pytest.fixture(scope="module")
-def qat_model():
-    """A small IGC network trained on digits, then fine-tuned under int8
-    rounding for an epoch."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 1))
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inputs)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
-    for strides in (2, 1):
-        x = keras_igc.IGCConv2D(8, 2, strides=strides, padding="same", use_bias=False)(
-            x
-        )
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(10, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
-    train = data.load("digits", "train", batch_size=64, seed=0)
-    model.fit(train, epochs=12, verbose=0)
-    qat = quantization.quantize_aware(model)
-    qat.compile(
-        keras.optimizers.SGD(0.001, momentum=0.9), "sparse_categorical_crossentropy"
+def test_a_qat_model_takes_no_calibration(float_run, tmp_path):
+    """Its ranges are learned: a calibration is refused before anything is
+    written. (Its int8 files, checked against it: tests/user_path.py.)"""
+    qat = quantization.quantize_aware(
+        keras.saving.load_model(float_run / "model.keras")
     )
-    qat.fit(train, epochs=1, verbose=0)
-    return qat
-
-
-@pytest.fixture(scope="module")
-def exported(qat_model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("qat")
-    result = export.export(
-        qat_model, str(directory), ["litert", "onnx"], quantize="int8", verbose=False
-    )
-    return directory, result
-
-
-def test_int8_files_of_a_qat_model_agree_with_it(qat_model, exported):
-    _, result = exported
-    report = result.quantization
-    assert report.quantize_aware and report.calibration_examples == 0
-    # Every LiteRT op in int8, from the learned ranges.
-    assert report.float_ops["litert"] == {}
-    rows = export.check_quantized(qat_model, result.artifacts, held_out())
-    for row in rows:
-        assert row["agreement"] >= 0.995, row
-    # ONNX's holds each IGC secondary as one dense 1x1 kernel (the
-    # permutations folded in), larger than the float file's grouped one on a
-    # network this small; --check reports it (test_quantize.py).
-    litert = next(row for row in rows if row["format"] == "litert_int8")
-    assert litert["bytes"] < litert["float_bytes"]
-
-
-def test_the_onnx_file_stores_the_rounded_kernels_as_int8(exported):
-    onnx = require("onnx", "test")
-    from onnx import numpy_helper
-
-    _, result = exported
-    graph = onnx.load(result.artifacts["onnx_int8"]).graph
-    kept = result.quantization.kept_float["onnx"]
-    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    stored = collections.Counter()
-    for node in graph.node:
-        if node.op_type not in ("Conv", "MatMul") or node.name in kept:
-            continue
-        dequantize = producers[node.input[1]]
-        assert dequantize.op_type == "DequantizeLinear", node.name
-        stored[weights[dequantize.input[0]].dtype.name] += 1
-    assert stored == {"int8": 4}  # the stem, two secondaries, the classifier
-    assert len(kept) == 2  # the two 8-group primaries run in float
-
-
-def test_the_float_files_hold_the_float_model_of_the_rounded_weights(
-    qat_model, exported
-):
-    _, result = exported
-    rows = export.check(qat_model, result.artifacts, batch_sizes=(3,), runs=1)
-    assert {r["format"] for r in rows} == {"keras", "litert", "onnx"}
-    assert max(r["max_abs_diff"] for r in rows) < 1e-5
-
-
-def test_a_qat_model_takes_no_calibration(qat_model, tmp_path):
     with pytest.raises(ValueError, match="quantization-aware.*Leave calibration out"):
         export.export(
-            qat_model, str(tmp_path / "out"), ["litert"], quantize="int8",
+            qat, str(tmp_path / "out"), ["litert"], quantize="int8",
             calibration="digits:32", verbose=False,
         )  # fmt: skip
     assert not (tmp_path / "out").exists()

@@ -219,7 +219,7 @@ def test_quantization_aware_fine_tune_exports_and_predicts(exported):
     # than it trained. The barely trained ones' close logits may tie in int8.
     least = 0.99 if family == "igc-cifar" else FAMILIES[family][1]
     ok(cli("train", "--quantize-aware", "--from", "run", "--dataset", "digits",
-           "--epochs", "1", "--steps-per-epoch", "8", "--seed", "0",
+           "--epochs", "1", "--steps-per-epoch", "4", "--seed", "0",
            "--output", "run-qat", cwd=folder))  # fmt: skip
     out = ok(cli(
         "export", "run-qat/model.keras", "--output", "exported-qat", "--formats",
@@ -230,7 +230,15 @@ def test_quantization_aware_fine_tune_exports_and_predicts(exported):
     report = json.loads((folder / "exported-qat" / "export_report.json").read_text())
     assert report["quantization"]["quantize_aware"] is True
     assert report["quantization"]["calibration_examples"] == 0
-    assert report["quantization"]["float_ops"]["litert"] == {}
+    assert report["quantization"]["float_ops"]["litert"] == {}  # every op int8
+    # --check held each int8 file to the QAT model (--min-agreement above),
+    # and the float files to its float model (--tolerance).
+    assert {row["format"] for row in report["int8_check"]} == {
+        "litert_int8", "onnx_int8"
+    }  # fmt: skip
+    # The ONNX file holds the rounded kernels as int8, but those its int8
+    # rule keeps float.
+    assert onnx_int8_weights(folder / "exported-qat" / "model_int8.onnx", report)
     from keras_igc import predict
 
     images = digit_pngs(folder, count=4)
@@ -247,3 +255,25 @@ def test_quantization_aware_fine_tune_exports_and_predicts(exported):
         truth = [name.split("-")[2].removesuffix(".png") for name in images]
         assert tops["run-qat/model.keras"] == truth
         assert tops["exported-qat/model_int8.tflite"] == truth
+
+
+def onnx_int8_weights(path, report):
+    """Each Conv and MatMul of the file that its int8 rule does not keep
+    float reads its weights from int8 through a DequantizeLinear; returns
+    how many."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(path).graph
+    kept = report["quantization"]["kept_float"]["onnx"]
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    count = 0
+    for node in graph.node:
+        if node.op_type not in ("Conv", "MatMul") or node.name in kept:
+            continue
+        dequantize = producers[node.input[1]]
+        assert dequantize.op_type == "DequantizeLinear", node.name
+        assert weights[dequantize.input[0]].dtype == np.int8, node.name
+        count += 1
+    return count

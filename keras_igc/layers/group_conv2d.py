@@ -2,10 +2,11 @@ import keras
 
 from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
+from keras_igc.layers.int8_kernel import Int8Kernel
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
-class GroupConv2D(keras.layers.Conv2D):
+class GroupConv2D(Int8Kernel, keras.layers.Conv2D):
     """`keras.layers.Conv2D(groups=...)` without the slow XLA path on CPU.
 
     Same arguments, weights, config and outputs as `Conv2D`; only the way a
@@ -19,7 +20,9 @@ class GroupConv2D(keras.layers.Conv2D):
     networks use it for their grouped shortcut projections.
 
     Only `data_format="channels_last"` takes the alternative paths; anything
-    else behaves exactly like `Conv2D`.
+    else behaves exactly like `Conv2D`. `model.quantize("int8")` stores its
+    kernel as int8 with a scale per output channel (Keras' own `Conv2D` is
+    skipped; `keras_igc.layers.int8_kernel`).
 
     Args:
         implementation: `"auto"` (the default: the `"keras"` rule of

@@ -6,6 +6,7 @@ from keras import ops
 from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
 from keras_igc.layers.channel_shuffle import ChannelShuffle
+from keras_igc.layers.int8_kernel import QuantizableConv2D
 from keras_igc.validation import positive_int
 
 
@@ -73,6 +74,10 @@ class IGCConv2D(keras.layers.Layer):
         kernel_initializer, kernel_regularizer, kernel_constraint: applied
             to both the primary and the secondary kernel.
         bias_initializer, bias_regularizer, bias_constraint: for the bias.
+        quantized: None, or the sublayers that `model.quantize("int8")`
+            stored as int8 (`{"primary": "int8", "secondary": "int8"}`,
+            `keras_igc.layers.int8_kernel`): `get_config` sets it, so that a
+            saved quantized block loads as one.
         **kwargs: base layer keyword arguments, such as `name`, `dtype` and
             `activity_regularizer`.
 
@@ -108,6 +113,7 @@ class IGCConv2D(keras.layers.Layer):
         bias_regularizer=None,
         kernel_constraint=None,
         bias_constraint=None,
+        quantized=None,
         **kwargs,
     ):
         if "activation" in kwargs:
@@ -162,18 +168,24 @@ class IGCConv2D(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
+        self._create_sublayers(_check_quantized(quantized))
 
-        self._create_sublayers()
-
-    def _create_sublayers(self):
-        """The four steps of the block, as sublayers (built in `build`)."""
+    def _create_sublayers(self, quantized):
+        """The four steps of the block, as sublayers (built in `build`); the
+        convolutions `quantized` names with an int8 policy."""
         kernel_args = dict(
             kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.kernel_regularizer,
             kernel_constraint=self.kernel_constraint,
-            dtype=self.dtype_policy,
         )
-        self.primary = keras.layers.Conv2D(
+
+        def policy(sublayer):
+            mode = quantized.get(sublayer)
+            if mode is None:
+                return self.dtype_policy
+            return keras.dtype_policies.get(f"{mode}_from_{self.dtype_policy.name}")
+
+        self.primary = QuantizableConv2D(
             self.filters,
             self.kernel_size,
             strides=self.strides,
@@ -182,12 +194,13 @@ class IGCConv2D(keras.layers.Layer):
             groups=self.primary_partitions,
             use_bias=False,
             name="primary",
+            dtype=policy("primary"),
             **kernel_args,
         )
         self.permutation = ChannelShuffle(
             self.primary_partitions, name="permutation", dtype=self.dtype_policy
         )
-        self.secondary = keras.layers.Conv2D(
+        self.secondary = QuantizableConv2D(
             self.filters,
             1,
             groups=self.secondary_partitions,
@@ -196,6 +209,7 @@ class IGCConv2D(keras.layers.Layer):
             bias_regularizer=self.bias_regularizer,
             bias_constraint=self.bias_constraint,
             name="secondary",
+            dtype=policy("secondary"),
             **kernel_args,
         )
         self.inverse_permutation = ChannelShuffle(
@@ -384,7 +398,29 @@ class IGCConv2D(keras.layers.Layer):
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
             }
         )
+        quantized = {
+            name: conv.quantization_mode
+            for name, conv in (("primary", self.primary), ("secondary", self.secondary))
+            if conv.quantization_mode is not None
+        }
+        if quantized:  # the default config stays as it was
+            config["quantized"] = quantized
         return config
+
+
+def _check_quantized(quantized):
+    """`quantized` as a dict of the sublayers and their int8 mode."""
+    quantized = quantized or {}
+    if not isinstance(quantized, dict) or not set(quantized.items()) <= {
+        ("primary", "int8"),
+        ("secondary", "int8"),
+    }:
+        raise ValueError(
+            f"IGCConv2D `quantized` names the convolutions model.quantize('int8') "
+            f"stored as int8, e.g. {{'primary': 'int8', 'secondary': 'int8'}}. "
+            f"Received: quantized={quantized!r}."
+        )
+    return quantized
 
 
 def _int_pair(name, value):

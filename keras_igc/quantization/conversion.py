@@ -82,21 +82,21 @@ def quantize_aware(model, *, momentum=0.99):
     >>> import keras, keras_igc
     >>> from keras_igc.quantization import quantize_aware
     >>> model = keras.Sequential([
-    ...     keras.Input((8, 8, 8)),
-    ...     keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False),
-    ...     keras.layers.BatchNormalization(),
-    ...     keras.layers.ReLU(),
-    ...     keras.layers.GlobalAveragePooling2D(),
-    ...     keras.layers.Dense(3, activation="softmax"),
+    ...     keras.Input((8, 8, 8), name="image"),
+    ...     keras_igc.IGCConv2D(4, 2, padding="same", use_bias=False, name="block"),
+    ...     keras.layers.BatchNormalization(name="block_bn"),
+    ...     keras.layers.ReLU(name="block_relu"),
+    ...     keras.layers.GlobalAveragePooling2D(name="pool"),
+    ...     keras.layers.Dense(3, activation="softmax", name="logits"),
     ... ])
     >>> qat = quantize_aware(model)
     >>> for layer in qat.layers[1:]:
     ...     print(type(layer).__name__, layer.name)
-    ActivationQuantizer input_layer_quantizer
-    QuantizeAwareConvolution igc_conv2d
-    GlobalAveragePooling2D global_average_pooling2d
-    ActivationQuantizer global_average_pooling2d_quantizer
-    QuantizeAwareConvolution dense
+    ActivationQuantizer image_quantizer
+    QuantizeAwareConvolution block
+    GlobalAveragePooling2D pool
+    ActivationQuantizer pool_quantizer
+    QuantizeAwareConvolution logits
     """
     model = check_quantizable(model)
     return _Rebuild(model, momentum).model()

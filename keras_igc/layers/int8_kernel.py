@@ -1,0 +1,107 @@
+"""Keras' own weight quantization (`model.quantize("int8")`) for keras_igc's
+convolutions: `Int8Kernel`, mixed into `GroupConv2D` and into the primary
+and secondary convolutions of `IGCConv2D`.
+
+Keras (through 3.15) quantizes `Dense`, `EinsumDense` and `Embedding` and
+skips every convolution with a warning. A quantized keras_igc convolution
+stores its kernel as int8 with one symmetric scale per output channel
+(integers in [-127, 127], what the int8 exports store) and computes with
+the kernel dequantized: a quarter of the kernel's memory, the same
+arithmetic as before on every backend. Activations stay float (the exports'
+`--quantize int8` and quantization-aware training, `keras_igc.quantization`,
+round those). It saves and loads like Keras' quantized `Dense`: the layer's
+dtype policy becomes `"int8_from_<policy>"`, and the file holds the int8
+kernel and its scales.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+MODE = "int8"
+LEVELS = 127
+
+
+class Int8Kernel:
+    """A mixin for a `keras.layers.Conv2D` subclass: `quantize("int8")`."""
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        if mode != MODE:
+            raise NotImplementedError(
+                f"{type(self).__name__} {self.name!r} quantizes its kernel to int8 "
+                f"only (model.quantize('int8')). Received: mode={mode!r}."
+            )
+        kernel = np.asarray(ops.convert_to_numpy(self._kernel.value), "float64")
+        largest = np.abs(kernel).max(axis=tuple(range(kernel.ndim - 1)))
+        scale = np.maximum(largest, 1e-12) / LEVELS
+        values = np.clip(np.round(kernel / scale), -LEVELS, LEVELS).astype("int8")
+        shape = self._kernel.shape
+        del self._kernel
+        self.quantized_build(shape, mode)
+        self._kernel.assign(values)
+        self.kernel_scale.assign(scale.astype("float32"))
+        if self.dtype_policy.quantization_mode is None:
+            self.dtype_policy = keras.dtype_policies.get(
+                f"{mode}_from_{self.dtype_policy.name}"
+            )
+
+    def quantized_build(self, kernel_shape, mode, config=None):
+        if mode != MODE:
+            raise self._quantization_mode_error(mode)
+        self._kernel = self.add_weight(
+            name="kernel", shape=kernel_shape, initializer="zeros", dtype="int8",
+            trainable=False,
+        )  # fmt: skip
+        self.kernel_scale = self.add_weight(
+            name="kernel_scale", shape=(kernel_shape[-1],), initializer="ones",
+            trainable=False,
+        )  # fmt: skip
+        self._is_quantized = True
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # Loaded with an int8 policy (a saved quantized model): the int8
+        # variables replace the float kernel before the weights are read.
+        if self.quantization_mode == MODE and not getattr(self, "_is_quantized", False):
+            shape = self._kernel.shape
+            del self._kernel
+            self.quantized_build(shape, MODE)
+
+    @property
+    def kernel(self):
+        if self.quantization_mode == MODE and getattr(self, "_is_quantized", False):
+            dtype = self.compute_dtype
+            return ops.cast(self._kernel, dtype) * ops.cast(self.kernel_scale, dtype)
+        return super().kernel
+
+    def _int8_call(self, inputs, training=None):
+        return self.call(inputs)
+
+    def _int8_variables(self):
+        bias = [self.bias] if self.use_bias else []
+        return [self._kernel, *bias, self.kernel_scale]
+
+    def save_own_variables(self, store):
+        if self.quantization_mode != MODE:
+            return super().save_own_variables(store)
+        for i, variable in enumerate(self._int8_variables()):
+            store[str(i)] = variable
+
+    def load_own_variables(self, store):
+        if self.quantization_mode != MODE:
+            return super().load_own_variables(store)
+        variables = self._int8_variables()
+        if len(store.keys()) != len(variables):
+            raise ValueError(
+                f"Layer {self.name!r} is int8-quantized and expects "
+                f"{len(variables)} variables (the int8 kernel, the bias, the "
+                f"scales); the file holds {len(store.keys())}. Load the file "
+                f"into the model it was saved from."
+            )
+        for i, variable in enumerate(variables):
+            variable.assign(store[str(i)])
+
+
+class QuantizableConv2D(Int8Kernel, keras.layers.Conv2D):
+    """`keras.layers.Conv2D` with `quantize("int8")`: an `IGCConv2D`'s primary
+    and secondary convolutions, which `model.quantize` reaches as leaves."""
