@@ -7,7 +7,6 @@ import user_path
 from user_path import (  # noqa: F401 (collected here)
     test_export_carries_the_training_record,
     test_predict_reads_every_file_a_user_ships,
-    test_quantization_aware_fine_tune_exports_and_predicts,
 )
 
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]

@@ -1,9 +1,10 @@
 """The path a user takes between the features, each step a fresh `keras-igc`
 process on the files the step before it wrote: `train` (or `training.train`
 on a model of the user's), then `evaluate`, `export` (float and int8,
-`--check`), and `predict` on PNGs of held-out digits through every file a
-user can ship (`.keras`, `.tflite`, `.onnx`, float and int8; some of them
-through `predict.classify`, see `PREDICT_COMMAND`).
+`--check`; for the quick-start family also `train --quantize-aware --from`
+and the export of its int8 files), and `predict` on PNGs of held-out digits
+through every file a user can ship (`.keras`, `.tflite`, `.onnx`, float and
+int8; some of them through `predict.classify`, see `PREDICT_COMMAND`).
 
 One training per family per test run. Nothing is set around the code a user
 runs: models are saved with their compile state by `train`, the
@@ -36,6 +37,10 @@ FAMILIES = {
 # its top-1 (0.9 agreement); the others are barely trained, and the path is
 # the point.
 CALIBRATION = {"igc-cifar": 128}
+# Fine-tuned under int8 rounding too (`train --quantize-aware --from`): the
+# quick-start family, whose predictions mean something. (A model of the
+# user's, fine-tuned and resumed: tests/test_quantization_export.py.)
+QAT_FAMILIES = ("igc-cifar",)
 CALIBRATION_OTHERS = 32
 FILES = ("model.tflite", "model.onnx", "model_int8.tflite", "model_int8.onnx")
 USERS_MODEL = """
@@ -123,6 +128,8 @@ def export_family(family, folder):
         "--min-agreement", str(least), cwd=folder,
     ))  # fmt: skip
     assert "litert_int8" in out and "onnx_int8" in out
+    if family in QAT_FAMILIES:
+        fine_tune_quantization_aware(folder)
     return family, folder
 
 
@@ -158,6 +165,8 @@ def test_export_carries_the_training_record(exported):
     assert loaded.split()[-1] == "CoupledSGD"
     if family == "msgc-host":
         assert loaded.split()[-2] == "MSGCModel"
+    if family in QAT_FAMILIES:
+        check_quantization_aware_run(folder)
 
 
 # The files each family classifies with a `keras-igc predict` process; the
@@ -209,52 +218,44 @@ def test_predict_reads_every_file_a_user_ships(exported):
             assert right >= 0.9, (model, top, truth)
 
 
-def test_quantization_aware_fine_tune_exports_and_predicts(exported):
+def fine_tune_quantization_aware(folder):
     """`train --quantize-aware --from run` fine-tunes the float run under int8
     rounding; its export needs no calibration (the ranges are learned), and
     --check holds its int8 files to the fine-tuned model itself."""
-    family, folder = exported
-    # A network that has learned something: its ONNX file computes the
-    # narrow-group primaries in float (docs/quantization.md), a step finer
-    # than it trained. The barely trained ones' close logits may tie in int8.
-    least = 0.99 if family == "igc-cifar" else FAMILIES[family][1]
     ok(cli("train", "--quantize-aware", "--from", "run", "--dataset", "digits",
            "--epochs", "1", "--steps-per-epoch", "4", "--seed", "0",
            "--output", "run-qat", cwd=folder))  # fmt: skip
+    # Its ONNX file computes the narrow-group primaries in float
+    # (docs/quantization.md), a step finer than the model trained.
     out = ok(cli(
         "export", "run-qat/model.keras", "--output", "exported-qat", "--formats",
-        "litert,onnx", "--quantize", "int8", "--check", "--min-agreement",
-        str(least), cwd=folder,
+        "litert,onnx", "--quantize", "int8", "--check", "--min-agreement", "0.99",
+        cwd=folder,
     ))  # fmt: skip
     assert "litert_int8" in out and "onnx_int8" in out
+
+
+def check_quantization_aware_run(folder):
+    """What `fine_tune_quantization_aware` wrote: a report that says the
+    ranges were learned, every LiteRT op in int8, int8 kernels in the ONNX
+    file, and an int8 file that reads the digits right."""
     report = json.loads((folder / "exported-qat" / "export_report.json").read_text())
     assert report["quantization"]["quantize_aware"] is True
     assert report["quantization"]["calibration_examples"] == 0
-    assert report["quantization"]["float_ops"]["litert"] == {}  # every op int8
+    assert report["quantization"]["float_ops"]["litert"] == {}
     # --check held each int8 file to the QAT model (--min-agreement above),
     # and the float files to its float model (--tolerance).
     assert {row["format"] for row in report["int8_check"]} == {
         "litert_int8", "onnx_int8"
     }  # fmt: skip
-    # The ONNX file holds the rounded kernels as int8, but those its int8
-    # rule keeps float.
     assert onnx_int8_weights(folder / "exported-qat" / "model_int8.onnx", report)
     from keras_igc import predict
 
     images = digit_pngs(folder, count=4)
-    tops = {
-        model: [
-            top[0][0]
-            for _, top in predict.classify(
-                folder / model, [folder / i for i in images], top=1
-            )
-        ]  # fmt: skip
-        for model in ("run-qat/model.keras", "exported-qat/model_int8.tflite")
-    }
-    if family == "igc-cifar":
-        truth = [name.split("-")[2].removesuffix(".png") for name in images]
-        assert tops["run-qat/model.keras"] == truth
-        assert tops["exported-qat/model_int8.tflite"] == truth
+    truth = [name.split("-")[2].removesuffix(".png") for name in images]
+    for model in ("run-qat/model.keras", "exported-qat/model_int8.tflite"):
+        found = predict.classify(folder / model, [folder / i for i in images], top=1)
+        assert [top[0][0] for _, top in found] == truth, model
 
 
 def onnx_int8_weights(path, report):
