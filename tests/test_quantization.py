@@ -103,16 +103,18 @@ def linear_layers():
     }
 
 
-@pytest.mark.parametrize("kind", list(linear_layers()))
-def test_the_folded_rounded_layer_is_what_the_export_folds_then_rounds(kind):
+def test_the_folded_rounded_layers_are_what_the_export_folds_then_rounds():
     """Inference of a fresh QAT model (its quantizers have no range yet) is
     the export's folded clone with each kernel rounded per output channel:
-    the same BatchNorm fold, the same weights."""
+    the same BatchNorm fold, the same weights, for each layer QAT rounds (one
+    branch each, concatenated)."""
     inputs = keras.Input((6, 6, 8))
-    x = linear_layers()[kind](inputs)
-    x = keras.layers.BatchNormalization()(x)
-    outputs = keras.layers.ReLU()(x)
-    model = with_statistics(keras.Model(inputs, outputs))
+    branches = []
+    for layer in linear_layers().values():
+        x = keras.layers.BatchNormalization()(layer(inputs))
+        x = keras.layers.ReLU()(x)
+        branches.append(keras.layers.Flatten()(x))
+    model = with_statistics(keras.Model(inputs, keras.layers.Concatenate()(branches)))
     folded, _ = prepare(model, block_form="auto_sparse")
     for layer in folded.layers:
         if isinstance(layer, keras_igc.IGCConv2D):
@@ -125,10 +127,9 @@ def test_the_folded_rounded_layer_is_what_the_export_folds_then_rounds(kind):
         if hasattr(layer, "set_execution_form"):  # a merged kernel is a snapshot
             layer.set_execution_form(layer.execution_form)
     qat = quantize_aware(model)
-    assert [type(layer).__name__ for layer in qat.layers[1:]] == [
-        "ActivationQuantizer",
-        "QuantizeAwareConvolution",
-    ]
+    kinds = [type(layer).__name__ for layer in qat.layers[1:]]
+    assert kinds.count("QuantizeAwareConvolution") == len(linear_layers())
+    assert "BatchNormalization" not in kinds and "ReLU" not in kinds
     x = rng_images((2, 6, 6, 8))
     np.testing.assert_allclose(numpy(qat(x)), numpy(folded(x)), atol=2e-5, rtol=1e-5)
 
@@ -237,9 +238,7 @@ def test_quantize_aware_rounds_where_the_runtimes_do(tmp_path):
     qat.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(numpy(loaded(x)), numpy(qat(x)))
-    loaded.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
-    qat.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
-    np.testing.assert_allclose(numpy(loaded(x)), numpy(qat(x)), atol=1e-6)
+    # (A QAT run resumes exactly: tests/test_quantization_export.py.)
 
 
 def test_the_inference_model_is_the_trained_model_as_plain_layers():
