@@ -197,9 +197,9 @@ def write_rounded_int8(stage, path):
     convolutions `INT8_RULE` keeps float, which compute in float from their
     rounded weights and leave their output unrounded (a step finer than the
     model trained: the quick-start network's file agreed with it on 99.4-99.7 %
-    of held-out digits, against 100 % with every convolution int8, but ran
-    at 1.1x its float file's time, against 2.6-4.7x); returns `{node: why}`
-    of those."""
+    of held-out digits at 1.1x its float file's time; with those outputs
+    rounded too, ONNX Runtime ran them as its slow int8 kernel, 99.7-100 %
+    at 2.6-4.7x); returns `{node: why}` of those."""
     write(stage.rounded[NAME], path)
     onnx = require("onnx", "ONNX export")
     model = onnx.load(path)
