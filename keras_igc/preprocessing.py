@@ -66,6 +66,16 @@ class Preprocessing:
                 f"mean={self.mean!r}."
             )
 
+    @property
+    def dataset(self):
+        """The `keras_igc.data` dataset the record was made from
+        (`for_dataset`), or None."""
+        from keras_igc import data
+
+        name = self.source.removeprefix("dataset ")
+        known = self.source.startswith("dataset ") and name in data.DATASETS
+        return name if known else None
+
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
 

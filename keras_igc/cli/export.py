@@ -180,7 +180,8 @@ def _check_calibration(args, learned, record):
             f"it learned, and --check compares on its dataset's held-out split. "
             f"Leave --calibration out."
         )
-    if learned and args.quantize and args.check and _record_dataset(record) is None:
+    trained_on = None if record is None else record.dataset
+    if learned and args.quantize and args.check and trained_on is None:
         raise ValueError(
             f"--check of a quantization-aware model compares on the held-out "
             f"split of its dataset, which the preprocessing.json beside "
@@ -207,16 +208,6 @@ def _check_calibration(args, learned, record):
 HELD_OUT = 1000  # examples of the held-out split an 8-bit check compares on
 
 
-def _record_dataset(record):
-    """The `keras_igc.data` dataset a preprocessing record was made from, or
-    None."""
-    from keras_igc import data
-
-    source = "" if record is None else record.source
-    name = source.removeprefix("dataset ")
-    return name if source.startswith("dataset ") and name in data.DATASETS else None
-
-
 def _check_quantized(export, model, result, args, record):
     """--check of the 8-bit artifacts: top-1 agreement on held-out examples,
     and their time and size against the float files (`INT8_GOALS`)."""
@@ -226,7 +217,7 @@ def _check_quantized(export, model, result, args, record):
     from keras_igc.export import quantize
 
     if args.calibration is None:  # a quantization-aware model's own dataset
-        name = _record_dataset(record)
+        name = record.dataset
     else:
         name, _ = quantize.parse_calibration(args.calibration)
     images = data.first_images(name, "eval", quick.examples(HELD_OUT))

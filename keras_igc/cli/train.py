@@ -131,7 +131,7 @@ def _float_run_model(args):
     against the other arguments."""
     import os
 
-    from keras_igc import preprocessing, training
+    from keras_igc import preprocessing, runs, training
     from keras_igc.saving import load_keras_model
 
     if args.quantize_aware not in (None, "int8"):
@@ -173,24 +173,22 @@ def _float_run_model(args):
             f"{', '.join(used)} build or normalise a new network; --quantize-aware "
             f"fine-tunes the one in {args.from_run}. Leave them out."
         )
-    path = os.path.join(args.from_run, "model.keras")
-    if not os.path.isfile(os.path.join(args.from_run, "FINISHED")) or not (
-        os.path.isfile(path)
-    ):
+    run = runs.RunFolder(args.from_run)
+    if not run.is_finished() or not os.path.isfile(run.model):
         raise ValueError(
             f"{args.from_run!r} holds no finished run (no FINISHED and "
             f"model.keras): finish the float run first (train again with "
             f"--output {args.from_run}), or name a finished run folder."
         )
-    record = preprocessing.read(path)
-    trained_on = None if record is None else record.source.removeprefix("dataset ")
+    record = preprocessing.read(run.model)
+    trained_on = None if record is None else record.dataset
     if trained_on is not None and trained_on != args.dataset:
         raise ValueError(
             f"The run in {args.from_run!r} was trained on {trained_on!r}; "
             f"fine-tuning it on --dataset {args.dataset} would change what it "
             f"predicts. Pass --dataset {trained_on}."
         )
-    model = load_keras_model(path)
+    model = load_keras_model(run.model)
     if args.model is not None:
         wanted = training.build_model(args.model, args.dataset, args.depth).name
         if model.name != wanted:

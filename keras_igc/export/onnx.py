@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_igc import forms
 from keras_igc.export.dependencies import require
+from keras_igc.layers.int8_kernel import per_channel_int8
 from keras_igc.layers.msgc_conv2d import GATE_DECISION
 
 NAME = "onnx"
@@ -108,12 +109,7 @@ def quantize_file(float_path, path, scheme, images, batch=8, kept_float=None):
 
     graph = onnx.load(float_path).graph
     if kept_float is None:
-        kept_float = {
-            node.name: why
-            for node, geometry in convolutions(graph)
-            for form, why in [INT8_RULE.decide(geometry)]
-            if form == "float"
-        }
+        kept_float = rule_kept_float(graph)
     if scheme == "dynamic":
         q.quantize_dynamic(
             float_path, path, weight_type=q.QuantType.QInt8,
@@ -142,20 +138,32 @@ def quantize_file(float_path, path, scheme, images, batch=8, kept_float=None):
     finally:
         if os.path.exists(prepared):
             os.remove(prepared)
-    _float_outputs(path, kept_float)
+    model = onnx.load(path)
+    if _float_outputs(model, kept_float):
+        onnx.save(model, path)
     return kept_float
 
 
-def _float_outputs(path, kept_float):
+def rule_kept_float(graph):
+    """`{node: why}` of the convolutions of an ONNX graph that `INT8_RULE`
+    keeps float."""
+    return {
+        node.name: why
+        for node, geometry in convolutions(graph)
+        for form, why in [INT8_RULE.decide(geometry)]
+        if form == "float"
+    }
+
+
+def _float_outputs(model, kept_float):
     """Drop the quantize-dequantize pair on each kept-float convolution's
     output. Between a dequantized input and a quantized output, ONNX Runtime
     (1.20 on) quantizes a float convolution's weights when it loads the file
     and runs it as the QLinearConv it was kept float to avoid: the
     quick-start network's 24-group primaries took 35 ms each at batch 32,
     and its int8 file 1.8x its float file's time (0.83x without the
-    pairs). Its consumers read the float output instead."""
-    onnx = require("onnx", "ONNX export")
-    model = onnx.load(path)
+    pairs). Its consumers read the float output instead. Rewrites `model`
+    (an `onnx.ModelProto`) in place; returns whether it dropped any."""
     graph = model.graph
     consumers = {}
     for node in graph.node:
@@ -180,13 +188,13 @@ def _float_outputs(path, kept_float):
                 dropped.append(dequantize)
             dropped.append(quantize)
     if not dropped:
-        return
+        return False
     for node in dropped:
         graph.node.remove(node)
     used = {name for node in graph.node for name in node.input}
     for initializer in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(initializer)
-    onnx.save(model, path)
+    return True
 
 
 def write_rounded_int8(stage, path):
@@ -203,16 +211,11 @@ def write_rounded_int8(stage, path):
     write(stage.rounded[NAME], path)
     onnx = require("onnx", "ONNX export")
     model = onnx.load(path)
-    kept_float = {
-        node.name: why
-        for node, geometry in convolutions(model.graph)
-        for form, why in [INT8_RULE.decide(geometry)]
-        if form == "float"
-    }
+    kept_float = rule_kept_float(model.graph)
     quantize_rounded_weights(model, kept_float)
+    _float_outputs(model, kept_float)
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    _float_outputs(path, kept_float)
     return kept_float
 
 
@@ -240,12 +243,8 @@ def quantize_rounded_weights(model, kept_float=()):
         if kernel.dtype != np.float32:
             continue
         axis = 0 if node.op_type == "Conv" else 1  # OIHW; (inputs, outputs)
-        shape = [1] * kernel.ndim
-        shape[axis] = -1
-        others = tuple(i for i in range(kernel.ndim) if i != axis)
-        scale = np.maximum(np.abs(kernel).max(axis=others), 1e-12) / 127
-        integers = np.clip(np.round(kernel / scale.reshape(shape)), -127, 127)
-        _dequantized(graph, node, 1, integers.astype(np.int8), scale, axis)
+        integers, scale = per_channel_int8(kernel, axis)
+        _dequantized(graph, node, 1, integers, scale, axis)
         count += 1
         step = _input_scale(node.input[0], producers, weights)
         if node.op_type == "Conv" and len(node.input) > 2 and step is not None:

@@ -22,6 +22,21 @@ MODE = "int8"
 LEVELS = 127
 
 
+def per_channel_int8(kernel, axis=-1):
+    """`(integers, scales)`: `kernel` (a NumPy array) as int8 in [-127, 127]
+    with one symmetric float32 scale per index of `axis` (its output
+    channels), the form the int8 exports store (ONNX's QDQ kernels of a
+    quantization-aware model use it too)."""
+    kernel = np.asarray(kernel, "float64")
+    axis = axis % kernel.ndim
+    others = tuple(i for i in range(kernel.ndim) if i != axis)
+    scale = np.maximum(np.abs(kernel).max(axis=others), 1e-12) / LEVELS
+    shape = [1] * kernel.ndim
+    shape[axis] = -1
+    integers = np.clip(np.round(kernel / scale.reshape(shape)), -LEVELS, LEVELS)
+    return integers.astype("int8"), scale.astype("float32")
+
+
 class Int8Kernel:
     """A mixin for a `keras.layers.Conv2D` subclass: `quantize("int8")`."""
 
@@ -31,15 +46,12 @@ class Int8Kernel:
                 f"{type(self).__name__} {self.name!r} quantizes its kernel to int8 "
                 f"only (model.quantize('int8')). Received: mode={mode!r}."
             )
-        kernel = np.asarray(ops.convert_to_numpy(self._kernel.value), "float64")
-        largest = np.abs(kernel).max(axis=tuple(range(kernel.ndim - 1)))
-        scale = np.maximum(largest, 1e-12) / LEVELS
-        values = np.clip(np.round(kernel / scale), -LEVELS, LEVELS).astype("int8")
+        values, scale = per_channel_int8(ops.convert_to_numpy(self._kernel.value))
         shape = self._kernel.shape
         del self._kernel
         self.quantized_build(shape, mode)
         self._kernel.assign(values)
-        self.kernel_scale.assign(scale.astype("float32"))
+        self.kernel_scale.assign(scale)
         if self.dtype_policy.quantization_mode is None:
             self.dtype_policy = keras.dtype_policies.get(
                 f"{mode}_from_{self.dtype_policy.name}"

@@ -18,6 +18,7 @@ from keras_igc.export import folding
 from keras_igc.layers import ChannelShuffle, GroupConv2D, IGCConv2D
 from keras_igc.quantization.activation_quantizer import ActivationQuantizer
 from keras_igc.quantization.quantize_aware_convolution import (
+    ACTIVATIONS,
     LINEAR_LAYERS,
     QuantizeAwareConvolution,
     activation_name,
@@ -52,7 +53,8 @@ VALUE_LAYERS = (
     keras.layers.BatchNormalization,
     keras.layers.Rescaling,
 )
-FUSED_ACTIVATIONS = {"relu": "relu", "relu6": "relu6"}
+# The activations the runtimes fuse into the op before them.
+FUSED_ACTIVATIONS = ("relu", "relu6")
 
 
 def quantize_aware(model, *, momentum=0.99):
@@ -194,7 +196,7 @@ class _Rebuild:
             activation = _relu_kind(relu)
             self.absorbed.add(id(relu))
             ends.append(self._single_consumer(ends[-1]).output_tensors[0])
-        if activation not in ("linear", "relu", "relu6", "softmax"):
+        if activation not in ACTIVATIONS:
             raise ValueError(
                 f"Layer {layer.name!r} has activation={activation!r}, which int8 "
                 f"kernels do not fuse; QAT takes linear, relu, relu6 or a final "
@@ -215,11 +217,8 @@ class _Rebuild:
         """A layer as it is; rounded after it if it makes new values (after
         the ReLU that follows it instead, which the runtimes fuse)."""
         layer = node.operation
-        copy = _copy(layer)
         args, kwargs = node.arguments.fill_in(self.tensors)
-        result = copy(*args, **kwargs)
-        if copy.weights:
-            copy.set_weights(layer.get_weights())
+        result = _copy(layer)(*args, **kwargs)  # with its weights
         (tensor,) = node.output_tensors
         rounded = isinstance(layer, VALUE_LAYERS) and not _is_softmax(layer)
         if rounded and self._fusable_relu(tensor) is None:
@@ -255,7 +254,8 @@ def _relu_kind(layer):
             return "relu6"
         return None
     if isinstance(layer, keras.layers.Activation):
-        return FUSED_ACTIVATIONS.get(activation_name(layer))
+        name = activation_name(layer)
+        return name if name in FUSED_ACTIVATIONS else None
     return None
 
 

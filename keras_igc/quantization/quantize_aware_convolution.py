@@ -226,10 +226,7 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             kernels[1] = ops.reshape(matrix, (1, 1, L * M, L * M))
         bias = self._bias()
         if self.batch_norm is not None:
-            bn = self.batch_norm
-            shift = bn.beta if bn.beta is not None else 0.0
-            bias = (0.0 if bias is None else bias) - bn.moving_mean
-            bias = bias * scale + shift
+            bias = self._folded_bias(scale, bias)
         kernels = [ops.convert_to_numpy(k) for k in kernels]
         return kernels, None if bias is None else ops.convert_to_numpy(bias)
 
@@ -242,14 +239,12 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
     def _normalize(self, outputs, scale, bias, training):
         """The folded BatchNorm's shift; in training before the freeze, the
         output scaled back and normalised with the batch's statistics."""
+        if not training:
+            return outputs + self._folded_bias(scale, bias)
         bn = self.batch_norm
         beta = 0.0 if bn.beta is None else bn.beta
-        if bias is None:
-            bias = 0.0
-        if not training:
-            return outputs + (bias - bn.moving_mean) * scale + beta
         frozen = self.batch_norm_frozen
-        unscaled = outputs / scale + bias
+        unscaled = outputs / scale + (0.0 if bias is None else bias)
         axes = tuple(range(len(unscaled.shape) - 1))
         batch_mean, batch_variance = ops.moments(unscaled, axes=axes)
         # Frozen: the moving statistics, left as they are.
@@ -262,6 +257,13 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         )
         gamma = 1.0 if bn.gamma is None else bn.gamma
         return (unscaled - mean) * gamma * ops.rsqrt(variance + bn.epsilon) + beta
+
+    def _folded_bias(self, scale, bias):
+        """The bias of the layer with the BatchNorm folded in, as the
+        export folds it: (bias - moving mean) * scale + beta."""
+        bn = self.batch_norm
+        beta = 0.0 if bn.beta is None else bn.beta
+        return ((0.0 if bias is None else bias) - bn.moving_mean) * scale + beta
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

@@ -145,7 +145,7 @@ def plan(
 def _qat_plan(model, dataset, epochs, batch_size, learning_rate, builder_args,
               bn_batch):  # fmt: skip
     """The `Plan` that fine-tunes a trained float model under int8 rounding."""
-    from keras_igc.quantization import check_quantizable, is_quantize_aware
+    from keras_igc.quantization import check_quantizable
 
     if not isinstance(model, keras.Model):
         raise ValueError(
@@ -155,11 +155,6 @@ def _qat_plan(model, dataset, epochs, batch_size, learning_rate, builder_args,
             f"model={model!r}."
         )
     check_network_for_dataset(model, dataset)
-    if is_quantize_aware(model):
-        raise ValueError(
-            f"Model {model.name!r} is already quantization-aware; pass the float "
-            f"model it was made from (its run's --from folder)."
-        )
     if builder_args:
         raise ValueError(
             "`model_options`, `depth` and `mac_target` build a new network; "
