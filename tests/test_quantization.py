@@ -14,6 +14,7 @@ from keras_igc.quantization import (
     ActivationQuantizer,
     FreezeBatchNorm,
     QuantizeAwareConvolution,
+    QuantizeAwareMSGCConv2D,
     freeze_batch_norm_statistics,
     inference_model,
     quantize_aware,
@@ -416,4 +417,109 @@ def test_qat_computes_in_float32_under_a_mixed_precision_policy():
     assert {layer.compute_dtype for layer in qat.layers[1:]} == {"float32"}
     assert keras.backend.standardize_dtype(qat(rng_images((1, 8, 8, 8))).dtype) == (
         "float32"
+    )
+
+
+def small_msgc_network():
+    """Two MSGC convolutions (one with attention) of a residual block,
+    masked from the block's input, each followed by BatchNorm (and ReLU),
+    the way the MSGC hosts are built (`msgc.convert`)."""
+    layers = keras.layers
+    inputs = keras.Input((6, 6, 4), name="image")
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    y = layers.Conv2D(8, 3, padding="same", use_bias=False, name="first")(x)
+    y = layers.ReLU(name="first_relu")(layers.BatchNormalization(name="first_bn")(y))
+    y = layers.Conv2D(8, 1, use_bias=False, name="second")(y)
+    y = layers.BatchNormalization(name="second_bn")(y)
+    y = layers.ReLU(name="out")(layers.Add(name="add")([x, y]))
+    y = layers.GlobalAveragePooling2D(name="pool")(y)
+    outputs = layers.Dense(3, activation="softmax", name="predictions")(y)
+    dense = with_statistics(keras.Model(inputs, outputs, name="block"))
+    rules = {"first": {"heads": 2, "source": "first"},
+             "second": {"heads": 2, "attention": True, "source": "first"}}  # fmt: skip
+    return keras_igc.msgc.convert(dense, lambda layer: rules.get(layer.name))
+
+
+def test_an_msgc_network_trains_quantization_aware_gates_included(tmp_path):
+    from keras_igc import msgc
+
+    model = small_msgc_network()
+    qat = quantize_aware(model)
+    assert isinstance(qat, msgc.MSGCModel)  # fit reports its MACs
+    gated = {l.name: l for l in qat.layers if isinstance(l, QuantizeAwareMSGCConv2D)}
+    assert set(gated) == {"first", "second"}
+    assert gated["first"].activation == "relu" and gated["second"].activation == (
+        "linear"
+    )
+    assert gated["second"].batch_norm is not None
+    assert not {"first_bn", "first_relu", "second_bn"} & {l.name for l in qat.layers}
+    assert "attention_quantizer" in {
+        q.name for q in gated["second"].quantizers.values()
+    }
+    x, y = rng_images((8, 6, 6, 4)), np.arange(8) % 3
+    qat.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    history = qat.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert {"macs", "mac_ratio"} <= set(history.history)
+    assert all(None not in layer.ranges().values() for layer in gated.values())
+    assert freeze_batch_norm_statistics(qat) == 2 + 1  # the stem's and the two
+    # The int8 files' graph computes what the QAT model computes; its gates
+    # are the float tools' gates (msgc.inference_gates reads the QAT layers).
+    rounded = inference_model(qat)
+    assert not any(isinstance(l, keras_igc.MACRegularizer) for l in rounded.layers)
+    logits = numpy(qat(x))
+    assert np.abs(numpy(rounded(x)) - logits).max() <= np.ptp(logits) / 255
+    gates = msgc.inference_gates(qat, x)
+    probe = keras.Model(rounded.input, rounded.get_layer("first").output[1])
+    np.testing.assert_array_equal(numpy(probe(x)), gates["first"])
+    path = str(tmp_path / "msgc-qat.keras")
+    qat.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(numpy(loaded(x)), logits)
+
+
+def test_msgc_gates_are_decided_on_the_rounded_logits():
+    """A mask logit just below the gate's cut (0) rounds to 0 on the logits'
+    int8 levels: the int8 file opens the gate that float closes, and so
+    does the quantization-aware layer."""
+    layer = QuantizeAwareMSGCConv2D(
+        4, 1, heads=2,
+        fixed_ranges={"pool": [-4, 4], "hidden": [0, 4], "logits": [-1, 1],
+                      "masks": [0, 1], "copies": [-4, 4], "output": [-8, 8]},
+    )  # fmt: skip
+    float_layer = keras_igc.MSGCConv2D(4, 1, heads=2)
+    x = rng_images((2, 4, 4, 4))
+    layer(x), float_layer(x)
+    for generator in (layer.mask_generator, float_layer.mask_generator):
+        generator.expand.kernel.assign(np.zeros(generator.expand.kernel.shape))
+        generator.expand.bias.assign(np.full(generator.expand.units, -0.003))
+    np.testing.assert_array_equal(numpy(float_layer(x)[1]), 0.0)
+    np.testing.assert_array_equal(numpy(layer(x)[1]), 1.0)
+
+
+def test_an_igcv2_block_becomes_its_rounded_chain():
+    """Each convolution of the chain is rounded; the BatchNorm after the
+    block moves before its last shuffle, its channels permuted to match."""
+    inputs = keras.Input((6, 6, 8))
+    x = keras_igc.IGCV2Conv2D((2, 4), 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = with_statistics(keras.Model(inputs, keras.layers.Dense(3)(x)))
+    qat = quantize_aware(model)
+    kinds = [type(layer).__name__ for layer in qat.layers[1:]]
+    assert kinds[:6] == [
+        "ActivationQuantizer", "QuantizeAwareConvolution", "QuantizeAwareConvolution",
+        "ChannelShuffle", "QuantizeAwareConvolution", "ChannelShuffle",
+    ]  # fmt: skip
+    last = qat.layers[5]
+    assert last.batch_norm is not None and last.activation == "relu"
+    # Before training, activations pass through: only the kernels' rounding
+    # separates it from the float model (a misplaced BatchNorm channel would
+    # not be this close).
+    x = rng_images((4, 6, 6, 8))
+    expected = numpy(model(x))
+    assert np.abs(numpy(qat(x)) - expected).max() < 0.02 * np.abs(expected).max()
+    qat(x, training=True)
+    np.testing.assert_allclose(
+        numpy(inference_model(qat)(x)), numpy(qat(x)), atol=np.ptp(numpy(qat(x))) / 255
     )

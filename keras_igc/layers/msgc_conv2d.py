@@ -169,7 +169,7 @@ class MSGCConv2D(keras.layers.Layer):
         self.output_size = None
 
     def build(self, input_shape):
-        x_shape, source_shape = _split(input_shape)
+        x_shape, source_shape = split_inputs(input_shape)
         if len(x_shape) != 4 or x_shape[-1] is None:
             raise ValueError(
                 f"MSGCConv2D expects a 4D channels_last input with known channels. "
@@ -215,7 +215,7 @@ class MSGCConv2D(keras.layers.Layer):
 
     def masks(self, inputs, training=False):
         """The heads' channel masks, `(batch, heads, C_in)` (attention included)."""
-        _, source = _split(inputs)
+        _, source = split_inputs(inputs)
         return self._gates_and_masks(source, training)[1]
 
     def _gates_and_masks(self, source, training):
@@ -230,7 +230,7 @@ class MSGCConv2D(keras.layers.Layer):
         return gates, gates * self.attention_generator(source, training=training)
 
     def call(self, inputs, training=None):
-        x, source = _split(inputs)
+        x, source = split_inputs(inputs)
         gates, masks = self._gates_and_masks(source, training)
         masks = ops.cast(masks, x.dtype)
         if training or self.active_implementation == "masked":
@@ -264,11 +264,17 @@ class MSGCConv2D(keras.layers.Layer):
         return None if self.execution_form is None else self.execution_form.gather_limit
 
     def _masked(self, x, masks):
+        return self.conv(self.masked_copies(x, masks))
+
+    def masked_copies(self, x, masks):
+        """The grouped convolution's input in the masked form: `heads`
+        copies of `x`, copy `h` multiplied by head `h`'s masks
+        `(batch, heads, C_in)`, side by side on the channel axis."""
         pixels, channels = igc_ops.batch_free_shape(x)[:3], self.input_channels
         copies = ops.expand_dims(x, 3) * ops.reshape(
             masks, (-1, 1, 1, self.heads, channels)
         )
-        return self.conv(ops.reshape(copies, (*pixels, self.heads * channels)))
+        return ops.reshape(copies, (*pixels, self.heads * channels))
 
     def _scaled_kernel(self, x, masks):
         """The convolution with each sample's own kernel,
@@ -381,7 +387,7 @@ class MSGCConv2D(keras.layers.Layer):
         return self.dense_macs_at(self.output_size)
 
     def compute_output_shape(self, input_shape):
-        x_shape, _ = _split(input_shape)
+        x_shape, _ = split_inputs(input_shape)
         copies = (*x_shape[:-1], self.heads * x_shape[-1])
         return [
             self.conv.compute_output_shape(copies),
@@ -489,7 +495,7 @@ def _is_pair(inputs):
     )
 
 
-def _split(inputs):
+def split_inputs(inputs):
     """`x` or `[x, source]` -> `(x, source)`; the source defaults to `x`."""
     if _is_pair(inputs):
         return inputs[0], inputs[1]

@@ -12,11 +12,13 @@ from keras_igc.quantization.conversion import (
 )
 from keras_igc.quantization.freeze_batch_norm import FreezeBatchNorm
 from keras_igc.quantization.quantize_aware_convolution import QuantizeAwareConvolution
+from keras_igc.quantization.quantize_aware_msgc_conv2d import QuantizeAwareMSGCConv2D
 
 __all__ = [
     "ActivationQuantizer",
     "FreezeBatchNorm",
     "QuantizeAwareConvolution",
+    "QuantizeAwareMSGCConv2D",
     "check_quantizable",
     "freeze_batch_norm_statistics",
     "inference_model",

@@ -12,10 +12,19 @@ reshapes) keep the rounding of their input exactly, as the runtimes do.
 import collections
 
 import keras
+import numpy as np
 
 from keras_igc import keras_internals, validation
 from keras_igc.export import folding
-from keras_igc.layers import ChannelShuffle, GroupConv2D, IGCConv2D
+from keras_igc.layers import (
+    ChannelShuffle,
+    GroupConv2D,
+    IGCConv2D,
+    IGCV2Conv2D,
+    MACRegularizer,
+    MSGCConv2D,
+)
+from keras_igc.msgc.model import MSGCModel
 from keras_igc.quantization.activation_quantizer import ActivationQuantizer
 from keras_igc.quantization.quantize_aware_convolution import (
     ACTIVATIONS,
@@ -23,7 +32,14 @@ from keras_igc.quantization.quantize_aware_convolution import (
     QuantizeAwareConvolution,
     activation_name,
 )
+from keras_igc.quantization.quantize_aware_msgc_conv2d import QuantizeAwareMSGCConv2D
 
+# The layers that `quantize_aware` makes, which train the float weights.
+QUANTIZE_AWARE_LAYERS = (QuantizeAwareConvolution, QuantizeAwareMSGCConv2D)
+
+# keras_igc's layers that become several quantization-aware steps: an MSGC
+# convolution with its mask generators, an IGCV2 block's chain.
+GATED_OR_CHAINED = (MSGCConv2D, IGCV2Conv2D)
 # Layers that move values without making new ones: their int8 output keeps
 # their input's scale, so they need no rounding of their own.
 MOVING_LAYERS = (
@@ -38,6 +54,7 @@ MOVING_LAYERS = (
     keras.layers.SpatialDropout2D,
     keras.layers.Identity,
     ChannelShuffle,
+    MACRegularizer,  # its output is its first input; it adds the MAC loss
 )
 # Layers that make new values: their output is rounded to its own range.
 VALUE_LAYERS = (
@@ -119,7 +136,7 @@ def check_quantizable(model):
 def is_quantize_aware(model):
     """Whether `model` (or a model nested in it) was made by `quantize_aware`."""
     return any(
-        isinstance(layer, QuantizeAwareConvolution)
+        isinstance(layer, QUANTIZE_AWARE_LAYERS)
         for layer in keras_internals.all_layers(model)
     )
 
@@ -130,7 +147,9 @@ def freeze_batch_norm_statistics(model, frozen=True):
     it); returns how many layers it set."""
     count = 0
     for layer in keras_internals.all_layers(model):
-        if isinstance(layer, QuantizeAwareConvolution) and layer.batch_norm:
+        if isinstance(layer, QUANTIZE_AWARE_LAYERS) and (
+            hasattr(layer, "batch_norm_frozen")
+        ):
             layer.batch_norm_frozen.assign(1.0 if frozen else 0.0)
             count += 1
     return count
@@ -144,6 +163,7 @@ class _Rebuild:
         self.momentum = momentum
         self.pairs = folding.batch_norm_pairs(model)
         self.nodes = keras_internals.graph_nodes_in_order(model)
+        self.calls = collections.Counter(id(node.operation) for node in self.nodes)
         self.consumers = collections.defaultdict(list)
         for node in self.nodes:
             for tensor in node.input_tensors:
@@ -162,12 +182,18 @@ class _Rebuild:
                 self._input(node)
             elif isinstance(layer, LINEAR_LAYERS):
                 self._linear(node)
+            elif isinstance(layer, MSGCConv2D):
+                self._msgc(node)
+            elif isinstance(layer, IGCV2Conv2D):
+                self._igcv2(node)
             else:
                 self._replay(node)
         inputs = [self.inputs[id(t)] for t in self.source.inputs]
         outputs = [self.tensors[id(t)] for t in self.source.outputs]
         unwrap = len(inputs) == 1 and not isinstance(self.source.input, list | dict)
-        return keras.Model(
+        # An MSGC network stays an MSGCModel: fit reports its MACs.
+        cls = MSGCModel if isinstance(self.source, MSGCModel) else keras.Model
+        return cls(
             inputs[0] if unwrap else inputs,
             outputs[0] if len(outputs) == 1 else outputs,
             name=self.source.name,
@@ -185,9 +211,73 @@ class _Rebuild:
         layer = node.operation
         (tensor,) = node.output_tensors
         activation = activation_name(layer)
+        bn = self.pairs.get(layer.name) if activation == "linear" else None
+        batch_norm, activation, ends = self._absorb(layer, tensor, bn, activation)
+        linear = {} if isinstance(layer, IGCConv2D) else {"activation": None}
+        inner = _copy(layer, **linear)
+        wrapper = QuantizeAwareConvolution(
+            inner, batch_norm, activation, self.momentum, name=layer.name,
+            dtype="float32",
+        )  # fmt: skip
+        (source,) = node.input_tensors
+        result = wrapper(self.tensors[id(source)])
+        for end in ends:
+            self.tensors[id(end)] = result
+
+    def _msgc(self, node):
+        """An MSGC convolution, with the BatchNorm and ReLU after its
+        output; its gates go on as they are."""
+        layer = node.operation
+        outputs, gates = node.output_tensors
+        bn = self._batch_norm_after(outputs)
+        batch_norm, activation, ends = self._absorb(layer, outputs, bn, "linear")
+        config = {**layer.get_config(), "dtype": "float32"}
+        wrapper = QuantizeAwareMSGCConv2D(
+            **config, batch_norm=batch_norm, activation=activation,
+            momentum=self.momentum,
+        )  # fmt: skip
+        inputs = [self.tensors[id(t)] for t in node.input_tensors]
+        result, result_gates = wrapper(inputs if len(inputs) > 1 else inputs[0])
+        wrapper.load_weights_of(layer)
+        for end in ends:
+            self.tensors[id(end)] = result
+        self.tensors[id(gates)] = result_gates
+
+    def _igcv2(self, node):
+        """An IGCV2 block as its chain: the depthwise convolution and each
+        pointwise one rounded, the shuffles exact; the BatchNorm and ReLU
+        after the block go to the last pointwise convolution, before the
+        last shuffle (they act per channel, so they commute with it)."""
+        layer = node.operation
+        (tensor,) = node.output_tensors
+        bn = self._batch_norm_after(tensor)
+        batch_norm, activation, ends = self._absorb(layer, tensor, bn, "linear")
+        (source,) = node.input_tensors
+        x = self.tensors[id(source)]
+        steps = [(layer.depthwise, None)]
+        steps += list(zip(layer.pointwise, layer.permutations, strict=True))
+        for i, (conv, permutation) in enumerate(steps):
+            last = i == len(steps) - 1
+            if last and batch_norm is not None:
+                batch_norm = _permuted(batch_norm, permutation)
+            wrapper = QuantizeAwareConvolution(
+                _copy(conv, input_shape=x.shape), batch_norm if last else None,
+                activation if last else "linear", self.momentum,
+                name=f"{layer.name}_{conv.name}", dtype="float32",
+            )  # fmt: skip
+            x = wrapper(x)
+            if permutation is not None:
+                x = _copy(permutation, name=f"{layer.name}_{permutation.name}")(x)
+        for end in ends:
+            self.tensors[id(end)] = x
+
+    def _absorb(self, layer, tensor, bn, activation):
+        """`(BatchNorm copy or None, activation, ends)`: the BatchNorm `bn`
+        (None: none) and the ReLU that read `layer`'s output `tensor`, taken
+        into the quantization-aware layer; `ends` are the source tensors
+        its output stands for."""
         batch_norm, ends = None, [tensor]
-        bn = self.pairs.get(layer.name)
-        if bn is not None and activation == "linear":
+        if bn is not None:
             batch_norm = _copy(bn)
             self.absorbed.add(id(bn))
             ends.append(self._single_consumer(tensor).output_tensors[0])
@@ -202,16 +292,18 @@ class _Rebuild:
                 f"kernels do not fuse; QAT takes linear, relu, relu6 or a final "
                 f"softmax. Use one of those, or a separate Activation layer."
             )
-        linear = {} if isinstance(layer, IGCConv2D) else {"activation": None}
-        inner = _copy(layer, **linear)
-        wrapper = QuantizeAwareConvolution(
-            inner, batch_norm, activation, self.momentum, name=layer.name,
-            dtype="float32",
-        )  # fmt: skip
-        (source,) = node.input_tensors
-        result = wrapper(self.tensors[id(source)])
-        for end in ends:
-            self.tensors[id(end)] = result
+        return batch_norm, activation, ends
+
+    def _batch_norm_after(self, tensor):
+        """The BatchNormalization over the channels that alone reads
+        `tensor` (not a model output), or None."""
+        readers = self.consumers[id(tensor)]
+        if len(readers) != 1 or id(tensor) in self.outputs:
+            return None
+        bn = readers[0].operation
+        foldable = isinstance(bn, keras.layers.BatchNormalization)
+        foldable = foldable and bn.axis in (-1, 3) and self.calls[id(bn)] == 1
+        return bn if foldable else None
 
     def _replay(self, node):
         """A layer as it is; rounded after it if it makes new values (after
@@ -244,6 +336,19 @@ class _Rebuild:
         return layer if _relu_kind(layer) else None
 
 
+def _permuted(batch_norm, permutation):
+    """`batch_norm` (a copy) changed to act before the `ChannelShuffle`
+    `permutation` as it acted after it: channel `perm[c]` before the
+    shuffle is channel `c` after it, so it takes channel `c`'s parameters."""
+    channels = batch_norm.moving_mean.shape[0]
+    order = keras.ops.convert_to_numpy(
+        permutation(np.arange(channels, dtype="float32").reshape(1, 1, 1, -1))
+    ).reshape(-1)
+    inverse = np.argsort(order.astype("int64"))
+    batch_norm.set_weights([w[inverse] for w in batch_norm.get_weights()])
+    return batch_norm
+
+
 def _relu_kind(layer):
     """`"relu"` or `"relu6"` for a layer a runtime fuses as one, else None."""
     if isinstance(layer, keras.layers.ReLU):
@@ -265,16 +370,17 @@ def _is_softmax(layer):
     )
 
 
-def _copy(layer, **changes):
+def _copy(layer, input_shape=None, **changes):
     """A float32 copy of `layer` with its weights (a grouped `Conv2D` as a
-    `GroupConv2D`, which avoids Keras' XLA path on TensorFlow)."""
+    `GroupConv2D`, which avoids Keras' XLA path on TensorFlow), built for
+    `input_shape` (default: its call's in the graph)."""
     config = {**layer.get_config(), **changes, "dtype": "float32"}
     cls = type(layer)
     if folding.is_grouped_conv(layer):
         cls = GroupConv2D
     copy = cls.from_config(config)
     if layer.weights:
-        copy.build(_input_shape(layer))
+        copy.build(input_shape or _input_shape(layer))
         copy.set_weights(layer.get_weights())
     return copy
 
@@ -299,7 +405,7 @@ def _check_model(model):
 def _check_layers(model):
     """Every layer of the graph is one QAT covers, or a ValueError naming
     the first that is not and what to do."""
-    known = (*LINEAR_LAYERS, *MOVING_LAYERS, *VALUE_LAYERS)
+    known = (*LINEAR_LAYERS, *MOVING_LAYERS, *VALUE_LAYERS, *GATED_OR_CHAINED)
     for node in keras_internals.graph_nodes_in_order(model):
         layer = node.operation
         if isinstance(layer, keras.Model):
@@ -312,13 +418,20 @@ def _check_layers(model):
             raise ValueError(
                 f"quantize_aware does not cover layer {layer.name!r} "
                 f"({type(layer).__name__}): it knows the convolutions (IGCConv2D, "
-                f"Conv2D, GroupConv2D, DepthwiseConv2D), Dense, BatchNorm, "
+                f"IGCV2Conv2D, MSGCConv2D, Conv2D, GroupConv2D, DepthwiseConv2D), "
+                f"Dense, BatchNorm, MACRegularizer, "
                 f"ReLU/ReLU6, Add, pooling, padding and ChannelShuffle. Export "
                 f"this model with post-training int8 (--quantize int8) instead."
             )
-        if not node.is_input and (
-            len(node.output_tensors) != 1
-            or (len(node.input_tensors) != 1 and not isinstance(layer, VALUE_LAYERS))
+        if (
+            not node.is_input
+            and (
+                len(node.output_tensors) != 1
+                or (
+                    len(node.input_tensors) != 1 and not isinstance(layer, VALUE_LAYERS)
+                )
+            )
+            and not isinstance(layer, (MSGCConv2D, MACRegularizer))
         ):
             raise ValueError(
                 f"Layer {layer.name!r} takes {len(node.input_tensors)} inputs and "
@@ -356,12 +469,23 @@ def inference_model(model, round_activations=True):
         kwargs.pop("training", None)
         if isinstance(layer, QuantizeAwareConvolution):
             result = _plain_layers(layer, args[0], round_activations)
+        elif isinstance(layer, QuantizeAwareMSGCConv2D):
+            # The same layer with fixed ranges (or none): its masked form
+            # is what the int8 kernels run.
+            frozen = layer.frozen_copy(round_activations)
+            result = frozen(*args, **kwargs)
+            frozen.load_weights_of(layer)
         elif isinstance(layer, ActivationQuantizer):
             result = _frozen(layer, round_activations, layer.name)(args[0])
+        elif isinstance(layer, MACRegularizer):
+            # Its output is its first input; the MAC ledger is for training
+            # (a converter would keep its float arithmetic).
+            result = args[0][0]
         else:
             result = _copy(layer)(*args, **kwargs)
-        (tensor,) = node.output_tensors
-        tensors[id(tensor)] = result
+        results = result if len(node.output_tensors) > 1 else [result]
+        for tensor, value in zip(node.output_tensors, results, strict=True):
+            tensors[id(tensor)] = value
     return keras.Model(
         [inputs[id(t)] for t in model.inputs][0],
         [tensors[id(t)] for t in model.outputs][0],

@@ -4,6 +4,7 @@ from keras import ops
 
 from keras_igc import ops as igc_ops
 from keras_igc.layers import IGCConv2D
+from keras_igc.quantization import batch_norm_folding
 from keras_igc.quantization.activation_quantizer import ActivationQuantizer
 from keras_igc.quantization.fake_quant import quantize_weights
 
@@ -89,14 +90,7 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
                     f"QAT takes channels_last grouped convolutions only."
                 )
         self.batch_norm = None if batch_norm is None else _layer(batch_norm)
-        if self.batch_norm is not None and (
-            not isinstance(self.batch_norm, keras.layers.BatchNormalization)
-            or self.batch_norm.axis not in (-1, 3)
-        ):
-            raise ValueError(
-                f"`batch_norm` must be a BatchNormalization over the last axis "
-                f"(the channels). Received: {self.batch_norm!r}."
-            )
+        batch_norm_folding.check(self.batch_norm, "QuantizeAwareConvolution")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"`activation` must be one of {ACTIVATIONS}. Received: "
@@ -138,14 +132,20 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             self._secondary_order = np.argsort(order)
 
     def call(self, inputs, training=False):
-        scale = None if self.batch_norm is None else self._batch_norm_scale()
+        scale = (
+            None
+            if self.batch_norm is None
+            else batch_norm_folding.scale(self.batch_norm)
+        )
         outputs = self._linear(inputs, scale, training)
         bias = self._bias()
         if self.batch_norm is None:
             if bias is not None:
                 outputs = outputs + bias
         else:
-            outputs = self._normalize(outputs, scale, bias, training)
+            outputs = batch_norm_folding.normalize(
+                self.batch_norm, self.batch_norm_frozen, outputs, scale, bias, training
+            )
         if self.activation == "relu":
             outputs = ops.relu(outputs)
         elif self.activation == "relu6":
@@ -155,15 +155,6 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             outputs = ops.softmax(outputs, axis=-1)
         # The wrapped layer keeps its own type (quantize_aware: float32).
         return ops.cast(outputs, self.compute_dtype)
-
-    def _batch_norm_scale(self):
-        """gamma / sqrt(moving variance + epsilon), per output channel (a
-        zero scale becomes 1: the folded kernel is then 0 either way)."""
-        bn = self.batch_norm
-        scale = ops.rsqrt(bn.moving_variance + bn.epsilon)
-        if bn.gamma is not None:
-            scale = bn.gamma * scale
-        return ops.where(ops.equal(scale, 0.0), ops.ones_like(scale), scale)
 
     def _linear(self, inputs, scale, training):
         """The convolution with its (folded) kernels rounded, no bias."""
@@ -218,7 +209,11 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         that holds both permutations, `igc_ops.secondary_block_diagonal`:
         each output channel keeps its values and so its rounding) and the
         bias in output order (None without one)."""
-        scale = None if self.batch_norm is None else self._batch_norm_scale()
+        scale = (
+            None
+            if self.batch_norm is None
+            else batch_norm_folding.scale(self.batch_norm)
+        )
         kernels = self._rounded_kernels(scale)
         if isinstance(self.layer, IGCConv2D):
             L, M = self.layer.primary_partitions, self.layer.secondary_partitions
@@ -226,7 +221,7 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             kernels[1] = ops.reshape(matrix, (1, 1, L * M, L * M))
         bias = self._bias()
         if self.batch_norm is not None:
-            bias = self._folded_bias(scale, bias)
+            bias = batch_norm_folding.folded_bias(self.batch_norm, scale, bias)
         kernels = [ops.convert_to_numpy(k) for k in kernels]
         return kernels, None if bias is None else ops.convert_to_numpy(bias)
 
@@ -235,35 +230,6 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         if isinstance(self.layer, IGCConv2D):
             return self.layer.dense_equivalent_bias()
         return self.layer.bias if self.layer.use_bias else None
-
-    def _normalize(self, outputs, scale, bias, training):
-        """The folded BatchNorm's shift; in training before the freeze, the
-        output scaled back and normalised with the batch's statistics."""
-        if not training:
-            return outputs + self._folded_bias(scale, bias)
-        bn = self.batch_norm
-        beta = 0.0 if bn.beta is None else bn.beta
-        frozen = self.batch_norm_frozen
-        unscaled = outputs / scale + (0.0 if bias is None else bias)
-        axes = tuple(range(len(unscaled.shape) - 1))
-        batch_mean, batch_variance = ops.moments(unscaled, axes=axes)
-        # Frozen: the moving statistics, left as they are.
-        mean = frozen * bn.moving_mean + (1 - frozen) * batch_mean
-        variance = frozen * bn.moving_variance + (1 - frozen) * batch_variance
-        keep = bn.momentum + (1 - bn.momentum) * frozen
-        bn.moving_mean.assign(keep * bn.moving_mean + (1 - keep) * batch_mean)
-        bn.moving_variance.assign(
-            keep * bn.moving_variance + (1 - keep) * batch_variance
-        )
-        gamma = 1.0 if bn.gamma is None else bn.gamma
-        return (unscaled - mean) * gamma * ops.rsqrt(variance + bn.epsilon) + beta
-
-    def _folded_bias(self, scale, bias):
-        """The bias of the layer with the BatchNorm folded in, as the
-        export folds it: (bias - moving mean) * scale + beta."""
-        bn = self.batch_norm
-        beta = 0.0 if bn.beta is None else bn.beta
-        return ((0.0 if bias is None else bias) - bn.moving_mean) * scale + beta
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

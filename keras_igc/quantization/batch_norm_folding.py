@@ -1,0 +1,62 @@
+"""BatchNorm folded into the layer before it, as quantization-aware training
+folds it (Jacob et al., 2018): one place for every quantization-aware layer.
+
+The kernel is scaled by the moving statistics (`scale`) and rounded; in
+training the layer's output is scaled back and normalised with the batch's
+statistics, which keep updating the moving ones (`normalize`); once the
+layer's `frozen` switch is 1, and always at inference, it adds the folded
+bias (`folded_bias`) and so computes exactly the folded layer the exports
+write.
+"""
+
+import keras
+from keras import ops
+
+
+def scale(bn):
+    """gamma / sqrt(moving variance + epsilon), per channel (a zero scale
+    becomes 1: the folded kernel is then 0 either way)."""
+    factor = ops.rsqrt(bn.moving_variance + bn.epsilon)
+    if bn.gamma is not None:
+        factor = bn.gamma * factor
+    return ops.where(ops.equal(factor, 0.0), ops.ones_like(factor), factor)
+
+
+def folded_bias(bn, factor, bias):
+    """The bias of the layer with `bn` folded in, as the export folds it:
+    (bias - moving mean) * factor + beta (`bias` None: no bias)."""
+    beta = 0.0 if bn.beta is None else bn.beta
+    return ((0.0 if bias is None else bias) - bn.moving_mean) * factor + beta
+
+
+def normalize(bn, frozen, outputs, factor, bias, training):
+    """`bn` applied to the output of the layer whose kernel was scaled by
+    `factor`: at inference the folded bias; in training before the freeze
+    (`frozen` 0), the output scaled back and normalised with the batch's
+    statistics, which update the moving ones; after it (`frozen` 1), the
+    moving statistics, left as they are."""
+    if not training:
+        return outputs + folded_bias(bn, factor, bias)
+    beta = 0.0 if bn.beta is None else bn.beta
+    unscaled = outputs / factor + (0.0 if bias is None else bias)
+    axes = tuple(range(len(unscaled.shape) - 1))
+    batch_mean, batch_variance = ops.moments(unscaled, axes=axes)
+    mean = frozen * bn.moving_mean + (1 - frozen) * batch_mean
+    variance = frozen * bn.moving_variance + (1 - frozen) * batch_variance
+    keep = bn.momentum + (1 - bn.momentum) * frozen
+    bn.moving_mean.assign(keep * bn.moving_mean + (1 - keep) * batch_mean)
+    bn.moving_variance.assign(keep * bn.moving_variance + (1 - keep) * batch_variance)
+    gamma = 1.0 if bn.gamma is None else bn.gamma
+    return (unscaled - mean) * gamma * ops.rsqrt(variance + bn.epsilon) + beta
+
+
+def check(batch_norm, owner):
+    """`batch_norm` (None allowed) is a BatchNormalization over the channels."""
+    if batch_norm is not None and (
+        not isinstance(batch_norm, keras.layers.BatchNormalization)
+        or batch_norm.axis not in (-1, 3)
+    ):
+        raise ValueError(
+            f"{owner} `batch_norm` must be a BatchNormalization over the last "
+            f"axis (the channels). Received: {batch_norm!r}."
+        )
