@@ -6,8 +6,16 @@ from keras import ops
 from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
 from keras_igc.layers.channel_shuffle import ChannelShuffle
-from keras_igc.layers.int8_kernel import QuantizableConv2D
+from keras_igc.layers.int8_kernel import (
+    QuantizableConv2D,
+    check_quantized,
+    quantized_paths,
+    sublayer_policy,
+)
 from keras_igc.validation import positive_int
+
+# The convolutions `model.quantize("int8")` reaches (config `quantized`).
+QUANTIZABLE = ("primary", "secondary")
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -168,7 +176,7 @@ class IGCConv2D(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
-        self._create_sublayers(_check_quantized(quantized))
+        self._create_sublayers(check_quantized(quantized, QUANTIZABLE, "IGCConv2D"))
 
     def _create_sublayers(self, quantized):
         """The four steps of the block, as sublayers (built in `build`); the
@@ -180,10 +188,7 @@ class IGCConv2D(keras.layers.Layer):
         )
 
         def policy(sublayer):
-            mode = quantized.get(sublayer)
-            if mode is None:
-                return self.dtype_policy
-            return keras.dtype_policies.get(f"{mode}_from_{self.dtype_policy.name}")
+            return sublayer_policy(self.dtype_policy, quantized, sublayer)
 
         self.primary = QuantizableConv2D(
             self.filters,
@@ -398,29 +403,12 @@ class IGCConv2D(keras.layers.Layer):
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
             }
         )
-        quantized = {
-            name: conv.quantization_mode
-            for name, conv in (("primary", self.primary), ("secondary", self.secondary))
-            if conv.quantization_mode is not None
-        }
+        quantized = quantized_paths(
+            {"primary": self.primary, "secondary": self.secondary}
+        )
         if quantized:  # the default config stays as it was
             config["quantized"] = quantized
         return config
-
-
-def _check_quantized(quantized):
-    """`quantized` as a dict of the sublayers and their int8 mode."""
-    quantized = quantized or {}
-    if not isinstance(quantized, dict) or not set(quantized.items()) <= {
-        ("primary", "int8"),
-        ("secondary", "int8"),
-    }:
-        raise ValueError(
-            f"IGCConv2D `quantized` names the convolutions model.quantize('int8') "
-            f"stored as int8, e.g. {{'primary': 'int8', 'secondary': 'int8'}}. "
-            f"Received: quantized={quantized!r}."
-        )
-    return quantized
 
 
 def _int_pair(name, value):

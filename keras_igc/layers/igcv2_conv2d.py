@@ -5,6 +5,12 @@ from keras import ops
 
 from keras_igc.layers.channel_shuffle import ChannelShuffle
 from keras_igc.layers.group_conv2d import GroupConv2D
+from keras_igc.layers.int8_kernel import (
+    QuantizableDepthwiseConv2D,
+    check_quantized,
+    quantized_paths,
+    sublayer_policy,
+)
 from keras_igc.validation import positive_int
 
 
@@ -60,6 +66,10 @@ class IGCV2Conv2D(keras.layers.Layer):
         use_bias: add a bias, stored on the last pointwise convolution (a
             bias anywhere else would be redundant: the chain is linear).
         kernel_initializer, bias_initializer: of every kernel and the bias.
+        quantized: None, or the convolutions that `model.quantize("int8")`
+            stored as int8 (`{"depthwise": "int8", "pointwise1": "int8",
+            ...}`, `keras_igc.layers.int8_kernel`): `get_config` sets it, so
+            that a saved quantized block loads as one.
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Example:
@@ -82,6 +92,7 @@ class IGCV2Conv2D(keras.layers.Layer):
         use_bias=True,
         kernel_initializer="he_uniform",
         bias_initializer="zeros",
+        quantized=None,
         **kwargs,
     ):
         for unsupported in ("activation", "data_format", "groups"):
@@ -110,11 +121,15 @@ class IGCV2Conv2D(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.depthwise = keras.layers.DepthwiseConv2D(
+        paths = ["depthwise"] + [
+            f"pointwise{i + 1}" for i in range(len(self.partitions))
+        ]
+        self.quantized = check_quantized(quantized, paths, "IGCV2Conv2D")
+        self.depthwise = QuantizableDepthwiseConv2D(
             kernel_size, strides=strides, padding=padding,
             dilation_rate=dilation_rate, use_bias=False,
             depthwise_initializer=self.kernel_initializer, name="depthwise",
-            dtype=self.dtype_policy,
+            dtype=self._sublayer_policy("depthwise"),
         )  # fmt: skip
         self.permutations = [
             ChannelShuffle(groups, name=f"permutation{i + 1}", dtype=self.dtype_policy)
@@ -138,13 +153,16 @@ class IGCV2Conv2D(keras.layers.Layer):
                 kernel_initializer=self.kernel_initializer,
                 bias_initializer=self.bias_initializer,
                 name=f"pointwise{i + 1}",
-                dtype=self.dtype_policy,
+                dtype=self._sublayer_policy(f"pointwise{i + 1}"),
             )  # fmt: skip
             for i, groups in enumerate(self.partitions)
         ]
         for conv, permutation in zip(self.pointwise, self.permutations, strict=True):
             conv.build(shape)
             permutation.build(shape)
+
+    def _sublayer_policy(self, path):
+        return sublayer_policy(self.dtype_policy, self.quantized, path)
 
     def _check_input_shape(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
@@ -200,6 +218,13 @@ class IGCV2Conv2D(keras.layers.Layer):
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
+        pointwise = self.pointwise or []
+        quantized = quantized_paths(
+            {"depthwise": self.depthwise}
+            | {f"pointwise{i + 1}": conv for i, conv in enumerate(pointwise)}
+        )
+        if quantized:  # the default config stays as it was
+            config["quantized"] = quantized
         return config
 
 

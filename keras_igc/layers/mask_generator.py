@@ -1,7 +1,15 @@
 import keras
 from keras import ops
 
+from keras_igc.layers.int8_kernel import (
+    check_quantized,
+    quantized_paths,
+    sublayer_policy,
+)
 from keras_igc.validation import positive_int
+
+# The Dense layers `model.quantize("int8")` reaches (config `quantized`).
+QUANTIZABLE = ("reduce", "expand")
 
 
 def kaiming_fan_out():
@@ -34,6 +42,10 @@ class MaskGenerator(keras.layers.Layer):
             bottlenecks).
         attention: build the attention generator.
         initial_bias: initial logit of the mask generator.
+        quantized: None, or the Dense layers that `model.quantize("int8")`
+            stored as int8 (`{"reduce": "int8", "expand": "int8"}`):
+            `get_config` sets it, so that a saved quantized generator loads
+            as one.
         **kwargs: base layer keyword arguments.
 
     Example:
@@ -45,14 +57,16 @@ class MaskGenerator(keras.layers.Layer):
     """
 
     def __init__(
-        self, heads, channels, squeeze=4, attention=False, initial_bias=2.0, **kwargs
-    ):
+        self, heads, channels, squeeze=4, attention=False, initial_bias=2.0,
+        quantized=None, **kwargs,
+    ):  # fmt: skip
         super().__init__(**kwargs)
         self.heads = positive_int(heads, "heads", "MaskGenerator")
         self.channels = positive_int(channels, "channels", "MaskGenerator")
         self.squeeze = positive_int(squeeze, "squeeze", "MaskGenerator")
         self.attention = bool(attention)
         self.initial_bias = float(initial_bias)
+        self.quantized = check_quantized(quantized, QUANTIZABLE, "MaskGenerator")
         self.pool = keras.layers.GlobalAveragePooling2D(
             name="pool", dtype=self.dtype_policy
         )
@@ -70,7 +84,7 @@ class MaskGenerator(keras.layers.Layer):
                 1.0 if self.attention else self.initial_bias
             ),
             name="expand",
-            dtype=self.dtype_policy,
+            dtype=sublayer_policy(self.dtype_policy, self.quantized, "expand"),
         )
 
     def hidden_units(self, source_channels):
@@ -89,7 +103,7 @@ class MaskGenerator(keras.layers.Layer):
             use_bias=False,
             kernel_initializer=kaiming_fan_out(),
             name="reduce",
-            dtype=self.dtype_policy,
+            dtype=sublayer_policy(self.dtype_policy, self.quantized, "reduce"),
         )
         self.reduce.build((input_shape[0], input_shape[-1]))
         self.norm.build((input_shape[0], hidden))
@@ -117,4 +131,8 @@ class MaskGenerator(keras.layers.Layer):
             "squeeze": self.squeeze,
             "attention": self.attention,
             "initial_bias": self.initial_bias,
-        }
+        } | self._quantized_config()
+
+    def _quantized_config(self):
+        quantized = quantized_paths({"reduce": self.reduce, "expand": self.expand})
+        return {"quantized": quantized} if quantized else {}

@@ -7,6 +7,12 @@ from keras_igc import forms, validation
 from keras_igc import ops as igc_ops
 from keras_igc.layers.group_conv2d import GroupConv2D
 from keras_igc.layers.gumbel_sigmoid_gate import GumbelSigmoidGate
+from keras_igc.layers.int8_kernel import (
+    check_quantized,
+    quantized_paths,
+    sublayer_policy,
+)
+from keras_igc.layers.mask_generator import QUANTIZABLE as GENERATOR_INT8
 from keras_igc.layers.mask_generator import MaskGenerator
 from keras_igc.validation import positive_int
 
@@ -16,6 +22,8 @@ from keras_igc.validation import positive_int
 # export's 8-bit report and flip count read it).
 GATE_NAME = "gate"
 GATE_DECISION = re.compile(rf"([^/;]+)/{GATE_NAME}(_\d+)?/GreaterEqual(:0|;|$)")
+# The generator sublayers (each records its own int8 Dense layers).
+GENERATORS = ("mask_generator", "attention_generator")
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
@@ -80,6 +88,11 @@ class MSGCConv2D(keras.layers.Layer):
             exports for converters. After `build`, `active_implementation`
             names the form.
         kernel_initializer, bias_initializer: of the convolution.
+        quantized: None, or the layers that `model.quantize("int8")` stored
+            as int8: `{"conv": "int8", "mask_generator": {"reduce": "int8",
+            "expand": "int8"}, ...}` (`keras_igc.layers.int8_kernel`):
+            `get_config` sets it, so that a saved quantized layer loads as
+            one.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -114,10 +127,18 @@ class MSGCConv2D(keras.layers.Layer):
         implementation="auto",
         kernel_initializer="he_normal",
         bias_initializer="zeros",
+        quantized=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters = positive_int(filters, "filters", "MSGCConv2D")
+        quantized = dict(quantized or {})
+        # The generators check their own entries.
+        self.generators_quantized = {
+            name: check_quantized(quantized.pop(name, None), GENERATOR_INT8, name)
+            for name in GENERATORS
+        }
+        self.quantized = check_quantized(quantized, ("conv",), "MSGCConv2D")
         self.heads = positive_int(heads, "heads", "MSGCConv2D")
         if self.filters % self.heads:
             raise ValueError(
@@ -158,7 +179,7 @@ class MSGCConv2D(keras.layers.Layer):
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             name="conv",
-            dtype=self.dtype_policy,
+            dtype=sublayer_policy(self.dtype_policy, self.quantized, "conv"),
         )
         self.gate = GumbelSigmoidGate(
             temperature, seed=seed, name=GATE_NAME, dtype=self.dtype_policy
@@ -186,12 +207,14 @@ class MSGCConv2D(keras.layers.Layer):
             )
         self.mask_generator = MaskGenerator(
             self.heads, channels // self.granularity, self.squeeze,
+            quantized=self.generators_quantized["mask_generator"],
             name="mask_generator", dtype=self.dtype_policy,
         )  # fmt: skip
         self.mask_generator.build(source_shape)
         if self.attention:
             self.attention_generator = MaskGenerator(
                 self.heads, channels, self.squeeze, attention=True,
+                quantized=self.generators_quantized["attention_generator"],
                 name="attention_generator", dtype=self.dtype_policy,
             )  # fmt: skip
             self.attention_generator.build(source_shape)
@@ -433,7 +456,16 @@ class MSGCConv2D(keras.layers.Layer):
             "implementation": self.implementation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-        }
+        } | self._quantized_config()
+
+    def _quantized_config(self):
+        quantized = quantized_paths({"conv": self.conv})
+        for name in GENERATORS:
+            generator = getattr(self, name)
+            inner = {} if generator is None else generator.get_config().get("quantized")
+            if inner:
+                quantized[name] = inner
+        return {"quantized": quantized} if quantized else {}
 
 
 # From this many pixels, selecting channels by a product with a scaled one-hot
