@@ -354,3 +354,28 @@ def test_msgc_gates_say_what_they_run_in_and_their_flips_are_counted(
     )
     assert row["gate_flips_by_layer"] == {"conv": 0.0, "conv_1": 1.0}
     assert row["examples_with_flips"] == 1.0
+
+
+def test_a_quantization_aware_msgc_network_exports_its_gates_in_int8(
+    msgc_network, tmp_path
+):
+    """QAT of an MSGC network: its int8 files take the learned ranges, every
+    op but the gates' casts int8 in LiteRT (the MAC ledger stays out), and
+    `check_quantized` counts the gate flips of each layer against the QAT
+    model's own decisions."""
+    from keras_igc import quantization
+
+    qat = quantization.quantize_aware(msgc_network)
+    images, labels = held_out(), np.arange(360) % 10
+    qat.compile(keras.optimizers.SGD(1e-4), "sparse_categorical_crossentropy")
+    qat.fit(images[:64], labels[:64], batch_size=16, epochs=1, verbose=0)
+    result = export.export(
+        qat, str(tmp_path), ["litert", "onnx"], quantize="int8", verbose=False
+    )
+    assert result.quantization.quantize_aware
+    assert result.quantization.gate_logits["litert"] == "int8"
+    # Float: only the gates' cast and its reshape, on (batch, heads, C).
+    assert set(result.quantization.float_ops["litert"]) <= {"CAST", "RESHAPE"}
+    for row in export.check_quantized(qat, result.artifacts, images[64:184]):
+        assert set(row["gate_flips_by_layer"]) == {"conv", "conv_1"}, row
+        assert row["gate_flips"] < 0.01 and row["agreement"] >= 0.95, row

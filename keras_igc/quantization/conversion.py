@@ -81,9 +81,12 @@ def quantize_aware(model, *, momentum=0.99):
     Every convolution (`IGCConv2D`, `Conv2D`, `GroupConv2D`,
     `DepthwiseConv2D`) and `Dense` becomes a `QuantizeAwareConvolution` that
     folds the BatchNorm after it and the ReLU after that, and rounds its
-    kernels per output channel and its output per tensor; the input and the
-    output of every layer that makes new values get an `ActivationQuantizer`.
-    The copy starts from `model`'s weights, computes what `model` computes
+    kernels per output channel and its output per tensor; an `IGCV2Conv2D`
+    becomes its chain of such convolutions, an `MSGCConv2D` a
+    `QuantizeAwareMSGCConv2D` (its mask generators and gates rounded too);
+    the input and the output of every layer that makes new values get an
+    `ActivationQuantizer`. An MSGC network stays an `MSGCModel`, with its
+    MAC loss. The copy starts from `model`'s weights, computes what `model` computes
     until its first training batch sets the ranges, and is a plain
     Functional model of keras_igc layers: it trains with `fit`, saves, and
     loads with `safe_mode=True`. It is not compiled: compile it with a
