@@ -180,13 +180,13 @@ def model_complexity(model, count_batch_norm=False):
             weights, shape = _size(layer.kernel), layer.output[0].shape
         elif isinstance(layer, IGCConv2D):
             weights = _size(layer.primary.kernel) + _size(layer.secondary.kernel)
-            shape = wrapper.output.shape
+            shape = _feature_map(wrapper).shape
         elif isinstance(layer, IGCV2Conv2D):
             weights = _size(layer.depthwise.kernel)
             weights += sum(_size(conv.kernel) for conv in layer.pointwise)
             shape = layer.output.shape
         elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
-            weights, shape = _size(layer.kernel), wrapper.output.shape
+            weights, shape = _size(layer.kernel), _feature_map(wrapper).shape
         elif isinstance(layer, keras.layers.Dense):
             macs += _size(layer.kernel)
             continue
@@ -210,6 +210,13 @@ def model_complexity(model, count_batch_norm=False):
 
 def _size(variable):
     return math.prod(variable.shape)
+
+
+def _feature_map(layer):
+    """`layer`'s output (a quantization-aware convolution may also return
+    its output's range: the first of its outputs)."""
+    output = layer.output
+    return output[0] if isinstance(output, list | tuple) else output
 
 
 def _leaf_layers(model):

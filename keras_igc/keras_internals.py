@@ -58,6 +58,12 @@ def call_inputs(layer):
     return layer._inbound_nodes[0].input_tensors
 
 
+def producer(tensor):
+    """The layer (operation) whose call in a Functional graph made the
+    symbolic `tensor`."""
+    return tensor._keras_history.operation
+
+
 def was_called(layer):
     """Whether `layer` was called in a Functional graph (a layer nested in
     another, e.g. a wrapper's sublayer, was not)."""

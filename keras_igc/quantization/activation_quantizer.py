@@ -24,6 +24,9 @@ class ActivationQuantizer(keras.layers.Layer):
         fixed_range: None, or `(min, max)`: a range that training does not
             move, without variables (what `inference_model` gives the
             exporters: TensorFlow runs it as one `FakeQuantWithMinMaxVars`).
+        emit_range: also return the range, `[rounded, (min, max)]`, for the
+            convolutions that read the rounded tensor: their int8 bias lies
+            on a grid of its step (`quantize_aware` sets it).
         **kwargs: base layer keyword arguments, such as `name`.
 
     Example:
@@ -37,8 +40,9 @@ class ActivationQuantizer(keras.layers.Layer):
     [0.0, 79.0, 181.0, 255.0]
     """
 
-    def __init__(self, momentum=0.99, fixed_range=None, **kwargs):
+    def __init__(self, momentum=0.99, fixed_range=None, emit_range=False, **kwargs):
         super().__init__(**kwargs)
+        self.emit_range = bool(emit_range)
         if isinstance(momentum, bool) or not (
             isinstance(momentum, int | float) and 0 <= momentum < 1
         ):
@@ -76,6 +80,10 @@ class ActivationQuantizer(keras.layers.Layer):
         self.initialized = scalar("initialized")  # 1 after a training batch
 
     def call(self, inputs, training=False):
+        rounded = self._round(inputs, training)
+        return [rounded, self.range_tensor()] if self.emit_range else rounded
+
+    def _round(self, inputs, training):
         if self.fixed_range is not None:
             return quantize_activations(inputs, *self.fixed_range)
         if training:
@@ -89,8 +97,19 @@ class ActivationQuantizer(keras.layers.Layer):
         rounded = quantize_activations(inputs, self.range_min, self.range_max)
         return ops.where(self.initialized > 0, rounded, inputs)
 
+    def range_tensor(self):
+        """`(min, max)` as a float32 tensor of shape (2,): [0, 0] before
+        the first training batch."""
+        if self.fixed_range is not None:
+            return ops.convert_to_tensor(self.fixed_range, "float32")
+        low, high, initialized = (
+            ops.cast(v, "float32")
+            for v in (self.range_min, self.range_max, self.initialized)
+        )
+        return ops.stack([low, high]) * initialized
+
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return [input_shape, (2,)] if self.emit_range else input_shape
 
     @property
     def range(self):
@@ -103,6 +122,8 @@ class ActivationQuantizer(keras.layers.Layer):
 
     def get_config(self):
         config = {**super().get_config(), "momentum": self.momentum}
+        if self.emit_range:
+            config["emit_range"] = True
         if self.fixed_range is not None:
             config["fixed_range"] = list(self.fixed_range)
         return config

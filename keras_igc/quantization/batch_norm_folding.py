@@ -5,8 +5,8 @@ The kernel is scaled by the moving statistics (`scale`) and rounded; in
 training the layer's output is scaled back and normalised with the batch's
 statistics, which keep updating the moving ones (`normalize`); once the
 layer's `frozen` switch is 1, and always at inference, it adds the folded
-bias (`folded_bias`) and so computes exactly the folded layer the exports
-write.
+bias (`folded_bias`, on the int8 files' grid) and so computes exactly the
+folded layer the exports write.
 """
 
 import keras
@@ -29,25 +29,30 @@ def folded_bias(bn, factor, bias):
     return ((0.0 if bias is None else bias) - bn.moving_mean) * factor + beta
 
 
-def normalize(bn, frozen, outputs, factor, bias, training):
+def normalize(bn, frozen, outputs, factor, bias, training, on_grid=None):
     """`bn` applied to the output of the layer whose kernel was scaled by
     `factor`: at inference the folded bias; in training before the freeze
     (`frozen` 0), the output scaled back and normalised with the batch's
-    statistics, which update the moving ones; after it (`frozen` 1), the
-    moving statistics, left as they are."""
+    statistics, which update the moving ones; after it (`frozen` 1),
+    exactly the layer of inference. `on_grid(bias)`: the folded bias as the
+    int8 files store it (default: as it is)."""
+    on_grid = on_grid or (lambda b: b)
+    folded = outputs + on_grid(folded_bias(bn, factor, bias))
     if not training:
-        return outputs + folded_bias(bn, factor, bias)
+        return folded
     beta = 0.0 if bn.beta is None else bn.beta
     unscaled = outputs / factor + (0.0 if bias is None else bias)
     axes = tuple(range(len(unscaled.shape) - 1))
     batch_mean, batch_variance = ops.moments(unscaled, axes=axes)
-    mean = frozen * bn.moving_mean + (1 - frozen) * batch_mean
-    variance = frozen * bn.moving_variance + (1 - frozen) * batch_variance
+    # Frozen: the moving statistics, left as they are.
     keep = bn.momentum + (1 - bn.momentum) * frozen
     bn.moving_mean.assign(keep * bn.moving_mean + (1 - keep) * batch_mean)
     bn.moving_variance.assign(keep * bn.moving_variance + (1 - keep) * batch_variance)
     gamma = 1.0 if bn.gamma is None else bn.gamma
-    return (unscaled - mean) * gamma * ops.rsqrt(variance + bn.epsilon) + beta
+    normalized = (unscaled - batch_mean) * gamma * ops.rsqrt(
+        batch_variance + bn.epsilon
+    ) + beta
+    return ops.where(frozen > 0, folded, normalized)
 
 
 def check(batch_norm, owner):

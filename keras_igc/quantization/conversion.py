@@ -173,6 +173,10 @@ class _Rebuild:
                 self.consumers[id(tensor)].append(node)
         self.outputs = {id(t) for t in model.outputs}
         self.tensors = {}  # id of a source tensor -> its tensor in the copy
+        # id of a source tensor -> the (min, max) tensor of its rounding in
+        # the copy, for the convolutions that read it (their int8 bias
+        # lies on a grid of its step)
+        self.ranges = {}
         self.inputs = {}  # id of a source input -> the copy's input
         self.absorbed = set()  # ids of the BatchNorm and ReLU layers folded in
 
@@ -207,7 +211,7 @@ class _Rebuild:
         name = node.operation.name
         copy = keras.Input(batch_shape=tensor.shape, dtype="float32", name=name)
         self.inputs[id(tensor)] = copy
-        self.tensors[id(tensor)] = self._quantizer(f"{name}_quantizer")(copy)
+        self._set(tensor, self._quantizer(f"{name}_quantizer")(copy))
 
     def _linear(self, node):
         """A convolution or Dense, with the BatchNorm and ReLU after it."""
@@ -219,13 +223,15 @@ class _Rebuild:
         linear = {} if isinstance(layer, IGCConv2D) else {"activation": None}
         inner = _copy(layer, **linear)
         wrapper = QuantizeAwareConvolution(
-            inner, batch_norm, activation, self.momentum, name=layer.name,
-            dtype="float32",
+            inner, batch_norm, activation, self.momentum, emit_range=True,
+            name=layer.name, dtype="float32",
         )  # fmt: skip
         (source,) = node.input_tensors
-        result = wrapper(self.tensors[id(source)])
+        result = wrapper(
+            self.tensors[id(source)], input_range=self.ranges.get(id(source))
+        )
         for end in ends:
-            self.tensors[id(end)] = result
+            self._set(end, result)
 
     def _msgc(self, node):
         """An MSGC convolution, with the BatchNorm and ReLU after its
@@ -243,8 +249,8 @@ class _Rebuild:
         result, result_gates = wrapper(inputs if len(inputs) > 1 else inputs[0])
         wrapper.load_weights_of(layer)
         for end in ends:
-            self.tensors[id(end)] = result
-        self.tensors[id(gates)] = result_gates
+            self._set(end, result)
+        self._set(gates, result_gates)
 
     def _igcv2(self, node):
         """An IGCV2 block as its chain: the depthwise convolution and each
@@ -256,7 +262,7 @@ class _Rebuild:
         bn = self._batch_norm_after(tensor)
         batch_norm, activation, ends = self._absorb(layer, tensor, bn, "linear")
         (source,) = node.input_tensors
-        x = self.tensors[id(source)]
+        x, rounding = self.tensors[id(source)], self.ranges.get(id(source))
         steps = [(layer.depthwise, None)]
         steps += list(zip(layer.pointwise, layer.permutations, strict=True))
         for i, (conv, permutation) in enumerate(steps):
@@ -265,14 +271,14 @@ class _Rebuild:
                 batch_norm = _permuted(batch_norm, permutation)
             wrapper = QuantizeAwareConvolution(
                 _copy(conv, input_shape=x.shape), batch_norm if last else None,
-                activation if last else "linear", self.momentum,
+                activation if last else "linear", self.momentum, emit_range=True,
                 name=f"{layer.name}_{conv.name}", dtype="float32",
             )  # fmt: skip
-            x = wrapper(x)
-            if permutation is not None:
+            x, rounding = wrapper(x, input_range=rounding)
+            if permutation is not None:  # moves values: the same rounding
                 x = _copy(permutation, name=f"{layer.name}_{permutation.name}")(x)
         for end in ends:
-            self.tensors[id(end)] = x
+            self._set(end, [x, rounding])
 
     def _absorb(self, layer, tensor, bn, activation):
         """`(BatchNorm copy or None, activation, ends)`: the BatchNorm `bn`
@@ -318,12 +324,26 @@ class _Rebuild:
         rounded = isinstance(layer, VALUE_LAYERS) and not _is_softmax(layer)
         if rounded and self._fusable_relu(tensor) is None:
             result = self._quantizer(f"{layer.name}_quantizer")(result)
+        elif isinstance(layer, MOVING_LAYERS):  # its input's rounding
+            result = [result, self.ranges.get(id(node.input_tensors[0]))]
+        self._set(tensor, result)
+
+    def _set(self, tensor, result):
+        """`result` (a tensor, or `[tensor, range or None]`) stands for the
+        source `tensor` in the copy."""
+        if isinstance(result, list | tuple):
+            result, rounding = result
+            if rounding is not None:
+                self.ranges[id(tensor)] = rounding
         self.tensors[id(tensor)] = result
 
     def _quantizer(self, name):
         # float32 under a mixed-precision policy too: the rounding of the
-        # int8 files, not of float16.
-        return ActivationQuantizer(self.momentum, name=name, dtype="float32")
+        # int8 files, not of float16. It gives its range to the
+        # convolutions that read it.
+        return ActivationQuantizer(
+            self.momentum, emit_range=True, name=name, dtype="float32"
+        )
 
     def _single_consumer(self, tensor):
         (node,) = self.consumers[id(tensor)]
@@ -471,7 +491,8 @@ def inference_model(model, round_activations=True):
         args, kwargs = node.arguments.fill_in(tensors)
         kwargs.pop("training", None)
         if isinstance(layer, QuantizeAwareConvolution):
-            result = _plain_layers(layer, args[0], round_activations)
+            rounding = _input_range(node)
+            result = _plain_layers(layer, args[0], round_activations, rounding)
         elif isinstance(layer, QuantizeAwareMSGCConv2D):
             # The same layer with fixed ranges (or none): its masked form
             # is what the int8 kernels run.
@@ -486,6 +507,8 @@ def inference_model(model, round_activations=True):
             result = args[0][0]
         else:
             result = _copy(layer)(*args, **kwargs)
+        if getattr(layer, "emit_range", False):
+            result = [result, None]  # the range: folded into the weights
         results = result if len(node.output_tensors) > 1 else [result]
         for tensor, value in zip(node.output_tensors, results, strict=True):
             tensors[id(tensor)] = value
@@ -505,9 +528,22 @@ def _frozen(quantizer, round_activations, name):
     return ActivationQuantizer(fixed_range=rounding, name=name)
 
 
-def _plain_layers(wrapper, x, round_activations):
-    """`wrapper`'s computation as plain layers on `x`."""
-    kernels, bias = wrapper.folded_weights()
+def _input_range(node):
+    """The `(min, max)` a `QuantizeAwareConvolution`'s call in the graph
+    reads as its input's rounding (None: none)."""
+    tensor = node.arguments.kwargs.get("input_range")
+    if tensor is None:
+        return None
+    producer = keras_internals.producer(tensor)
+    if isinstance(producer, QuantizeAwareConvolution):
+        producer = producer.output_quantizer
+    return producer.range
+
+
+def _plain_layers(wrapper, x, round_activations, input_range=None):
+    """`wrapper`'s computation as plain layers on `x` (its bias on the
+    int32 grid of `input_range`)."""
+    kernels, bias = wrapper.folded_weights(input_range)
     layer, name = wrapper.layer, wrapper.name
     if isinstance(layer, IGCConv2D):
         L, M = layer.primary_partitions, layer.secondary_partitions

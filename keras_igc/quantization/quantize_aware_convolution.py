@@ -6,7 +6,11 @@ from keras_igc import ops as igc_ops
 from keras_igc.layers import IGCConv2D
 from keras_igc.quantization import batch_norm_folding
 from keras_igc.quantization.activation_quantizer import ActivationQuantizer
-from keras_igc.quantization.fake_quant import quantize_weights
+from keras_igc.quantization.fake_quant import (
+    quantize_bias,
+    quantize_weights,
+    weight_scale,
+)
 
 # The layers whose kernels it quantizes (a grouped Conv2D as `GroupConv2D`).
 LINEAR_LAYERS = (
@@ -37,8 +41,9 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
     convolution's output is scaled back and normalised with the batch's
     statistics, which keep updating the moving ones; once
     `batch_norm_frozen` is 1 (`keras_igc.quantization.FreezeBatchNorm`),
-    training uses the moving statistics and computes exactly the folded
-    layer the export writes. At inference it always does.
+    training uses the moving statistics and computes the folded layer the
+    export writes. At inference it computes exactly that layer, its bias
+    on the int32 grid the int8 files store it on (`input_range`).
 
     `keras_igc.quantization.quantize_aware` builds these from a float model;
     you rarely build one yourself.
@@ -53,7 +58,19 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         activation: `"linear"`, `"relu"`, `"relu6"`, or `"softmax"` (applied
             after the rounded logits, in float).
         momentum: the output ranges' moving-average momentum.
+        emit_range: also return its output's range, `[outputs, (min, max)]`
+            (`ActivationQuantizer`'s), for the convolutions that read it.
         **kwargs: base layer keyword arguments, such as `name`.
+
+    Call arguments:
+        inputs: the (rounded) input.
+        input_range: the input's `(min, max)` rounding range, a tensor of
+            shape (2,), or None. At inference the bias (the folded one with
+            a BatchNorm) lies on the int32 grid that the int8 files store it
+            on, the input's step times each channel's kernel step; without
+            `input_range` it stays float (an IGC block's bias follows its
+            own rounded primary output and always lies on it).
+        training: training mode.
 
     Example:
 
@@ -68,7 +85,7 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, batch_norm=None, activation="linear", momentum=0.99,
-                 **kwargs):  # fmt: skip
+                 emit_range=False, **kwargs):  # fmt: skip
         super().__init__(_layer(layer), **kwargs)
         if not isinstance(self.layer, LINEAR_LAYERS):
             raise ValueError(
@@ -98,6 +115,7 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             )
         self.activation = activation
         self.momentum = momentum
+        self.emit_range = bool(emit_range)
         policy = self.dtype_policy
         self.output_quantizer = ActivationQuantizer(
             momentum, name="output_quantizer", dtype=policy
@@ -130,22 +148,24 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             L, M = self.layer.primary_partitions, self.layer.secondary_partitions
             order = np.asarray(igc_ops.output_bias(np.arange(L * M), L, M))
             self._secondary_order = np.argsort(order)
+            self._output_order = order
 
-    def call(self, inputs, training=False):
-        scale = (
-            None
-            if self.batch_norm is None
-            else batch_norm_folding.scale(self.batch_norm)
-        )
-        outputs = self._linear(inputs, scale, training)
+    def call(self, inputs, input_range=None, training=False):
+        scale = self._batch_norm_scale()
+        kernels = self._rounded_kernels(scale)
+        outputs = self._linear(inputs, kernels, training)
         bias = self._bias()
-        if self.batch_norm is None:
-            if bias is not None:
-                outputs = outputs + bias
-        else:
+
+        def on_grid(bias):  # the int8 files' bias: on their int32 grid
+            return self._bias_on_grid(bias, kernels, input_range)
+
+        if self.batch_norm is not None:
             outputs = batch_norm_folding.normalize(
-                self.batch_norm, self.batch_norm_frozen, outputs, scale, bias, training
-            )
+                self.batch_norm, self.batch_norm_frozen, outputs, scale, bias,
+                training, on_grid,
+            )  # fmt: skip
+        elif bias is not None:
+            outputs = outputs + (bias if training else on_grid(bias))
         if self.activation == "relu":
             outputs = ops.relu(outputs)
         elif self.activation == "relu6":
@@ -154,12 +174,39 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         if self.activation == "softmax":
             outputs = ops.softmax(outputs, axis=-1)
         # The wrapped layer keeps its own type (quantize_aware: float32).
-        return ops.cast(outputs, self.compute_dtype)
+        outputs = ops.cast(outputs, self.compute_dtype)
+        if self.emit_range:
+            return [outputs, self.output_quantizer.range_tensor()]
+        return outputs
 
-    def _linear(self, inputs, scale, training):
-        """The convolution with its (folded) kernels rounded, no bias."""
+    def _batch_norm_scale(self):
+        if self.batch_norm is None:
+            return None
+        return batch_norm_folding.scale(self.batch_norm)
+
+    def _bias_on_grid(self, bias, kernels, input_range):
+        """`bias` (output order) on the int32 grid the int8 files store it
+        on: the input's step times each output channel's kernel step. An
+        IGC block's bias follows its secondary, whose input is the rounded
+        primary output; another layer's input range is `input_range` (None:
+        not known, the bias stays float)."""
         layer = self.layer
-        kernels = self._rounded_kernels(scale)
+        if isinstance(layer, IGCConv2D):
+            input_range = self.intermediate_quantizer.range_tensor()
+            kernel_scale = ops.take(
+                ops.reshape(weight_scale(kernels[1]), (-1,)), self._output_order
+            )
+        elif input_range is None:
+            return bias
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kernel_scale = weight_scale(kernels[0], axes=(2, 3))
+        else:
+            kernel_scale = weight_scale(kernels[0])
+        return quantize_bias(bias, input_range, kernel_scale)
+
+    def _linear(self, inputs, kernels, training):
+        """The convolution with its (folded, rounded) `kernels`, no bias."""
+        layer = self.layer
         if isinstance(layer, IGCConv2D):
             L, M = layer.primary_partitions, layer.secondary_partitions
             path = layer.active_implementation
@@ -202,26 +249,27 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             kernel = kernel * scale
         return [quantize_weights(kernel)]
 
-    def folded_weights(self):
+    def folded_weights(self, input_range=None):
         """What the int8 files hold, as float NumPy arrays: `(kernels, bias)`,
         the rounded kernels with the BatchNorm folded in (`[kernel]`; for an
         IGC block `[primary, secondary]`, the secondary as one 1x1 kernel
         that holds both permutations, `igc_ops.secondary_block_diagonal`:
         each output channel keeps its values and so its rounding) and the
-        bias in output order (None without one)."""
-        scale = (
-            None
-            if self.batch_norm is None
-            else batch_norm_folding.scale(self.batch_norm)
-        )
+        bias in output order (None without one), on the int32 grid of the
+        input's `input_range` (`(min, max)`; an IGC block knows its own)."""
+        scale = self._batch_norm_scale()
         kernels = self._rounded_kernels(scale)
+        bias = self._bias()
+        if self.batch_norm is not None:
+            bias = batch_norm_folding.folded_bias(self.batch_norm, scale, bias)
+        if bias is not None:
+            if input_range is not None:
+                input_range = ops.convert_to_tensor(input_range, "float32")
+            bias = self._bias_on_grid(bias, kernels, input_range)
         if isinstance(self.layer, IGCConv2D):
             L, M = self.layer.primary_partitions, self.layer.secondary_partitions
             matrix = igc_ops.secondary_block_diagonal(kernels[1], L, M)
             kernels[1] = ops.reshape(matrix, (1, 1, L * M, L * M))
-        bias = self._bias()
-        if self.batch_norm is not None:
-            bias = batch_norm_folding.folded_bias(self.batch_norm, scale, bias)
         kernels = [ops.convert_to_numpy(k) for k in kernels]
         return kernels, None if bias is None else ops.convert_to_numpy(bias)
 
@@ -232,7 +280,8 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         return self.layer.bias if self.layer.use_bias else None
 
     def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+        shape = self.layer.compute_output_shape(input_shape)
+        return [shape, (2,)] if self.emit_range else shape
 
     def get_config(self):
         serialize = keras.saving.serialize_keras_object
@@ -242,7 +291,7 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
             "batch_norm": None if batch_norm is None else serialize(batch_norm),
             "activation": self.activation,
             "momentum": self.momentum,
-        }
+        } | ({"emit_range": True} if self.emit_range else {})
 
 
 def _layer(layer):

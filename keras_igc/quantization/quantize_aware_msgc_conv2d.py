@@ -1,11 +1,16 @@
 import keras
 from keras import ops
 
+from keras_igc import ops as igc_ops
 from keras_igc.layers import MSGCConv2D
 from keras_igc.layers.msgc_conv2d import split_inputs
 from keras_igc.quantization import batch_norm_folding
 from keras_igc.quantization.activation_quantizer import ActivationQuantizer
-from keras_igc.quantization.fake_quant import quantize_weights
+from keras_igc.quantization.fake_quant import (
+    quantize_bias,
+    quantize_weights,
+    weight_scale,
+)
 
 # Where the layer rounds, in the order it computes them. The gates (0/1)
 # are exact on the 256 levels of [0, 1]; with attention, the masks (gates
@@ -48,8 +53,11 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             output is rounded.
         momentum: the ranges' moving-average momentum.
         fixed_ranges: None (ranges learned in training), or the ranges the
-            exports convert: `{rounding point: [min, max], or None to leave
-            it float}` for every point (`frozen_copy` makes them).
+            exports convert: `{rounding point: [min, max], or None}` for
+            every point (`frozen_copy` makes them).
+        round_activations: with `fixed_ranges`, whether to round to them
+            (False: float activations, the biases still on the int8 files'
+            grid: the float files of a QAT run).
         **kwargs: `MSGCConv2D`'s other arguments (its `implementation` is
             always `"masked"`).
 
@@ -67,7 +75,8 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
     """
 
     def __init__(self, filters, kernel_size, batch_norm=None, activation="linear",
-                 momentum=0.99, fixed_ranges=None, **kwargs):  # fmt: skip
+                 momentum=0.99, fixed_ranges=None, round_activations=True,
+                 **kwargs):  # fmt: skip
         kwargs["implementation"] = "masked"
         super().__init__(filters, kernel_size, **kwargs)
         if activation not in ("linear", "relu", "relu6"):
@@ -89,13 +98,14 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
                 f"of {points}. Received keys: {sorted(fixed_ranges)}."
             )
         self.fixed_ranges = fixed_ranges
+        self.round_activations = bool(round_activations)
         self.quantizers = {point: self._quantizer(point) for point in points}
 
     def _quantizer(self, point):
         name = f"{point}_quantizer"
         if self.fixed_ranges is not None:
             rounding = self.fixed_ranges[point]
-            if rounding is None:
+            if rounding is None or not self.round_activations:
                 return keras.layers.Identity(name=name, dtype="float32")
             return ActivationQuantizer(fixed_range=rounding, name=name)
         if point == "masks" and not self.attention:
@@ -151,31 +161,64 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
     def _round(self, point, x, training):
         return self.quantizers[point](x, training=training)
 
+    def _range(self, point):
+        """The `(min, max)` tensor of a rounding point ([0, 0]: none yet)."""
+        if self.fixed_ranges is not None:
+            rounding = self.fixed_ranges[point]
+            return ops.convert_to_tensor(rounding or (0.0, 0.0), "float32")
+        return self.quantizers[point].range_tensor()
+
+    def _on_grid(self, bias, input_point, kernel):
+        """`bias` on the int32 grid of the int8 files: the step of
+        `input_point` times each channel's step of `kernel` (inference, and
+        training once the BatchNorms are frozen)."""
+        return quantize_bias(bias, self._range(input_point), weight_scale(kernel))
+
     def _generator(self, generator, pooled, hidden_point, training):
         """A `MaskGenerator` on the rounded pooled source: the squeeze with
         its BatchNorm folded, ReLU, rounded; the expansion, not yet rounded."""
         norm, frozen = generator.norm, self.batch_norm_frozen
         factor = batch_norm_folding.scale(norm)
-        hidden = ops.matmul(pooled, quantize_weights(generator.reduce.kernel * factor))
+        kernel = quantize_weights(generator.reduce.kernel * factor)
         hidden = batch_norm_folding.normalize(
-            norm, frozen, hidden, factor, None, training
-        )
+            norm, frozen, ops.matmul(pooled, kernel), factor, None, training,
+            lambda bias: self._on_grid(bias, "pool", kernel),
+        )  # fmt: skip
         hidden = self._round(hidden_point, ops.relu(hidden), training)
         expand = generator.expand
-        return ops.matmul(hidden, quantize_weights(expand.kernel)) + expand.bias
+        kernel = quantize_weights(expand.kernel)
+        bias = (
+            expand.bias
+            if training
+            else self._on_grid(expand.bias, hidden_point, kernel)
+        )
+        return ops.matmul(hidden, kernel) + bias
 
     def _convolution(self, copies, training):
         """The grouped convolution with the BatchNorm after it folded in."""
         bn, kernel = self.batch_norm, self.conv.kernel
         bias = self.conv.bias if self.use_bias else None
-        if bn is None:
-            outputs = self.conv.convolution_op(copies, quantize_weights(kernel))
-            return outputs if bias is None else outputs + bias
-        factor = batch_norm_folding.scale(bn)
-        outputs = self.conv.convolution_op(copies, quantize_weights(kernel * factor))
-        return batch_norm_folding.normalize(
-            bn, self.batch_norm_frozen, outputs, factor, bias, training
-        )
+        factor = None if bn is None else batch_norm_folding.scale(bn)
+        kernel = quantize_weights(kernel if bn is None else kernel * factor)
+        conv = self.conv
+        if conv.execution_form is not None and conv.execution_form.for_converter:
+            # The converters' op, on this rounded kernel (a converter form
+            # of GroupConv2D may hold a snapshot of its float one).
+            outputs = igc_ops.grouped_conv_native(
+                copies, kernel, self.heads, strides=conv.strides,
+                padding=conv.padding, dilation_rate=conv.dilation_rate,
+                graph_op=True,
+            )  # fmt: skip
+        else:
+            outputs = conv.convolution_op(copies, kernel)
+        if bn is not None:
+            return batch_norm_folding.normalize(
+                bn, self.batch_norm_frozen, outputs, factor, bias, training,
+                lambda bias: self._on_grid(bias, "copies", kernel),
+            )  # fmt: skip
+        if bias is None:
+            return outputs
+        return outputs + (bias if training else self._on_grid(bias, "copies", kernel))
 
     def ranges(self):
         """`{rounding point: (min, max) or None}`: the ranges it rounds to
@@ -188,15 +231,14 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
     def frozen_copy(self, round_activations=True):
         """An unbuilt copy whose ranges are fixed at this layer's (what the
         exporters convert), or with `round_activations=False` float
-        activations with the rounded kernels (the float files of a QAT
-        run); `load_weights_of(self)` once it is built."""
-        ranges = self.ranges() if round_activations else None
+        activations with the rounded kernels and biases (the float files of
+        a QAT run); `load_weights_of(self)` once it is built."""
         config = self.get_config()
         config["fixed_ranges"] = {
-            point: None if ranges is None or ranges[point] is None
-            else list(ranges[point])
-            for point in self.quantizers
-        }  # fmt: skip
+            point: None if rounding is None else list(rounding)
+            for point, rounding in self.ranges().items()
+        }
+        config["round_activations"] = round_activations
         return type(self).from_config(config)
 
     def load_weights_of(self, layer):
@@ -221,4 +263,5 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             "activation": self.activation,
             "momentum": self.momentum,
             "fixed_ranges": self.fixed_ranges,
+            "round_activations": self.round_activations,
         }
