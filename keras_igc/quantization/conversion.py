@@ -243,13 +243,15 @@ class _Rebuild:
         config = {**layer.get_config(), "dtype": "float32"}
         wrapper = QuantizeAwareMSGCConv2D(
             **config, batch_norm=batch_norm, activation=activation,
-            momentum=self.momentum,
+            momentum=self.momentum, emit_range=True,
         )  # fmt: skip
         inputs = [self.tensors[id(t)] for t in node.input_tensors]
-        result, result_gates = wrapper(inputs if len(inputs) > 1 else inputs[0])
+        result, result_gates, rounding = wrapper(
+            inputs if len(inputs) > 1 else inputs[0]
+        )
         wrapper.load_weights_of(layer)
         for end in ends:
-            self._set(end, result)
+            self._set(end, [result, rounding])
         self._set(gates, result_gates)
 
     def _igcv2(self, node):
@@ -507,8 +509,8 @@ def inference_model(model, round_activations=True):
             result = args[0][0]
         else:
             result = _copy(layer)(*args, **kwargs)
-        if getattr(layer, "emit_range", False):
-            result = [result, None]  # the range: folded into the weights
+        if getattr(layer, "emit_range", False):  # the range: in the weights
+            result = [*(result if isinstance(result, list) else [result]), None]
         results = result if len(node.output_tensors) > 1 else [result]
         for tensor, value in zip(node.output_tensors, results, strict=True):
             tensors[id(tensor)] = value
@@ -537,6 +539,8 @@ def _input_range(node):
     producer = keras_internals.producer(tensor)
     if isinstance(producer, QuantizeAwareConvolution):
         producer = producer.output_quantizer
+    elif isinstance(producer, QuantizeAwareMSGCConv2D):
+        producer = producer.quantizers["output"]
     return producer.range
 
 

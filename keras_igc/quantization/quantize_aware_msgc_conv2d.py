@@ -58,6 +58,8 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         round_activations: with `fixed_ranges`, whether to round to them
             (False: float activations, the biases still on the int8 files'
             grid: the float files of a QAT run).
+        emit_range: also return the output's range, `[outputs, gates,
+            (min, max)]`, for the convolutions that read it.
         **kwargs: `MSGCConv2D`'s other arguments (its `implementation` is
             always `"masked"`).
 
@@ -76,7 +78,7 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
 
     def __init__(self, filters, kernel_size, batch_norm=None, activation="linear",
                  momentum=0.99, fixed_ranges=None, round_activations=True,
-                 **kwargs):  # fmt: skip
+                 emit_range=False, **kwargs):  # fmt: skip
         kwargs["implementation"] = "masked"
         super().__init__(filters, kernel_size, **kwargs)
         if activation not in ("linear", "relu", "relu6"):
@@ -99,6 +101,7 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             )
         self.fixed_ranges = fixed_ranges
         self.round_activations = bool(round_activations)
+        self.emit_range = bool(emit_range)
         self.quantizers = {point: self._quantizer(point) for point in points}
 
     def _quantizer(self, point):
@@ -156,7 +159,10 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         elif self.activation == "relu6":
             outputs = ops.relu6(outputs)
         outputs = self._round("output", outputs, training)
-        return [outputs, ops.cast(gates, "float32")]
+        gates = ops.cast(gates, "float32")
+        if self.emit_range:
+            return [outputs, gates, self._range("output")]
+        return [outputs, gates]
 
     def _round(self, point, x, training):
         return self.quantizers[point](x, training=training)
@@ -239,6 +245,7 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             for point, rounding in self.ranges().items()
         }
         config["round_activations"] = round_activations
+        config["emit_range"] = False  # the ranges are in its weights
         return type(self).from_config(config)
 
     def load_weights_of(self, layer):
@@ -254,6 +261,16 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         for mine, theirs in pairs:
             mine.set_weights(theirs.get_weights())
 
+    def compute_output_shape(self, input_shape):
+        shapes = super().compute_output_shape(input_shape)
+        return [*shapes, (2,)] if self.emit_range else shapes
+
+    def compute_output_spec(self, inputs, training=None):
+        specs = super().compute_output_spec(inputs, training)
+        if self.emit_range:
+            specs.append(keras.KerasTensor((2,), dtype="float32"))
+        return specs
+
     def get_config(self):
         serialize = keras.saving.serialize_keras_object
         batch_norm = self.batch_norm
@@ -264,4 +281,5 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             "momentum": self.momentum,
             "fixed_ranges": self.fixed_ranges,
             "round_activations": self.round_activations,
+            "emit_range": self.emit_range,
         }
