@@ -222,9 +222,10 @@ def fine_tune_quantization_aware(folder):
     """`train --quantize-aware --from run` fine-tunes the float run under int8
     rounding; its export needs no calibration (the ranges are learned), and
     --check holds its int8 files to the fine-tuned model itself."""
-    ok(cli("train", "--quantize-aware", "--from", "run", "--dataset", "digits",
-           "--epochs", "1", "--steps-per-epoch", "4", "--seed", "0",
-           "--output", "run-qat", cwd=folder))  # fmt: skip
+    # No --dataset: --from's run says digits.
+    ok(cli("train", "--quantize-aware", "--from", "run", "--epochs", "1",
+           "--steps-per-epoch", "4", "--seed", "0", "--output", "run-qat",
+           cwd=folder))  # fmt: skip
     # Its ONNX file computes the narrow-group primaries in float
     # (docs/quantization.md), a step finer than the model trained.
     out = ok(cli(

@@ -5,10 +5,13 @@
 DATASET_NAMES = ("cifar10", "cifar100", "svhn_cropped", "imagenet2012", "digits")
 
 
-def data_args(parser):
+DEFAULT_DATASET = "cifar10"
+
+
+def data_args(parser, dataset_default=DEFAULT_DATASET, dataset_help="default cifar10"):
     parser.add_argument(
-        "--dataset", default="cifar10", choices=DATASET_NAMES,
-        help="digits works offline; the others are TFDS datasets (default cifar10)",
+        "--dataset", default=dataset_default, choices=DATASET_NAMES,
+        help=f"digits works offline; the others are TFDS datasets ({dataset_help})",
     )  # fmt: skip
     parser.add_argument("--data-dir", help="folder of prepared TFDS datasets")
     parser.add_argument(

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from keras_igc.cli.arguments import data_args
+from keras_igc.cli.arguments import DEFAULT_DATASET, data_args
 
 
 def add(commands):
@@ -19,7 +19,8 @@ def add(commands):
         "(MultiWorkerMirroredStrategy); the chief writes --output.",
     )
     _model_args(train)
-    data_args(train)
+    # Not given: cifar10, or with --from the dataset of that run.
+    data_args(train, None, "default cifar10; with --from, that run's")
     train.add_argument(
         "--output", default="runs/igc", help="folder for checkpoints, TensorBoard "
         "logs, history.csv, curves.png, model.keras and preprocessing.json (how "
@@ -109,11 +110,12 @@ def run(args):
 
     if args.quantize_aware is not None or args.from_run is not None:
         # --model and --depth only check what the run folder holds.
-        model, quantize_aware, depth = _float_run_model(args), True, 20
+        (model, dataset), quantize_aware, depth = _float_run_model(args), True, 20
     else:
         model, quantize_aware, depth = args.model or DEFAULT_MODEL, False, args.depth
+        dataset = args.dataset or DEFAULT_DATASET
     _, history = training.train(
-        model, args.dataset, args.output, depth=depth,
+        model, dataset, args.output, depth=depth,
         epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, data_dir=args.data_dir,
         download=args.download, seed=args.seed,
@@ -127,8 +129,9 @@ def run(args):
 
 
 def _float_run_model(args):
-    """The float model of `--from` that `--quantize-aware` fine-tunes, checked
-    against the other arguments."""
+    """`(model, dataset)`: the float model of `--from` that
+    `--quantize-aware` fine-tunes and the dataset it was trained on,
+    checked against the other arguments."""
     import os
 
     from keras_igc import preprocessing, runs, training
@@ -182,22 +185,23 @@ def _float_run_model(args):
         )
     record = preprocessing.read(run.model)
     trained_on = None if record is None else record.dataset
-    if trained_on is not None and trained_on != args.dataset:
+    dataset = args.dataset or trained_on or DEFAULT_DATASET
+    if trained_on is not None and trained_on != dataset:
         raise ValueError(
             f"The run in {args.from_run!r} was trained on {trained_on!r}; "
-            f"fine-tuning it on --dataset {args.dataset} would change what it "
-            f"predicts. Pass --dataset {trained_on}."
+            f"fine-tuning it on --dataset {dataset} would change what it "
+            f"predicts. Leave --dataset out, or pass --dataset {trained_on}."
         )
     model = load_keras_model(run.model)
     if args.model is not None:
-        wanted = training.build_model(args.model, args.dataset, args.depth).name
+        wanted = training.build_model(args.model, dataset, args.depth).name
         if model.name != wanted:
             raise ValueError(
                 f"The run in {args.from_run!r} trained {model.name!r}, not "
                 f"--model {args.model} ({wanted!r}). Leave --model out (--from "
                 f"decides it) or name the run that trained {args.model}."
             )
-    return model
+    return model, dataset
 
 
 def _msgc_train_args(args):
