@@ -59,10 +59,9 @@ def call_inputs(layer):
 
 
 def producer(tensor):
-    """`(layer, node)`: the layer (operation) whose call in a Functional
-    graph made the symbolic `tensor`, and the node of that call."""
-    history = tensor._keras_history
-    return history.operation, history.operation._inbound_nodes[history.node_index]
+    """The layer (operation) whose call in a Functional graph made the
+    symbolic `tensor`."""
+    return tensor._keras_history.operation
 
 
 def was_called(layer):

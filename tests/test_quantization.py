@@ -176,18 +176,13 @@ def test_gradients_pass_straight_through_the_rounding():
         for w, before in zip(qat.trainable_weights, weights, strict=True)
     ]
     assert all(changed), list(zip(qat.trainable_weights, changed, strict=True))
-    quantizers = [
-        layer
+    ranges = [
+        layer.range
         for layer in keras_igc.keras_internals.all_layers(qat)
         if isinstance(layer, ActivationQuantizer)
     ]
-    # The input, the block's primary output and output, the logits; the mean
-    # rounds to the block output's range (tied).
-    ranges = [q.range for q in quantizers if not q.tied]
-    assert len(ranges) == 4 and None not in ranges
-    assert [q.name for q in quantizers if q.tied] == [
-        "global_average_pooling2d_quantizer"
-    ]
+    # The input, the block's primary output and output, the mean, the logits.
+    assert len(ranges) == 5 and None not in ranges
 
 
 def small_mobile_network():
@@ -278,7 +273,7 @@ def test_the_inference_model_is_the_trained_model_as_plain_layers():
     assert np.abs(numpy(rounded(x)) - logits).max() <= step
     assert np.abs(numpy(plain(x)) - logits).max() > step  # rounding matters
     for layer in keras_igc.keras_internals.all_layers(qat):
-        if isinstance(layer, ActivationQuantizer) and not layer.tied:
+        if isinstance(layer, ActivationQuantizer):
             layer.initialized.assign(0.0)  # now passes activations through
     # (The float model's bias keeps the int8 files' grid, the QAT model's
     # bias without ranges does not: a small fraction of a step apart.)
@@ -468,9 +463,7 @@ def test_an_msgc_network_trains_quantization_aware_gates_included(tmp_path):
     qat.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
     history = qat.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert {"macs", "mac_ratio"} <= set(history.history)
-    for layer in gated.values():  # the pooled source: its source's range
-        ranges = layer.ranges()
-        assert ranges.pop("pool") is None and None not in ranges.values()
+    assert all(None not in layer.ranges().values() for layer in gated.values())
     assert freeze_batch_norm_statistics(qat) == 2 + 1  # the stem's and the two
     # The int8 files' graph computes what the QAT model computes; its gates
     # are the float tools' gates (msgc.inference_gates reads the QAT layers).
@@ -551,8 +544,8 @@ def test_biases_lie_on_the_int32_grid_of_the_int8_files():
     qat(rng_images((8, 6, 6, 3)), training=True)  # sets every range
     rounded = inference_model(qat)
     # Whose rounding each layer reads.
-    # (The mean rounds to its input's range: the depthwise output's.)
-    readers = {"conv": "image_quantizer", "depthwise": "conv", "dense": "depthwise"}
+    readers = {"conv": "image_quantizer", "depthwise": "conv",
+               "dense": "pool_quantizer"}  # fmt: skip
 
     def input_step(name):
         layer = qat.get_layer(name)

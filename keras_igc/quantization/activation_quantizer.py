@@ -27,13 +27,6 @@ class ActivationQuantizer(keras.layers.Layer):
         emit_range: also return the range, `[rounded, (min, max)]`, for the
             convolutions that read the rounded tensor: their int8 bias lies
             on a grid of its step (`quantize_aware` sets it).
-        tied: round to the range given at each call (`input_range`)
-            instead of one of its own; no variables. `quantize_aware` ties
-            each mean (average pooling, an MSGC layer's pooled mask source)
-            to its input's range: LiteRT's int8 mean rescales the sum to the
-            output's scale and rounds before it divides, so on a scale of
-            its own it rounds twice, where float rounds once; on its input's
-            scale the rescaling is exact.
         **kwargs: base layer keyword arguments, such as `name`.
 
     Example:
@@ -47,11 +40,9 @@ class ActivationQuantizer(keras.layers.Layer):
     [0.0, 79.0, 181.0, 255.0]
     """
 
-    def __init__(self, momentum=0.99, fixed_range=None, emit_range=False,
-                 tied=False, **kwargs):  # fmt: skip
+    def __init__(self, momentum=0.99, fixed_range=None, emit_range=False, **kwargs):
         super().__init__(**kwargs)
         self.emit_range = bool(emit_range)
-        self.tied = bool(tied)
         if isinstance(momentum, bool) or not (
             isinstance(momentum, int | float) and 0 <= momentum < 1
         ):
@@ -75,7 +66,7 @@ class ActivationQuantizer(keras.layers.Layer):
             self.fixed_range = (low, high)
 
     def build(self, input_shape):
-        if self.fixed_range is not None or self.tied:
+        if self.fixed_range is not None:
             return
 
         def scalar(name):
@@ -88,17 +79,7 @@ class ActivationQuantizer(keras.layers.Layer):
         self.range_max = scalar("range_max")
         self.initialized = scalar("initialized")  # 1 after a training batch
 
-    def call(self, inputs, input_range=None, training=False):
-        if self.tied:
-            if input_range is None:
-                raise ValueError(
-                    f"ActivationQuantizer {self.name!r} is tied: call it with "
-                    f"input_range=, the (min, max) tensor it rounds to."
-                )
-            rounded = quantize_activations(inputs, input_range[0], input_range[1])
-            # An empty range ([0, 0]: its input not rounded yet) passes.
-            rounded = ops.where(input_range[1] > input_range[0], rounded, inputs)
-            return [rounded, input_range] if self.emit_range else rounded
+    def call(self, inputs, training=False):
         rounded = self._round(inputs, training)
         return [rounded, self.range_tensor()] if self.emit_range else rounded
 
@@ -135,8 +116,6 @@ class ActivationQuantizer(keras.layers.Layer):
         """`(min, max)` the layer rounds to now, None before it has one."""
         if self.fixed_range is not None:
             return self.fixed_range
-        if self.tied:  # its callers' (quantization.inference_model reads it)
-            return None
         if not float(self.initialized):
             return None
         return float(self.range_min), float(self.range_max)
@@ -145,8 +124,6 @@ class ActivationQuantizer(keras.layers.Layer):
         config = {**super().get_config(), "momentum": self.momentum}
         if self.emit_range:
             config["emit_range"] = True
-        if self.tied:
-            config["tied"] = True
         if self.fixed_range is not None:
             config["fixed_range"] = list(self.fixed_range)
         return config

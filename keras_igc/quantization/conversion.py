@@ -56,9 +56,6 @@ MOVING_LAYERS = (
     ChannelShuffle,
     MACRegularizer,  # its output is its first input; it adds the MAC loss
 )
-# Means: rounded to their input's range (`ActivationQuantizer(tied=True)`),
-# which LiteRT's int8 mean rescales to exactly.
-MEAN_LAYERS = (keras.layers.GlobalAveragePooling2D, keras.layers.AveragePooling2D)
 # Layers that make new values: their output is rounded to its own range.
 VALUE_LAYERS = (
     keras.layers.Add,
@@ -250,8 +247,7 @@ class _Rebuild:
         )  # fmt: skip
         inputs = [self.tensors[id(t)] for t in node.input_tensors]
         result, result_gates, rounding = wrapper(
-            inputs if len(inputs) > 1 else inputs[0],
-            source_range=self.ranges.get(id(node.input_tensors[-1])),
+            inputs if len(inputs) > 1 else inputs[0]
         )
         wrapper.load_weights_of(layer)
         for end in ends:
@@ -328,17 +324,10 @@ class _Rebuild:
         result = _copy(layer)(*args, **kwargs)  # with its weights
         (tensor,) = node.output_tensors
         rounded = isinstance(layer, VALUE_LAYERS) and not _is_softmax(layer)
-        source_range = self.ranges.get(id(node.input_tensors[0]))
         if rounded and self._fusable_relu(tensor) is None:
-            name = f"{layer.name}_quantizer"
-            if isinstance(layer, MEAN_LAYERS) and source_range is not None:
-                result = ActivationQuantizer(
-                    tied=True, emit_range=True, name=name, dtype="float32"
-                )(result, input_range=source_range)
-            else:
-                result = self._quantizer(name)(result)
+            result = self._quantizer(f"{layer.name}_quantizer")(result)
         elif isinstance(layer, MOVING_LAYERS):  # its input's rounding
-            result = [result, source_range]
+            result = [result, self.ranges.get(id(node.input_tensors[0]))]
         self._set(tensor, result)
 
     def _set(self, tensor, result):
@@ -509,14 +498,11 @@ def inference_model(model, round_activations=True):
         elif isinstance(layer, QuantizeAwareMSGCConv2D):
             # The same layer with fixed ranges (or none): its masked form
             # is what the int8 kernels run.
-            pool = _range_of(node.arguments.kwargs.get("source_range"))
-            frozen = layer.frozen_copy(round_activations, pool_range=pool)
-            kwargs.pop("source_range", None)
+            frozen = layer.frozen_copy(round_activations)
             result = frozen(*args, **kwargs)
             frozen.load_weights_of(layer)
         elif isinstance(layer, ActivationQuantizer):
-            rounding = _input_range(node) if layer.tied else layer.range
-            result = _frozen(rounding, round_activations, layer.name)(args[0])
+            result = _frozen(layer, round_activations, layer.name)(args[0])
         elif isinstance(layer, MACRegularizer):
             # Its output is its first input; the MAC ledger is for training
             # (a converter would keep its float arithmetic).
@@ -535,11 +521,10 @@ def inference_model(model, round_activations=True):
     )
 
 
-def _frozen(rounding, round_activations, name):
-    """A quantizer of the fixed range `rounding`, or an `Identity` where
-    there is none (it never saw a training batch) or activations stay
-    float."""
-    rounding = rounding if round_activations else None
+def _frozen(quantizer, round_activations, name):
+    """The quantizer's range as a fixed one, or an `Identity` where it has
+    none (it never saw a training batch) or activations stay float."""
+    rounding = quantizer.range if round_activations else None
     if rounding is None:
         return keras.layers.Identity(name=name)
     return ActivationQuantizer(fixed_range=rounding, name=name)
@@ -548,21 +533,14 @@ def _frozen(rounding, round_activations, name):
 def _input_range(node):
     """The `(min, max)` a `QuantizeAwareConvolution`'s call in the graph
     reads as its input's rounding (None: none)."""
-    return _range_of(node.arguments.kwargs.get("input_range"))
-
-
-def _range_of(tensor):
-    """The `(min, max)` that the range `tensor` of a quantization-aware
-    graph holds now (None for no tensor)."""
+    tensor = node.arguments.kwargs.get("input_range")
     if tensor is None:
         return None
-    producer, node = keras_internals.producer(tensor)
+    producer = keras_internals.producer(tensor)
     if isinstance(producer, QuantizeAwareConvolution):
-        return producer.output_quantizer.range
-    if isinstance(producer, QuantizeAwareMSGCConv2D):
-        return producer.quantizers["output"].range
-    if producer.tied:  # the range it was given
-        return _input_range(node)
+        producer = producer.output_quantizer
+    elif isinstance(producer, QuantizeAwareMSGCConv2D):
+        producer = producer.quantizers["output"]
     return producer.range
 
 
@@ -581,7 +559,7 @@ def _plain_layers(wrapper, x, round_activations, input_range=None):
         x = primary(x)
         primary.set_weights([kernels[0]])
         middle = wrapper.intermediate_quantizer
-        x = _frozen(middle.range, round_activations, f"{name}_primary_quantizer")(x)
+        x = _frozen(middle, round_activations, f"{name}_primary_quantizer")(x)
         # The permutations, secondary and inverse as one 1x1 convolution, as
         # the export writes a block whose primary runs grouped.
         secondary = keras.layers.Conv2D(
@@ -599,9 +577,7 @@ def _plain_layers(wrapper, x, round_activations, input_range=None):
     if wrapper.activation in ("relu", "relu6"):
         six = 6.0 if wrapper.activation == "relu6" else None
         x = keras.layers.ReLU(max_value=six, name=f"{name}_{wrapper.activation}")(x)
-    x = _frozen(wrapper.output_quantizer.range, round_activations, f"{name}_quantizer")(
-        x
-    )
+    x = _frozen(wrapper.output_quantizer, round_activations, f"{name}_quantizer")(x)
     if wrapper.activation == "softmax":
         x = keras.layers.Activation("softmax", name=f"{name}_softmax")(x)
     return x

@@ -7,7 +7,6 @@ from keras_igc.layers.msgc_conv2d import split_inputs
 from keras_igc.quantization import batch_norm_folding
 from keras_igc.quantization.activation_quantizer import ActivationQuantizer
 from keras_igc.quantization.fake_quant import (
-    quantize_activations,
     quantize_bias,
     quantize_weights,
     weight_scale,
@@ -63,14 +62,6 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             (min, max)]`, for the convolutions that read it.
         **kwargs: `MSGCConv2D`'s other arguments (its `implementation` is
             always `"masked"`).
-
-    Call arguments:
-        inputs: as for `MSGCConv2D`.
-        source_range: the `(min, max)` rounding of the mask source, or None.
-            Given, the pooled source is rounded to it (tied, as
-            `ActivationQuantizer(tied=True)` says why) instead of a range of
-            its own.
-        training: training mode.
 
     Example:
 
@@ -140,19 +131,10 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         for quantizer in self.quantizers.values():
             quantizer.build(None)
 
-    def call(self, inputs, source_range=None, training=None):
+    def call(self, inputs, training=None):
         x, source = split_inputs(inputs)
-        pooled = ops.mean(source, axis=(1, 2))
-        if source_range is None:
-            pool_range = self._range("pool")
-            pooled = self._round("pool", pooled, training)
-        else:  # tied to the source's range (ActivationQuantizer `tied`)
-            pool_range = source_range
-            rounded = quantize_activations(pooled, source_range[0], source_range[1])
-            pooled = ops.where(source_range[1] > source_range[0], rounded, pooled)
-        logits = self._generator(
-            self.mask_generator, pooled, pool_range, "hidden", training
-        )
+        pooled = self._round("pool", ops.mean(source, axis=(1, 2)), training)
+        logits = self._generator(self.mask_generator, pooled, "hidden", training)
         logits = self._round("logits", logits, training)
         blocks = self.input_channels // self.granularity
         gates = self.gate(
@@ -163,9 +145,8 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         masks = gates
         if self.attention:
             attention = self._generator(
-                self.attention_generator, pooled, pool_range, "attention_hidden",
-                training,
-            )  # fmt: skip
+                self.attention_generator, pooled, "attention_hidden", training
+            )
             attention = self._round("attention", attention, training)
             masks = gates * ops.reshape(
                 attention, (-1, self.heads, self.input_channels)
@@ -199,7 +180,7 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         training once the BatchNorms are frozen)."""
         return quantize_bias(bias, self._range(input_point), weight_scale(kernel))
 
-    def _generator(self, generator, pooled, pool_range, hidden_point, training):
+    def _generator(self, generator, pooled, hidden_point, training):
         """A `MaskGenerator` on the rounded pooled source: the squeeze with
         its BatchNorm folded, ReLU, rounded; the expansion, not yet rounded."""
         norm, frozen = generator.norm, self.batch_norm_frozen
@@ -207,7 +188,7 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         kernel = quantize_weights(generator.reduce.kernel * factor)
         hidden = batch_norm_folding.normalize(
             norm, frozen, ops.matmul(pooled, kernel), factor, None, training,
-            lambda bias: quantize_bias(bias, pool_range, weight_scale(kernel)),
+            lambda bias: self._on_grid(bias, "pool", kernel),
         )  # fmt: skip
         hidden = self._round(hidden_point, ops.relu(hidden), training)
         expand = generator.expand
@@ -253,18 +234,15 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             for point, quantizer in self.quantizers.items()
         }
 
-    def frozen_copy(self, round_activations=True, pool_range=None):
+    def frozen_copy(self, round_activations=True):
         """An unbuilt copy whose ranges are fixed at this layer's (what the
         exporters convert), or with `round_activations=False` float
         activations with the rounded kernels and biases (the float files of
-        a QAT run); `load_weights_of(self)` once it is built. `pool_range`:
-        the range its pooled mask source was tied to (its source's), if it
-        was."""
+        a QAT run); `load_weights_of(self)` once it is built."""
         config = self.get_config()
-        ranges = {**self.ranges(), **({"pool": pool_range} if pool_range else {})}
         config["fixed_ranges"] = {
             point: None if rounding is None else list(rounding)
-            for point, rounding in ranges.items()
+            for point, rounding in self.ranges().items()
         }
         config["round_activations"] = round_activations
         config["emit_range"] = False  # the ranges are in its weights
@@ -287,7 +265,7 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         shapes = super().compute_output_shape(input_shape)
         return [*shapes, (2,)] if self.emit_range else shapes
 
-    def compute_output_spec(self, inputs, source_range=None, training=None):
+    def compute_output_spec(self, inputs, training=None):
         specs = super().compute_output_spec(inputs, training)
         if self.emit_range:
             specs.append(keras.KerasTensor((2,), dtype="float32"))
