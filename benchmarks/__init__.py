@@ -99,7 +99,7 @@ BENCHMARKS = (
         "qat",
         "quantization-aware training against post-training int8 on digits: "
         "accuracy and agreement of each int8 file (LiteRT, ONNX) with the float "
-        "and the fine-tuned model",
+        "and the fine-tuned model, MSGC gate flips",
         "python -m benchmarks.qat [--epochs 15] [--qat-epochs 3]",
         ("qat-digits.json",),
     ),
