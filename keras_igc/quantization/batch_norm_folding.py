@@ -55,6 +55,18 @@ def normalize(bn, frozen, outputs, factor, bias, training, on_grid=None):
     return ops.where(frozen > 0, folded, normalized)
 
 
+def fused_config(batch_norm, activation, momentum):
+    """The config entries of a quantization-aware layer that folds
+    `batch_norm` (None: none), fuses `activation` and moves its ranges with
+    `momentum`."""
+    serialize = keras.saving.serialize_keras_object
+    return {
+        "batch_norm": None if batch_norm is None else serialize(batch_norm),
+        "activation": activation,
+        "momentum": momentum,
+    }
+
+
 def check(batch_norm, owner):
     """`batch_norm` (None allowed) is a BatchNormalization over the channels."""
     if batch_norm is not None and (

@@ -284,13 +284,11 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         return [shape, (2,)] if self.emit_range else shape
 
     def get_config(self):
-        serialize = keras.saving.serialize_keras_object
-        batch_norm = self.batch_norm
         return {
             **super().get_config(),  # the wrapped layer's, as Keras' wrappers do
-            "batch_norm": None if batch_norm is None else serialize(batch_norm),
-            "activation": self.activation,
-            "momentum": self.momentum,
+            **batch_norm_folding.fused_config(
+                self.batch_norm, self.activation, self.momentum
+            ),
         } | ({"emit_range": True} if self.emit_range else {})
 
 

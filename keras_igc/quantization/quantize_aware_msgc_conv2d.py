@@ -272,13 +272,11 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         return specs
 
     def get_config(self):
-        serialize = keras.saving.serialize_keras_object
-        batch_norm = self.batch_norm
         return {
             **super().get_config(),
-            "batch_norm": None if batch_norm is None else serialize(batch_norm),
-            "activation": self.activation,
-            "momentum": self.momentum,
+            **batch_norm_folding.fused_config(
+                self.batch_norm, self.activation, self.momentum
+            ),
             "fixed_ranges": self.fixed_ranges,
             "round_activations": self.round_activations,
             "emit_range": self.emit_range,
