@@ -88,10 +88,13 @@ class GroupConv2D(Int8Kernel, keras.layers.Conv2D):
         if path in ("grouped", "dense") and self.execution_form.for_converter:
             # The plain graph op, which converters map onto the runtime's.
             conv_args["graph_op"] = True
-            if self._merged_kernel is not None:
+            # The snapshot stands for its own kernel only: a kernel computed
+            # from it (a quantization-aware layer's rounded one) runs as
+            # given, in the runtime's grouped op.
+            if self._merged_kernel is not None and kernel is self._kernel:
                 kernel = keras.ops.convert_to_tensor(self._merged_kernel, kernel.dtype)
                 groups = inputs.shape[-1] // kernel.shape[2]
-                path = "grouped"  # the merged kernel's own groups, or dense
+            path = "grouped"  # the merged kernel's own groups, or dense
         return igc_ops.GROUPED_CONVOLUTIONS[path](inputs, kernel, groups, **conv_args)
 
     def get_config(self):

@@ -15,7 +15,9 @@ from keras import ops
 
 def scale(bn):
     """gamma / sqrt(moving variance + epsilon), per channel (a zero scale
-    becomes 1: the folded kernel is then 0 either way)."""
+    becomes 1: the folded kernel is then 0 either way); None without `bn`."""
+    if bn is None:
+        return None
     factor = ops.rsqrt(bn.moving_variance + bn.epsilon)
     if bn.gamma is not None:
         factor = bn.gamma * factor
@@ -53,6 +55,14 @@ def normalize(bn, frozen, outputs, factor, bias, training, on_grid=None):
         batch_variance + bn.epsilon
     ) + beta
     return ops.where(frozen > 0, folded, normalized)
+
+
+def with_bias(outputs, bias, training, on_grid):
+    """`outputs` of a layer with no BatchNorm after it, plus its `bias`
+    (None: none): at inference as the int8 files store it, `on_grid(bias)`."""
+    if bias is None:
+        return outputs
+    return outputs + (bias if training else on_grid(bias))
 
 
 def fused_config(batch_norm, activation, momentum):

@@ -308,10 +308,7 @@ class _Rebuild:
     def _batch_norm_after(self, tensor):
         """The BatchNormalization over the channels that alone reads
         `tensor` (not a model output), or None."""
-        readers = self.consumers[id(tensor)]
-        if len(readers) != 1 or id(tensor) in self.outputs:
-            return None
-        bn = readers[0].operation
+        bn = self._sole_reader(tensor)
         foldable = isinstance(bn, keras.layers.BatchNormalization)
         foldable = foldable and bn.axis in (-1, 3) and self.calls[id(bn)] == 1
         return bn if foldable else None
@@ -354,11 +351,16 @@ class _Rebuild:
     def _fusable_relu(self, tensor):
         """The ReLU layer that alone reads `tensor`, if a runtime fuses it
         into the op before: a plain ReLU or ReLU6."""
+        layer = self._sole_reader(tensor)
+        return layer if layer is not None and _relu_kind(layer) else None
+
+    def _sole_reader(self, tensor):
+        """The layer that alone reads `tensor`, None where several do or
+        `tensor` is a model output (its value must stay as it is)."""
         readers = self.consumers[id(tensor)]
         if len(readers) != 1 or id(tensor) in self.outputs:
             return None
-        layer = readers[0].operation
-        return layer if _relu_kind(layer) else None
+        return readers[0].operation
 
 
 def _permuted(batch_norm, permutation):
@@ -448,16 +450,12 @@ def _check_layers(model):
                 f"ReLU/ReLU6, Add, pooling, padding and ChannelShuffle. Export "
                 f"this model with post-training int8 (--quantize int8) instead."
             )
-        if (
-            not node.is_input
-            and (
-                len(node.output_tensors) != 1
-                or (
-                    len(node.input_tensors) != 1 and not isinstance(layer, VALUE_LAYERS)
-                )
-            )
-            and not isinstance(layer, (MSGCConv2D, MACRegularizer))
-        ):
+        # Merges take several inputs, the MAC ledger the gates too, an MSGC
+        # layer a separate mask source and gives its gates.
+        several_inputs = (*VALUE_LAYERS, MACRegularizer, MSGCConv2D)
+        one_in = len(node.input_tensors) == 1 or isinstance(layer, several_inputs)
+        one_out = len(node.output_tensors) == 1 or isinstance(layer, MSGCConv2D)
+        if not node.is_input and not (one_in and one_out):
             raise ValueError(
                 f"Layer {layer.name!r} takes {len(node.input_tensors)} inputs and "
                 f"gives {len(node.output_tensors)} outputs; quantize_aware takes "

@@ -164,12 +164,9 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
                 self.batch_norm, self.batch_norm_frozen, outputs, scale, bias,
                 training, on_grid,
             )  # fmt: skip
-        elif bias is not None:
-            outputs = outputs + (bias if training else on_grid(bias))
-        if self.activation == "relu":
-            outputs = ops.relu(outputs)
-        elif self.activation == "relu6":
-            outputs = ops.relu6(outputs)
+        else:
+            outputs = batch_norm_folding.with_bias(outputs, bias, training, on_grid)
+        outputs = fused_activation(outputs, self.activation)
         outputs = self.output_quantizer(outputs, training=training)
         if self.activation == "softmax":
             outputs = ops.softmax(outputs, axis=-1)
@@ -180,8 +177,6 @@ class QuantizeAwareConvolution(keras.layers.Wrapper):
         return outputs
 
     def _batch_norm_scale(self):
-        if self.batch_norm is None:
-            return None
         return batch_norm_folding.scale(self.batch_norm)
 
     def _bias_on_grid(self, bias, kernels, input_range):
@@ -301,6 +296,16 @@ def _layer(layer):
             f"Expected a Keras layer or its serialized config. Received: {layer!r}."
         )
     return layer
+
+
+def fused_activation(outputs, activation):
+    """`outputs` through the activation an int8 kernel fuses (ReLU, ReLU6);
+    others (linear, softmax after the rounding) are left to the caller."""
+    if activation == "relu":
+        return ops.relu(outputs)
+    if activation == "relu6":
+        return ops.relu6(outputs)
+    return outputs
 
 
 def activation_name(layer):

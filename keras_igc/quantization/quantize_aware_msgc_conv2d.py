@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-from keras_igc import ops as igc_ops
 from keras_igc.layers import MSGCConv2D
 from keras_igc.layers.msgc_conv2d import split_inputs
 from keras_igc.quantization import batch_norm_folding
@@ -11,6 +10,7 @@ from keras_igc.quantization.fake_quant import (
     quantize_weights,
     weight_scale,
 )
+from keras_igc.quantization.quantize_aware_convolution import fused_activation
 
 # Where the layer rounds, in the order it computes them. The gates (0/1)
 # are exact on the 256 levels of [0, 1]; with attention, the masks (gates
@@ -153,11 +153,7 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
             )
         masks = self._round("masks", masks, training)
         copies = self._round("copies", self.masked_copies(x, masks), training)
-        outputs = self._convolution(copies, training)
-        if self.activation == "relu":
-            outputs = ops.relu(outputs)
-        elif self.activation == "relu6":
-            outputs = ops.relu6(outputs)
+        outputs = fused_activation(self._convolution(copies, training), self.activation)
         outputs = self._round("output", outputs, training)
         gates = ops.cast(gates, "float32")
         if self.emit_range:
@@ -193,38 +189,27 @@ class QuantizeAwareMSGCConv2D(MSGCConv2D):
         hidden = self._round(hidden_point, ops.relu(hidden), training)
         expand = generator.expand
         kernel = quantize_weights(expand.kernel)
-        bias = (
-            expand.bias
-            if training
-            else self._on_grid(expand.bias, hidden_point, kernel)
-        )
-        return ops.matmul(hidden, kernel) + bias
+        return batch_norm_folding.with_bias(
+            ops.matmul(hidden, kernel), expand.bias, training,
+            lambda bias: self._on_grid(bias, hidden_point, kernel),
+        )  # fmt: skip
 
     def _convolution(self, copies, training):
         """The grouped convolution with the BatchNorm after it folded in."""
         bn, kernel = self.batch_norm, self.conv.kernel
         bias = self.conv.bias if self.use_bias else None
-        factor = None if bn is None else batch_norm_folding.scale(bn)
+        factor = batch_norm_folding.scale(bn)
         kernel = quantize_weights(kernel if bn is None else kernel * factor)
-        conv = self.conv
-        if conv.execution_form is not None and conv.execution_form.for_converter:
-            # The converters' op, on this rounded kernel (a converter form
-            # of GroupConv2D may hold a snapshot of its float one).
-            outputs = igc_ops.grouped_conv_native(
-                copies, kernel, self.heads, strides=conv.strides,
-                padding=conv.padding, dilation_rate=conv.dilation_rate,
-                graph_op=True,
-            )  # fmt: skip
-        else:
-            outputs = conv.convolution_op(copies, kernel)
-        if bn is not None:
-            return batch_norm_folding.normalize(
-                bn, self.batch_norm_frozen, outputs, factor, bias, training,
-                lambda bias: self._on_grid(bias, "copies", kernel),
-            )  # fmt: skip
-        if bias is None:
-            return outputs
-        return outputs + (bias if training else self._on_grid(bias, "copies", kernel))
+        outputs = self.conv.convolution_op(copies, kernel)
+
+        def on_grid(bias):
+            return self._on_grid(bias, "copies", kernel)
+
+        if bn is None:
+            return batch_norm_folding.with_bias(outputs, bias, training, on_grid)
+        return batch_norm_folding.normalize(
+            bn, self.batch_norm_frozen, outputs, factor, bias, training, on_grid
+        )
 
     def ranges(self):
         """`{rounding point: (min, max) or None}`: the ranges it rounds to
