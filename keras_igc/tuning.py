@@ -27,7 +27,7 @@ import time
 import keras
 import keras_tuner
 
-from keras_igc import applications, data, quick, training
+from keras_igc import applications, data, keras_internals, quick, training
 from keras_igc.applications.cifar import igc_conv_weights, units_per_stage
 from keras_igc.complexity import model_complexity
 from keras_igc.plotting import plot_sweep
@@ -233,6 +233,11 @@ class IGCHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, **kwargs):
+        data = args[0] if args else kwargs.get("x")
+        if hasattr(data, "element_spec"):
+            # Optimizer and metrics built before fit traces its step; built
+            # while tracing, TensorFlow traces the step twice.
+            keras_internals.build_metrics(model, data.element_spec)
         try:
             return model.fit(*args, **kwargs)
         except Exception as error:  # out of memory, a NaN loss turned error...

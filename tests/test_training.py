@@ -1,5 +1,6 @@
 """The paper's recipe through model.fit, resuming, and the keras-igc command."""
 
+import collections
 import csv
 import os
 import shutil
@@ -99,8 +100,8 @@ def test_fit_on_digits_leaves_model_history_checkpoints_and_plot(tmp_path):
     assert not os.path.exists(tmp_path / "backup")  # removed once training ends
 
 
-def _own_network(input_shape=(32, 32, 1), classes=10):
-    return keras.Sequential(
+def _own_network(input_shape=(32, 32, 1), classes=10, cls=keras.Sequential):
+    return cls(
         [
             keras.Input(input_shape),
             keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
@@ -135,6 +136,38 @@ def test_train_takes_a_model_of_yours(tmp_path):
             own, "digits", str(tmp_path / "options"), model_options={"width": 8},
             **quick,
         )  # fmt: skip
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class _CountsTraces(keras.Sequential):
+    """Counts the Python calls of its steps: TensorFlow makes one per trace."""
+
+    traced = collections.Counter()
+
+    def train_step(self, data):
+        self.traced["train"] += 1
+        return super().train_step(data)
+
+    def test_step(self, data):
+        self.traced["test"] += 1
+        return super().test_step(data)
+
+
+def test_train_and_evaluate_trace_each_step_once(tmp_path):
+    """The optimizer and metrics are built before `fit` and `evaluate` trace
+    their steps. Built while tracing (Keras' default on one device), they make
+    TensorFlow trace each step twice: a third of a short run's time. A
+    subclass of Sequential keeps its class, and its own steps, when `train`
+    swaps its BatchNorm layers for ghost ones (Keras' clone drops it)."""
+    quick = {k: v for k, v in QUICK.items() if k != "depth"}
+    own = _own_network(cls=_CountsTraces)
+    model, _ = training.train(own, "digits", str(tmp_path), **quick)
+    assert type(model) is _CountsTraces and model is not own  # ghost BatchNorm
+    assert _CountsTraces.traced == {"train": 1, "test": 1}
+    _CountsTraces.traced.clear()
+    result = training.evaluate(tmp_path / "model.keras", "digits")
+    assert 0 <= result["accuracy"] <= 1
+    assert _CountsTraces.traced == {"test": 1}
 
 
 def test_fit_on_mock_cifar(tmp_path):

@@ -198,6 +198,11 @@ def _network(run, strategy, seed, steps_per_epoch, train_data):
             extra = []
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             multi_worker_workarounds(network, train_data)
+        else:
+            # The optimizer's and metrics' variables now, not in fit's first
+            # step: variables made while a tf.function traces make TensorFlow
+            # trace it twice, a third of a short run's time.
+            keras_internals.build_metrics(network, train_data.element_spec)
     return network, extra
 
 
@@ -439,6 +444,18 @@ def with_bn_batch(model, bn_batch):
         return type(layer).from_config(config)
 
     clone_model = keras.models.clone_model(model, clone_function=clone)
+    if type(clone_model) is not type(model):
+        # clone_model makes a subclass of Sequential a plain Sequential: its
+        # own train_step or test_step would be dropped without a word.
+        try:
+            clone_model = type(model).from_config(clone_model.get_config())
+        except Exception as error:
+            raise ValueError(
+                f"Cannot rebuild {type(model).__name__} {model.name!r} with "
+                f"GhostBatchNormalization (bn_batch={bn_batch}) from its config: "
+                f"{error}. Pass bn_batch='device' (--bn-batch device) to train it "
+                f"as it is, normalising each device's whole batch."
+            ) from error
     clone_model.set_weights(model.get_weights())
     return clone_model
 
@@ -508,5 +525,7 @@ def evaluate(model_path, dataset, *, batch_size=None, data_dir=None, download=Fa
     split, examples = data.split_size(
         dataset, "eval", data_dir=data_dir, download=download
     )
+    # Metrics built before evaluate traces its step, or it traces it twice.
+    keras_internals.build_metrics(network, eval_data.element_spec)
     result = network.evaluate(eval_data, return_dict=True, verbose=0)
     return {"split": f"{dataset} {split}", "examples": examples, **result}
