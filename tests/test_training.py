@@ -170,6 +170,20 @@ def test_train_and_evaluate_trace_each_step_once(tmp_path):
     assert _CountsTraces.traced == {"test": 1}
 
 
+class _NeedsItsWidth(keras.Sequential):
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+
+
+def test_a_subclass_that_cannot_be_rebuilt_is_refused_with_the_way_out():
+    own = _own_network(cls=lambda layers, name: _NeedsItsWidth(8, layers=layers,
+                                                                name=name))  # fmt: skip
+    with pytest.raises(ValueError, match="_NeedsItsWidth 'own_igc'.*bn_batch='device'"):
+        training.with_bn_batch(own, 8)
+    assert training.with_bn_batch(own, None) is own
+
+
 def test_fit_on_mock_cifar(tmp_path):
     with tfds.testing.mock_data(num_examples=40):
         model, history = training.train(

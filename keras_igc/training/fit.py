@@ -453,8 +453,8 @@ def with_bn_batch(model, bn_batch):
             raise ValueError(
                 f"Cannot rebuild {type(model).__name__} {model.name!r} with "
                 f"GhostBatchNormalization (bn_batch={bn_batch}) from its config: "
-                f"{error}. Pass bn_batch='device' (--bn-batch device) to train it "
-                f"as it is, normalising each device's whole batch."
+                f"{error}. Pass bn_batch='device' to train it as it is, normalising "
+                f"each device's whole batch."
             ) from error
     clone_model.set_weights(model.get_weights())
     return clone_model
