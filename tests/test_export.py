@@ -675,3 +675,17 @@ def test_igcv3_folds_every_batch_norm_and_shuffles_without_gathers(tmp_path):
     assert ops.count("Transpose") == 1 + 32 + 2 * 4
     for row in export.check(model, result.artifacts, batch_sizes=(1, 3), runs=1):
         assert row["max_abs_diff"] <= 1e-4 * max(row["max_abs_output"], 1e-3), row
+
+
+def test_the_runtimes_take_omp_num_threads(monkeypatch):
+    """ONNX Runtime and LiteRT run on OMP_NUM_THREADS threads where it is set
+    (two processes sharing the cores), else on every core."""
+    from keras_igc.export.dependencies import runtime_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime_threads() == 3
+    for unusable in ("0", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert runtime_threads() == (os.cpu_count() or 1)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert runtime_threads() == (os.cpu_count() or 1)

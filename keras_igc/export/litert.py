@@ -6,12 +6,12 @@ An adapter module of `keras_igc.export.runtimes`: its names are the ones
 every adapter defines (see that module).
 """
 
-import os
 import warnings
 
 import numpy as np
 
 from keras_igc import forms, keras_internals
+from keras_igc.export.dependencies import runtime_threads
 from keras_igc.layers.msgc_conv2d import GATE_DECISION
 
 NAME = "litert"
@@ -123,14 +123,14 @@ def runner(path, probes=()):
     """
 
     def make():
-        # Every core, as ONNX Runtime and PyTorch use by default (LiteRT's
-        # default can be one thread). Inner tensors outlive `invoke` only
-        # when the interpreter is told to keep them.
+        # Every core (or OMP_NUM_THREADS), as ONNX Runtime and PyTorch use
+        # by default (LiteRT's default can be one thread). Inner tensors
+        # outlive `invoke` only when the interpreter is told to keep them.
         keep = {"experimental_preserve_all_tensors": True} if probes else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "for debugging"
             interpreter = make_interpreter(
-                model_path=path, num_threads=os.cpu_count(), **keep
+                model_path=path, num_threads=runtime_threads(), **keep
             )
         (source,), (target,) = (
             interpreter.get_input_details(),

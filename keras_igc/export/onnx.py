@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from keras_igc import forms
-from keras_igc.export.dependencies import require
+from keras_igc.export.dependencies import require, runtime_threads
 from keras_igc.layers.int8_kernel import per_channel_int8
 from keras_igc.layers.msgc_conv2d import GATE_DECISION
 
@@ -520,7 +520,11 @@ def runner(path, probes=()):
             graph = onnx.load(path)
             graph.graph.output.extend(onnx.ValueInfoProto(name=n) for n in probes)
             model = graph.SerializeToString()
-        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = runtime_threads()
+        session = ort.InferenceSession(
+            model, options, providers=["CPUExecutionProvider"]
+        )
         name = session.get_inputs()[0].name
         if not probes:
             return lambda x: session.run(None, {name: x})[0]
