@@ -234,9 +234,7 @@ class IGCHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         data = args[0] if args else kwargs.get("x")
-        if hasattr(data, "element_spec"):
-            # Optimizer and metrics built before fit traces its step; built
-            # while tracing, TensorFlow traces the step twice.
+        if hasattr(data, "element_spec"):  # before fit traces its step
             keras_internals.build_metrics(model, data.element_spec)
         try:
             return model.fit(*args, **kwargs)

@@ -198,10 +198,7 @@ def _network(run, strategy, seed, steps_per_epoch, train_data):
             extra = []
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             multi_worker_workarounds(network, train_data)
-        else:
-            # The optimizer's and metrics' variables now, not in fit's first
-            # step: variables made while a tf.function traces make TensorFlow
-            # trace it twice, a third of a short run's time.
+        else:  # before fit traces its step, or it traces it twice
             keras_internals.build_metrics(network, train_data.element_spec)
     return network, extra
 
@@ -525,7 +522,7 @@ def evaluate(model_path, dataset, *, batch_size=None, data_dir=None, download=Fa
     split, examples = data.split_size(
         dataset, "eval", data_dir=data_dir, download=download
     )
-    # Metrics built before evaluate traces its step, or it traces it twice.
+    # Before evaluate traces its step, or it traces it twice.
     keras_internals.build_metrics(network, eval_data.element_spec)
     result = network.evaluate(eval_data, return_dict=True, verbose=0)
     return {"split": f"{dataset} {split}", "examples": examples, **result}
