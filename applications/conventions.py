@@ -8,6 +8,7 @@ import keras
 
 from keras_igc import keras_internals
 from keras_igc.layers import FusedBatchNormalization
+from keras_igc.traced_model import TracedModel
 
 POOLINGS = (None, "avg", "max")
 
@@ -40,7 +41,7 @@ def build(
     outputs = head(
         features(image), include_top, pooling, classes, classifier_activation
     )
-    model = keras.Model(inputs, outputs, name=name)
+    model = TracedModel(inputs, outputs, name=name)
     if source is not None:
         sources.load(model, source, **weights_context)
     return model

@@ -46,6 +46,7 @@ from keras_igc.applications.weights import Sources, pytorch
 from keras_igc.layers import MACRegularizer, MSGCConv2D
 from keras_igc.layers.mask_generator import kaiming_fan_out
 from keras_igc.saving import load_keras_model
+from keras_igc.traced_model import TracedModel
 from keras_igc.validation import positive_int
 
 HOSTS = ("MSGCResNet18", "MSGCResNet50", "MSGCMobileNetV2")
@@ -331,7 +332,7 @@ def host_network(
     outputs = conventions.head(x, include_top, pooling, classes, classifier_activation)
     name = name or default_name
     if not msgc:
-        model = keras.Model(inputs, outputs, name=name)
+        model = TracedModel(inputs, outputs, name=name)
     else:
         outputs = MACRegularizer(
             ledger.dense, ledger.static, ledger.convolutions, ledger.bonuses,

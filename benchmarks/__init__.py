@@ -42,6 +42,15 @@ BENCHMARKS = (
         ("profile-cpu.md",),
     ),
     Benchmark(
+        "secondary_forms",
+        "the two forms of an IGC block's permutations and secondary in Keras "
+        "(one block-diagonal matmul, or M batched L x L products): the Keras "
+        "rule's GROUPED_SECONDARY_FROM",
+        "python -m benchmarks.secondary_forms --out "
+        "benchmarks/results/secondary-forms-cpu.json",
+        ("secondary-forms-cpu.json",),
+    ),
+    Benchmark(
         "primary_forms",
         "the forms of the primary 3x3 grouped convolution in TensorFlow on CPU",
         "python -m benchmarks.primary_forms",

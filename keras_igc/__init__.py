@@ -25,7 +25,7 @@ _LAYERS = (
     "MaskGenerator",
 )
 _MODULES = ("forms", "ops", "complexity", "applications")
-__all__ = ["IMPLEMENTATIONS", *_LAYERS, *_MODULES]
+__all__ = ["IMPLEMENTATIONS", "TracedModel", *_LAYERS, *_MODULES]
 
 
 def _load():
@@ -41,6 +41,7 @@ def _load():
     layers = importlib.import_module("keras_igc.layers")
     names.update({name: getattr(layers, name) for name in _LAYERS})
     names["IMPLEMENTATIONS"] = names["forms"].IMPLEMENTATIONS
+    names["TracedModel"] = importlib.import_module("keras_igc.traced_model").TracedModel
     names["applications"] = importlib.import_module("keras_igc.applications")
     # The optimizers and MSGC's model too: a model `train` saved with its
     # compile state loads with keras.saving.load_model after `import keras_igc`.

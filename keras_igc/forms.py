@@ -99,7 +99,11 @@ SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
 # L*L*M*(M-1) MACs per pixel over the dense 1x1 and the permutations move about
 # 2*L*M values, so it wins once L*(M-1) reaches these (export-forms-cpu.json:
 # ONNX from IGC-L4M8's M=16 stage on, LiteRT from IGC-L100M2's stage 2 on).
-GROUPED_SECONDARY_FROM = {"litert": 200, "onnx": 48}
+# In Keras the grouped secondary is one batched matmul between two transposes
+# (`ops.secondary_batched`; secondary-forms-cpu.json: from IGC-L100M2's stage 2,
+# IGC-L24M2's stage 3 and IGC-L4M8's stage 3 on, 0.47-0.88x the dense 1x1's
+# time forward and backward; at L*(M-1) = 100, a tie).
+GROUPED_SECONDARY_FROM = {"keras": 120, "litert": 200, "onnx": 48}
 # Groups of one or two outputs run faster merged into consecutive groups of up
 # to this many outputs, zeros between (export-grouped-cpu.json); ONNX Runtime
 # does not gain.
@@ -151,6 +155,9 @@ class Choice:
         merge: consecutive groups that run as one (1: none), with zeros
             between (`ops.merged_groups_kernel`); a grouped form only.
         gather_limit: the MSGC `"auto"` form's most kept channels to gather.
+        secondary: in Keras, how an IGC block's grouped primary is followed:
+            `"dense"`, one block-diagonal 1x1 with both permutations in it,
+            or `"grouped"`, M products of L x L between two transposes.
     """
 
     kind: str
@@ -161,6 +168,7 @@ class Choice:
     primary: str | None = None
     merge: int = 1
     gather_limit: int = 0
+    secondary: str | None = None
 
     @property
     def for_converter(self):
@@ -271,7 +279,8 @@ def _own(kind, own, runtime, geometry):
         return Choice(kind, "masked", runtime, f"{why}; converters run it masked")
     if kind == "igc_block":
         form = {"dense": "dense", "grouped": "grouped_primary"}.get(own, "igc")
-        return Choice(kind, form, runtime, why, primary=own)
+        secondary = None if own == "dense" else _keras_secondary(geometry)[0]
+        return Choice(kind, form, runtime, why, primary=own, secondary=secondary)
     return forced(kind, own, runtime, geometry, why)
 
 
@@ -412,7 +421,17 @@ def _keras_block(g):
     if path == "dense":
         return "dense", why
     form = "grouped_primary" if path == "grouped" else "igc"
-    return form, why, {"primary": path}
+    secondary, secondary_why = _keras_secondary(g)
+    return form, f"{why}; {secondary_why}", {"primary": path, "secondary": secondary}
+
+
+def _keras_secondary(g):
+    """`"grouped"` (M products of L x L) from a wide L*(M-1), else `"dense"`
+    (one block-diagonal 1x1), and why."""
+    threshold, width = GROUPED_SECONDARY_FROM["keras"], g.groups * (g.group_outputs - 1)
+    if width >= threshold:
+        return "grouped", f"L*(M-1) = {width} >= {threshold}: a grouped secondary"
+    return "dense", f"L*(M-1) = {width} < {threshold}: a dense secondary"
 
 
 @rule("converter", "grouped_conv", source=_KERAS_FILE)

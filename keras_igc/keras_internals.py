@@ -75,6 +75,27 @@ def all_layers(model):
     return list(model._flatten_layers())
 
 
+def in_stateless_scope():
+    """Whether a `keras.StatelessScope` is active (its variable values are
+    not the variables')."""
+    from keras.src import backend
+
+    return backend.in_stateless_scope()
+
+
+def own_losses(model):
+    """The `add_loss` values each layer of `model` holds, itself first, in
+    `all_layers`' order."""
+    return [list(layer._losses) for layer in all_layers(model)]
+
+
+def set_own_losses(model, losses):
+    """Put back `own_losses(model)`'s values (from a traced call) on its
+    layers."""
+    for layer, values in zip(all_layers(model), losses, strict=True):
+        layer._losses[:] = values
+
+
 def graph_owner(model, layer):
     """The Functional model, `model` or one nested in it, whose graph calls
     `layer` directly, so that a probe `keras.Model(owner.input, ...)` reaches

@@ -13,6 +13,7 @@ def register_serializables():
     import keras_igc.msgc  # noqa: F401
     import keras_igc.optimizers  # noqa: F401
     import keras_igc.quantization  # noqa: F401
+    import keras_igc.traced_model  # noqa: F401
 
 
 def load_keras_model(path, **kwargs):

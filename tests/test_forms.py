@@ -1,6 +1,7 @@
 """keras_igc.forms: one rule table per runtime, each rule backed by a results
 file, and the one method through which a layer takes its form."""
 
+import dataclasses
 import pathlib
 
 import keras
@@ -64,6 +65,28 @@ def test_a_layer_takes_its_keras_form_when_built_and_any_other_on_request():
         )
     with pytest.raises(ValueError, match="takes an 'igc_block' form"):
         block.set_execution_form(forms.choose(conv, "keras"))
+
+
+@pytest.mark.parametrize("L, M, secondary", [(20, 2, "dense"), (40, 4, "grouped")])
+def test_keras_runs_a_wide_secondary_grouped_and_gives_the_same_outputs(
+    L, M, secondary
+):
+    block = keras_igc.IGCConv2D(L, M, padding="same")
+    block.build((None, 4, 4, L * M))
+    threshold = forms.GROUPED_SECONDARY_FROM["keras"]
+    assert (L * (M - 1) >= threshold) == (secondary == "grouped")
+    assert block.execution_form.secondary == secondary
+    assert f"L*(M-1) = {L * (M - 1)}" in block.execution_form.why
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, L * M)).astype("float32")
+    expected = keras.ops.convert_to_numpy(block(x))
+    other = "dense" if secondary == "grouped" else "grouped"
+    block.set_execution_form(dataclasses.replace(block.execution_form, secondary=other))
+    got = keras.ops.convert_to_numpy(block(x))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * abs(expected).max())
+    # The layer's own implementation keeps the rule's secondary.
+    own = keras_igc.IGCConv2D(L, M, implementation="grouped")
+    own.build((None, 4, 4, L * M))
+    assert own.execution_form.secondary == secondary
 
 
 def test_litert_merges_narrow_groups_and_says_why():

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -102,6 +104,17 @@ def test_every_implementation_matches_the_paper_definition(case):
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=path)
         assert other.compute_output_shape(shape) == expected.shape
+        if path != "dense":  # the secondary's other form (narrow blocks: dense)
+            form = dataclasses.replace(other.execution_form, secondary="grouped")
+            other.set_execution_form(form)
+            got = to_numpy(other(x))
+            np.testing.assert_allclose(
+                got,
+                expected,
+                rtol=1e-4,
+                atol=1e-4,
+                err_msg=f"{path}, grouped secondary",
+            )
 
 
 @pytest.mark.parametrize(

@@ -321,7 +321,12 @@ class IGCConv2D(keras.layers.Layer):
                 return igc_ops.secondary_grouped(
                     outputs, secondary_kernel, L, M, secondary_bias=bias
                 )
-            secondary = igc_ops.secondary_conv if converted else igc_ops.secondary_dense
+            if converted:
+                secondary = igc_ops.secondary_conv
+            elif self.execution_form.secondary == "grouped":
+                secondary = igc_ops.secondary_batched
+            else:
+                secondary = igc_ops.secondary_dense
             outputs = secondary(outputs, secondary_kernel, L, M)
         if bias is not None:
             outputs = outputs + igc_ops.output_bias(bias, L, M)

@@ -5,6 +5,7 @@ import keras
 from keras_igc import keras_internals
 from keras_igc.layers import MACRegularizer
 from keras_igc.plotting import plot_topology  # noqa: F401 (msgc.plot_topology)
+from keras_igc.traced_model import TracedModel
 
 
 class MACMetrics:
@@ -34,7 +35,7 @@ class MACMetrics:
 
 
 @keras.saving.register_keras_serializable(package="keras_igc")
-class MSGCModel(MACMetrics, keras.Model):
+class MSGCModel(MACMetrics, TracedModel):
     """A Functional model whose `MACRegularizer` MACs are metrics (`MACMetrics`).
 
     Built like `keras.Model(inputs, outputs)` (`msgc.convert` does); it

@@ -33,6 +33,7 @@ from keras_igc.quantization.quantize_aware_convolution import (
     activation_name,
 )
 from keras_igc.quantization.quantize_aware_msgc_conv2d import QuantizeAwareMSGCConv2D
+from keras_igc.traced_model import TracedModel
 
 # The layers that `quantize_aware` makes, which train the float weights.
 QUANTIZE_AWARE_LAYERS = (QuantizeAwareConvolution, QuantizeAwareMSGCConv2D)
@@ -198,9 +199,9 @@ class _Rebuild:
         inputs = [self.inputs[id(t)] for t in self.source.inputs]
         outputs = [self.tensors[id(t)] for t in self.source.outputs]
         unwrap = len(inputs) == 1 and not isinstance(self.source.input, list | dict)
-        # An MSGC network stays an MSGCModel: fit reports its MACs.
-        cls = MSGCModel if isinstance(self.source, MSGCModel) else keras.Model
-        return cls(
+        # An MSGC network stays an MSGCModel (fit reports its MACs), a
+        # keras_igc network a TracedModel.
+        return _model_class(self.source, MSGCModel)(
             inputs[0] if unwrap else inputs,
             outputs[0] if len(outputs) == 1 else outputs,
             name=self.source.name,
@@ -512,11 +513,21 @@ def inference_model(model, round_activations=True):
         results = result if len(node.output_tensors) > 1 else [result]
         for tensor, value in zip(node.output_tensors, results, strict=True):
             tensors[id(tensor)] = value
-    return keras.Model(
+    # Without the MAC ledger an MSGC network is no longer an MSGCModel.
+    return _model_class(model, TracedModel)(
         [inputs[id(t)] for t in model.inputs][0],
         [tensors[id(t)] for t in model.outputs][0],
         name=model.name,
     )
+
+
+def _model_class(model, widest):
+    """The class a rebuilt `model` takes: `model`'s own where it is `widest`
+    or a `TracedModel` below it, else a plain `keras.Model`."""
+    for cls in (widest, TracedModel):
+        if isinstance(model, cls):
+            return cls
+    return keras.Model
 
 
 def _frozen(quantizer, round_activations, name):

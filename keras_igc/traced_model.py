@@ -1,0 +1,112 @@
+"""`TracedModel`: a Functional model whose eager inference call runs as one
+traced graph on TensorFlow."""
+
+import weakref
+
+import keras
+
+from keras_igc import keras_internals
+
+# Each model's traced calls, keyed by the model without keeping it alive. Not
+# an attribute: TensorFlow would save a `tf.function` attribute into every
+# SavedModel of the model, and a deep copy would try to copy it.
+_TRACED_CALLS = weakref.WeakKeyDictionary()
+
+
+@keras.saving.register_keras_serializable(package="keras_igc")
+class TracedModel(keras.Model):
+    """A Functional model whose eager inference calls run as one graph.
+
+    Built like `keras.Model(inputs, outputs)`; the networks of
+    `keras_igc.applications` are `TracedModel`s (MSGC hosts through
+    `keras_igc.msgc.MSGCModel`). On TensorFlow an eager `model(x)` otherwise
+    runs layer by layer: Keras' Python around each of the network's ~100
+    layer calls and every kernel unfused took IGCNet38 at batch 64 2.1x the
+    time of `predict_on_batch` (benchmarks/NOTES.md, "An eager model(x)").
+    Here an eager call with `training` unset or False runs through a
+    `tf.function` of the same call, traced once per input signature and
+    state of the layers (execution form, dtype policy), so `model(x)` costs
+    what `predict_on_batch` does and returns the same values. Everything
+    else takes Keras' own path: `training=True` (a custom training loop
+    under `tf.GradientTape`), symbolic inputs, calls inside a graph (`fit`,
+    `predict`, an export), `run_eagerly=True`,
+    `tf.config.run_functions_eagerly(True)`, and the JAX and PyTorch
+    backends.
+
+    Build your own like any Functional model; on JAX and PyTorch it is one:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_igc
+    >>> inputs = keras.Input((8, 8, 12))
+    >>> block = keras_igc.IGCConv2D(4, 3, padding="same")(inputs)
+    >>> model = keras_igc.TracedModel(
+    ...     inputs, keras.layers.GlobalAveragePooling2D()(block))
+    >>> x = np.random.rand(2, 8, 8, 12).astype("float32")
+    >>> bool(np.allclose(model(x), model.predict_on_batch(x), atol=1e-5))
+    True
+    """
+
+    def __call__(self, *args, **kwargs):
+        if not self._traces(args, kwargs):
+            return super().__call__(*args, **kwargs)
+        key = self._layer_state()
+        entry = _TRACED_CALLS.get(self)
+        if entry is None or entry[0] != key:
+            entry = (key, _traced_call(self))
+            _TRACED_CALLS[self] = entry
+        outputs, losses = entry[1](args, kwargs)
+        # `add_loss` in the traced call (an MSGC host's MAC loss) left graph
+        # tensors on its layers; the call's values replace them, as an eager
+        # call leaves them.
+        keras_internals.set_own_losses(self, losses)
+        return outputs
+
+    def _traces(self, args, kwargs):
+        """Whether this call takes the traced path (see the class docstring)."""
+        if keras.backend.backend() != "tensorflow" or kwargs.get("training"):
+            return False
+        import tensorflow as tf
+
+        if (
+            not tf.executing_eagerly()
+            or tf.config.functions_run_eagerly()
+            or self.run_eagerly
+            or keras_internals.in_stateless_scope()
+        ):
+            return False
+        values = keras.tree.flatten((args, kwargs))
+        # Tensors and arrays only: any other Python value would be part of
+        # the trace's key and retrace it at each new value.
+        return all(
+            isinstance(value, (tf.Tensor, bool, type(None)))
+            or type(value).__module__ == "numpy"
+            for value in values
+        ) and not any(isinstance(value, keras.KerasTensor) for value in values)
+
+    def _layer_state(self):
+        """What a trace of the call depends on besides the weights' values:
+        each layer's execution form and dtype policy (`model.quantize`
+        changes it); a change traces again."""
+        return tuple(
+            (
+                id(getattr(layer, "execution_form", None)),
+                layer.dtype_policy.name,
+            )
+            for layer in keras_internals.all_layers(self)
+        )
+
+
+def _traced_call(model):
+    """A `tf.function` of Keras' own call of `model` that also returns each
+    layer's `add_loss` values; it holds `model` weakly."""
+    import tensorflow as tf
+
+    model_ref = weakref.ref(model)
+
+    def call(args, kwargs):
+        model = model_ref()
+        outputs = super(TracedModel, model).__call__(*args, **kwargs)
+        return outputs, keras_internals.own_losses(model)
+
+    return tf.function(call, reduce_retracing=True)
