@@ -27,8 +27,8 @@ class TracedModel(keras.Model):
     `tf.function` of the same call, traced once per input signature and
     state of the layers (execution form, dtype policy), so `model(x)` costs
     what `predict_on_batch` does and returns the same values. The first
-    call in each state runs eagerly, the trace comes with the second. Everything
-    else takes Keras' own path: `training=True` (a custom training loop
+    call in each state runs eagerly, the trace comes with the second.
+    Everything else takes Keras' own path: `training=True` (a custom training loop
     under `tf.GradientTape`), symbolic inputs, calls inside a graph (`fit`,
     `predict`, an export), `run_eagerly=True`,
     `tf.config.run_functions_eagerly(True)`, and the JAX and PyTorch
@@ -83,14 +83,14 @@ class TracedModel(keras.Model):
             or keras_internals.in_stateless_scope()
         ):
             return False
-        values = keras.tree.flatten((args, kwargs))
-        # Tensors and arrays only: any other Python value would be part of
-        # the trace's key and retrace it at each new value.
+        # Tensors and arrays only (a symbolic KerasTensor is neither): any
+        # other Python value would be part of the trace's key and retrace it
+        # at each new value.
         return all(
             isinstance(value, (tf.Tensor, bool, type(None)))
             or type(value).__module__ == "numpy"
-            for value in values
-        ) and not any(isinstance(value, keras.KerasTensor) for value in values)
+            for value in keras.tree.flatten((args, kwargs))
+        )
 
     def _layer_state(self):
         """What a trace of the call depends on besides the weights' values:
