@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import fresh_process
 import pytest
 
 pytestmark = pytest.mark.tensorflow_only
@@ -86,10 +87,9 @@ def test_the_docs_run_as_written(tmp_path):
             if language == "bash"
             else [sys.executable, "-c", code]
         )
-        result = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=900,
-        )  # fmt: skip
+        # Python blocks in a forked fresh process (tests/fresh_process.py);
+        # shell blocks, the `keras-igc` commands a user types, as they are.
+        result = fresh_process.run(command, cwd=tmp_path, env=env, timeout=900)
         assert result.returncode == 0, (
             f"{doc}:{line} ({language}) exited {result.returncode}:\n"
             f"{code}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"

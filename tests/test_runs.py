@@ -6,10 +6,10 @@ import csv
 import json
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 
+import fresh_process
 import keras
 import numpy as np
 import pytest
@@ -77,9 +77,8 @@ CHILD = textwrap.dedent(
 
 
 def killed_run(out, where, child=CHILD):
-    process = subprocess.run(
-        [sys.executable, "-c", child, str(out), where],
-        capture_output=True, text=True, timeout=300,
+    process = fresh_process.run(
+        [sys.executable, "-c", child, out, where], cwd=os.getcwd(), timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )  # fmt: skip
     assert process.returncode == -9, process.stderr[-3000:]

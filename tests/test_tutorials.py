@@ -2,9 +2,9 @@
 
 import os
 import pathlib
-import subprocess
 import sys
 
+import fresh_process
 import pytest
 
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.slow]
@@ -21,13 +21,10 @@ def test_there_are_tutorials():
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)
 def test_tutorial_runs(script, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(script)],
+    result = fresh_process.run(
+        [sys.executable, script],
         cwd=tmp_path,
         env={**os.environ, **FAST, "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "Agg"},
-        capture_output=True,
-        text=True,
         timeout=600,
-        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -11,13 +11,15 @@ runs: models are saved with their compile state by `train`, the
 preprocessing record is the one `train` wrote, the export folder is what
 `export` made. test_user_path_igc.py and test_user_path_mobile.py run it for
 two families each (two files, so that the two halves can run side by side).
+Each process is forked after the import (tests/fresh_process.py); the
+README's own commands run as typed in tests/test_docs.py.
 """
 
 import json
 import os
-import subprocess
 import sys
 
+import fresh_process
 import numpy as np
 import pytest
 
@@ -60,8 +62,8 @@ training.train(model, "digits", "run", epochs=1, steps_per_epoch=2, seed=0)
 
 def cli(*args, cwd):
     script = os.path.join(os.path.dirname(sys.executable), "keras-igc")
-    return subprocess.run(
-        [script, *args], cwd=cwd, capture_output=True, text=True, timeout=900,
+    return fresh_process.run(
+        [script, *args], cwd=cwd, timeout=900,
         env={**os.environ, "KERAS_BACKEND": "tensorflow"},
     )  # fmt: skip
 
@@ -112,9 +114,9 @@ def export_family(family, folder):
     `folder`, each step a fresh process; returns `(family, folder)`."""
     args, least = FAMILIES[family]
     if args is None:
-        ok(subprocess.run(
-            [sys.executable, "-c", USERS_MODEL], cwd=folder, capture_output=True,
-            text=True, timeout=900, env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        ok(fresh_process.run(
+            [sys.executable, "-c", USERS_MODEL], cwd=folder, timeout=900,
+            env={**os.environ, "KERAS_BACKEND": "tensorflow"},
         ))  # fmt: skip
     else:
         ok(cli("train", *args, "--dataset", "digits", "--seed", "0",
@@ -158,9 +160,9 @@ def test_export_carries_the_training_record(exported):
         "m = keras.saving.load_model('run/model.keras'); "
         "print(type(m).__name__, type(m.optimizer).__name__)"
     )
-    loaded = ok(subprocess.run(
-        [sys.executable, "-c", code], cwd=folder, capture_output=True, text=True,
-        timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    loaded = ok(fresh_process.run(
+        [sys.executable, "-c", code], cwd=folder, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
     ))  # fmt: skip
     assert loaded.split()[-1] == "CoupledSGD"
     if family == "msgc-host":

@@ -1,0 +1,140 @@
+"""Fresh processes that start in a second instead of five: `run` is
+`subprocess.run` for a `python -c CODE`, `python SCRIPT` or `keras-igc ...`
+command, run in a child forked from a process that has imported keras_igc
+(and so TensorFlow and Keras) and nothing else. The child is a new process:
+its own `__main__`, working folder, arguments, output files and exit status
+(a signal as `-N`, as `subprocess.run` gives it); only the import is shared.
+
+Why: importing TensorFlow takes ~4.7 s of the ~5 s each command of the
+user's path, the docs' blocks and the tutorials spent starting, about 300
+of the TensorFlow pass's worker-seconds. The fork comes before TensorFlow
+starts any thread (the parent runs no op), so the child is as safe as one
+from `subprocess`.
+
+What this does not test, and where the real path is taken: the console
+script and the first import. tests/test_docs.py runs the README's and docs'
+shell blocks, `keras-igc` commands included, as real processes;
+tests/test_packaging.py and test_export.py's fresh-process tests import
+keras_igc in new interpreters.
+"""
+
+import atexit
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+
+# The forking process: reads one JSON request per line on stdin, forks, and
+# answers the child's pid, then its exit status. The child returns from
+# `serve` and runs the command as the process's main program, so it ends
+# the way that program would (atexit handlers, interpreter shutdown).
+_SERVER = r"""
+import json, os, runpy, sys, types
+import keras_igc, keras_igc.cli  # the import every child shares
+
+def serve():
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush(); sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            return request
+        print(json.dumps({"pid": pid}), flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"status": os.waitstatus_to_exitcode(status)}), flush=True)
+    sys.exit(0)
+
+request = serve()
+os.chdir(request["cwd"])
+for fd, name in ((0, os.devnull), (1, request["stdout"]), (2, request["stderr"])):
+    os.dup2(os.open(name, os.O_RDWR if fd == 0 else os.O_WRONLY), fd)
+kind, target, args = request["kind"], request["target"], request["args"]
+if kind == "code":
+    sys.argv, sys.path[0] = ["-c", *args], ""
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    exec(compile(target, "<string>", "exec"), main.__dict__)
+elif kind == "script":
+    sys.argv, sys.path[0] = [target, *args], os.path.dirname(os.path.abspath(target))
+    runpy.run_path(target, run_name="__main__")
+else:
+    sys.argv, sys.path[0] = [target, *args], os.path.dirname(target)
+    sys.exit(keras_igc.cli.main(args))
+"""
+
+_servers = {}
+
+
+def _server(env):
+    key = tuple(sorted(env.items()))
+    if key not in _servers:
+        # Its own start-up logs in a file, shown if it ends.
+        log = tempfile.TemporaryFile()
+        server = subprocess.Popen(
+            [sys.executable, "-c", _SERVER], env=env, text=True, stderr=log,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tempfile.gettempdir(),
+        )  # fmt: skip
+        server.log = log
+        atexit.register(server.kill)
+        _servers[key] = server
+    return _servers[key]
+
+
+def _answer(server, timeout):
+    ready, _, _ = select.select([server.stdout], [], [], timeout)
+    if not ready:
+        return None
+    line = server.stdout.readline()
+    if not line:
+        server.log.seek(0)
+        log = server.log.read().decode(errors="replace")[-3000:]
+        raise RuntimeError(f"the forking process ended (exit {server.wait()}):\n{log}")
+    return json.loads(line)
+
+
+def _request(command):
+    """`(kind, target, args)` of a command, or None where it is not one the
+    forking process runs (anything but this Python or keras-igc)."""
+    program, *rest = command
+    if program == sys.executable and rest[:1] == ["-c"]:
+        return "code", rest[1], rest[2:]
+    if program == sys.executable and rest and not rest[0].startswith("-"):
+        return "script", str(rest[0]), rest[1:]
+    if os.path.basename(program) == "keras-igc":
+        return "keras-igc", program, rest
+    return None
+
+
+def run(command, *, cwd, env, timeout):
+    """`subprocess.run(command, cwd=cwd, env=env, timeout=timeout,
+    capture_output=True, text=True)`, forked where the command is Python or
+    keras-igc (see the module docstring)."""
+    command = [str(part) for part in command]
+    request = _request(command)
+    if request is None:
+        return subprocess.run(
+            command, cwd=cwd, env=env, timeout=timeout, capture_output=True, text=True
+        )
+    kind, target, args = request
+    server = _server(dict(env))
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+        for path in (out, err):
+            open(path, "w").close()
+        server.stdin.write(json.dumps({
+            "cwd": str(cwd), "stdout": out, "stderr": err,
+            "kind": kind, "target": target, "args": args,
+        }) + "\n")  # fmt: skip
+        server.stdin.flush()
+        pid = _answer(server, 60)["pid"]
+        answer = _answer(server, timeout)
+        if answer is None:
+            os.kill(pid, signal.SIGKILL)
+            _answer(server, 60)
+            raise subprocess.TimeoutExpired(command, timeout)
+        with open(out) as f, open(err) as g:
+            stdout, stderr = f.read(), g.read()
+    return subprocess.CompletedProcess(command, answer["status"], stdout, stderr)

@@ -1,0 +1,60 @@
+"""tests/fresh_process.py gives what `subprocess.run` gives: each command in
+a new process with its own `__main__`, folder, arguments, output and exit
+status, signals as `-N`, and a timeout that kills."""
+
+import os
+import subprocess
+import sys
+
+import fresh_process
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only
+
+ENV = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+PROBE = """
+import os, sys
+print(os.getpid(), os.getcwd(), sys.argv, "seen" in globals())
+seen = True
+print("to stderr", file=sys.stderr)
+raise SystemExit(int(sys.argv[1]))
+"""
+
+
+def run(*command, cwd, timeout=120):
+    return fresh_process.run(command, cwd=cwd, env=ENV, timeout=timeout)
+
+
+def test_each_command_is_a_new_process_with_its_own_state(tmp_path):
+    first = run(sys.executable, "-c", PROBE, "3", cwd=tmp_path)
+    second = run(sys.executable, "-c", PROBE, "0", cwd=tmp_path / "..")
+    assert (first.returncode, second.returncode) == (3, 0)
+    pid, cwd, argv, seen = first.stdout.split(maxsplit=3)
+    assert int(pid) not in (os.getpid(), int(second.stdout.split()[0]))
+    assert cwd == str(tmp_path) and second.stdout.split()[1] == str(tmp_path.parent)
+    assert argv == "['-c',"
+    assert seen.endswith("'3'] False\n") and second.stdout.endswith("False\n")
+    assert first.stderr == "to stderr\n"
+
+
+def test_failures_signals_and_timeouts_are_what_subprocess_reports(tmp_path):
+    failed = run(sys.executable, "-c", "1 / 0", cwd=tmp_path)
+    assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
+    killed = run(sys.executable, "-c", "import os; os.kill(os.getpid(), 9)",
+                 cwd=tmp_path)  # fmt: skip
+    assert killed.returncode == -9
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(sys.executable, "-c", "import time; time.sleep(60)", cwd=tmp_path,
+            timeout=2)  # fmt: skip
+    # The forking process still serves after a timeout.
+    assert run(sys.executable, "-c", PROBE, "0", cwd=tmp_path).returncode == 0
+
+
+def test_scripts_and_the_command_line(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text("import sys; print(sys.argv[1:], __name__)")
+    ran = run(sys.executable, script, "x", cwd=tmp_path)
+    assert ran.stdout == "['x'] __main__\n"
+    keras_igc = os.path.join(os.path.dirname(sys.executable), "keras-igc")
+    wrong = run(keras_igc, "info", "IGCNet0", cwd=tmp_path)
+    assert wrong.returncode == 2 and "IGCNet0" in wrong.stderr
