@@ -19,6 +19,7 @@ keras_igc in new interpreters.
 """
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -26,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 # The forking process: reads one JSON request per line on stdin, forks, and
 # answers the child's pid, then its exit status. The child returns from
@@ -65,12 +67,18 @@ else:
     sys.exit(keras_igc.cli.main(args))
 """
 
-_servers = {}
+# One forking process at a time, for one environment (a child's environment
+# is its parent's): each holds ~770 MB, and a test file uses one.
+_server_for = {}
 
 
 def _server(env):
     key = tuple(sorted(env.items()))
-    if key not in _servers:
+    if key not in _server_for:
+        for old in _server_for.values():
+            old.kill()
+            old.wait()
+        _server_for.clear()
         # Its own start-up logs in a file, shown if it ends.
         log = tempfile.TemporaryFile()
         server = subprocess.Popen(
@@ -79,14 +87,18 @@ def _server(env):
         )  # fmt: skip
         server.log = log
         atexit.register(server.kill)
-        _servers[key] = server
-    return _servers[key]
+        _server_for[key] = server
+    return _server_for[key]
 
 
-def _answer(server, timeout):
-    ready, _, _ = select.select([server.stdout], [], [], timeout)
-    if not ready:
-        return None
+def _answer(server, timeout=None):
+    """The forking process's next answer; None where `timeout` passes first.
+    (Only for the first answer of a request: Python's buffer of the pipe
+    is empty then, so `select` on the pipe says whether a line is there.)"""
+    if timeout is not None:
+        ready, _, _ = select.select([server.stdout], [], [], timeout)
+        if not ready:
+            return None
     line = server.stdout.readline()
     if not line:
         server.log.seek(0)
@@ -129,12 +141,25 @@ def run(command, *, cwd, env, timeout):
             "kind": kind, "target": target, "args": args,
         }) + "\n")  # fmt: skip
         server.stdin.flush()
-        pid = _answer(server, 60)["pid"]
-        answer = _answer(server, timeout)
-        if answer is None:
-            os.kill(pid, signal.SIGKILL)
-            _answer(server, 60)
+        # The first answer waits for the import (seconds; more on a busy machine).
+        started = _answer(server, 600)
+        if started is None:
+            raise RuntimeError("the forking process did not start a child in 600 s")
+        killed = threading.Event()
+
+        def kill():
+            killed.set()
+            with contextlib.suppress(ProcessLookupError):  # it ended just now
+                os.kill(started["pid"], signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            status = _answer(server)["status"]
+        finally:
+            timer.cancel()
+        if killed.is_set():
             raise subprocess.TimeoutExpired(command, timeout)
         with open(out) as f, open(err) as g:
             stdout, stderr = f.read(), g.read()
-    return subprocess.CompletedProcess(command, answer["status"], stdout, stderr)
+    return subprocess.CompletedProcess(command, status, stdout, stderr)

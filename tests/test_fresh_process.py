@@ -58,3 +58,11 @@ def test_scripts_and_the_command_line(tmp_path):
     keras_igc = os.path.join(os.path.dirname(sys.executable), "keras-igc")
     wrong = run(keras_igc, "info", "IGCNet0", cwd=tmp_path)
     assert wrong.returncode == 2 and "IGCNet0" in wrong.stderr
+
+
+def test_each_environment_is_the_one_asked_for(tmp_path):
+    code = "import os; print(os.environ.get('PROBE'))"
+    assert run(sys.executable, "-c", code, cwd=tmp_path).stdout == "None\n"
+    ran = fresh_process.run([sys.executable, "-c", code], cwd=tmp_path,
+                            env={**ENV, "PROBE": "a"}, timeout=120)  # fmt: skip
+    assert ran.stdout == "a\n"
