@@ -37,8 +37,10 @@ extras.
 
 import argparse
 import copy
+import json
 import os
 import platform
+import sys
 import tempfile
 import warnings
 
@@ -89,18 +91,26 @@ def digits_rows(epochs, directory):
         }
         float_top = logits["keras"].argmax(-1)
         for fmt, values in logits.items():
-            flips = checked.get(fmt, {}).get("gate_flips")
+            check = checked.get(fmt, {})
+            flips = check.get("gate_flips")
             row = {
                 "network": name, "format": fmt,
                 "accuracy": float(np.mean(values.argmax(-1) == labels)),
                 "agreement": float(np.mean(values.argmax(-1) == float_top)),
                 "bytes": result.sizes.get(fmt), "gate_flips": flips,
-                "examples_with_flips": checked.get(fmt, {}).get("examples_with_flips"),
+                "examples_with_flips": check.get("examples_with_flips"),
+                # The int8 file against its float file, as `--check` measures
+                # it: median time at batch 1 and 32 taking turns, and size.
+                "time_ratio": check.get("time_ratio"),
+                "size_ratio": check.get("size_ratio"),
             }  # fmt: skip
             rows.append(row)
+            ratios = " / ".join(f"{r:.2f}" for r in (row["time_ratio"] or {}).values())
+            size = row["size_ratio"]
             print(
                 f"| {name} | {fmt} | {row['accuracy']:.4f} | {row['agreement']:.4f} "
-                f"| {'-' if flips is None else f'{flips:.2%}'} |",
+                f"| {'-' if flips is None else f'{flips:.2%}'} | {ratios or '-'} "
+                f"| {'-' if size is None else f'{size:.2f}'} |",
                 flush=True,
             )
     return rows
@@ -306,8 +316,9 @@ def main(argv=None):
         return
     if not args.skip_accuracy:
         print(
-            "| network | format | test accuracy | agreement | gate flips |\n"
-            "|---|---|---:|---:|---:|"
+            "| network | format | test accuracy | agreement | gate flips "
+            "| time of float (batch 1 / 32) | size of float |\n"
+            "|---|---|---:|---:|---:|---:|---:|"
         )
         with tempfile.TemporaryDirectory() as directory:
             results["digits"] = digits_rows(args.epochs, directory)
@@ -318,8 +329,26 @@ def main(argv=None):
         )
         results["speed"] = speed_rows(args.networks, args.runs, args.batches)
     output = args.output or results_path("quantize-cpu.json")
+    command = " ".join(["python -m benchmarks.quantize", *(argv or sys.argv[1:])])
+    _keep_parts_not_run(output, results, command)
     write_json(output, results)
     print(f"wrote {output}")
+
+
+def _keep_parts_not_run(output, results, command):
+    """The parts (digits, speed) this run skipped keep their measurements from
+    the results file it replaces; `runs` says which command measured each."""
+    earlier = {}
+    if os.path.exists(output):
+        with open(output) as f:
+            earlier = json.load(f)
+    runs = dict(earlier.get("runs", {}))
+    for part in ("digits", "speed"):
+        if part in results:
+            runs[part] = command
+        elif part in earlier:
+            results[part] = earlier[part]
+    results["runs"] = runs
 
 
 if __name__ == "__main__":
