@@ -8,14 +8,15 @@ its own `__main__`, working folder, arguments, output files and exit status
 Why: importing TensorFlow takes ~4.7 s of the ~5 s each command of the
 user's path, the docs' blocks and the tutorials spent starting, about 300
 of the TensorFlow pass's worker-seconds. The fork comes before TensorFlow
-starts any thread (the parent runs no op), so the child is as safe as one
-from `subprocess`.
+starts any thread (the parent runs no op; under the suite's one math thread
+per worker, conftest.py, it has no thread but its main one), so the child is
+as safe as one from `subprocess`.
 
 What this does not test, and where the real path is taken: the console
 script and the first import. tests/test_docs.py runs the README's and docs'
 shell blocks, `keras-igc` commands included, as real processes;
-tests/test_packaging.py and test_export.py's fresh-process tests import
-keras_igc in new interpreters.
+test_bad_inputs.py runs the console script, and test_packaging.py imports
+keras_igc in a new interpreter.
 """
 
 import atexit
