@@ -70,16 +70,17 @@ else:
 
 # One forking process at a time, for one environment (a child's environment
 # is its parent's): each holds ~770 MB, and a test file uses one.
-_server_for = {}
+# `(environment, process)`, or None before the first command.
+_current = None
 
 
 def _server(env):
+    global _current
     key = tuple(sorted(env.items()))
-    if key not in _server_for:
-        for old in _server_for.values():
-            old.kill()
-            old.wait()
-        _server_for.clear()
+    if _current is None or _current[0] != key:
+        if _current is not None:
+            _current[1].kill()
+            _current[1].wait()
         # Its own start-up logs in a file, shown if it ends.
         log = tempfile.TemporaryFile()
         server = subprocess.Popen(
@@ -88,8 +89,8 @@ def _server(env):
         )  # fmt: skip
         server.log = log
         atexit.register(server.kill)
-        _server_for[key] = server
-    return _server_for[key]
+        _current = (key, server)
+    return _current[1]
 
 
 def _answer(server, timeout=None):
