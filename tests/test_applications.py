@@ -204,9 +204,11 @@ def test_keras_file_round_trip_and_weights_file(tmp_path):
     assert_round_trip(model, x, tmp_path)
     model.save_weights(tmp_path / "m.weights.h5")
     again = applications.IGCResNet20(classes=4, weights=str(tmp_path / "m.weights.h5"))
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(model(x))
-    )
+    for loaded, saved in zip(again.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(loaded), np.asarray(saved))
+    # The same call on both: a model's second eager call runs traced
+    # (TracedModel), whose fused kernels round differently from the first's.
+    np.testing.assert_array_equal(again.predict_on_batch(x), model.predict_on_batch(x))
 
 
 def consumers(layer):
