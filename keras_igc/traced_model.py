@@ -27,7 +27,9 @@ class TracedModel(keras.Model):
     `tf.function` of the same call, traced once per input signature and
     state of the layers (execution form, dtype policy), so `model(x)` costs
     what `predict_on_batch` does and returns the same values. The first
-    call in each state runs eagerly, the trace comes with the second.
+    call in each state runs eagerly, the trace comes with the second; the
+    traced graph's fused kernels round differently, so the first call's
+    values can differ from later ones in float32's last digits.
     Everything else takes Keras' own path: `training=True` (a custom training loop
     under `tf.GradientTape`), symbolic inputs, calls inside a graph (`fit`,
     `predict`, an export), `run_eagerly=True`,
