@@ -59,9 +59,16 @@ BENCHMARKS = (
     Benchmark(
         "export",
         "size, latency and exactness of the exported networks (SavedModel, "
-        "LiteRT, ONNX) against PyTorch's own ONNX and TorchScript",
-        "python -m benchmarks.export [--networks IGCV3-1] [--batches 2 4 8 32]",
-        ("export-cpu.json", "export-batches-cpu.json", "export-igcv3-cpu.json"),
+        "LiteRT, ONNX) against PyTorch eager (NCHW, channels_last), its own ONNX "
+        "in ONNX Runtime and, with --torch-compile, torch.compile",
+        "python -m benchmarks.export [--networks IGCV3-1] [--batches 2 4 8 32] "
+        "[--torch-compile]",
+        (
+            "export-cpu.json",
+            "export-batches-cpu.json",
+            "export-igcv3-cpu.json",
+            "export-compile-cpu.json",
+        ),
     ),
     Benchmark(
         "export_forms",

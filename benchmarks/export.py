@@ -3,6 +3,7 @@
     python -m benchmarks.export               # both networks, 30 runs each
     python -m benchmarks.export --runs 10 --networks IGCNet38
     python -m benchmarks.export --batches 2 4 8 32 --output sweep.json
+    python -m benchmarks.export --torch-compile   # torch.compile as a peer too
 
 Networks: IGCNet38 (CIFAR, batch 1 and 64), IGC-L100M2+Ident. (ImageNet,
 224x224, batch 1 and 16) and IGCV3-1 (224x224, batch 1 and 32; `--batches`
@@ -18,7 +19,9 @@ pytorchcv's own `igcv3_w1`, the network its users run):
 - PyTorch eager, `torch.no_grad`, in its faster layout (NCHW or
   channels_last);
 - the same module exported with PyTorch's own ONNX exporter and run in ONNX
-  Runtime with the same session options as keras_igc's ONNX file.
+  Runtime with the same session options as keras_igc's ONNX file;
+- with `--torch-compile`, the module under `torch.compile` (Inductor) in
+  channels_last.
 
 Every time is a median over `--runs` calls in the same process, the runtimes
 taking turns of an untimed and four timed calls (the machine is shared and
@@ -89,10 +92,10 @@ def float64_twin(model, builder):
     return twin
 
 
-def runners(model, artifacts, directory, twin):
+def runners(model, artifacts, directory, twin, compiled=False):
     """`{name: (predict, layout)}`: every artifact in its runtime, Keras, and
     the PyTorch peer `twin` (eager in both layouts, its own ONNX export in
-    ORT)."""
+    ORT, and with `compiled` `torch.compile` of channels_last)."""
     import onnxruntime as ort
 
     from benchmarks import torch_twin
@@ -104,6 +107,8 @@ def runners(model, artifacts, directory, twin):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     found["torch onnx in ORT"] = (lambda a: session.run(None, {"x": a})[0], "nchw")
     found.update(torch_twin.eager_runners(twin, "torch eager"))
+    if compiled:
+        found.update(torch_twin.compiled_runner(twin))
     return found, os.path.getsize(path)
 
 
@@ -124,6 +129,7 @@ def torch_onnx(twin, model, directory):
 
 
 PEERS = ("torch eager NCHW", "torch eager channels_last", "torch onnx in ORT")
+COMPILED_PEER = "torch compiled channels_last"
 
 
 def main(argv=None):
@@ -134,6 +140,11 @@ def main(argv=None):
         "--batches", nargs="+", type=int, help="batch sizes instead of each network's"
     )
     parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="add the twin under torch.compile (channels_last) to the peers",
+    )
+    parser.add_argument(
         "--output",
         default=os.path.join(os.path.dirname(__file__), "results", "export-cpu.json"),
     )
@@ -141,6 +152,7 @@ def main(argv=None):
     if args.batches and min(args.batches) < 1:
         parser.error(f"--batches must be positive, got {args.batches}")
     results = {"machine": platform.processor() or platform.machine(), "rows": []}
+    peers = PEERS + ((COMPILED_PEER,) if args.torch_compile else ())
     print(
         "| network | batch | runtime | ms | / fastest peer | max diff / max logit "
         "| float64 diff / max logit | MiB |\n|---|---:|---|---:|---:|---:|---:|---:|"
@@ -152,7 +164,11 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as directory:
             exported = export.export(model, directory, verbose=False)
             found, torch_bytes = runners(
-                model, exported.artifacts, directory, peer(model, peer_kind)
+                model,
+                exported.artifacts,
+                directory,
+                peer(model, peer_kind),
+                args.torch_compile,
             )
             sizes = {**exported.sizes, "torch onnx in ORT": torch_bytes}
             results[name] = {
@@ -170,7 +186,7 @@ def main(argv=None):
                 scale = float(np.max(np.abs(expected)))
                 reference = np.asarray(exact(x.astype("float64"), training=False))
                 measured = taking_turns(found, x, args.runs)
-                fastest = min(measured[peer][0] for peer in PEERS)
+                fastest = min(ms for peer, (ms, _) in measured.items() if peer in peers)
                 for runtime, (ms, output) in measured.items():
                     diff = float(np.max(np.abs(output - expected)))
                     off = float(np.max(np.abs(output - reference))) / scale

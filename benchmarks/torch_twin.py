@@ -264,6 +264,24 @@ def eager_runners(twin, label):
     return found
 
 
+def compiled_runner(twin):
+    """`{"torch compiled channels_last": (run, "nchw")}`: the twin under
+    `torch.compile` (Inductor, default mode) in its faster CPU layout, as
+    `benchmarks.networks --torch-compile` runs it. The first call at each
+    batch size compiles (a turn's untimed call), for that size only: with
+    dynamic shapes Inductor fails on IGC-L100M2's grouped 1x1 convolutions
+    (torch 2.13, "ValueRangeError: Invalid ranges [0:-1]")."""
+    module = copy.deepcopy(twin).eval().to(memory_format=torch.channels_last)
+    module = torch.compile(module, dynamic=False)
+
+    def compiled(a):
+        with torch.no_grad():
+            tensor = torch.from_numpy(a).contiguous(memory_format=torch.channels_last)
+            return module(tensor).numpy()
+
+    return {"torch compiled channels_last": (compiled, "nchw")}
+
+
 def pytorchcv_igcv3(model, alpha=1.0):
     """pytorchcv's own IGCV3 (`igcv3_w1`, ...) with the weights of a keras_igc
     `applications.IGCV3` model (its names: `pytorchcv.names`)."""

@@ -106,14 +106,17 @@ SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
 GROUPED_SECONDARY_FROM = {"keras": 120, "litert": 200, "onnx": 48}
 # Groups of one or two outputs run faster merged into consecutive groups of up
 # to this many outputs, zeros between (export-grouped-cpu.json); ONNX Runtime
-# does not gain.
-MERGED_GROUP_OUTPUTS = {"litert": 12, "savedmodel": 8}
+# does not gain. In Keras on TensorFlow's CPU (oneDNN's grouped kernel) every
+# group under 16 outputs does, forward and gradients alike: IGC-L24M2's and
+# IGC-L100M2's primaries in 0.31-0.91x the time (`_KERAS_MERGED_NOTE`).
+MERGED_GROUP_OUTPUTS = {"litert": 12, "savedmodel": 8, "keras": 16}
 
 _FORMS_FILE = "benchmarks/results/export-forms-cpu.json"
 _GROUPED_FILE = "benchmarks/results/export-grouped-cpu.json"
 _MSGC_FILE = "benchmarks/results/msgc-forms-cpu.json"
 _MSGC_EXPORTS_FILE = "benchmarks/results/msgc-exports-cpu.json"
 _KERAS_FILE = "benchmarks/results/bench-cpu.json"
+_KERAS_MERGED_NOTE = "benchmarks/NOTES.md, 'Merged groups in Keras'"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,22 +359,31 @@ def _merged(choice, geometry):
     if factor == 1:
         return choice
     groups, outputs = geometry.groups, geometry.group_outputs
+    source = _KERAS_MERGED_NOTE if choice.runtime == "keras" else _GROUPED_FILE
     return dataclasses.replace(
         choice,
         merge=factor,
         why=f"{choice.why}; as {groups // factor} groups of {factor} "
         f"({factor * outputs} outputs each, zeros between): {choice.runtime} "
-        f"runs groups of {outputs} outputs slowly ({_GROUPED_FILE})",
+        f"runs groups of {outputs} outputs slowly ({source})",
     )
 
 
 def merge_factor(runtime, geometry):
-    """How many consecutive groups run as one in `runtime` (1: none)."""
+    """How many consecutive groups run as one in `runtime` (1: none): in the
+    export runtimes groups of one or two outputs; in Keras, on TensorFlow's
+    CPU kernel only, every group under `MERGED_GROUP_OUTPUTS["keras"]`."""
     widest = MERGED_GROUP_OUTPUTS.get(runtime)
     g = geometry
-    if widest is None or g.group_outputs > 2 or g.group_inputs * g.group_outputs == 1:
+    if widest is None or g.group_inputs * g.group_outputs == 1:
         return 1
-    return max(r for r in range(1, widest // g.group_outputs + 1) if g.groups % r == 0)
+    if runtime == "keras":
+        if not _tensorflow_cpu_grouped_kernel(g.dtype):
+            return 1
+    elif g.group_outputs > 2:
+        return 1
+    widest_factor = max(1, widest // g.group_outputs)
+    return max(r for r in range(1, widest_factor + 1) if g.groups % r == 0)
 
 
 def select_path(geometry, for_converter=False):
@@ -622,6 +634,18 @@ def tensorflow_grouped_kernel(dtype):
     if has_accelerator():
         return True
     return keras_internals.tensorflow_onednn() and dtype in ("float32", "bfloat16")
+
+
+def _tensorflow_cpu_grouped_kernel(dtype):
+    """Whether Keras runs grouped convolutions through oneDNN's CPU kernel,
+    the one measured to gain from merged groups."""
+    import keras
+
+    return (
+        keras.backend.backend() == "tensorflow"
+        and not has_accelerator()
+        and tensorflow_grouped_kernel(dtype)
+    )
 
 
 def has_accelerator():

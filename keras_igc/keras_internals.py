@@ -123,6 +123,16 @@ def build_for_data(model, element_spec):
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
 
+def without_retracing_warning(function):
+    """`function` (a `tf.function`) that never logs TensorFlow's "N out of the
+    last N calls ... triggered tf.function retracing". TensorFlow counts the
+    traces of every `tf.function` of the same Python code together, so one
+    trace per model of `TracedModel`'s call warned after five models; that
+    flag has no public setter."""
+    function._omit_frequent_tracing_warning = True
+    return function
+
+
 @functools.cache
 def tensorflow_onednn():
     """Whether TensorFlow runs its CPU kernels through oneDNN (the default on

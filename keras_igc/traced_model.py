@@ -119,4 +119,7 @@ def _traced_call(model):
         outputs = super(TracedModel, model).__call__(*args, **kwargs)
         return outputs, keras_internals.own_losses(model)
 
-    return tf.function(call, reduce_retracing=True)
+    # One trace per model is by design, not the retracing TensorFlow warns of.
+    return keras_internals.without_retracing_warning(
+        tf.function(call, reduce_retracing=True)
+    )

@@ -81,6 +81,27 @@ def test_an_eager_call_is_traced_once_and_gives_keras_own_values():
 
 
 @pytest.mark.tensorflow_only
+def test_many_models_each_traced_once_log_no_retracing_warning():
+    """TensorFlow counts the traces of every model's call together (one Python
+    function); without the flag, the fifth model traced warned of retracing."""
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        x = _images()
+        for _ in range(7):
+            model = _block_model()
+            model(x), model(x)  # eager, then traced
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in records if "retracing" in r.getMessage()]
+
+
+@pytest.mark.tensorflow_only
 def test_a_new_execution_form_or_int8_quantization_traces_again():
     model = _block_model(counter=True)
     x = _images()
@@ -133,7 +154,8 @@ def test_an_msgc_hosts_mac_loss_is_a_value_after_an_eager_call():
     host(x)  # traced
     traced = [float(loss) for loss in host.losses]
     _keras_own_call(host, x)
-    assert traced == [float(loss) for loss in host.losses]
+    # The traced graph's fused kernels round differently from Keras' own call.
+    assert traced == pytest.approx([float(loss) for loss in host.losses], rel=1e-5)
     assert len(traced) == 1
 
 

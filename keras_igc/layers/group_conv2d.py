@@ -73,8 +73,9 @@ class GroupConv2D(Int8Kernel, keras.layers.Conv2D):
         # computed in the graph stays float in an int8 file (LiteRT's
         # quantizer reads constant weights only).
         dense = choice.form == "dense" and choice.for_converter
+        merge = choice.merge if choice.for_converter else 1  # Keras: in the graph
         self._merged_kernel = igc_ops.merged_groups_constant(
-            self.kernel, self.groups, self.groups if dense else choice.merge
+            self.kernel, self.groups, self.groups if dense else merge
         )
 
     def convolution_op(self, inputs, kernel):
@@ -95,6 +96,11 @@ class GroupConv2D(Int8Kernel, keras.layers.Conv2D):
                 kernel = keras.ops.convert_to_tensor(self._merged_kernel, kernel.dtype)
                 groups = inputs.shape[-1] // kernel.shape[2]
             path = "grouped"  # the merged kernel's own groups, or dense
+        elif path == "grouped" and self.execution_form.merge > 1:
+            kernel = igc_ops.merged_groups_kernel(
+                kernel, groups, self.execution_form.merge
+            )
+            groups //= self.execution_form.merge
         return igc_ops.GROUPED_CONVOLUTIONS[path](inputs, kernel, groups, **conv_args)
 
     def get_config(self):

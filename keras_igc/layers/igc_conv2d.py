@@ -249,8 +249,12 @@ class IGCConv2D(keras.layers.Layer):
         primary kernel as it is now: set it after the weights.
         """
         self.execution_form = forms.check_kind(choice, "igc_block", self)
+        # Keras merges in the graph (the kernel trains); a converter reads a
+        # constant.
         self._merged_primary_kernel = igc_ops.merged_groups_constant(
-            self.primary.kernel, self.primary_partitions, choice.merge
+            self.primary.kernel,
+            self.primary_partitions,
+            choice.merge if choice.for_converter else 1,
         )
 
     def _check_input_shape(self, input_shape):
@@ -314,6 +318,14 @@ class IGCConv2D(keras.layers.Layer):
                         self._merged_primary_kernel, self.compute_dtype
                     )
                     groups = inputs.shape[-1] // primary_kernel.shape[2]
+            elif (
+                self.active_implementation == "grouped"
+                and self.execution_form.merge > 1
+            ):
+                primary_kernel = igc_ops.merged_groups_kernel(
+                    primary_kernel, L, self.execution_form.merge
+                )
+                groups = L // self.execution_form.merge
             outputs = primary(inputs, primary_kernel, groups, **conv_args)
             if converted and self.execution_form.form == "grouped":
                 # The bias in its stored order, before the inverse permutation:
