@@ -52,8 +52,10 @@ BENCHMARKS = (
     ),
     Benchmark(
         "primary_forms",
-        "the forms of the primary 3x3 grouped convolution in TensorFlow on CPU",
-        "python -m benchmarks.primary_forms",
+        "the forms of the primary 3x3 grouped convolution in TensorFlow on CPU; "
+        "--merged: oneDNN's grouped kernel with narrow groups merged (Keras' "
+        "MERGED_GROUP_OUTPUTS)",
+        "python -m benchmarks.primary_forms [--merged [--gradients]]",
         (),
     ),
     Benchmark(

@@ -11,18 +11,32 @@ Keras runs `Conv2D(groups)` on TensorFlow), and the same `tf.nn.conv2d`
 without XLA ("onednn grouped": oneDNN's grouped kernel, keras_igc's
 "grouped" path). Each form is checked against the dense one. Results are in
 benchmarks/NOTES.md.
+
+    python -m benchmarks.primary_forms --merged [--gradients]
+
+times oneDNN's grouped kernel against the same convolution with 2, 4, 8
+consecutive partitions merged into one group (zeros between, the kernel
+merged inside the function from a variable, as Keras' "grouped" form does;
+up to 16 outputs a group), for IGC-L24M2's stages and IGC-L100M2+Ident.'s
+(batch 16), forward or forward and gradients; the runners take turns.
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import argparse  # noqa: E402
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.timing import median_seconds  # noqa: E402
+from keras_igc import ops as igc_ops  # noqa: E402
 
 STAGES = [(64, 8, 192, 24), (64, 16, 96, 24), (64, 32, 48, 24)]  # N, HxW, C, L
+# IGC-L100M2+Ident.'s four stages (M = 2), at batch 16.
+WIDE_STAGES = [(16, 56, 200, 100), (16, 28, 400, 200), (16, 14, 800, 400),
+               (16, 7, 1600, 800)]  # fmt: skip
 
 
 def median_ms(function, x, runs=30):
@@ -80,7 +94,71 @@ def forms(batch, size, channels, partitions):
             "xla grouped": xla_grouped, "onednn grouped": onednn_grouped}  # fmt: skip
 
 
+def merged_forms(channels, partitions, gradients):
+    """`{name: function}`: oneDNN's grouped kernel, and with each merge factor
+    that divides L and keeps a group at most 16 outputs."""
+    m = channels // partitions
+    kernel = tf.Variable(
+        np.random.default_rng(0).random((3, 3, m, channels)).astype("float32")
+    )
+
+    def form(factor):
+        def convolution(x):
+            merged = igc_ops.merged_groups_kernel(kernel, partitions, factor)
+            return tf.nn.conv2d(x, merged, 1, "SAME")
+
+        @tf.function
+        def forward(x):
+            return convolution(x)
+
+        @tf.function
+        def with_gradients(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = convolution(x)
+            dx, dk = tape.gradient(y, [x, kernel], output_gradients=y)
+            return y[..., :1] + tf.reduce_sum(dx) + tf.reduce_sum(dk)
+
+        return with_gradients if gradients else forward
+
+    factors = [f for f in (1, 2, 4, 8) if partitions % f == 0 and f * m <= 16]
+    return {
+        "onednn grouped" if f == 1 else f"merged x{f} ({f * m} outputs)": form(f)
+        for f in factors
+    }
+
+
+def main_merged(gradients, rounds=3):
+    for batch, size, channels, partitions in STAGES[::-1] + WIDE_STAGES:
+        x = tf.constant(
+            np.random.default_rng(1).random((batch, size, size, channels), "float32")
+        )
+        found = merged_forms(channels, partitions, gradients)
+        expected = found["onednn grouped"](x).numpy()
+        times = {name: [] for name in found}
+        for _ in range(rounds):
+            for name, function in found.items():
+                times[name].append(median_ms(function, x, runs=8))
+        base = np.median(times["onednn grouped"])
+        for name, function in found.items():
+            error = (
+                np.abs(function(x).numpy() - expected).max() / np.abs(expected).max()
+            )
+            ms = np.median(times[name])
+            print(
+                f"{size:>2}x{size} C={channels:<4} L={partitions:<3} batch {batch:<2} "
+                f"{name:<24} {ms:7.2f} ms  {ms / base:4.2f}x  (rel diff {error:.1e})",
+                flush=True,
+            )
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--merged", action="store_true")
+    parser.add_argument("--gradients", action="store_true")
+    args = parser.parse_args()
+    if args.merged:
+        return main_merged(args.gradients)
     for batch, size, channels, partitions in STAGES:
         x = tf.constant(
             np.random.default_rng(1).random((batch, size, size, channels), "float32")

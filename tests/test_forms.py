@@ -121,3 +121,61 @@ def test_the_command_line_prints_the_rule_table(capsys):
     )
     for runtime in forms.RUNTIMES:
         assert f"| {runtime} | igc_block |" in printed
+
+
+def _unmerged(layer):
+    """`layer` set to its Keras form without merged groups."""
+    layer.set_execution_form(dataclasses.replace(layer.execution_form, merge=1))
+    return layer
+
+
+def test_keras_on_tensorflow_cpu_merges_narrow_groups_elsewhere_not():
+    block = keras_igc.IGCConv2D(24, 2, padding="same")
+    block.build((None, 8, 8, 48))
+    conv = keras_igc.GroupConv2D(40, 3, groups=20, padding="same")
+    conv.build((None, 8, 8, 20))
+    wide = keras_igc.IGCConv2D(2, 16, padding="same")
+    wide.build((None, 8, 8, 32))
+    merges = forms._tensorflow_cpu_grouped_kernel("float32")
+    # 24 partitions of 2 outputs as 3 groups of 16; 20 groups of 2 as 4 of 10.
+    assert block.execution_form.merge == (8 if merges else 1)
+    assert conv.execution_form.merge == (5 if merges else 1)
+    assert wide.execution_form.merge == 1  # 16 outputs a group already
+    if merges:
+        assert "as 3 groups of 8" in block.execution_form.why
+        assert "NOTES.md" in block.execution_form.why
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("kind", ["igc_block", "grouped_conv"])
+def test_merged_groups_give_the_same_outputs_and_gradients(kind):
+    """Merged in the graph from the layer's own kernel: the zeros between
+    the groups get no gradient, the kernel trains as unmerged."""
+    import tensorflow as tf
+
+    def layer():
+        if kind == "igc_block":
+            built = keras_igc.IGCConv2D(24, 2, padding="same", use_bias=True)
+        else:
+            built = keras_igc.GroupConv2D(48, 3, groups=24, padding="same")
+        built.build((None, 6, 6, 48))
+        return built
+
+    merged, plain = layer(), _unmerged(layer())
+    assert merged.execution_form.merge > 1 and plain.execution_form.merge == 1
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in merged.weights]
+    merged.set_weights(weights)
+    plain.set_weights(weights)
+    x = tf.constant(rng.normal(size=(2, 6, 6, 48)).astype("float32"))
+    results = []
+    for built in (merged, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = built(x)
+            loss = tf.reduce_sum(y * y)
+        grads = tape.gradient(loss, [x, *built.trainable_weights])
+        results.append([y.numpy(), *[g.numpy() for g in grads]])
+    for got, expected in zip(*results, strict=True):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
