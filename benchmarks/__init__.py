@@ -127,7 +127,11 @@ BENCHMARKS = (
         "inference, against PyTorch's best for the same network and weights, "
         "each side in its own process",
         "python -m benchmarks.networks [--cases ...] [--msgc-release CHECKOUT]",
-        ("networks-cpu.json", "networks-compile-cpu.json"),
+        (
+            "networks-cpu.json",
+            "networks-compile-cpu.json",
+            "networks-compile-merged-cpu.json",
+        ),
     ),
     Benchmark(
         "shuffle_forms",
