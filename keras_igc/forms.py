@@ -106,8 +106,8 @@ SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
 GROUPED_SECONDARY_FROM = {"keras": 120, "litert": 200, "onnx": 48}
 # Groups of one or two outputs run faster merged into consecutive groups of up
 # to this many outputs, zeros between (export-grouped-cpu.json); ONNX Runtime
-# does not gain. In Keras on TensorFlow's CPU (oneDNN's grouped kernel) every
-# group under 16 outputs does, forward and gradients alike: IGC-L24M2's and
+# does not gain. In Keras on TensorFlow's CPU (oneDNN's grouped kernel) many
+# groups under 16 outputs do, forward and gradients alike: IGC-L24M2's and
 # IGC-L100M2's primaries in 0.31-0.91x the time (`_KERAS_MERGED_NOTE`).
 MERGED_GROUP_OUTPUTS = {"litert": 12, "savedmodel": 8, "keras": 16}
 
@@ -372,13 +372,16 @@ def _merged(choice, geometry):
 def merge_factor(runtime, geometry):
     """How many consecutive groups run as one in `runtime` (1: none): in the
     export runtimes groups of one or two outputs; in Keras, on TensorFlow's
-    CPU kernel only, every group under `MERGED_GROUP_OUTPUTS["keras"]`."""
+    CPU kernel only, more than two groups of under
+    `MERGED_GROUP_OUTPUTS["keras"]` outputs."""
     widest = MERGED_GROUP_OUTPUTS.get(runtime)
     g = geometry
     if widest is None or g.group_inputs * g.group_outputs == 1:
         return 1
     if runtime == "keras":
-        if not _tensorflow_cpu_grouped_kernel(g.dtype):
+        # Two groups (IGCV3's pointwise layers) would merge into a dense
+        # convolution: not measured faster (NOTES.md), left as they are.
+        if g.groups <= 2 or not _tensorflow_cpu_grouped_kernel(g.dtype):
             return 1
     elif g.group_outputs > 2:
         return 1

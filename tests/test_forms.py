@@ -141,6 +141,9 @@ def test_keras_on_tensorflow_cpu_merges_narrow_groups_elsewhere_not():
     assert block.execution_form.merge == (8 if merges else 1)
     assert conv.execution_form.merge == (5 if merges else 1)
     assert wide.execution_form.merge == 1  # 16 outputs a group already
+    pair = keras_igc.GroupConv2D(8, 1, groups=2)
+    pair.build((None, 8, 8, 8))
+    assert pair.execution_form.merge == 1  # two groups stay two
     if merges:
         assert "as 3 groups of 8" in block.execution_form.why
         assert "NOTES.md" in block.execution_form.why

@@ -245,8 +245,9 @@ class IGCConv2D(keras.layers.Layer):
 
         `choice`: a `keras_igc.forms.Choice` of kind `"igc_block"`, from
         `forms.choose(layer, runtime)`. `build` sets the `"keras"` one;
-        export sets its runtime's. A choice that merges groups snapshots the
-        primary kernel as it is now: set it after the weights.
+        export sets its runtime's. An export runtime's choice that merges
+        groups snapshots the primary kernel as it is now: set it after the
+        weights. (Keras' own merges the live kernel in each call.)
         """
         self.execution_form = forms.check_kind(choice, "igc_block", self)
         # Keras merges in the graph (the kernel trains); a converter reads a
