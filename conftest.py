@@ -33,10 +33,13 @@ import os
 # Under pytest-xdist (`-n 2`) each worker gets its share of the cores, set
 # before any backend loads: two workers whose math libraries each run a
 # thread per core ran the PyTorch pass 2x slower than one worker did
-# (OpenMP's threads busy-wait). Child processes inherit the shares.
+# (OpenMP's threads busy-wait). TensorFlow's inter-op threads too: with a
+# pool per core in each worker the TensorFlow pass took 1145 s, with its
+# share 1089 s (one run each, 2026-12-07). Child processes inherit the shares.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
-    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                  "TF_NUM_INTEROP_THREADS"):  # fmt: skip
         os.environ.setdefault(_name, str(max(1, _share)))
 
 import keras  # noqa: E402

@@ -216,6 +216,13 @@ def merged_groups_kernel(kernel, groups, factor):
     return ops.tile(kernel, (1, 1, factor, 1)) * mask
 
 
+def merged_groups(kernel, groups, factor):
+    """`(merged_groups_kernel(kernel, groups, factor), groups // factor)`:
+    the kernel and group count a layer's grouped call runs with when its
+    form merges `factor` consecutive groups (1: as they are)."""
+    return merged_groups_kernel(kernel, groups, factor), groups // factor
+
+
 def merged_groups_constant(kernel, groups, factor):
     """`merged_groups_kernel` as a float32 NumPy constant, snapshot of the
     kernel's values now; None for `factor` 1 (nothing merged). The form a

@@ -96,11 +96,10 @@ class GroupConv2D(Int8Kernel, keras.layers.Conv2D):
                 kernel = keras.ops.convert_to_tensor(self._merged_kernel, kernel.dtype)
                 groups = inputs.shape[-1] // kernel.shape[2]
             path = "grouped"  # the merged kernel's own groups, or dense
-        elif path == "grouped" and self.execution_form.merge > 1:
-            kernel = igc_ops.merged_groups_kernel(
+        elif path == "grouped":
+            kernel, groups = igc_ops.merged_groups(
                 kernel, groups, self.execution_form.merge
             )
-            groups //= self.execution_form.merge
         return igc_ops.GROUPED_CONVOLUTIONS[path](inputs, kernel, groups, **conv_args)
 
     def get_config(self):

@@ -319,14 +319,10 @@ class IGCConv2D(keras.layers.Layer):
                         self._merged_primary_kernel, self.compute_dtype
                     )
                     groups = inputs.shape[-1] // primary_kernel.shape[2]
-            elif (
-                self.active_implementation == "grouped"
-                and self.execution_form.merge > 1
-            ):
-                primary_kernel = igc_ops.merged_groups_kernel(
+            elif self.active_implementation == "grouped":
+                primary_kernel, groups = igc_ops.merged_groups(
                     primary_kernel, L, self.execution_form.merge
                 )
-                groups = L // self.execution_form.merge
             outputs = primary(inputs, primary_kernel, groups, **conv_args)
             if converted and self.execution_form.form == "grouped":
                 # The bias in its stored order, before the inverse permutation:
