@@ -59,6 +59,15 @@ BENCHMARKS = (
         (),
     ),
     Benchmark(
+        "int8_primary_forms",
+        "an IGC block's primary in int8 in ONNX Runtime (grouped, or depthwise "
+        "over M copies and a sum) against the float grouped convolution the "
+        "int8 rule keeps",
+        "python -m benchmarks.int8_primary_forms --out "
+        "benchmarks/results/int8-primary-forms-cpu.json",
+        ("int8-primary-forms-cpu.json",),
+    ),
+    Benchmark(
         "export",
         "size, latency and exactness of the exported networks (SavedModel, "
         "LiteRT, ONNX) against PyTorch eager (NCHW, channels_last), its own ONNX "
