@@ -106,9 +106,9 @@ SMALL_DENSE_KERNEL = 3 * 3 * 48 * 48
 GROUPED_SECONDARY_FROM = {"keras": 120, "litert": 200, "onnx": 48}
 # Groups of one or two outputs run faster merged into consecutive groups of up
 # to this many outputs, zeros between (export-grouped-cpu.json); ONNX Runtime
-# does not gain. In Keras on TensorFlow's CPU (oneDNN's grouped kernel) many
-# groups under 16 outputs do, forward and gradients alike: IGC-L24M2's and
-# IGC-L100M2's primaries in 0.31-0.91x the time (`_KERAS_MERGED_NOTE`).
+# does not gain. In Keras on TensorFlow's CPU (oneDNN's grouped kernel) more
+# than two groups under 16 outputs do, forward and gradients alike: IGC-L24M2's
+# and IGC-L100M2's primaries in 0.31-0.91x the time (`_KERAS_MERGED_NOTE`).
 MERGED_GROUP_OUTPUTS = {"litert": 12, "savedmodel": 8, "keras": 16}
 
 _FORMS_FILE = "benchmarks/results/export-forms-cpu.json"
