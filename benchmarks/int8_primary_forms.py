@@ -17,7 +17,10 @@ The quick-start network's primaries (IGC-L24M2: L = 24 partitions of M = 2,
   `W[l*M + o, i]`), whose M products per output are then summed
   (`ReduceSum`, in float after DequantizeLinear). MLAS does have an int8
   depthwise kernel; the form does the grouped convolution's multiply-adds on
-  M times the activations.
+  M times the activations. It is not keras_igc's own "depthwise" form
+  (`ops.grouped_conv_depthwise`: each input filtered M times, a depth
+  multiplier): MLAS's int8 depthwise path takes one output per group, hence
+  the copies.
 
 Each form runs in its own session (2 threads), the four taking turns
 (`timing.taking_turns`); the outputs are checked against the float grouped
