@@ -193,6 +193,12 @@ def load(
     dataset = dataset.batch(batch_size, drop_remainder=training)
     options = tf.data.Options()
     options.deterministic = True
+    # No autotuning thread: an iterator freed by Python's garbage collector
+    # waited in its destructor for that thread (which sleeps up to 60 s
+    # between rounds), holding the GIL: the process stalled 3-66 s with no
+    # CPU used, at random points of a long session. Without it an AUTOTUNE
+    # map still runs a call per core (as fast as two calls on two cores).
+    options.autotune.enabled = False
     return dataset.with_options(options).prefetch(AUTOTUNE)
 
 

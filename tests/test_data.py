@@ -71,6 +71,17 @@ def test_a_seed_makes_training_reproducible():
     )
 
 
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_pipelines_start_no_autotuning_thread(split):
+    # An iterator freed by the garbage collector waited in its destructor,
+    # holding the GIL, for that thread's next round: stalls of 3-66 s with
+    # no CPU used, at random points of a long process (the suite's workers).
+    dataset = data.load("digits", split, batch_size=8, seed=0)
+    assert dataset.options().autotune.enabled is False
+    assert dataset.options().deterministic is True
+    assert next(iter(dataset))[0].shape == (8, 32, 32, 1)
+
+
 def test_digits_split_is_fixed_and_complete():
     train = data.load("digits", "train", batch_size=1000, seed=0)
     evaluation = data.load("digits", "eval", batch_size=1000)
