@@ -83,9 +83,17 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if _runs_here(item)]
-    # The files with `slow` tests first: pytest-xdist hands files out in this
-    # order, and the longest ones handed out last left one worker idle while
-    # the other finished them (fresh-clone CI, TensorFlow: 998 s this way,
-    # 1022 s and 1058 s in file order; the machine is shared and noisy).
+    # The files with `slow` tests first (each 120-250 s on TensorFlow; see
+    # pytest_configure): a long file handed out last leaves one worker idle
+    # while the other finishes it.
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)
+
+
+def pytest_configure(config):
+    # pytest-xdist hands files out by their number of tests, most first
+    # (`--loadscope-reorder`, its default), which undid the order above: the
+    # slow files have few tests each, and one worker ran the last of them
+    # alone for 86 s at the end of the TensorFlow pass.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
