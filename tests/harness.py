@@ -59,6 +59,11 @@ def assert_round_trip(model, x, directory, *, rel=0.0, predict=False):
     if predict:
         got, expected = loaded.predict(x, verbose=0), model.predict(x, verbose=0)
     else:
+        # Both on the same path: a TracedModel's first call in a state runs
+        # eagerly and later ones as a traced graph, which rounds differently
+        # (MSGCResNet50 loaded and called once against the traced original:
+        # up to 6e-6 of the largest output, depending on the random weights).
+        loaded(x), model(x)
         got, expected = loaded(x), model(x)
     if rel:
         assert_close(got, expected, rel)
