@@ -27,6 +27,7 @@ Two markers (registered in pyproject.toml) say what runs where:
 - `slow`: subprocess runs of whole trainings (`-m "not slow"` for a quick loop).
 """
 
+import collections
 import importlib.util
 import os
 
@@ -85,9 +86,11 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if _runs_here(item)]
     # The files with `slow` tests first (each 120-250 s on TensorFlow; see
     # pytest_configure): a long file handed out last leaves one worker idle
-    # while the other finishes it.
+    # while the other finishes it. The others by their number of tests, most
+    # first, as pytest-xdist would order them.
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+    count = collections.Counter(item.path for item in items)
+    items.sort(key=lambda item: (item.path not in slow, -count[item.path]))
 
 
 def pytest_configure(config):
