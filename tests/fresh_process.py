@@ -12,9 +12,13 @@ starts any thread (the parent runs no op; under the suite's one math thread
 per worker, conftest.py, it has no thread but its main one), so the child is
 as safe as one from `subprocess`.
 
+Shell code reaches the forking process too: `forked_commands` gives a folder
+whose `keras-igc` hands its arguments and folder to `run`, for the front of a
+shell's PATH (tests/test_docs.py does so for the blocks of docs/).
+
 What this does not test, and where the real path is taken: the console
-script and the first import. tests/test_docs.py runs the README's and docs'
-shell blocks, `keras-igc` commands included, as real processes;
+script and the first import. tests/test_docs.py runs the README's shell
+blocks, `keras-igc` commands included, as real processes;
 test_bad_inputs.py runs the console script, and test_packaging.py imports
 keras_igc in a new interpreter.
 """
@@ -25,6 +29,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -165,3 +170,66 @@ def run(command, *, cwd, env, timeout):
         with open(out) as f, open(err) as g:
             stdout, stderr = f.read(), g.read()
     return subprocess.CompletedProcess(command, status, stdout, stderr)
+
+
+# The `keras-igc` of `forked_commands`: its arguments and folder to the test's
+# process, which runs them with `run`; the command's output and exit status
+# back (a signal as a shell reports it, 128 + N). Stdlib only, so no `site`.
+_SHIM = """#!{python} -S
+import json, os, socket, sys
+with socket.socket(socket.AF_UNIX) as s:
+    s.connect({address!r})
+    request = {{"args": sys.argv[1:], "cwd": os.getcwd()}}
+    s.sendall(json.dumps(request).encode() + b"\\n")
+    answer = json.loads(s.makefile("rb").readline())
+sys.stdout.write(answer["stdout"])
+sys.stderr.write(answer["stderr"])
+sys.exit(answer["status"] if answer["status"] >= 0 else 128 - answer["status"])
+"""
+
+
+@contextlib.contextmanager
+def forked_commands(env, timeout):
+    """A folder with a `keras-igc` that runs each command as `run` does
+    (forked, in `env`, at most `timeout` seconds), for the front of a shell's
+    PATH. Its output comes when the command ends, not as it goes."""
+    script = os.path.join(os.path.dirname(sys.executable), "keras-igc")
+    stop = threading.Event()
+
+    def serve(listener):
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection, connection.makefile("rwb") as stream:
+                request = json.loads(stream.readline())
+                try:
+                    result = run([script, *request["args"]], cwd=request["cwd"],
+                                 env=env, timeout=timeout)  # fmt: skip
+                    answer = [result.returncode, result.stdout, result.stderr]
+                except Exception as error:  # a timeout, a forking process gone
+                    answer = [1, "", f"forked_commands: {error!r}\n"]
+                stream.write(json.dumps(dict(zip(
+                    ("status", "stdout", "stderr"), answer, strict=True
+                ))).encode() + b"\n")  # fmt: skip
+
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        socket.socket(socket.AF_UNIX) as listener,
+    ):
+        address = os.path.join(folder, "socket")
+        listener.bind(address)
+        listener.listen()
+        listener.settimeout(0.2)  # so that `serve` sees `stop`
+        shim = os.path.join(folder, "keras-igc")
+        with open(shim, "w") as f:
+            f.write(_SHIM.format(python=sys.executable, address=address))
+        os.chmod(shim, 0o755)
+        thread = threading.Thread(target=serve, args=(listener,), daemon=True)
+        thread.start()
+        try:
+            yield folder
+        finally:
+            stop.set()
+            thread.join()

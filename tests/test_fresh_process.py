@@ -66,3 +66,21 @@ def test_each_environment_is_the_one_asked_for(tmp_path):
     ran = fresh_process.run([sys.executable, "-c", code], cwd=tmp_path,
                             env={**ENV, "PROBE": "a"}, timeout=120)  # fmt: skip
     assert ran.stdout == "a\n"
+
+
+def test_shell_code_runs_keras_igc_forked_from_the_folder_it_is_in(tmp_path):
+    (tmp_path / "model.onnx").write_text("not a model")
+    shell = """
+    command -v keras-igc
+    keras-igc info RegConv-W16 --depth 8 | head -n 3
+    keras-igc predict model.onnx digit.png || echo "exit $?"
+    """
+    with fresh_process.forked_commands(ENV, timeout=120) as folder:
+        env = {**ENV, "PATH": f"{folder}{os.pathsep}{ENV['PATH']}"}
+        ran = subprocess.run(["bash", "-c", shell], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = ran.stdout.splitlines()
+    assert ran.returncode == 0 and lines[0] == os.path.join(folder, "keras-igc")
+    assert "RegConv-W16" in ran.stdout
+    # The command ran in the shell's folder: it found the file, and refused it.
+    assert lines[-1] == "exit 2" and "'model.onnx' could not be loaded" in ran.stderr

@@ -218,6 +218,7 @@ def test_release_checkpoints_load_from_pth_files_with_their_wrappers(tmp_path):
     )  # fmt: skip
 
 
+@pytest.mark.not_on_jax  # whole hosts, as above (24 s on JAX for error paths)
 def test_a_checkpoint_that_does_not_fit_loads_nothing(tmp_path):
     model = host("resnet18")
     before = [keras.ops.convert_to_numpy(v) for v in model.weights]
