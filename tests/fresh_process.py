@@ -179,7 +179,7 @@ _SHIM = """#!{python} -S
 import json, os, socket, sys
 with socket.socket(socket.AF_UNIX) as s:
     s.connect({address!r})
-    request = {{"args": sys.argv[1:], "cwd": os.getcwd()}}
+    request = {{"args": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}
     s.sendall(json.dumps(request).encode() + b"\\n")
     answer = json.loads(s.makefile("rb").readline())
 sys.stdout.write(answer["stdout"])
@@ -192,7 +192,9 @@ sys.exit(answer["status"] if answer["status"] >= 0 else 128 - answer["status"])
 def forked_commands(env, timeout):
     """A folder with a `keras-igc` that runs each command as `run` does
     (forked, in `env`, at most `timeout` seconds), for the front of a shell's
-    PATH. Its output comes when the command ends, not as it goes."""
+    PATH. Its output comes when the command ends, not as it goes. A command
+    whose shell changed the environment (`export`, `VAR=... keras-igc`) fails
+    and says so, rather than running without the change."""
     script = os.path.join(os.path.dirname(sys.executable), "keras-igc")
     stop = threading.Event()
 
@@ -204,7 +206,10 @@ def forked_commands(env, timeout):
                 continue
             with connection, connection.makefile("rwb") as stream:
                 request = json.loads(stream.readline())
+                changed = _changed(env, request["env"])
                 try:
+                    if changed:
+                        raise ValueError(f"the shell set {changed}: run it for real")
                     result = run([script, *request["args"]], cwd=request["cwd"],
                                  env=env, timeout=timeout)  # fmt: skip
                     answer = [result.returncode, result.stdout, result.stderr]
@@ -233,3 +238,14 @@ def forked_commands(env, timeout):
         finally:
             stop.set()
             thread.join()
+
+
+# What a shell sets on its own (a non-interactive bash drops the prompts), and
+# the PATH that leads to the shim.
+_SHELL_VARIABLES = {"PWD", "OLDPWD", "SHLVL", "_", "PS1", "PS2", "PATH"}
+
+
+def _changed(env, shell_env):
+    """The variables a shell's environment has other than `env`, sorted."""
+    names = (set(env) | set(shell_env)) - _SHELL_VARIABLES
+    return sorted(n for n in names if env.get(n) != shell_env.get(n))

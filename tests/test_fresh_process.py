@@ -74,6 +74,7 @@ def test_shell_code_runs_keras_igc_forked_from_the_folder_it_is_in(tmp_path):
     command -v keras-igc
     keras-igc info RegConv-W16 --depth 8 | head -n 3
     keras-igc predict model.onnx digit.png || echo "exit $?"
+    KERAS_BACKEND=jax keras-igc info RegConv-W16 || echo "exit $?"
     """
     with fresh_process.forked_commands(ENV, timeout=120) as folder:
         env = {**ENV, "PATH": f"{folder}{os.pathsep}{ENV['PATH']}"}
@@ -83,4 +84,6 @@ def test_shell_code_runs_keras_igc_forked_from_the_folder_it_is_in(tmp_path):
     assert ran.returncode == 0 and lines[0] == os.path.join(folder, "keras-igc")
     assert "RegConv-W16" in ran.stdout
     # The command ran in the shell's folder: it found the file, and refused it.
-    assert lines[-1] == "exit 2" and "'model.onnx' could not be loaded" in ran.stderr
+    assert lines[-2] == "exit 2" and "'model.onnx' could not be loaded" in ran.stderr
+    # A variable the shell set would not reach the forked command: refused.
+    assert lines[-1] == "exit 1" and "set ['KERAS_BACKEND']" in ran.stderr
