@@ -161,6 +161,10 @@ class Choice:
         secondary: in Keras, how an IGC block's grouped primary is followed:
             `"dense"`, one block-diagonal 1x1 with both permutations in it,
             or `"grouped"`, M products of L x L between two transposes.
+        inference_secondary: in Keras, the secondary at inference where it
+            differs from training's: `"conv"`, the block-diagonal 1x1 as a
+            convolution op (on TensorFlow, Grappler fuses the BatchNorm and
+            ReLU after it into the convolution); None: as in training.
     """
 
     kind: str
@@ -172,6 +176,7 @@ class Choice:
     merge: int = 1
     gather_limit: int = 0
     secondary: str | None = None
+    inference_secondary: str | None = None
 
     @property
     def for_converter(self):
@@ -431,13 +436,22 @@ def _keras_grouped(g):
 @rule("keras", "igc_block", source=_KERAS_FILE)
 def _keras_block(g):
     """The primary's path by the Keras rule (dense: the whole block's kernel)."""
+    import keras
+
     path = select_path(g)
     why = "the Keras rule on the primary (forms.select_path)"
     if path == "dense":
         return "dense", why
     form = "grouped_primary" if path == "grouped" else "igc"
     secondary, secondary_why = _keras_secondary(g)
-    return form, f"{why}; {secondary_why}", {"primary": path, "secondary": secondary}
+    extra = {"primary": path, "secondary": secondary}
+    if secondary == "dense" and keras.backend.backend() == "tensorflow":
+        # The same product as a convolution op, into which Grappler fuses the
+        # BatchNorm and ReLU: IGCNet38's inference in 0.82-0.93x the time
+        # (benchmarks/NOTES.md, "The secondary as a convolution at inference").
+        extra["inference_secondary"] = "conv"
+        secondary_why += "; at inference a 1x1 convolution (BatchNorm fused in)"
+    return form, f"{why}; {secondary_why}", extra
 
 
 def _keras_secondary(g):

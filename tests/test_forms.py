@@ -79,15 +79,45 @@ def test_keras_runs_a_wide_secondary_grouped_and_gives_the_same_outputs(
     assert block.execution_form.secondary == secondary
     assert f"L*(M-1) = {L * (M - 1)}" in block.execution_form.why
     x = np.random.default_rng(0).normal(size=(2, 4, 4, L * M)).astype("float32")
-    expected = keras.ops.convert_to_numpy(block(x))
+    # In training: inference may run a dense secondary as a convolution (below).
+    expected = keras.ops.convert_to_numpy(block(x, training=True))
     other = "dense" if secondary == "grouped" else "grouped"
     block.set_execution_form(dataclasses.replace(block.execution_form, secondary=other))
-    got = keras.ops.convert_to_numpy(block(x))
+    got = keras.ops.convert_to_numpy(block(x, training=True))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * abs(expected).max())
     # The layer's own implementation keeps the rule's secondary.
     own = keras_igc.IGCConv2D(L, M, implementation="grouped")
     own.build((None, 4, 4, L * M))
     assert own.execution_form.secondary == secondary
+
+
+@pytest.mark.parametrize("L, M", [(60, 2), (40, 4)])
+def test_keras_infers_a_dense_secondary_as_one_convolution_on_tensorflow(L, M):
+    """On TensorFlow, inference runs a dense secondary as a 1x1 convolution
+    op, into which Grappler fuses the BatchNorm after it; training keeps the
+    matmul, and a grouped secondary keeps its products; the same outputs."""
+    block = keras_igc.IGCConv2D(L, M, padding="same")
+    block.build((None, 4, 4, L * M))
+    dense = block.execution_form.secondary == "dense"
+    converts = dense and keras.backend.backend() == "tensorflow"
+    assert block.execution_form.inference_secondary == ("conv" if converts else None)
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, L * M)).astype("float32")
+    inferred = keras.ops.convert_to_numpy(block(x))
+    trained = keras.ops.convert_to_numpy(block(x, training=True))
+    np.testing.assert_allclose(
+        inferred, trained, rtol=0, atol=1e-5 * abs(trained).max()
+    )
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        def products(training):
+            traced = tf.function(lambda v: block(v, training=training))
+            graph = traced.get_concrete_function(tf.TensorSpec(x.shape)).graph
+            types = {op.type for op in graph.get_operations()}
+            return types & {"MatMul", "BatchMatMulV2"}
+
+        assert bool(products(training=False)) == (not converts)
+        assert products(training=True)
 
 
 def test_litert_merges_narrow_groups_and_says_why():

@@ -282,7 +282,7 @@ class IGCConv2D(keras.layers.Layer):
                 f"that divides {channels}: {divisors}."
             )
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         if not keras.backend.is_float_dtype(dtype):
             raise ValueError(
@@ -330,7 +330,8 @@ class IGCConv2D(keras.layers.Layer):
                 return igc_ops.secondary_grouped(
                     outputs, secondary_kernel, L, M, secondary_bias=bias
                 )
-            if converted:
+            inference = self.execution_form.inference_secondary
+            if converted or (inference == "conv" and not training):
                 secondary = igc_ops.secondary_conv
             elif self.execution_form.secondary == "grouped":
                 secondary = igc_ops.secondary_batched
