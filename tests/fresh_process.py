@@ -206,15 +206,7 @@ def forked_commands(env, timeout):
                 continue
             with connection, connection.makefile("rwb") as stream:
                 request = json.loads(stream.readline())
-                changed = _changed(env, request["env"])
-                try:
-                    if changed:
-                        raise ValueError(f"the shell set {changed}: run it for real")
-                    result = run([script, *request["args"]], cwd=request["cwd"],
-                                 env=env, timeout=timeout)  # fmt: skip
-                    answer = [result.returncode, result.stdout, result.stderr]
-                except Exception as error:  # a timeout, a forking process gone
-                    answer = [1, "", f"forked_commands: {error!r}\n"]
+                answer = _answer_shell(request, script, env, timeout)
                 stream.write(json.dumps(dict(zip(
                     ("status", "stdout", "stderr"), answer, strict=True
                 ))).encode() + b"\n")  # fmt: skip
@@ -238,6 +230,19 @@ def forked_commands(env, timeout):
         finally:
             stop.set()
             thread.join()
+
+
+def _answer_shell(request, script, env, timeout):
+    """`[status, stdout, stderr]` of a request of the shim."""
+    changed = _changed(env, request["env"])
+    if changed:
+        return [1, "", f"forked_commands: the shell set {changed}: run it for real\n"]
+    try:
+        result = run([script, *request["args"]], cwd=request["cwd"], env=env,
+                     timeout=timeout)  # fmt: skip
+    except Exception as error:  # a timeout, a forking process gone
+        return [1, "", f"forked_commands: {error!r}\n"]
+    return [result.returncode, result.stdout, result.stderr]
 
 
 # What a shell sets on its own (a non-interactive bash drops the prompts), and
