@@ -96,6 +96,21 @@ def set_own_losses(model, losses):
         layer._losses[:] = values
 
 
+def run_graph(model, inputs, replaced, training=None):
+    """What `Functional.call(inputs, training=training)` computes, except that
+    each operation whose `id` is in `replaced` is computed by the callable
+    there (called with the operation's arguments) instead of its own call."""
+    from keras.src.models import functional
+
+    def operation(op):
+        return replaced.get(id(op)) or functional.operation_fn(op, training=training)
+
+    outputs = model._run_through_graph(
+        model._standardize_inputs(inputs), operation_fn=operation
+    )
+    return functional.unpack_singleton(outputs)
+
+
 def graph_owner(model, layer):
     """The Functional model, `model` or one nested in it, whose graph calls
     `layer` directly, so that a probe `keras.Model(owner.input, ...)` reaches

@@ -5,7 +5,7 @@ import weakref
 
 import keras
 
-from keras_igc import keras_internals
+from keras_igc import inference_folding, keras_internals
 
 # Each model's traced calls, keyed by the model without keeping it alive. Not
 # an attribute: TensorFlow would save a `tf.function` attribute into every
@@ -36,6 +36,14 @@ class TracedModel(keras.Model):
     `tf.config.run_functions_eagerly(True)`, and the JAX and PyTorch
     backends.
 
+    At inference on TensorFlow (`training` unset or False, in the traced call,
+    `predict` and an export alike), each BatchNormalization that follows a
+    float32 `Conv2D`, `GroupConv2D` or `DepthwiseConv2D` is folded into that
+    convolution's kernel and a bias, from the live variables at each call
+    (`keras_igc.inference_folding`): TensorFlow then fuses the convolution,
+    the bias and the activation into one kernel. The outputs are BatchNorm's
+    to float32 rounding. `fold_batch_norm = False` turns this off.
+
     Build your own like any Functional model; on JAX and PyTorch it is one:
 
     >>> import keras
@@ -50,6 +58,26 @@ class TracedModel(keras.Model):
     >>> bool(np.allclose(eager, model.predict_on_batch(x), atol=1e-5))
     True
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fold_batch_norm = True
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        replaced = None
+        if (
+            self.fold_batch_norm
+            and not training
+            and mask is None
+            and not kwargs
+            and keras.backend.backend() == "tensorflow"
+        ):
+            replaced = inference_folding.folded_operations(
+                keras_internals.graph_nodes(self), self.outputs
+            )
+        if not replaced:
+            return super().call(inputs, training=training, mask=mask, **kwargs)
+        return keras_internals.run_graph(self, inputs, replaced, training=training)
 
     def __call__(self, *args, **kwargs):
         if not self._traces(args, kwargs):
@@ -96,9 +124,9 @@ class TracedModel(keras.Model):
 
     def _layer_state(self):
         """What a trace of the call depends on besides the weights' values:
-        each layer's execution form and dtype policy (`model.quantize`
-        changes it); a change traces again."""
-        return tuple(
+        `fold_batch_norm`, each layer's execution form and dtype policy
+        (`model.quantize` changes it); a change traces again."""
+        return (self.fold_batch_norm,) + tuple(
             (
                 id(getattr(layer, "execution_form", None)),
                 layer.dtype_policy.name,

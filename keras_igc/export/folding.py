@@ -11,16 +11,16 @@ extra weights would buy nothing); every other grouped `Conv2D` becomes a
 `GroupConv2D` with the same weights.
 """
 
-import collections
 import dataclasses
 
 import keras
 import numpy as np
 
-from keras_igc import forms, keras_internals, validation
+from keras_igc import forms, inference_folding, keras_internals, validation
 from keras_igc import ops as igc_ops
 from keras_igc.complexity import model_complexity
 from keras_igc.layers import GroupConv2D, IGCConv2D
+from keras_igc.traced_model import TracedModel
 
 BLOCK_FORMS = forms.OVERRIDES["igc_block"]
 RUNTIMES = forms.EXPORT_RUNTIMES
@@ -122,6 +122,10 @@ def prepare(
     pairs = batch_norm_pairs(model) if fold else {}
     choices = _top_level_choices(model, target, overrides, pairs)
     clone = _clone(model, pairs, choices)
+    if isinstance(clone, TracedModel):
+        # The artifact's graph is the one prepared here (each BatchNorm folded
+        # into weights, or with `fold=False` kept), not Keras' inference fold.
+        clone.fold_batch_norm = False
     _copy_weights(model, clone, pairs)
     chosen = _set_forms(clone, target, overrides, choices)
     # Keras' exporters want a model that has run once.
@@ -259,37 +263,12 @@ def check_model(model):
 
 
 def batch_norm_pairs(model):
-    """`{producer name: BatchNormalization}` for every foldable pair."""
-    nodes = keras_internals.graph_nodes(model)
-    calls = collections.Counter(id(node.operation) for node in nodes)
-    consumers = collections.Counter(
-        id(parent.operation) for node in nodes for parent in node.parent_nodes
+    """`{producer name: BatchNormalization}` for every foldable pair (the
+    rule of `inference_folding.batch_norm_pairs`)."""
+    pairs = inference_folding.batch_norm_pairs(
+        keras_internals.graph_nodes(model), model.outputs
     )
-    outputs = {id(t) for t in model.outputs}
-    pairs = {}
-    for node in nodes:
-        bn = node.operation
-        if (
-            not isinstance(bn, keras.layers.BatchNormalization)
-            or bn.axis not in (-1, 3)
-            or calls[id(bn)] != 1
-            or len(node.parent_nodes) != 1
-        ):
-            continue
-        (parent,) = node.parent_nodes
-        producer = parent.operation
-        foldable = isinstance(producer, IGCConv2D) or (
-            isinstance(producer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
-            and producer.activation is keras.activations.linear
-        )
-        if (
-            foldable
-            and calls[id(producer)] == 1
-            and consumers[id(producer)] == 1
-            and not any(id(t) in outputs for t in parent.output_tensors)
-        ):
-            pairs[producer.name] = bn
-    return pairs
+    return {producer.name: bn for producer, bn in pairs.items()}
 
 
 def is_grouped_conv(layer):
