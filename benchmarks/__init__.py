@@ -138,6 +138,7 @@ BENCHMARKS = (
         "python -m benchmarks.networks [--cases ...] [--msgc-release CHECKOUT]",
         (
             "networks-cpu.json",
+            "networks-igcv3-folded-cpu.json",
             "networks-compile-cpu.json",
             "networks-compile-merged-cpu.json",
         ),
