@@ -7,8 +7,8 @@ the scaled kernel and adding the bias, from the live variables in the traced
 graph, leaves TensorFlow's graph optimizer a convolution and a `BiasAdd`,
 which it fuses with the activation after them into one oneDNN call. A
 BatchNorm after a grouped or depthwise convolution is otherwise never fused:
-IGCV3-1's `predict_on_batch` at batch 16 took 0.70-0.74x the time, at batch 1
-0.83x (benchmarks/NOTES.md, "BatchNorm folded in Keras' inference call").
+IGCV3-1's inference at batch 16 took 0.71-0.74x the time, at batch 1
+0.78-0.84x (benchmarks/NOTES.md, "BatchNorm folded in Keras' inference call").
 
 `export.prepare` folds the same pairs into a clone's weights for the runtimes;
 this folds them at each call, so the model's weights stay as trained.
